@@ -1,0 +1,89 @@
+//! Micro benchmarks of the hot functions: masking, UTF-8 validation, frame
+//! encode and decode. Run: `cargo bench -p wsx-proto --bench proto`.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use wsx_proto::mask::{apply_mask, apply_mask_naive};
+use wsx_proto::utf8::{Utf8Bytes, Utf8Validator};
+use wsx_proto::{Config, Connection, Message, Role};
+
+fn masking(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mask");
+    for size in [64usize, 1024, 16 << 10, 1 << 20] {
+        let mut buf = vec![0xa5u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("wide", size), &size, |b, _| {
+            b.iter(|| apply_mask(black_box(&mut buf), black_box([1, 2, 3, 4])))
+        });
+        if size <= 16 << 10 {
+            g.bench_with_input(BenchmarkId::new("bytewise", size), &size, |b, _| {
+                b.iter(|| apply_mask_naive(black_box(&mut buf), black_box([1, 2, 3, 4]), 0))
+            });
+        }
+    }
+    g.finish();
+}
+
+fn utf8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("utf8");
+    let ascii = "hello world, this is ascii text. ".repeat(2000);
+    let mixed = "κόσμε 𝄞 naïve café — ".repeat(2000);
+    for (name, text) in [("ascii", &ascii), ("mixed", &mixed)] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(BenchmarkId::new("validator", name), |b| {
+            b.iter(|| {
+                let mut v = Utf8Validator::new();
+                v.feed(black_box(text.as_bytes())).unwrap();
+                v.finish().unwrap();
+            })
+        });
+        g.bench_function(BenchmarkId::new("std", name), |b| b.iter(|| std::str::from_utf8(black_box(text.as_bytes())).unwrap()));
+    }
+    let s = Utf8Bytes::from(mixed.as_str());
+    g.throughput(Throughput::Bytes(s.len() as u64));
+    g.bench_function("as_str/unchecked", |b| b.iter(|| black_box(&s).as_str().len()));
+    g.bench_function("as_str/checked", |b| b.iter(|| std::str::from_utf8(black_box(&s).as_bytes()).unwrap().len()));
+    g.finish();
+}
+
+fn frames(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame");
+    for size in [16usize, 1024, 64 << 10] {
+        let payload = Bytes::from(vec![b'x'; size]);
+        // Encode: server (no mask) and client (mask while copying).
+        for role in [Role::Server, Role::Client] {
+            let mut conn = Connection::new(role, Config::default());
+            g.throughput(Throughput::Bytes(size as u64));
+            g.bench_function(BenchmarkId::new(format!("encode/{role:?}"), size), |b| {
+                b.iter(|| {
+                    conn.send(Message::Binary(payload.clone())).unwrap();
+                    let n = conn.buffered_amount();
+                    conn.advance_write(n);
+                })
+            });
+        }
+        // Decode: 64 masked frames fed at once to a server.
+        let mut client = Connection::new(Role::Client, Config::default());
+        for _ in 0..64 {
+            client.send(Message::Binary(payload.clone())).unwrap();
+        }
+        let wire = client.take_output();
+        g.throughput(Throughput::Bytes(64 * size as u64));
+        g.bench_function(BenchmarkId::new("decode/64-masked", size), |b| {
+            b.iter(|| {
+                let mut server = Connection::new(Role::Server, Config::default());
+                server.feed(black_box(&wire));
+                let mut n = 0;
+                while let Some(m) = server.next_message().unwrap() {
+                    n += m.len();
+                }
+                assert_eq!(n, 64 * size);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, masking, utf8, frames);
+criterion_main!(benches);

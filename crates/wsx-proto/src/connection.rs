@@ -1,0 +1,645 @@
+//! The sans-I/O connection: bytes in, messages out; messages in, bytes out.
+//!
+//! [`Connection`] holds the state of one WebSocket connection after the
+//! opening handshake: the read buffer and the frame being parsed, the
+//! fragmented message being assembled with its UTF-8 validator, the close
+//! handshake, and the queue of bytes to write. It never touches a socket or
+//! a clock; the I/O layer reads into [`Connection::read_buf`] (or calls
+//! [`Connection::feed`]), takes messages from [`Connection::next_message`],
+//! and writes out what [`Connection::write_chunks`] shows, reporting progress
+//! with [`Connection::advance_write`].
+//!
+//! Received payloads are unmasked in place in the read buffer and handed out
+//! as `Bytes` slices of it (no copy, §5.3); a text payload is validated as its
+//! bytes arrive, so invalid UTF-8 fails the connection at the first bad byte
+//! (§8.1), even in a frame that is not complete yet.
+//!
+//! ```
+//! use wsx_proto::{Connection, Config, Message, Role};
+//! let mut server = Connection::new(Role::Server, Config::default());
+//! // A masked "Hello" from a client (RFC 6455 §5.7).
+//! server.feed(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+//! assert_eq!(server.next_message().unwrap(), Some(Message::text("Hello")));
+//! server.send(Message::text("Hello")).unwrap();
+//! assert_eq!(server.take_output(), vec![0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+//! ```
+
+use crate::close::{CloseFrame, ClosePayloadError, MAX_REASON_LEN};
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::limits::{Config, MAX_SIZE_LIMIT};
+use crate::mask::{apply_mask, apply_mask_offset};
+use crate::message::Message;
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// Which end of the connection this is. Decides masking (§5.1): a client
+/// masks every frame it sends and refuses masked frames; a server refuses
+/// unmasked frames and never masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The end that opened the connection.
+    Client,
+    /// The end that accepted it.
+    Server,
+}
+
+/// Where the closing handshake (§7) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseState {
+    /// No close frame sent or received.
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Both close frames exchanged: the transport may be closed (by the
+    /// server first, §7.1.1).
+    Closed,
+    /// The connection was failed (§7.1.7): a close frame with the error's
+    /// code is queued; the transport should be closed once it is written.
+    Failed,
+}
+
+/// Whether the bytes received are still interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recv {
+    Open,
+    /// The peer's close frame arrived (or we failed): later bytes are dropped.
+    Done,
+}
+
+/// The frame whose header has been parsed and whose payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct FrameState {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    /// Payload bytes already unmasked (and validated, for text).
+    processed: usize,
+}
+
+/// A data message whose first frame has been seen.
+#[derive(Debug)]
+struct MessageState {
+    text: bool,
+    /// Fragments received so far (empty for a single-frame message).
+    data: BytesMut,
+    /// Bytes received so far, all fragments.
+    size: usize,
+    utf8: Utf8Validator,
+}
+
+/// Bytes waiting to be written: frozen chunks (large payloads written from
+/// the sender's buffer) followed by a tail buffer where headers and small
+/// payloads are coalesced.
+#[derive(Debug, Default)]
+struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl OutQueue {
+    fn push_frame(&mut self, header: &FrameHeader, payload: &[u8], owned: Option<Bytes>, copy_threshold: usize) {
+        let mut hb = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut hb);
+        self.len += n + payload.len();
+        match owned {
+            Some(bytes) if header.mask.is_none() && payload.len() > copy_threshold => {
+                self.tail.extend_from_slice(&hb[..n]);
+                self.chunks.push_back(self.tail.split().freeze());
+                self.chunks.push_back(bytes);
+            }
+            _ => {
+                self.tail.reserve(n + payload.len());
+                self.tail.extend_from_slice(&hb[..n]);
+                let start = self.tail.len();
+                self.tail.extend_from_slice(payload);
+                if let Some(key) = header.mask {
+                    apply_mask(&mut self.tail[start..], key);
+                }
+            }
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for c in &self.chunks {
+            if n == dst.len() {
+                return n;
+            }
+            dst[n] = IoSlice::new(c);
+            n += 1;
+        }
+        if n < dst.len() && !self.tail.is_empty() {
+            dst[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
+        n
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= n => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    return;
+                }
+                None => {
+                    let k = n.min(self.tail.len());
+                    self.tail.advance(k);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One WebSocket connection after the opening handshake, without I/O.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    rbuf: BytesMut,
+    frame: Option<FrameState>,
+    msg: Option<MessageState>,
+    recv: Recv,
+    close: CloseState,
+    /// The latest ping's payload, waiting to be answered (§5.5.3: a pong
+    /// answers the most recent ping; older ones may go unanswered).
+    pending_pong: Option<Bytes>,
+    /// A data message being sent in fragments by the user.
+    sending_fragmented: bool,
+    out: OutQueue,
+}
+
+/// Above this many queued bytes, an automatic pong waits (replaced by newer
+/// ones) instead of growing a queue that the peer is not reading.
+const CONTROL_BACKLOG: usize = 64 << 10;
+
+/// Read size when nothing is known about what comes next.
+const MIN_READ: usize = 4096;
+
+/// Largest single read reservation.
+const MAX_READ: usize = 1 << 20;
+
+impl Connection {
+    /// A connection in the given role, open (the handshake is done).
+    pub fn new(role: Role, config: Config) -> Self {
+        Self {
+            role,
+            config,
+            rbuf: BytesMut::new(),
+            frame: None,
+            msg: None,
+            recv: Recv::Open,
+            close: CloseState::Open,
+            pending_pong: None,
+            sending_fragmented: false,
+            out: OutQueue::default(),
+        }
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the closing handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.close
+    }
+
+    /// Whether the transport should now be closed: both close frames were
+    /// exchanged or the connection failed, and nothing is left to write.
+    pub fn should_close_transport(&self) -> bool {
+        matches!(self.close, CloseState::Closed | CloseState::Failed) && self.out.len == 0 && self.pending_pong.is_none()
+    }
+
+    // ----------------------------------------------------------------- input
+
+    /// Copy received bytes into the read buffer.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.recv == Recv::Open {
+            self.rbuf.extend_from_slice(data);
+        }
+    }
+
+    /// The read buffer, for the I/O layer to read into directly (after
+    /// reserving [`Connection::read_hint`] bytes).
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// How many bytes to make room for before the next read: the rest of
+    /// the current frame when its header is known (bounded), else 4 KiB.
+    pub fn read_hint(&self) -> usize {
+        match &self.frame {
+            Some(f) => (f.len - self.rbuf.len().min(f.len)).clamp(MIN_READ, MAX_READ),
+            None => MIN_READ,
+        }
+    }
+
+    /// Release buffers that hold no data, so that an idle connection holds
+    /// (almost) no heap. The I/O layer calls this when it has nothing to do.
+    pub fn shrink_idle(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
+        }
+        if self.out.len == 0 && self.out.tail.capacity() > 0 {
+            self.out.tail = BytesMut::new();
+        }
+        if self.out.chunks.is_empty() && self.out.chunks.capacity() > 0 {
+            self.out.chunks = VecDeque::new();
+        }
+    }
+
+    /// Heap bytes held by this connection's buffers (for footprint reports).
+    pub fn buffer_capacity(&self) -> usize {
+        self.rbuf.capacity()
+            + self.out.tail.capacity()
+            + self.out.chunks.capacity() * std::mem::size_of::<Bytes>()
+            + self.msg.as_ref().map_or(0, |m| m.data.capacity())
+    }
+
+    /// The transport reached end of stream. An error if the closing
+    /// handshake had not happened (§7.1.5: the close code is then 1006).
+    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
+        self.rbuf.clear();
+        match self.close {
+            CloseState::Closed | CloseState::Failed => Ok(()),
+            CloseState::Open | CloseState::CloseSent => {
+                self.recv = Recv::Done;
+                self.close = CloseState::Failed;
+                Err(ProtocolError::AbnormalClosure)
+            }
+        }
+    }
+
+    /// Parse what the read buffer holds and return the next message, or
+    /// `Ok(None)` if more bytes are needed (or the peer's close frame was
+    /// already received). Pings and pongs are returned too; with automatic
+    /// pongs on, a ping's answer is queued before it is returned.
+    ///
+    /// A protocol violation fails the connection: a close frame with the
+    /// error's code (§7.4.1) is queued, later input is ignored, and the
+    /// error is returned once.
+    pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.recv == Recv::Done {
+                self.rbuf.clear();
+                return Ok(None);
+            }
+            let mut f = match self.frame {
+                Some(f) => f,
+                None => match self.parse_header() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(self.fail(e)),
+                },
+            };
+            let avail = self.rbuf.len().min(f.len);
+            if avail > f.processed {
+                let new = &mut self.rbuf[f.processed..avail];
+                if let Some(key) = f.mask {
+                    apply_mask_offset(new, key, f.processed);
+                }
+                if !f.opcode.is_control() {
+                    if let Some(m) = self.msg.as_mut() {
+                        if m.text && m.utf8.feed(new).is_err() {
+                            return Err(self.fail(ProtocolError::InvalidUtf8));
+                        }
+                    }
+                }
+                f.processed = avail;
+            }
+            if avail < f.len {
+                self.frame = Some(f);
+                return Ok(None);
+            }
+            self.frame = None;
+            let payload = self.rbuf.split_to(f.len).freeze();
+            match self.complete_frame(f, payload) {
+                Ok(Some(m)) => return Ok(Some(m)),
+                Ok(None) => continue,
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// Parse and check a frame header at the start of the read buffer.
+    fn parse_header(&mut self) -> Result<Option<FrameState>, ProtocolError> {
+        let (h, n) = match FrameHeader::parse(&self.rbuf) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(None),
+            Err(HeaderError::LengthMsbSet) => return Err(ProtocolError::InvalidLength),
+        };
+        // §5.2: RSV bits MUST be 0 unless an extension defines them.
+        if h.rsv1 || h.rsv2 || h.rsv3 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let opcode = OpCode::from_u8(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        // §5.1: clients mask, servers do not.
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) if !self.config.accept_unmasked_frames() => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if opcode.is_control() {
+            // §5.5: control frames are not fragmented and carry <= 125 bytes.
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+        } else {
+            let max_frame = self.config.max_frame_size();
+            if h.payload_len > max_frame as u64 {
+                return Err(ProtocolError::FrameTooBig { size: h.payload_len, max: max_frame });
+            }
+            // §5.4: continuation only inside a message; no new message inside one.
+            match (opcode, self.msg.is_some()) {
+                (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
+                (OpCode::Text | OpCode::Binary, false) => {
+                    self.msg = Some(MessageState {
+                        text: opcode == OpCode::Text,
+                        data: BytesMut::new(),
+                        size: 0,
+                        utf8: Utf8Validator::new(),
+                    });
+                }
+                _ => {}
+            }
+            let max_msg = self.config.max_message_size();
+            if let Some(m) = self.msg.as_ref() {
+                let total = m.size as u64 + h.payload_len;
+                if total > max_msg as u64 {
+                    return Err(ProtocolError::MessageTooBig { size: total, max: max_msg });
+                }
+            }
+        }
+        self.rbuf.advance(n);
+        // The frame length fits in usize: it is at most the 2 GiB limit or 125.
+        let len = h.payload_len as usize;
+        let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0 };
+        self.frame = Some(f);
+        Ok(Some(f))
+    }
+
+    /// A frame's payload is complete (unmasked, text validated so far).
+    fn complete_frame(&mut self, f: FrameState, payload: Bytes) -> Result<Option<Message>, ProtocolError> {
+        match f.opcode {
+            OpCode::Ping => {
+                if self.config.auto_pong() && self.close == CloseState::Open {
+                    self.pending_pong = Some(payload.clone());
+                    self.flush_pong();
+                }
+                Ok(Some(Message::Ping(payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(payload))),
+            OpCode::Close => {
+                let frame = CloseFrame::parse(payload).map_err(|e| match e {
+                    ClosePayloadError::OneByte => ProtocolError::InvalidClosePayload,
+                    ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c),
+                    ClosePayloadError::InvalidUtf8 => ProtocolError::InvalidCloseReason,
+                })?;
+                self.recv = Recv::Done;
+                self.rbuf.clear();
+                self.msg = None;
+                match self.close {
+                    CloseState::Open => {
+                        // §5.5.1: reply with a close frame, typically echoing the code.
+                        self.pending_pong = None;
+                        let reply = frame.as_ref().map(|f| CloseFrame { code: f.code, reason: Utf8Bytes::new() });
+                        self.queue_close(reply.as_ref());
+                        self.close = CloseState::Closed;
+                    }
+                    CloseState::CloseSent => self.close = CloseState::Closed,
+                    _ => {}
+                }
+                Ok(Some(Message::Close(frame)))
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let Some(m) = self.msg.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                m.size += payload.len();
+                if !f.fin {
+                    m.data.extend_from_slice(&payload);
+                    return Ok(None);
+                }
+                let data = if m.data.is_empty() {
+                    payload
+                } else {
+                    m.data.extend_from_slice(&payload);
+                    std::mem::take(&mut m.data).freeze()
+                };
+                let text = m.text;
+                let complete = m.utf8.finish();
+                self.msg = None;
+                if text {
+                    complete.map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Ok(Some(Message::Text(Utf8Bytes::from_bytes_unchecked(data))))
+                } else {
+                    Ok(Some(Message::Binary(data)))
+                }
+            }
+        }
+    }
+
+    /// Fail the connection (§7.1.7): queue a close frame with the error's
+    /// code, stop interpreting input.
+    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
+        self.recv = Recv::Done;
+        self.rbuf.clear();
+        self.frame = None;
+        self.msg = None;
+        self.pending_pong = None;
+        if self.close == CloseState::Open {
+            let frame = CloseFrame { code: e.close_code(), reason: Utf8Bytes::new() };
+            self.queue_close(Some(&frame));
+        }
+        self.close = CloseState::Failed;
+        e
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// Queue a message. Text and binary messages go out as one frame; pings
+    /// and pongs must be at most 125 bytes; a close starts (or answers) the
+    /// closing handshake, see [`Connection::close`].
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        match msg {
+            Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes(), true),
+            Message::Binary(b) => self.send_data(OpCode::Binary, b, true),
+            Message::Ping(b) => self.send_control(OpCode::Ping, b),
+            Message::Pong(b) => self.send_control(OpCode::Pong, b),
+            Message::Close(f) => self.close(f),
+        }
+    }
+
+    /// Queue one fragment of a data message (§5.4): the first fragment with
+    /// `text` saying the message type, later ones as continuations, the last
+    /// with `fin`. Control messages may be sent between fragments.
+    pub fn send_fragment(&mut self, text: bool, payload: Bytes, fin: bool) -> Result<(), SendError> {
+        let opcode = match (self.sending_fragmented, text) {
+            (true, _) => OpCode::Continuation,
+            (false, true) => OpCode::Text,
+            (false, false) => OpCode::Binary,
+        };
+        self.send_data(opcode, payload, fin)
+    }
+
+    /// Queue a data frame; `opcode` Continuation only inside a fragmented send.
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), SendError> {
+        if self.close != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_SIZE_LIMIT {
+            return Err(SendError::MessageTooLarge(payload.len()));
+        }
+        match (opcode, self.sending_fragmented) {
+            (OpCode::Continuation, false) => return Err(SendError::FragmentOrder),
+            (OpCode::Text | OpCode::Binary, true) => return Err(SendError::FragmentOrder),
+            _ => {}
+        }
+        self.sending_fragmented = !fin;
+        self.write_frame(opcode, fin, &payload, Some(payload.clone()));
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        if self.close != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        if opcode == OpCode::Pong {
+            // An unsolicited pong or a manual answer supersedes the automatic one.
+            self.pending_pong = None;
+        }
+        self.write_frame(opcode, true, &payload, None);
+        Ok(())
+    }
+
+    /// Start the closing handshake (§7.1.2), or answer the peer's close.
+    /// The code must be one that may be sent (§7.4); the reason at most 123
+    /// bytes. `None` sends a close frame without a body. After this, no data
+    /// may be sent; received messages are still returned until the peer's
+    /// close frame arrives.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        if let Some(f) = &frame {
+            if !f.code.is_sendable() {
+                return Err(SendError::InvalidCloseCode(f.code.into()));
+            }
+            if f.reason.len() > MAX_REASON_LEN {
+                return Err(SendError::ReasonTooLong(f.reason.len()));
+            }
+        }
+        match self.close {
+            CloseState::Open => {
+                self.pending_pong = None;
+                self.queue_close(frame.as_ref());
+                self.close = CloseState::CloseSent;
+                Ok(())
+            }
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    fn queue_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut body = BytesMut::new();
+        if let Some(f) = frame {
+            f.encode(&mut body);
+        }
+        self.write_frame(OpCode::Close, true, &body, None);
+    }
+
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], owned: Option<Bytes>) {
+        let mask = match self.role {
+            // §5.3 / §10.3: a fresh, unpredictable key for every frame.
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: opcode.as_u8(),
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        self.out.push_frame(&header, payload, owned, self.config.copy_threshold());
+    }
+
+    /// Queue the pending pong unless the peer has left a backlog unread.
+    fn flush_pong(&mut self) {
+        if self.out.len < CONTROL_BACKLOG {
+            if let Some(p) = self.pending_pong.take() {
+                self.write_frame(OpCode::Pong, true, &p, None);
+            }
+        }
+    }
+
+    /// Bytes queued to be written (the `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len
+    }
+
+    /// Whether anything is waiting to be written.
+    pub fn wants_write(&mut self) -> bool {
+        self.flush_pong();
+        self.out.len > 0
+    }
+
+    /// Whether the write queue is above the configured high-water mark: the
+    /// I/O layer should write before accepting more messages.
+    pub fn write_backpressure(&self) -> bool {
+        self.out.len >= self.config.max_write_buffer()
+    }
+
+    /// Fill `dst` with the queued bytes, in order; returns how many slices
+    /// were filled. Write them with one vectored write, then call
+    /// [`Connection::advance_write`] with the number of bytes written.
+    pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.flush_pong();
+        self.out.chunks_vectored(dst)
+    }
+
+    /// `n` bytes from the front of the queue were written.
+    pub fn advance_write(&mut self, n: usize) {
+        self.out.advance(n);
+        if self.out.len == 0 && self.out.tail.capacity() > 64 << 10 {
+            self.out.tail = BytesMut::new();
+        }
+    }
+
+    /// Take all queued bytes as one buffer (for tests and simple transports).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        self.flush_pong();
+        let mut v = Vec::with_capacity(self.out.len);
+        for c in &self.out.chunks {
+            v.extend_from_slice(c);
+        }
+        v.extend_from_slice(&self.out.tail);
+        let n = self.out.len;
+        self.out.advance(n);
+        v
+    }
+}

@@ -1,0 +1,775 @@
+//! The opening handshake (RFC 6455 §4), both roles, without I/O.
+//!
+//! Server: [`parse_request`] reads a request head (bounded, 431 past the
+//! limit), [`UpgradeRequest::from_request`] checks every rule of §4.2.1 and
+//! negotiates the version (13, 8 or 7; anything else is 426 with
+//! `Sec-WebSocket-Version: 13, 8, 7`), [`UpgradeRequest::accept`] builds the
+//! 101 response with the subprotocol the application picked, and
+//! [`HandshakeError::to_response`] the refusal.
+//!
+//! Client: [`ClientHandshake::new`] completes a request with a fresh random
+//! key (§4.1, from a CSPRNG) and the required headers, [`parse_response`]
+//! reads the response head and [`ClientHandshake::check_response`] checks
+//! the status, `Upgrade`, `Connection`, `Sec-WebSocket-Accept`, and that
+//! the subprotocol and extensions are ones the client offered (§4.2.2).
+//!
+//! ```
+//! use wsx_proto::handshake::*;
+//! let req = http::Request::get("ws://example.com/chat")
+//!     .header("Sec-WebSocket-Protocol", "chat, superchat")
+//!     .body(()).unwrap();
+//! let (bytes, client) = ClientHandshake::new(req).unwrap();
+//!
+//! let (request, _) = parse_request(&bytes, DEFAULT_MAX_REQUEST_SIZE).unwrap().unwrap();
+//! let upgrade = UpgradeRequest::from_request(request).unwrap();
+//! assert_eq!(upgrade.protocols(), ["chat", "superchat"]);
+//! let response = upgrade.accept(&Accept::new().protocol("chat"), None).unwrap();
+//! let negotiated = client.check_response(&response).unwrap();
+//! assert_eq!(negotiated.protocol.as_deref(), Some("chat"));
+//! ```
+
+use crate::extensions::{self, is_token, Extension, ExtensionParseError};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use sha1::{Digest, Sha1};
+
+/// The GUID of RFC 6455 §1.3, appended to the key to derive the accept key.
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The versions this implementation speaks, for the 426 response (§4.4).
+pub const SUPPORTED_VERSIONS: &str = "13, 8, 7";
+
+/// Default limit on the size of a request or response head: 16 KiB.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 16 << 10;
+
+/// Most header lines accepted in a handshake head.
+pub const MAX_HEADERS: usize = 128;
+
+/// Derive `Sec-WebSocket-Accept` from `Sec-WebSocket-Key` (§4.2.2 step 5.4).
+///
+/// ```
+/// // RFC 6455 §1.3.
+/// assert_eq!(wsx_proto::handshake::derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+///            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn derive_accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// Why a handshake failed. On the server each variant has the status to
+/// answer with ([`HandshakeError::status`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The head is larger than the limit (431 on the server).
+    #[error("handshake head larger than {0} bytes")]
+    TooLarge(usize),
+    /// More header lines than [`MAX_HEADERS`] (431).
+    #[error("too many header lines")]
+    TooManyHeaders,
+    /// The head is not valid HTTP/1.1 (400).
+    #[error("malformed HTTP head: {0}")]
+    Malformed(String),
+    /// The request method is not GET (§4.1) (405).
+    #[error("method must be GET")]
+    MethodNotGet,
+    /// HTTP older than 1.1 (§4.1) (400).
+    #[error("HTTP/1.1 or later is required")]
+    HttpVersion,
+    /// No `Host` header (§4.1) (400).
+    #[error("missing Host header")]
+    MissingHost,
+    /// `Upgrade` lacks the `websocket` token (400).
+    #[error("Upgrade header must contain \"websocket\"")]
+    NoUpgradeWebsocket,
+    /// `Connection` lacks the `Upgrade` token (400).
+    #[error("Connection header must contain \"Upgrade\"")]
+    NoConnectionUpgrade,
+    /// `Sec-WebSocket-Key` missing, repeated, or not base64 of 16 bytes (400).
+    #[error("Sec-WebSocket-Key must be the base64 of 16 bytes")]
+    InvalidKey,
+    /// A version this implementation does not speak (426, §4.4).
+    #[error("unsupported WebSocket version {0:?} (supported: 13, 8, 7)")]
+    UnsupportedVersion(String),
+    /// A malformed `Sec-WebSocket-Extensions` header (400).
+    #[error(transparent)]
+    InvalidExtensions(#[from] ExtensionParseError),
+    /// A malformed or repeated subprotocol in `Sec-WebSocket-Protocol` (400).
+    #[error("invalid Sec-WebSocket-Protocol: {0}")]
+    InvalidProtocols(String),
+    /// The application picked a subprotocol the client did not offer (500).
+    #[error("subprotocol {0:?} was not offered by the client")]
+    ProtocolNotOffered(String),
+    /// Client: the URL cannot be used for a WebSocket request.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// Client: the server answered with another status than 101.
+    #[error("server answered {0} instead of 101 Switching Protocols")]
+    UnexpectedStatus(StatusCode),
+    /// Client: `Sec-WebSocket-Accept` does not match the key (§4.2.2).
+    #[error("Sec-WebSocket-Accept does not match the key")]
+    AcceptMismatch,
+    /// Client: the server selected a subprotocol that was not offered (§4.1).
+    #[error("server selected subprotocol {0:?}, which was not offered")]
+    UnrequestedProtocol(String),
+    /// Client: the server accepted an extension that was not offered (§4.1).
+    #[error("server accepted extension {0:?}, which was not offered")]
+    UnrequestedExtension(String),
+    /// Client: the server's extension response is not acceptable.
+    #[error("invalid extension response: {0}")]
+    InvalidExtensionResponse(String),
+}
+
+impl HandshakeError {
+    /// The HTTP status a server answers this error with.
+    pub fn status(&self) -> StatusCode {
+        use HandshakeError::*;
+        match self {
+            TooLarge(_) | TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            MethodNotGet => StatusCode::METHOD_NOT_ALLOWED,
+            UnsupportedVersion(_) => StatusCode::UPGRADE_REQUIRED,
+            ProtocolNotOffered(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The response a server sends for this error: the status, a short
+    /// plain-text reason, `Connection: close`, and for 426 the versions we
+    /// speak (§4.4).
+    pub fn to_response(&self) -> Response<Bytes> {
+        let mut b = Response::builder()
+            .status(self.status())
+            .header(header::CONNECTION, "close")
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        match self {
+            HandshakeError::UnsupportedVersion(_) => {
+                b = b.header(header::SEC_WEBSOCKET_VERSION, SUPPORTED_VERSIONS).header(header::UPGRADE, "websocket");
+            }
+            HandshakeError::MethodNotGet => b = b.header(header::ALLOW, "GET"),
+            _ => {}
+        }
+        let body = Bytes::from(format!("{self}\n"));
+        b.body(body).unwrap_or_else(|_| Response::new(Bytes::new()))
+    }
+}
+
+/// Find the end of an HTTP head (`\r\n\r\n`) within `max` bytes.
+fn head_end(buf: &[u8], max: usize) -> Result<Option<usize>, HandshakeError> {
+    let window = &buf[..buf.len().min(max)];
+    match window.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => Ok(Some(p + 4)),
+        None if buf.len() >= max => Err(HandshakeError::TooLarge(max)),
+        None => Ok(None),
+    }
+}
+
+fn map_httparse(e: httparse::Error) -> HandshakeError {
+    match e {
+        httparse::Error::TooManyHeaders => HandshakeError::TooManyHeaders,
+        other => HandshakeError::Malformed(other.to_string()),
+    }
+}
+
+fn copy_headers(src: &[httparse::Header<'_>], dst: &mut HeaderMap) -> Result<(), HandshakeError> {
+    for h in src {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HandshakeError::Malformed(format!("header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| HandshakeError::Malformed(format!("value of {}", h.name)))?;
+        dst.append(name, value);
+    }
+    Ok(())
+}
+
+/// Parse a request head from the start of `buf`. `Ok(None)` while the head
+/// is incomplete; [`HandshakeError::TooLarge`] once `max` bytes hold no
+/// complete head. Returns the request and the length of the head; bytes after
+/// it belong to the WebSocket stream.
+pub fn parse_request(buf: &[u8], max: usize) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
+    let Some(end) = head_end(buf, max)? else { return Ok(None) };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(&buf[..end]).map_err(map_httparse)? {
+        httparse::Status::Complete(_) => {}
+        httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head".into())),
+    }
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| HandshakeError::Malformed("method".into()))?;
+    let uri: Uri = req.path.unwrap_or("").parse().map_err(|_| HandshakeError::Malformed("request target".into()))?;
+    let version = if req.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
+    let mut out = Request::new(());
+    *out.method_mut() = method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = version;
+    copy_headers(req.headers, out.headers_mut())?;
+    Ok(Some((out, end)))
+}
+
+/// Parse a response head from the start of `buf`; see [`parse_request`].
+pub fn parse_response(buf: &[u8], max: usize) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
+    let Some(end) = head_end(buf, max)? else { return Ok(None) };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(&buf[..end]).map_err(map_httparse)? {
+        httparse::Status::Complete(_) => {}
+        httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head".into())),
+    }
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HandshakeError::Malformed("status code".into()))?;
+    let mut out = Response::new(());
+    *out.status_mut() = status;
+    *out.version_mut() = if resp.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
+    copy_headers(resp.headers, out.headers_mut())?;
+    Ok(Some((out, end)))
+}
+
+/// Whether a comma-separated header (all its lines) contains `token`,
+/// compared case-insensitively.
+pub fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Parse the `Sec-WebSocket-Protocol` lines into a list of tokens; refuses
+/// invalid tokens and duplicates (§4.1: unique, ordered by preference).
+pub fn parse_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeError> {
+    let mut out: Vec<String> = Vec::new();
+    for v in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
+        let v = v.to_str().map_err(|_| HandshakeError::InvalidProtocols("non-ASCII".into()))?;
+        for p in v.split(',') {
+            let p = p.trim();
+            if p.is_empty() {
+                continue;
+            }
+            if !is_token(p) {
+                return Err(HandshakeError::InvalidProtocols(format!("{p:?} is not a token")));
+            }
+            if out.iter().any(|q| q == p) {
+                return Err(HandshakeError::InvalidProtocols(format!("{p:?} is repeated")));
+            }
+            out.push(p.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn parse_extension_list(headers: &HeaderMap) -> Result<Vec<Extension>, HandshakeError> {
+    Ok(extensions::parse_extension_headers(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().map(|v| v.as_bytes()))?)
+}
+
+/// A checked WebSocket upgrade request, as the server application sees it:
+/// the whole HTTP request plus what the handshake extracted from it.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest {
+    request: Request<()>,
+    key: String,
+    version: u8,
+    protocols: Vec<String>,
+    extensions: Vec<Extension>,
+}
+
+impl UpgradeRequest {
+    /// Check a request against RFC 6455 §4.2.1: GET, HTTP/1.1 or later,
+    /// `Host`, `Upgrade: websocket`, `Connection: Upgrade` (token lists,
+    /// case-insensitive), a `Sec-WebSocket-Key` that is base64 of 16 bytes,
+    /// and a version of 13, 8 or 7.
+    pub fn from_request(request: Request<()>) -> Result<Self, HandshakeError> {
+        if request.method() != Method::GET {
+            return Err(HandshakeError::MethodNotGet);
+        }
+        if request.version() < Version::HTTP_11 {
+            return Err(HandshakeError::HttpVersion);
+        }
+        let h = request.headers();
+        if h.get(header::HOST).is_none_or(|v| v.is_empty()) {
+            return Err(HandshakeError::MissingHost);
+        }
+        if !header_has_token(h, header::UPGRADE, "websocket") {
+            return Err(HandshakeError::NoUpgradeWebsocket);
+        }
+        if !header_has_token(h, header::CONNECTION, "upgrade") {
+            return Err(HandshakeError::NoConnectionUpgrade);
+        }
+        let mut versions = h.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+        let version = match (versions.next(), versions.next()) {
+            (Some(v), None) => {
+                let s = v.to_str().unwrap_or("").trim();
+                match s {
+                    "13" => 13,
+                    "8" => 8,
+                    "7" => 7,
+                    other => return Err(HandshakeError::UnsupportedVersion(other.to_owned())),
+                }
+            }
+            (None, _) => return Err(HandshakeError::UnsupportedVersion(String::new())),
+            (Some(_), Some(_)) => return Err(HandshakeError::UnsupportedVersion("several".into())),
+        };
+        let mut keys = h.get_all(header::SEC_WEBSOCKET_KEY).iter();
+        let key = match (keys.next(), keys.next()) {
+            (Some(k), None) => k.to_str().map_err(|_| HandshakeError::InvalidKey)?.trim().to_owned(),
+            _ => return Err(HandshakeError::InvalidKey),
+        };
+        match BASE64.decode(key.as_bytes()) {
+            Ok(raw) if raw.len() == 16 => {}
+            _ => return Err(HandshakeError::InvalidKey),
+        }
+        let protocols = parse_protocols(h)?;
+        let extensions = parse_extension_list(h)?;
+        Ok(Self { request, key, version, protocols, extensions })
+    }
+
+    /// The HTTP request (method, URI, headers).
+    pub fn request(&self) -> &Request<()> {
+        &self.request
+    }
+
+    /// All request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        self.request.headers()
+    }
+
+    /// One header as a string, if present and visible ASCII.
+    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
+        self.request.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The path of the request target.
+    pub fn path(&self) -> &str {
+        self.request.uri().path()
+    }
+
+    /// The query string, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+
+    /// A query parameter's raw (not percent-decoded) value.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// The `Origin` header (sent by browsers, §4.1 / §10.2).
+    pub fn origin(&self) -> Option<&str> {
+        self.header(header::ORIGIN)
+    }
+
+    /// A cookie's value from the `Cookie` headers.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then_some(v.trim_matches('"'))
+            })
+    }
+
+    /// The negotiated protocol version: 13, 8 or 7.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The `Sec-WebSocket-Key`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// The extensions the client offered, in order.
+    pub fn extensions(&self) -> &[Extension] {
+        &self.extensions
+    }
+
+    /// Build the 101 response (§4.2.2 step 5): `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Accept`, the chosen subprotocol (which must be one the
+    /// client offered), the accepted extensions header and the application's
+    /// extra headers.
+    pub fn accept(&self, accept: &Accept, extensions: Option<&str>) -> Result<Response<()>, HandshakeError> {
+        let mut resp = Response::new(());
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = resp.headers_mut();
+        for (k, v) in &accept.headers {
+            h.append(k.clone(), v.clone());
+        }
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        let accept_key = derive_accept_key(self.key.as_bytes());
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept_key).map_err(|_| HandshakeError::InvalidKey)?);
+        if let Some(p) = &accept.protocol {
+            if !self.protocols.iter().any(|o| o == p) {
+                return Err(HandshakeError::ProtocolNotOffered(p.clone()));
+            }
+            h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(p).map_err(|_| HandshakeError::ProtocolNotOffered(p.clone()))?);
+        }
+        if let Some(e) = extensions {
+            if let Ok(v) = HeaderValue::from_str(e) {
+                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+            }
+        }
+        Ok(resp)
+    }
+}
+
+/// What the server application says to an upgrade request it accepts: the
+/// subprotocol it picked (from the client's list) and extra response headers
+/// (e.g. `Set-Cookie`).
+///
+/// ```
+/// use wsx_proto::handshake::Accept;
+/// let a = Accept::new().protocol("chat").header("x-server", "wsx");
+/// assert_eq!(a.selected_protocol(), Some("chat"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Accept {
+    protocol: Option<String>,
+    headers: HeaderMap,
+}
+
+impl Accept {
+    /// Accept with no subprotocol and no extra headers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Select a subprotocol (one the client offered).
+    pub fn protocol(mut self, p: impl Into<String>) -> Self {
+        self.protocol = Some(p.into());
+        self
+    }
+
+    /// Add a response header. Invalid names or values are ignored.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            self.headers.append(n, v);
+        }
+        self
+    }
+
+    /// The selected subprotocol.
+    pub fn selected_protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// Extra headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+/// Serialize a response head and `body` into bytes (the response's own body
+/// is not used, so a `Response<()>` head can be written with any body).
+pub fn write_response<B>(resp: &Response<B>, body: &[u8], dst: &mut Vec<u8>) {
+    let status = resp.status();
+    dst.extend_from_slice(b"HTTP/1.1 ");
+    dst.extend_from_slice(status.as_str().as_bytes());
+    dst.push(b' ');
+    dst.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    dst.extend_from_slice(b"\r\n");
+    for (k, v) in resp.headers() {
+        dst.extend_from_slice(k.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(v.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    if status != StatusCode::SWITCHING_PROTOCOLS && !resp.headers().contains_key(header::CONTENT_LENGTH) {
+        dst.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    dst.extend_from_slice(b"\r\n");
+    dst.extend_from_slice(body);
+}
+
+/// What the client negotiated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The subprotocol the server selected.
+    pub protocol: Option<String>,
+    /// The extensions the server accepted, in order.
+    pub extensions: Vec<Extension>,
+}
+
+/// The client side of the opening handshake: the request it sent and what it
+/// expects back.
+#[derive(Debug, Clone)]
+pub struct ClientHandshake {
+    accept_key: String,
+    protocols: Vec<String>,
+    offered_extensions: Vec<String>,
+    request: Request<()>,
+}
+
+impl ClientHandshake {
+    /// Complete `request` (a `ws://`, `wss://`, `http://` or `https://` URI,
+    /// or a path with a `Host` header) into an opening handshake (§4.1):
+    /// `Host` (unless given), `Upgrade`, `Connection`, a fresh
+    /// `Sec-WebSocket-Key` from a CSPRNG, `Sec-WebSocket-Version: 13`. Headers
+    /// the caller set are kept, including `Sec-WebSocket-Protocol` (the
+    /// subprotocols offered) and `Sec-WebSocket-Extensions`. Returns the
+    /// bytes to send.
+    pub fn new(mut request: Request<()>) -> Result<(Vec<u8>, ClientHandshake), HandshakeError> {
+        let uri = request.uri().clone();
+        if let Some(scheme) = uri.scheme_str() {
+            if !matches!(scheme.to_ascii_lowercase().as_str(), "ws" | "wss" | "http" | "https") {
+                return Err(HandshakeError::InvalidUrl(format!("scheme {scheme:?} is not ws or wss")));
+            }
+        }
+        let path = uri.path_and_query().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or("/");
+        let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
+        let headers = request.headers_mut();
+        if !headers.contains_key(header::HOST) {
+            let host = uri.host().ok_or_else(|| HandshakeError::InvalidUrl("no host".into()))?;
+            let default_port = matches!(uri.scheme_str(), Some("wss" | "https")).then_some(443).unwrap_or(80);
+            let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+            let value = match uri.port_u16() {
+                Some(p) if p != default_port => format!("{host}:{p}"),
+                _ => host,
+            };
+            headers.insert(header::HOST, HeaderValue::from_str(&value).map_err(|_| HandshakeError::InvalidUrl("host".into()))?);
+        }
+        let key_raw: [u8; 16] = rand::random();
+        let key = BASE64.encode(key_raw);
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        headers.insert(header::SEC_WEBSOCKET_KEY, HeaderValue::from_str(&key).map_err(|_| HandshakeError::InvalidKey)?);
+        let protocols = parse_protocols(headers)?;
+        let offered_extensions = parse_extension_list(headers)?.into_iter().map(|e| e.name).collect();
+
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(b"GET ");
+        bytes.extend_from_slice(path.as_bytes());
+        bytes.extend_from_slice(b" HTTP/1.1\r\n");
+        for (k, v) in request.headers() {
+            bytes.extend_from_slice(k.as_str().as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(v.as_bytes());
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
+        let accept_key = derive_accept_key(key.as_bytes());
+        Ok((bytes, ClientHandshake { accept_key, protocols, offered_extensions, request }))
+    }
+
+    /// The request as sent.
+    pub fn request(&self) -> &Request<()> {
+        &self.request
+    }
+
+    /// The subprotocols offered.
+    pub fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// Check the server's response (§4.2.2, §4.1 "the client MUST Fail the
+    /// WebSocket Connection" rules).
+    pub fn check_response<B>(&self, resp: &Response<B>) -> Result<Negotiated, HandshakeError> {
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(HandshakeError::UnexpectedStatus(resp.status()));
+        }
+        let h = resp.headers();
+        if !header_has_token(h, header::UPGRADE, "websocket") {
+            return Err(HandshakeError::NoUpgradeWebsocket);
+        }
+        if !header_has_token(h, header::CONNECTION, "upgrade") {
+            return Err(HandshakeError::NoConnectionUpgrade);
+        }
+        let mut accepts = h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+        match (accepts.next(), accepts.next()) {
+            (Some(v), None) if v.as_bytes() == self.accept_key.as_bytes() => {}
+            _ => return Err(HandshakeError::AcceptMismatch),
+        }
+        let selected = parse_protocols(h)?;
+        let protocol = match selected.as_slice() {
+            [] => None,
+            [p] if self.protocols.contains(p) => Some(p.clone()),
+            [p] => return Err(HandshakeError::UnrequestedProtocol(p.clone())),
+            _ => return Err(HandshakeError::UnrequestedProtocol(selected.join(", "))),
+        };
+        let extensions = parse_extension_list(h).map_err(|e| HandshakeError::InvalidExtensionResponse(e.to_string()))?;
+        for e in &extensions {
+            if !self.offered_extensions.contains(&e.name) {
+                return Err(HandshakeError::UnrequestedExtension(e.name.clone()));
+            }
+        }
+        Ok(Negotiated { protocol, extensions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQ: &str = "GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+        Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\nCookie: a=1; sid=\"xyz\"\r\n\r\n";
+
+    fn req_with(replace: &str, with: &str) -> Result<UpgradeRequest, HandshakeError> {
+        let s = REQ.replacen(replace, with, 1);
+        let (r, _) = parse_request(s.as_bytes(), DEFAULT_MAX_REQUEST_SIZE)?.expect("complete");
+        UpgradeRequest::from_request(r)
+    }
+
+    #[test]
+    fn rfc6455_1_3_accept_key() {
+        assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn valid_request_exposes_path_query_origin_cookies_protocols() {
+        let r = req_with("", "").unwrap();
+        assert_eq!(r.path(), "/chat");
+        assert_eq!(r.query_param("room"), Some("1"));
+        assert_eq!(r.origin(), Some("http://example.com"));
+        assert_eq!(r.cookie("sid"), Some("xyz"));
+        assert_eq!(r.protocols(), ["chat", "superchat"]);
+        assert_eq!(r.version(), 13);
+        let resp = r.accept(&Accept::new().protocol("chat"), None).unwrap();
+        assert_eq!(resp.status(), 101);
+        assert_eq!(resp.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn upgrade_and_connection_are_case_insensitive_token_lists() {
+        // RFC 6455 §4.2.1 items 3 and 4.
+        assert!(req_with("Upgrade: websocket", "Upgrade: WebSocket").is_ok());
+        assert!(req_with("Connection: Upgrade", "Connection: keep-alive, upgrade").is_ok());
+        assert_eq!(req_with("Upgrade: websocket", "Upgrade: h2c").unwrap_err(), HandshakeError::NoUpgradeWebsocket);
+        assert_eq!(req_with("Connection: Upgrade", "Connection: keep-alive").unwrap_err(), HandshakeError::NoConnectionUpgrade);
+    }
+
+    #[test]
+    fn request_requires_get_http11_and_host() {
+        assert_eq!(req_with("GET", "POST").unwrap_err().status(), 405);
+        assert_eq!(req_with("HTTP/1.1", "HTTP/1.0").unwrap_err(), HandshakeError::HttpVersion);
+        assert_eq!(req_with("Host: server.example.com\r\n", "").unwrap_err(), HandshakeError::MissingHost);
+    }
+
+    #[test]
+    fn key_must_be_base64_of_16_bytes() {
+        // RFC 6455 §4.2.1 item 5.
+        assert_eq!(req_with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==").unwrap_err(), HandshakeError::InvalidKey);
+        assert_eq!(req_with("dGhlIHNhbXBsZSBub25jZQ==", "not base64!").unwrap_err(), HandshakeError::InvalidKey);
+        assert_eq!(req_with("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "").unwrap_err(), HandshakeError::InvalidKey);
+    }
+
+    #[test]
+    fn versions_13_8_7_accepted_others_get_426() {
+        // RFC 6455 §4.4; hybi-07 and hybi-08 share the framing of 13.
+        for v in ["13", "8", "7"] {
+            assert_eq!(req_with("Version: 13", &format!("Version: {v}")).unwrap().version().to_string(), v);
+        }
+        for v in ["12", "0", "abc", "14"] {
+            let e = req_with("Version: 13", &format!("Version: {v}")).unwrap_err();
+            assert_eq!(e.status(), StatusCode::UPGRADE_REQUIRED);
+            let resp = e.to_response();
+            assert_eq!(resp.headers()["sec-websocket-version"], "13, 8, 7");
+        }
+        assert_eq!(req_with("Sec-WebSocket-Version: 13\r\n", "").unwrap_err().status(), 426);
+    }
+
+    #[test]
+    fn oversized_request_head_gets_431() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(DEFAULT_MAX_REQUEST_SIZE));
+        let e = parse_request(big.as_bytes(), DEFAULT_MAX_REQUEST_SIZE).unwrap_err();
+        assert_eq!(e.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let e = parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), DEFAULT_MAX_REQUEST_SIZE).unwrap_err();
+        assert_eq!(e.status(), 431);
+    }
+
+    #[test]
+    fn partial_request_head_asks_for_more() {
+        for cut in 0..REQ.len() - 1 {
+            assert!(parse_request(&REQ.as_bytes()[..cut], DEFAULT_MAX_REQUEST_SIZE).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn server_may_only_select_an_offered_protocol() {
+        let r = req_with("", "").unwrap();
+        assert_eq!(r.accept(&Accept::new().protocol("other"), None).unwrap_err().status(), 500);
+    }
+
+    #[test]
+    fn duplicate_or_invalid_protocols_are_refused() {
+        assert!(req_with("chat, superchat", "chat, chat").is_err());
+        assert!(req_with("chat, superchat", "chat, sup er").is_err());
+    }
+
+    fn client_pair(protocols: &str) -> (ClientHandshake, UpgradeRequest) {
+        let mut b = Request::get("ws://example.com:8080/x?y=1");
+        if !protocols.is_empty() {
+            b = b.header("sec-websocket-protocol", protocols);
+        }
+        let (bytes, client) = ClientHandshake::new(b.body(()).unwrap()).unwrap();
+        let (r, n) = parse_request(&bytes, DEFAULT_MAX_REQUEST_SIZE).unwrap().unwrap();
+        assert_eq!(n, bytes.len());
+        assert_eq!(r.uri().path_and_query().unwrap().as_str(), "/x?y=1");
+        assert_eq!(r.headers()["host"], "example.com:8080");
+        (client, UpgradeRequest::from_request(r).unwrap())
+    }
+
+    #[test]
+    fn client_keys_are_random_and_16_bytes() {
+        let (_, a) = client_pair("");
+        let (_, b) = client_pair("");
+        assert_ne!(a.key(), b.key());
+        assert_eq!(BASE64.decode(a.key()).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn client_checks_accept_key() {
+        let (client, up) = client_pair("");
+        let mut resp = up.accept(&Accept::new(), None).unwrap();
+        assert!(client.check_response(&resp).is_ok());
+        resp.headers_mut().insert("sec-websocket-accept", HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::AcceptMismatch);
+    }
+
+    #[test]
+    fn client_fails_on_unoffered_protocol_or_extension() {
+        // RFC 6455 §4.1: a subprotocol or extension not requested fails the connection.
+        let (client, up) = client_pair("a, b");
+        let mut resp = up.accept(&Accept::new().protocol("b"), None).unwrap();
+        assert_eq!(client.check_response(&resp).unwrap().protocol.as_deref(), Some("b"));
+        resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("c"));
+        assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::UnrequestedProtocol("c".into()));
+        let resp = up.accept(&Accept::new(), Some("permessage-deflate")).unwrap();
+        assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::UnrequestedExtension("permessage-deflate".into()));
+    }
+
+    #[test]
+    fn client_fails_on_non_101_status() {
+        let (client, _) = client_pair("");
+        let resp = HandshakeError::UnsupportedVersion("1".into()).to_response();
+        assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::UnexpectedStatus(StatusCode::UPGRADE_REQUIRED));
+    }
+
+    #[test]
+    fn response_round_trips_through_bytes() {
+        let (client, up) = client_pair("");
+        let resp = up.accept(&Accept::new().header("x-a", "b"), None).unwrap();
+        let mut bytes = Vec::new();
+        write_response(&resp, &[], &mut bytes);
+        bytes.extend_from_slice(b"\x81\x00");
+        let (parsed, n) = parse_response(&bytes, DEFAULT_MAX_REQUEST_SIZE).unwrap().unwrap();
+        assert_eq!(&bytes[n..], b"\x81\x00");
+        assert_eq!(parsed.headers()["x-a"], "b");
+        client.check_response(&parsed).unwrap();
+    }
+}

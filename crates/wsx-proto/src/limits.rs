@@ -1,0 +1,121 @@
+//! Limits and settings of a connection, with safe defaults.
+//!
+//! Every buffer a peer can make the connection fill is bounded here: a frame,
+//! a message (after inflation too, once compression is negotiated), the
+//! outgoing queue that builds up when a peer does not read, and the control
+//! frames it can make us answer.
+
+/// The largest message or frame size that can be configured: 2 GiB.
+pub const MAX_SIZE_LIMIT: usize = 1 << 31;
+
+/// Default max frame and message size: 64 MiB.
+pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
+
+/// Settings of a connection. Build one from [`Config::default`] with the
+/// `with_*` methods.
+///
+/// ```
+/// use wsx_proto::Config;
+/// let config = Config::default()
+///     .with_max_message_size(1 << 20)
+///     .with_auto_pong(false);
+/// assert_eq!(config.max_message_size(), 1 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    max_frame_size: usize,
+    max_message_size: usize,
+    max_write_buffer: usize,
+    auto_pong: bool,
+    accept_unmasked_frames: bool,
+    copy_threshold: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: DEFAULT_MAX_SIZE,
+            max_message_size: DEFAULT_MAX_SIZE,
+            max_write_buffer: 16 << 20,
+            auto_pong: true,
+            accept_unmasked_frames: false,
+            copy_threshold: 16 << 10,
+        }
+    }
+}
+
+impl Config {
+    /// Largest frame payload accepted; a larger frame closes the connection
+    /// with 1009 before its payload is buffered. Clamped to 2 GiB.
+    pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes.min(MAX_SIZE_LIMIT);
+        self
+    }
+
+    /// Largest message accepted (all fragments together, and the inflated
+    /// size when compressed); a larger one closes with 1009 as soon as its
+    /// declared size passes the limit. Clamped to 2 GiB.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes.min(MAX_SIZE_LIMIT);
+        self
+    }
+
+    /// High-water mark of the outgoing queue: above it, the I/O layer
+    /// applies backpressure (a `Sink` is not ready, `send` waits).
+    pub fn with_max_write_buffer(mut self, bytes: usize) -> Self {
+        self.max_write_buffer = bytes;
+        self
+    }
+
+    /// Answer pings with pongs automatically (default: on). Pings are handed
+    /// to the user either way.
+    pub fn with_auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
+    }
+
+    /// Accept unmasked frames from clients (server role). Off by default;
+    /// RFC 6455 §5.1 requires the server to fail such connections.
+    pub fn with_accept_unmasked_frames(mut self, on: bool) -> Self {
+        self.accept_unmasked_frames = on;
+        self
+    }
+
+    /// Payloads up to this size are copied into the write buffer, so that
+    /// many small messages go out in one write; larger ones are written from
+    /// the caller's buffer with a vectored write. Default 16 KiB.
+    pub fn with_copy_threshold(mut self, bytes: usize) -> Self {
+        self.copy_threshold = bytes;
+        self
+    }
+
+    /// See [`Config::with_max_frame_size`].
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// See [`Config::with_max_message_size`].
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// See [`Config::with_max_write_buffer`].
+    pub fn max_write_buffer(&self) -> usize {
+        self.max_write_buffer
+    }
+
+    /// See [`Config::with_auto_pong`].
+    pub fn auto_pong(&self) -> bool {
+        self.auto_pong
+    }
+
+    /// See [`Config::with_accept_unmasked_frames`].
+    pub fn accept_unmasked_frames(&self) -> bool {
+        self.accept_unmasked_frames
+    }
+
+    /// See [`Config::with_copy_threshold`].
+    pub fn copy_threshold(&self) -> usize {
+        self.copy_threshold
+    }
+}
