@@ -38,7 +38,9 @@ fn utf8(c: &mut Criterion) {
                 v.finish().unwrap();
             })
         });
-        g.bench_function(BenchmarkId::new("std", name), |b| b.iter(|| std::str::from_utf8(black_box(text.as_bytes())).unwrap()));
+        g.bench_function(BenchmarkId::new("std", name), |b| {
+            b.iter(|| std::str::from_utf8(black_box(text.as_bytes())).unwrap())
+        });
     }
     let s = Utf8Bytes::from(mixed.as_str());
     g.throughput(Throughput::Bytes(s.len() as u64));

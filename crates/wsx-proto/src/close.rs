@@ -216,10 +216,7 @@ mod tests {
 
     #[test]
     fn close_reason_must_be_utf8() {
-        assert_eq!(
-            CloseFrame::parse(Bytes::from_static(&[0x03, 0xe8, 0xff])),
-            Err(ClosePayloadError::InvalidUtf8)
-        );
+        assert_eq!(CloseFrame::parse(Bytes::from_static(&[0x03, 0xe8, 0xff])), Err(ClosePayloadError::InvalidUtf8));
         let f = CloseFrame::parse(Bytes::from_static(b"\x03\xe8bye")).unwrap().unwrap();
         assert_eq!(f.code, CloseCode::Normal);
         assert_eq!(f.reason, "bye");
@@ -227,9 +224,6 @@ mod tests {
 
     #[test]
     fn close_invalid_code_on_the_wire_is_refused() {
-        assert_eq!(
-            CloseFrame::parse(Bytes::from_static(&[0x03, 0xed])),
-            Err(ClosePayloadError::InvalidCode(1005))
-        );
+        assert_eq!(CloseFrame::parse(Bytes::from_static(&[0x03, 0xed])), Err(ClosePayloadError::InvalidCode(1005)));
     }
 }

@@ -225,7 +225,9 @@ impl Connection {
     /// Whether the transport should now be closed: both close frames were
     /// exchanged or the connection failed, and nothing is left to write.
     pub fn should_close_transport(&self) -> bool {
-        matches!(self.close, CloseState::Closed | CloseState::Failed) && self.out.len == 0 && self.pending_pong.is_none()
+        matches!(self.close, CloseState::Closed | CloseState::Failed)
+            && self.out.len == 0
+            && self.pending_pong.is_none()
     }
 
     // ----------------------------------------------------------------- input

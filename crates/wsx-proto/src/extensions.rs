@@ -50,8 +50,7 @@ pub struct ExtensionParseError {
 /// Whether `b` is a `tchar` (RFC 7230 §3.2.6).
 #[inline]
 pub fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+    matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
         || b.is_ascii_alphanumeric()
 }
 
@@ -109,7 +108,14 @@ impl<'a> Parser<'a> {
                         _ => return Err(self.err("invalid quoted-pair")),
                     }
                 }
-                Some(b) if b == b'\t' || b == b' ' || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b) || b >= 0x80 => {
+                Some(b)
+                    if b == b'\t'
+                        || b == b' '
+                        || b == 0x21
+                        || (0x23..=0x5b).contains(&b)
+                        || (0x5d..=0x7e).contains(&b)
+                        || b >= 0x80 =>
+                {
                     out.push(b);
                     self.pos += 1;
                 }
@@ -169,10 +175,13 @@ pub fn parse_extensions(value: &str) -> Result<Vec<Extension>, ExtensionParseErr
 
 /// Parse every `Sec-WebSocket-Extensions` header of a request or response,
 /// in order (several headers form one list, RFC 7230 §3.2.2).
-pub fn parse_extension_headers<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<Extension>, ExtensionParseError> {
+pub fn parse_extension_headers<'a>(
+    values: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Extension>, ExtensionParseError> {
     let mut out = Vec::new();
     for v in values {
-        let s = std::str::from_utf8(v).map_err(|e| ExtensionParseError { position: e.valid_up_to(), what: "non-ASCII byte" })?;
+        let s = std::str::from_utf8(v)
+            .map_err(|e| ExtensionParseError { position: e.valid_up_to(), what: "non-ASCII byte" })?;
         out.extend(parse_extensions(s)?);
     }
     Ok(out)

@@ -178,8 +178,10 @@ fn map_httparse(e: httparse::Error) -> HandshakeError {
 
 fn copy_headers(src: &[httparse::Header<'_>], dst: &mut HeaderMap) -> Result<(), HandshakeError> {
     for h in src {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HandshakeError::Malformed(format!("header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| HandshakeError::Malformed(format!("value of {}", h.name)))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HandshakeError::Malformed(format!("header name {:?}", h.name)))?;
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| HandshakeError::Malformed(format!("value of {}", h.name)))?;
         dst.append(name, value);
     }
     Ok(())
@@ -197,7 +199,8 @@ pub fn parse_request(buf: &[u8], max: usize) -> Result<Option<(Request<()>, usiz
         httparse::Status::Complete(_) => {}
         httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head".into())),
     }
-    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes()).map_err(|_| HandshakeError::Malformed("method".into()))?;
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| HandshakeError::Malformed("method".into()))?;
     let uri: Uri = req.path.unwrap_or("").parse().map_err(|_| HandshakeError::Malformed("request target".into()))?;
     let version = if req.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let mut out = Request::new(());
@@ -217,7 +220,8 @@ pub fn parse_response(buf: &[u8], max: usize) -> Result<Option<(Response<()>, us
         httparse::Status::Complete(_) => {}
         httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head".into())),
     }
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HandshakeError::Malformed("status code".into()))?;
+    let status =
+        StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| HandshakeError::Malformed("status code".into()))?;
     let mut out = Response::new(());
     *out.status_mut() = status;
     *out.version_mut() = if resp.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
@@ -260,7 +264,9 @@ pub fn parse_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeErro
 }
 
 fn parse_extension_list(headers: &HeaderMap) -> Result<Vec<Extension>, HandshakeError> {
-    Ok(extensions::parse_extension_headers(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().map(|v| v.as_bytes()))?)
+    Ok(extensions::parse_extension_headers(
+        headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().map(|v| v.as_bytes()),
+    )?)
 }
 
 /// A checked WebSocket upgrade request, as the server application sees it:
@@ -410,12 +416,18 @@ impl UpgradeRequest {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         let accept_key = derive_accept_key(self.key.as_bytes());
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept_key).map_err(|_| HandshakeError::InvalidKey)?);
+        h.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_str(&accept_key).map_err(|_| HandshakeError::InvalidKey)?,
+        );
         if let Some(p) = &accept.protocol {
             if !self.protocols.iter().any(|o| o == p) {
                 return Err(HandshakeError::ProtocolNotOffered(p.clone()));
             }
-            h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(p).map_err(|_| HandshakeError::ProtocolNotOffered(p.clone()))?);
+            h.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_str(p).map_err(|_| HandshakeError::ProtocolNotOffered(p.clone()))?,
+            );
         }
         if let Some(e) = extensions {
             if let Ok(v) = HeaderValue::from_str(e) {
@@ -539,7 +551,10 @@ impl ClientHandshake {
                 Some(p) if p != default_port => format!("{host}:{p}"),
                 _ => host,
             };
-            headers.insert(header::HOST, HeaderValue::from_str(&value).map_err(|_| HandshakeError::InvalidUrl("host".into()))?);
+            headers.insert(
+                header::HOST,
+                HeaderValue::from_str(&value).map_err(|_| HandshakeError::InvalidUrl("host".into()))?,
+            );
         }
         let key_raw: [u8; 16] = rand::random();
         let key = BASE64.encode(key_raw);
@@ -600,7 +615,8 @@ impl ClientHandshake {
             [p] => return Err(HandshakeError::UnrequestedProtocol(p.clone())),
             _ => return Err(HandshakeError::UnrequestedProtocol(selected.join(", "))),
         };
-        let extensions = parse_extension_list(h).map_err(|e| HandshakeError::InvalidExtensionResponse(e.to_string()))?;
+        let extensions =
+            parse_extension_list(h).map_err(|e| HandshakeError::InvalidExtensionResponse(e.to_string()))?;
         for e in &extensions {
             if !self.offered_extensions.contains(&e.name) {
                 return Err(HandshakeError::UnrequestedExtension(e.name.clone()));
@@ -649,7 +665,10 @@ mod tests {
         assert!(req_with("Upgrade: websocket", "Upgrade: WebSocket").is_ok());
         assert!(req_with("Connection: Upgrade", "Connection: keep-alive, upgrade").is_ok());
         assert_eq!(req_with("Upgrade: websocket", "Upgrade: h2c").unwrap_err(), HandshakeError::NoUpgradeWebsocket);
-        assert_eq!(req_with("Connection: Upgrade", "Connection: keep-alive").unwrap_err(), HandshakeError::NoConnectionUpgrade);
+        assert_eq!(
+            req_with("Connection: Upgrade", "Connection: keep-alive").unwrap_err(),
+            HandshakeError::NoConnectionUpgrade
+        );
     }
 
     #[test]
@@ -664,7 +683,10 @@ mod tests {
         // RFC 6455 §4.2.1 item 5.
         assert_eq!(req_with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==").unwrap_err(), HandshakeError::InvalidKey);
         assert_eq!(req_with("dGhlIHNhbXBsZSBub25jZQ==", "not base64!").unwrap_err(), HandshakeError::InvalidKey);
-        assert_eq!(req_with("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "").unwrap_err(), HandshakeError::InvalidKey);
+        assert_eq!(
+            req_with("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "").unwrap_err(),
+            HandshakeError::InvalidKey
+        );
     }
 
     #[test]
@@ -688,7 +710,8 @@ mod tests {
         let e = parse_request(big.as_bytes(), DEFAULT_MAX_REQUEST_SIZE).unwrap_err();
         assert_eq!(e.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         let many: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
-        let e = parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), DEFAULT_MAX_REQUEST_SIZE).unwrap_err();
+        let e =
+            parse_request(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes(), DEFAULT_MAX_REQUEST_SIZE).unwrap_err();
         assert_eq!(e.status(), 431);
     }
 
@@ -750,14 +773,20 @@ mod tests {
         resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("c"));
         assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::UnrequestedProtocol("c".into()));
         let resp = up.accept(&Accept::new(), Some("permessage-deflate")).unwrap();
-        assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::UnrequestedExtension("permessage-deflate".into()));
+        assert_eq!(
+            client.check_response(&resp).unwrap_err(),
+            HandshakeError::UnrequestedExtension("permessage-deflate".into())
+        );
     }
 
     #[test]
     fn client_fails_on_non_101_status() {
         let (client, _) = client_pair("");
         let resp = HandshakeError::UnsupportedVersion("1".into()).to_response();
-        assert_eq!(client.check_response(&resp).unwrap_err(), HandshakeError::UnexpectedStatus(StatusCode::UPGRADE_REQUIRED));
+        assert_eq!(
+            client.check_response(&resp).unwrap_err(),
+            HandshakeError::UnexpectedStatus(StatusCode::UPGRADE_REQUIRED)
+        );
     }
 
     #[test]
