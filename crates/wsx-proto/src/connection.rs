@@ -162,24 +162,6 @@ impl OutQueue {
     }
 }
 
-/// One WebSocket connection after the opening handshake, without I/O.
-#[derive(Debug)]
-pub struct Connection {
-    role: Role,
-    config: Config,
-    rbuf: BytesMut,
-    frame: Option<FrameState>,
-    msg: Option<MessageState>,
-    recv: Recv,
-    close: CloseState,
-    /// The latest ping's payload, waiting to be answered (§5.5.3: a pong
-    /// answers the most recent ping; older ones may go unanswered).
-    pending_pong: Option<Bytes>,
-    /// A data message being sent in fragments by the user.
-    sending_fragmented: bool,
-    out: OutQueue,
-}
-
 /// Above this many queued bytes, an automatic pong waits (replaced by newer
 /// ones) instead of growing a queue that the peer is not reading.
 const CONTROL_BACKLOG: usize = 64 << 10;
@@ -190,47 +172,31 @@ const MIN_READ: usize = 4096;
 /// Largest single read reservation.
 const MAX_READ: usize = 1 << 20;
 
-impl Connection {
-    /// A connection in the given role, open (the handshake is done).
-    pub fn new(role: Role, config: Config) -> Self {
-        Self {
-            role,
-            config,
-            rbuf: BytesMut::new(),
-            frame: None,
-            msg: None,
-            recv: Recv::Open,
-            close: CloseState::Open,
-            pending_pong: None,
-            sending_fragmented: false,
-            out: OutQueue::default(),
-        }
-    }
+/// The receiving half of a connection: the read buffer, the frame being
+/// parsed and the message being assembled. It decides nothing about what to
+/// send: the caller hands pings, close frames and errors to the [`Writer`]
+/// (as [`Connection`] does), which lets the two halves live in different
+/// tasks without sharing state on the data path.
+#[derive(Debug)]
+pub struct Reader {
+    role: Role,
+    config: Config,
+    rbuf: BytesMut,
+    frame: Option<FrameState>,
+    msg: Option<MessageState>,
+    recv: Recv,
+}
 
-    /// The role.
-    pub fn role(&self) -> Role {
-        self.role
+impl Reader {
+    /// A reader in the given role.
+    pub fn new(role: Role, config: Config) -> Self {
+        Self { role, config, rbuf: BytesMut::new(), frame: None, msg: None, recv: Recv::Open }
     }
 
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config
     }
-
-    /// Where the closing handshake stands.
-    pub fn close_state(&self) -> CloseState {
-        self.close
-    }
-
-    /// Whether the transport should now be closed: both close frames were
-    /// exchanged or the connection failed, and nothing is left to write.
-    pub fn should_close_transport(&self) -> bool {
-        matches!(self.close, CloseState::Closed | CloseState::Failed)
-            && self.out.len == 0
-            && self.pending_pong.is_none()
-    }
-
-    // ----------------------------------------------------------------- input
 
     /// Copy received bytes into the read buffer.
     pub fn feed(&mut self, data: &[u8]) {
@@ -240,7 +206,7 @@ impl Connection {
     }
 
     /// The read buffer, for the I/O layer to read into directly (after
-    /// reserving [`Connection::read_hint`] bytes).
+    /// reserving [`Reader::read_hint`] bytes).
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.rbuf
     }
@@ -254,51 +220,46 @@ impl Connection {
         }
     }
 
-    /// Release buffers that hold no data, so that an idle connection holds
-    /// (almost) no heap. The I/O layer calls this when it has nothing to do.
+    /// Whether the reader has stopped interpreting input (the peer's close
+    /// frame arrived, or the connection failed).
+    pub fn is_done(&self) -> bool {
+        self.recv == Recv::Done
+    }
+
+    /// Release an empty read buffer, so that an idle connection holds no
+    /// read buffer at all.
     pub fn shrink_idle(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
         }
-        if self.out.len == 0 && self.out.tail.capacity() > 0 {
-            self.out.tail = BytesMut::new();
-        }
-        if self.out.chunks.is_empty() && self.out.chunks.capacity() > 0 {
-            self.out.chunks = VecDeque::new();
-        }
     }
 
-    /// Heap bytes held by this connection's buffers (for footprint reports).
+    /// Heap bytes held by the read side.
     pub fn buffer_capacity(&self) -> usize {
-        self.rbuf.capacity()
-            + self.out.tail.capacity()
-            + self.out.chunks.capacity() * std::mem::size_of::<Bytes>()
-            + self.msg.as_ref().map_or(0, |m| m.data.capacity())
+        self.rbuf.capacity() + self.msg.as_ref().map_or(0, |m| m.data.capacity())
     }
 
-    /// The transport reached end of stream. An error if the closing
-    /// handshake had not happened (§7.1.5: the close code is then 1006).
-    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
-        self.rbuf.clear();
-        match self.close {
-            CloseState::Closed | CloseState::Failed => Ok(()),
-            CloseState::Open | CloseState::CloseSent => {
-                self.recv = Recv::Done;
-                self.close = CloseState::Failed;
-                Err(ProtocolError::AbnormalClosure)
-            }
-        }
+    /// Stop interpreting input (after a failure reported elsewhere).
+    pub fn stop(&mut self) {
+        self.recv = Recv::Done;
+        self.rbuf = BytesMut::new();
+        self.frame = None;
+        self.msg = None;
     }
 
-    /// Parse what the read buffer holds and return the next message, or
-    /// `Ok(None)` if more bytes are needed (or the peer's close frame was
-    /// already received). Pings and pongs are returned too; with automatic
-    /// pongs on, a ping's answer is queued before it is returned.
-    ///
-    /// A protocol violation fails the connection: a close frame with the
-    /// error's code (§7.4.1) is queued, later input is ignored, and the
-    /// error is returned once.
+    /// Parse the next message from the read buffer, or `Ok(None)` if more
+    /// bytes are needed or input is no longer interpreted. After a close
+    /// frame or an error, later input is ignored. The caller must pass
+    /// pings, close frames and errors to the [`Writer`].
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        let r = self.parse();
+        if r.is_err() {
+            self.stop();
+        }
+        r
+    }
+
+    fn parse(&mut self) -> Result<Option<Message>, ProtocolError> {
         loop {
             if self.recv == Recv::Done {
                 self.rbuf.clear();
@@ -306,10 +267,9 @@ impl Connection {
             }
             let mut f = match self.frame {
                 Some(f) => f,
-                None => match self.parse_header() {
-                    Ok(Some(f)) => f,
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(self.fail(e)),
+                None => match self.parse_header()? {
+                    Some(f) => f,
+                    None => return Ok(None),
                 },
             };
             let avail = self.rbuf.len().min(f.len);
@@ -320,8 +280,10 @@ impl Connection {
                 }
                 if !f.opcode.is_control() {
                     if let Some(m) = self.msg.as_mut() {
+                        // §8.1: fail at the first byte that cannot be UTF-8,
+                        // even before the frame is complete.
                         if m.text && m.utf8.feed(new).is_err() {
-                            return Err(self.fail(ProtocolError::InvalidUtf8));
+                            return Err(ProtocolError::InvalidUtf8);
                         }
                     }
                 }
@@ -333,10 +295,8 @@ impl Connection {
             }
             self.frame = None;
             let payload = self.rbuf.split_to(f.len).freeze();
-            match self.complete_frame(f, payload) {
-                Ok(Some(m)) => return Ok(Some(m)),
-                Ok(None) => continue,
-                Err(e) => return Err(self.fail(e)),
+            if let Some(m) = self.complete_frame(f, payload)? {
+                return Ok(Some(m));
             }
         }
     }
@@ -395,7 +355,7 @@ impl Connection {
             }
         }
         self.rbuf.advance(n);
-        // The frame length fits in usize: it is at most the 2 GiB limit or 125.
+        // The length fits in usize: it is at most the 2 GiB limit, or 125.
         let len = h.payload_len as usize;
         let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0 };
         self.frame = Some(f);
@@ -405,13 +365,7 @@ impl Connection {
     /// A frame's payload is complete (unmasked, text validated so far).
     fn complete_frame(&mut self, f: FrameState, payload: Bytes) -> Result<Option<Message>, ProtocolError> {
         match f.opcode {
-            OpCode::Ping => {
-                if self.config.auto_pong() && self.close == CloseState::Open {
-                    self.pending_pong = Some(payload.clone());
-                    self.flush_pong();
-                }
-                Ok(Some(Message::Ping(payload)))
-            }
+            OpCode::Ping => Ok(Some(Message::Ping(payload))),
             OpCode::Pong => Ok(Some(Message::Pong(payload))),
             OpCode::Close => {
                 let frame = CloseFrame::parse(payload).map_err(|e| match e {
@@ -419,20 +373,8 @@ impl Connection {
                     ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c),
                     ClosePayloadError::InvalidUtf8 => ProtocolError::InvalidCloseReason,
                 })?;
-                self.recv = Recv::Done;
-                self.rbuf.clear();
-                self.msg = None;
-                match self.close {
-                    CloseState::Open => {
-                        // §5.5.1: reply with a close frame, typically echoing the code.
-                        self.pending_pong = None;
-                        let reply = frame.as_ref().map(|f| CloseFrame { code: f.code, reason: Utf8Bytes::new() });
-                        self.queue_close(reply.as_ref());
-                        self.close = CloseState::Closed;
-                    }
-                    CloseState::CloseSent => self.close = CloseState::Closed,
-                    _ => {}
-                }
+                // §5.5.1: nothing follows a close frame; later bytes are dropped.
+                self.stop();
                 Ok(Some(Message::Close(frame)))
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
@@ -462,28 +404,55 @@ impl Connection {
             }
         }
     }
+}
 
-    /// Fail the connection (§7.1.7): queue a close frame with the error's
-    /// code, stop interpreting input.
-    fn fail(&mut self, e: ProtocolError) -> ProtocolError {
-        self.recv = Recv::Done;
-        self.rbuf.clear();
-        self.frame = None;
-        self.msg = None;
-        self.pending_pong = None;
-        if self.close == CloseState::Open {
-            let frame = CloseFrame { code: e.close_code(), reason: Utf8Bytes::new() };
-            self.queue_close(Some(&frame));
+/// The sending half of a connection: the write queue and the closing
+/// handshake. One close path for both roles and both directions: a close
+/// the user starts ([`Writer::close`]), the answer to the peer's close
+/// ([`Writer::receive_close`]) and the close that fails the connection
+/// ([`Writer::fail`]) all go through here.
+#[derive(Debug)]
+pub struct Writer {
+    role: Role,
+    copy_threshold: usize,
+    max_write_buffer: usize,
+    close: CloseState,
+    /// The latest ping's payload, waiting to be answered (§5.5.3: a pong
+    /// answers the most recent ping; older ones may go unanswered).
+    pending_pong: Option<Bytes>,
+    /// A data message being sent in fragments by the user.
+    sending_fragmented: bool,
+    out: OutQueue,
+}
+
+impl Writer {
+    /// A writer in the given role.
+    pub fn new(role: Role, config: &Config) -> Self {
+        Self {
+            role,
+            copy_threshold: config.copy_threshold(),
+            max_write_buffer: config.max_write_buffer(),
+            close: CloseState::Open,
+            pending_pong: None,
+            sending_fragmented: false,
+            out: OutQueue::default(),
         }
-        self.close = CloseState::Failed;
-        e
     }
 
-    // ---------------------------------------------------------------- output
+    /// Where the closing handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.close
+    }
+
+    /// Whether the transport should now be closed: both close frames were
+    /// exchanged or the connection failed, and nothing is left to write.
+    pub fn should_close_transport(&self) -> bool {
+        matches!(self.close, CloseState::Closed | CloseState::Failed) && self.out.len == 0
+    }
 
     /// Queue a message. Text and binary messages go out as one frame; pings
-    /// and pongs must be at most 125 bytes; a close starts (or answers) the
-    /// closing handshake, see [`Connection::close`].
+    /// and pongs must be at most 125 bytes; a close starts the closing
+    /// handshake, see [`Writer::close`].
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         match msg {
             Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes(), true),
@@ -506,7 +475,6 @@ impl Connection {
         self.send_data(opcode, payload, fin)
     }
 
-    /// Queue a data frame; `opcode` Continuation only inside a fragmented send.
     fn send_data(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), SendError> {
         if self.close != CloseState::Open {
             return Err(SendError::Closed);
@@ -514,13 +482,12 @@ impl Connection {
         if payload.len() > MAX_SIZE_LIMIT {
             return Err(SendError::MessageTooLarge(payload.len()));
         }
-        match (opcode, self.sending_fragmented) {
-            (OpCode::Continuation, false) => return Err(SendError::FragmentOrder),
-            (OpCode::Text | OpCode::Binary, true) => return Err(SendError::FragmentOrder),
-            _ => {}
+        // §5.4: a whole message may not start inside a fragmented one.
+        if opcode != OpCode::Continuation && self.sending_fragmented {
+            return Err(SendError::FragmentOrder);
         }
         self.sending_fragmented = !fin;
-        self.write_frame(opcode, fin, &payload, Some(payload.clone()));
+        self.write_frame(opcode, fin, &payload, Some(&payload));
         Ok(())
     }
 
@@ -532,18 +499,17 @@ impl Connection {
             return Err(SendError::ControlPayloadTooLong(payload.len()));
         }
         if opcode == OpCode::Pong {
-            // An unsolicited pong or a manual answer supersedes the automatic one.
+            // A pong sent by the user supersedes the automatic one.
             self.pending_pong = None;
         }
         self.write_frame(opcode, true, &payload, None);
         Ok(())
     }
 
-    /// Start the closing handshake (§7.1.2), or answer the peer's close.
-    /// The code must be one that may be sent (§7.4); the reason at most 123
-    /// bytes. `None` sends a close frame without a body. After this, no data
-    /// may be sent; received messages are still returned until the peer's
-    /// close frame arrives.
+    /// Start the closing handshake (§7.1.2). The code must be one that may
+    /// be sent (§7.4); the reason at most 123 bytes. `None` sends a close
+    /// frame without a body. After this, no data may be sent; received
+    /// messages still arrive until the peer's close frame.
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         if let Some(f) = &frame {
             if !f.code.is_sendable() {
@@ -564,6 +530,51 @@ impl Connection {
         }
     }
 
+    /// The peer pinged: queue a pong with the same payload (§5.5.2),
+    /// replacing a pong not yet written.
+    pub fn answer_ping(&mut self, payload: Bytes) {
+        if self.close == CloseState::Open {
+            self.pending_pong = Some(payload);
+            self.flush_pong();
+        }
+    }
+
+    /// The peer's close frame arrived: answer it (§5.5.1, echoing the code)
+    /// unless we sent ours already; either way the handshake is complete.
+    pub fn receive_close(&mut self, frame: Option<&CloseFrame>) {
+        if self.close == CloseState::Open {
+            self.pending_pong = None;
+            let reply = frame.map(|f| CloseFrame { code: f.code, reason: Utf8Bytes::new() });
+            self.queue_close(reply.as_ref());
+        }
+        if self.close != CloseState::Failed {
+            self.close = CloseState::Closed;
+        }
+    }
+
+    /// Fail the connection (§7.1.7): queue a close frame with the error's
+    /// code (§7.4.1) unless one was sent, and send nothing else.
+    pub fn fail(&mut self, e: &ProtocolError) {
+        self.pending_pong = None;
+        if self.close == CloseState::Open && *e != ProtocolError::AbnormalClosure {
+            let frame = CloseFrame { code: e.close_code(), reason: Utf8Bytes::new() };
+            self.queue_close(Some(&frame));
+        }
+        self.close = CloseState::Failed;
+    }
+
+    /// The transport reached end of stream. An error if the closing
+    /// handshake had not completed (§7.1.5: the close code is then 1006).
+    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
+        match self.close {
+            CloseState::Closed | CloseState::Failed => Ok(()),
+            CloseState::Open | CloseState::CloseSent => {
+                self.fail(&ProtocolError::AbnormalClosure);
+                Err(ProtocolError::AbnormalClosure)
+            }
+        }
+    }
+
     fn queue_close(&mut self, frame: Option<&CloseFrame>) {
         let mut body = BytesMut::new();
         if let Some(f) = frame {
@@ -572,7 +583,7 @@ impl Connection {
         self.write_frame(OpCode::Close, true, &body, None);
     }
 
-    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], owned: Option<Bytes>) {
+    fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], owned: Option<&Bytes>) {
         let mask = match self.role {
             // §5.3 / §10.3: a fresh, unpredictable key for every frame.
             Role::Client => Some(rand::random::<[u8; 4]>()),
@@ -587,7 +598,7 @@ impl Connection {
             mask,
             payload_len: payload.len() as u64,
         };
-        self.out.push_frame(&header, payload, owned, self.config.copy_threshold());
+        self.out.push_frame(&header, payload, owned.cloned(), self.copy_threshold);
     }
 
     /// Queue the pending pong unless the peer has left a backlog unread.
@@ -613,12 +624,12 @@ impl Connection {
     /// Whether the write queue is above the configured high-water mark: the
     /// I/O layer should write before accepting more messages.
     pub fn write_backpressure(&self) -> bool {
-        self.out.len >= self.config.max_write_buffer()
+        self.out.len >= self.max_write_buffer
     }
 
     /// Fill `dst` with the queued bytes, in order; returns how many slices
     /// were filled. Write them with one vectored write, then call
-    /// [`Connection::advance_write`] with the number of bytes written.
+    /// [`Writer::advance_write`] with the number of bytes written.
     pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.flush_pong();
         self.out.chunks_vectored(dst)
@@ -632,6 +643,23 @@ impl Connection {
         }
     }
 
+    /// Release empty write buffers (idle footprint).
+    pub fn shrink_idle(&mut self) {
+        if self.out.len == 0 {
+            if self.out.tail.capacity() > 0 {
+                self.out.tail = BytesMut::new();
+            }
+            if self.out.chunks.capacity() > 0 {
+                self.out.chunks = VecDeque::new();
+            }
+        }
+    }
+
+    /// Heap bytes held by the write side.
+    pub fn buffer_capacity(&self) -> usize {
+        self.out.tail.capacity() + self.out.chunks.capacity() * std::mem::size_of::<Bytes>()
+    }
+
     /// Take all queued bytes as one buffer (for tests and simple transports).
     pub fn take_output(&mut self) -> Vec<u8> {
         self.flush_pong();
@@ -641,7 +669,169 @@ impl Connection {
         }
         v.extend_from_slice(&self.out.tail);
         let n = self.out.len;
-        self.out.advance(n);
+        self.advance_write(n);
         v
+    }
+}
+
+/// One WebSocket connection after the opening handshake, without I/O: a
+/// [`Reader`] and a [`Writer`] wired together (pings answered, close frames
+/// replied to, errors turned into the close frame that fails the connection).
+#[derive(Debug)]
+pub struct Connection {
+    reader: Reader,
+    writer: Writer,
+}
+
+impl Connection {
+    /// A connection in the given role, open (the handshake is done).
+    pub fn new(role: Role, config: Config) -> Self {
+        let writer = Writer::new(role, &config);
+        Self { reader: Reader::new(role, config), writer }
+    }
+
+    /// Split into the receiving and sending halves. Whoever drives the
+    /// reader must hand pings, close frames and errors to the writer the
+    /// way [`Connection::next_message`] does.
+    pub fn into_parts(self) -> (Reader, Writer) {
+        (self.reader, self.writer)
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.reader.role
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.reader.config
+    }
+
+    /// Where the closing handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.writer.close
+    }
+
+    /// Whether the transport should now be closed: both close frames were
+    /// exchanged or the connection failed, and nothing is left to write.
+    pub fn should_close_transport(&self) -> bool {
+        self.writer.should_close_transport()
+    }
+
+    /// Copy received bytes into the read buffer.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.reader.feed(data)
+    }
+
+    /// The read buffer, to read into directly (see [`Reader::read_buf`]).
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        self.reader.read_buf()
+    }
+
+    /// See [`Reader::read_hint`].
+    pub fn read_hint(&self) -> usize {
+        self.reader.read_hint()
+    }
+
+    /// Release buffers that hold no data, so that an idle connection holds
+    /// (almost) no heap. The I/O layer calls this when it has nothing to do.
+    pub fn shrink_idle(&mut self) {
+        self.reader.shrink_idle();
+        self.writer.shrink_idle();
+    }
+
+    /// Heap bytes held by this connection's buffers (for footprint reports).
+    pub fn buffer_capacity(&self) -> usize {
+        self.reader.buffer_capacity() + self.writer.buffer_capacity()
+    }
+
+    /// The transport reached end of stream. An error if the closing
+    /// handshake had not completed (§7.1.5: the close code is then 1006).
+    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
+        self.reader.stop();
+        self.writer.receive_eof()
+    }
+
+    /// Parse what the read buffer holds and return the next message, or
+    /// `Ok(None)` if more bytes are needed (or the peer's close frame was
+    /// already received). Pings and pongs are returned too; with automatic
+    /// pongs on, a ping's answer is queued before it is returned.
+    ///
+    /// A protocol violation fails the connection: a close frame with the
+    /// error's code (§7.4.1) is queued, later input is ignored, and the
+    /// error is returned once.
+    pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        match self.reader.next_message() {
+            Ok(Some(Message::Ping(p))) => {
+                if self.reader.config.auto_pong() {
+                    self.writer.answer_ping(p.clone());
+                }
+                Ok(Some(Message::Ping(p)))
+            }
+            Ok(Some(Message::Close(f))) => {
+                self.writer.receive_close(f.as_ref());
+                Ok(Some(Message::Close(f)))
+            }
+            Err(e) => {
+                self.writer.fail(&e);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// See [`Writer::send`].
+    pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
+        self.writer.send(msg)
+    }
+
+    /// See [`Writer::send_fragment`].
+    pub fn send_fragment(&mut self, text: bool, payload: Bytes, fin: bool) -> Result<(), SendError> {
+        self.writer.send_fragment(text, payload, fin)
+    }
+
+    /// See [`Writer::close`].
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        self.writer.close(frame)
+    }
+
+    /// Bytes queued to be written (the `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.writer.buffered_amount()
+    }
+
+    /// Whether anything is waiting to be written.
+    pub fn wants_write(&mut self) -> bool {
+        self.writer.wants_write()
+    }
+
+    /// See [`Writer::write_backpressure`].
+    pub fn write_backpressure(&self) -> bool {
+        self.writer.write_backpressure()
+    }
+
+    /// See [`Writer::write_chunks`].
+    pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
+        self.writer.write_chunks(dst)
+    }
+
+    /// `n` bytes from the front of the write queue were written.
+    pub fn advance_write(&mut self, n: usize) {
+        self.writer.advance_write(n)
+    }
+
+    /// Take all queued bytes as one buffer (for tests and simple transports).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        self.writer.take_output()
+    }
+
+    /// The receiving half.
+    pub fn reader(&mut self) -> &mut Reader {
+        &mut self.reader
+    }
+
+    /// The sending half.
+    pub fn writer(&mut self) -> &mut Writer {
+        &mut self.writer
     }
 }
