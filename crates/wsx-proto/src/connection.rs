@@ -521,7 +521,11 @@ impl Writer {
         }
         match self.close {
             CloseState::Open => {
-                self.pending_pong = None;
+                // §5.5.2: a ping received before our close is still answered
+                // (only a received close excuses the pong); it goes first.
+                if let Some(p) = self.pending_pong.take() {
+                    self.write_frame(OpCode::Pong, true, &p, None);
+                }
                 self.queue_close(frame.as_ref());
                 self.close = CloseState::CloseSent;
                 Ok(())

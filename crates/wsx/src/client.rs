@@ -1,0 +1,140 @@
+//! The client: `connect` over TCP, or `client_handshake` over any stream.
+
+use crate::{Config, Error, Result, WebSocket};
+use bytes::BytesMut;
+use http::{Request, Response, Uri};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsx_proto::handshake::{parse_response, ClientHandshake};
+use wsx_proto::Role;
+
+/// Anything that names a WebSocket endpoint: a URL string, a `Uri`, or a
+/// full `http::Request` (to add headers such as `Sec-WebSocket-Protocol`,
+/// `Origin`, `Authorization` or cookies).
+pub trait IntoClientRequest {
+    /// The request to send.
+    fn into_client_request(self) -> Result<Request<()>>;
+}
+
+impl IntoClientRequest for Request<()> {
+    fn into_client_request(self) -> Result<Request<()>> {
+        Ok(self)
+    }
+}
+
+impl IntoClientRequest for Uri {
+    fn into_client_request(self) -> Result<Request<()>> {
+        let mut r = Request::new(());
+        *r.uri_mut() = self;
+        Ok(r)
+    }
+}
+
+impl IntoClientRequest for &str {
+    fn into_client_request(self) -> Result<Request<()>> {
+        let uri: Uri = self.parse().map_err(|e| Error::Url(format!("{self:?}: {e}")))?;
+        uri.into_client_request()
+    }
+}
+
+impl IntoClientRequest for String {
+    fn into_client_request(self) -> Result<Request<()>> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for &String {
+    fn into_client_request(self) -> Result<Request<()>> {
+        self.as_str().into_client_request()
+    }
+}
+
+/// Open a WebSocket connection to a `ws://` URL with default settings.
+/// Returns the connection and the server's handshake response.
+///
+/// ```no_run
+/// # async fn run() -> wsx::Result<()> {
+/// let (mut ws, response) = wsx::connect("ws://127.0.0.1:9001/chat").await?;
+/// ws.send(wsx::Message::text("hi")).await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect(request: impl IntoClientRequest) -> Result<(WebSocket<TcpStream>, Response<()>)> {
+    connect_with(request, &Config::default()).await
+}
+
+/// Open a WebSocket connection with the given settings. The request may
+/// carry extra headers; subprotocols are offered with
+/// `Sec-WebSocket-Protocol`. The whole of connecting and the handshake is
+/// bounded by the handshake timeout.
+///
+/// ```no_run
+/// # async fn run() -> wsx::Result<()> {
+/// let request = http::Request::get("ws://127.0.0.1:9001/")
+///     .header("Sec-WebSocket-Protocol", "chat")
+///     .header("Origin", "https://example.com")
+///     .body(()).unwrap();
+/// let config = wsx::Config::default().with_max_message_size(1 << 20);
+/// let (ws, _) = wsx::connect_with(request, &config).await?;
+/// assert_eq!(ws.protocol(), Some("chat"));
+/// # Ok(()) }
+/// ```
+pub async fn connect_with(
+    request: impl IntoClientRequest,
+    config: &Config,
+) -> Result<(WebSocket<TcpStream>, Response<()>)> {
+    let request = request.into_client_request()?;
+    let uri = request.uri();
+    let default_port = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("ws") | Some("http") => 80,
+        Some("wss") | Some("https") => {
+            return Err(Error::Url("wss:// needs TLS, which this build does not support yet".into()))
+        }
+        Some(other) => return Err(Error::Url(format!("scheme {other:?} is not ws"))),
+        None => return Err(Error::Url("the URL needs a ws:// scheme".into())),
+    };
+    let host = uri.host().ok_or_else(|| Error::Url("the URL has no host".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(default_port);
+    let fut = async move {
+        let stream = TcpStream::connect((host.as_str(), port)).await?;
+        stream.set_nodelay(true)?;
+        client_handshake_inner(stream, request, config).await
+    };
+    tokio::time::timeout(config.handshake_timeout(), fut).await.map_err(|_| Error::HandshakeTimeout)?
+}
+
+/// Run the client side of the opening handshake over an established
+/// stream (TCP, TLS, a proxy tunnel...), bounded by the handshake timeout.
+pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    request: impl IntoClientRequest,
+    config: &Config,
+) -> Result<(WebSocket<S>, Response<()>)> {
+    let request = request.into_client_request()?;
+    tokio::time::timeout(config.handshake_timeout(), client_handshake_inner(stream, request, config))
+        .await
+        .map_err(|_| Error::HandshakeTimeout)?
+}
+
+async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: Request<()>,
+    config: &Config,
+) -> Result<(WebSocket<S>, Response<()>)> {
+    let (bytes, handshake) = ClientHandshake::new(request)?;
+    stream.write_all(&bytes).await?;
+    stream.flush().await?;
+    let max = config.max_handshake_size();
+    let mut buf = BytesMut::with_capacity(1024);
+    let (response, head_len) = loop {
+        if let Some(r) = parse_response(&buf, max)? {
+            break r;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    };
+    let negotiated = handshake.check_response(&response)?;
+    let ws = WebSocket::from_raw(stream, Role::Client, config, &buf[head_len..]).with_protocol(negotiated.protocol);
+    Ok((ws, response))
+}

@@ -1,0 +1,46 @@
+//! The error type of the tokio layer.
+
+use wsx_proto::handshake::HandshakeError;
+use wsx_proto::{ProtocolError, SendError};
+
+/// Everything that can go wrong on a WebSocket connection.
+///
+/// Protocol violations keep their [`ProtocolError`] (and so their close
+/// code); handshake failures keep their [`HandshakeError`] (and so their
+/// HTTP status).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke the protocol; the connection was failed with
+    /// `e.close_code()`.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A message could not be sent.
+    #[error("cannot send: {0}")]
+    Send(#[from] SendError),
+    /// The opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The application's callback refused the upgrade request with this
+    /// status (the response was sent).
+    #[error("upgrade request rejected with status {0}")]
+    Rejected(http::StatusCode),
+    /// The opening handshake did not finish in time.
+    #[error("opening handshake timed out")]
+    HandshakeTimeout,
+    /// The peer did not finish the closing handshake in time.
+    #[error("closing handshake timed out")]
+    CloseTimeout,
+    /// The connection is closed: nothing more can be sent or received.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The URL cannot be used.
+    #[error("invalid URL: {0}")]
+    Url(String),
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

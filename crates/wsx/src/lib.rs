@@ -1,0 +1,55 @@
+//! # wsx
+//!
+//! WebSockets (RFC 6455) for tokio, client and server, over any
+//! `AsyncRead + AsyncWrite`. The protocol itself lives in the sans-I/O crate
+//! [`wsx_proto`]; this crate owns the buffers, the flushing, the timers
+//! (handshake, close) and backpressure.
+//!
+//! ```no_run
+//! use wsx::Message;
+//!
+//! # async fn run() -> wsx::Result<()> {
+//! // Server: echo every message.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! tokio::spawn(async move {
+//!     while let Ok((tcp, _)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             let mut ws = wsx::accept(tcp).await?;
+//!             while let Some(msg) = ws.recv().await {
+//!                 let msg = msg?;
+//!                 if msg.is_text() || msg.is_binary() {
+//!                     ws.feed(msg).await?;
+//!                 }
+//!             }
+//!             Ok::<_, wsx::Error>(())
+//!         });
+//!     }
+//! });
+//!
+//! // Client.
+//! let (mut ws, _) = wsx::connect("ws://127.0.0.1:9001/").await?;
+//! ws.send(Message::text("hello")).await?;
+//! assert_eq!(ws.recv().await.unwrap()?, Message::text("hello"));
+//! ws.close(wsx::CloseCode::Normal, "bye").await?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod client;
+mod config;
+mod error;
+mod io;
+mod server;
+mod stream;
+
+pub use client::{client_handshake, connect, connect_with, IntoClientRequest};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::{accept, accept_with};
+pub use stream::{SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
+pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};
+
+pub use bytes::Bytes;
+/// The protocol core, re-exported.
+pub use wsx_proto as proto;

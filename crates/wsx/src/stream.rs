@@ -1,0 +1,606 @@
+//! `WebSocket<S>`: a WebSocket connection over any `AsyncRead + AsyncWrite`,
+//! as a `Stream` of messages and a `Sink`, and its split halves.
+//!
+//! Writes are coalesced: [`WebSocket::feed`] (and `Sink::start_send`) only
+//! queue; the queue goes out in one vectored write when it is flushed, when
+//! it passes the high-water mark, or when [`WebSocket::recv`] has parsed
+//! everything it has and is about to wait for the socket. An echo loop
+//! (`recv` then `feed`) thus answers a burst of pipelined messages with one
+//! write. [`WebSocket::send`] queues and flushes.
+
+use crate::io::{poll_drain, poll_fill, poll_write_all};
+use crate::{Config, Error, Result};
+use futures_core::Stream;
+use futures_sink::Sink;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use wsx_proto::{CloseCode, CloseFrame, CloseState, Message, Reader, Role, Utf8Bytes, Writer};
+
+/// Access to the sending side for the receive loop: direct for a whole
+/// connection, through the shared lock for a split one.
+trait Io {
+    fn poll_fill(&mut self, reader: &mut Reader, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>>;
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+    fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T;
+}
+
+/// Where the end of a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Writing the last frames (close reply or failure close).
+    Flushing,
+    /// Half-closing the transport (FIN).
+    Shutdown,
+    /// Reading until the peer closes, so that nothing we wrote is lost to
+    /// a reset.
+    Draining,
+    Done,
+}
+
+/// The receive loop and the end of the connection, shared by the whole
+/// connection and the read half.
+#[derive(Debug)]
+struct RecvCore {
+    reader: Reader,
+    role: Role,
+    close_timeout: Duration,
+    phase: Phase,
+    timer: Option<Pin<Box<Sleep>>>,
+    pending_error: Option<Error>,
+}
+
+impl RecvCore {
+    fn new(reader: Reader, role: Role, config: &Config) -> Self {
+        Self {
+            reader,
+            role,
+            close_timeout: config.close_timeout(),
+            phase: Phase::Open,
+            timer: None,
+            pending_error: None,
+        }
+    }
+
+    fn start_timer(&mut self) {
+        if self.timer.is_none() {
+            self.timer = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+        }
+    }
+
+    fn enter_finish(&mut self) {
+        self.phase = Phase::Flushing;
+        self.start_timer();
+    }
+
+    fn poll_recv<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            match self.phase {
+                Phase::Open => {}
+                Phase::Done => return Poll::Ready(self.pending_error.take().map(Err)),
+                _ => {
+                    ready!(self.poll_finish(io, cx));
+                    continue;
+                }
+            }
+            match self.reader.next_message() {
+                Ok(Some(msg)) => {
+                    match &msg {
+                        Message::Ping(p) if self.reader.config().auto_pong() => {
+                            io.with_writer(|w| w.answer_ping(p.clone()))
+                        }
+                        Message::Close(f) => {
+                            io.with_writer(|w| w.receive_close(f.as_ref()));
+                            self.enter_finish();
+                        }
+                        _ => {}
+                    }
+                    return Poll::Ready(Some(Ok(msg)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, code = %e.close_code(), "failing the connection");
+                    io.with_writer(|w| w.fail(&e));
+                    self.pending_error = Some(e.into());
+                    self.enter_finish();
+                    continue;
+                }
+            }
+            // Everything buffered is parsed: write what is queued (coalesced
+            // replies) before waiting for more input.
+            if let Poll::Ready(Err(e)) = io.poll_write_all(cx) {
+                self.phase = Phase::Done;
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            match io.poll_fill(&mut self.reader, cx) {
+                Poll::Ready(Ok(0)) => {
+                    self.reader.stop();
+                    match io.with_writer(|w| w.receive_eof()) {
+                        Ok(()) => self.enter_finish(),
+                        Err(e) => {
+                            self.phase = Phase::Done;
+                            self.timer = None;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.phase = Phase::Done;
+                    self.timer = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending => {
+                    if self.timer.is_none() && io.with_writer(|w| w.close_state()) == CloseState::CloseSent {
+                        self.start_timer();
+                    }
+                    if let Some(t) = self.timer.as_mut() {
+                        if t.as_mut().poll(cx).is_ready() {
+                            self.phase = Phase::Done;
+                            self.timer = None;
+                            return Poll::Ready(Some(Err(Error::CloseTimeout)));
+                        }
+                    }
+                    self.reader.shrink_idle();
+                    io.with_writer(|w| {
+                        if !w.wants_write() {
+                            w.shrink_idle()
+                        }
+                    });
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Flush the last frames, close the transport (the server first,
+    /// §7.1.1), and read until the peer closes, all within the close timeout.
+    fn poll_finish<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<()> {
+        let closes_first = self.role == Role::Server || io.with_writer(|w| w.close_state()) == CloseState::Failed;
+        loop {
+            if let Some(t) = self.timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    self.phase = Phase::Done;
+                }
+            }
+            match self.phase {
+                Phase::Flushing => match ready!(io.poll_write_all(cx)) {
+                    Ok(()) => self.phase = if closes_first { Phase::Shutdown } else { Phase::Draining },
+                    Err(_) => self.phase = Phase::Done,
+                },
+                Phase::Shutdown => {
+                    let _ = ready!(io.poll_shutdown(cx));
+                    self.phase = if closes_first { Phase::Draining } else { Phase::Done };
+                }
+                Phase::Draining => {
+                    let _ = ready!(io.poll_drain(cx));
+                    self.phase = if closes_first { Phase::Done } else { Phase::Shutdown };
+                }
+                Phase::Open | Phase::Done => {
+                    self.phase = Phase::Done;
+                    self.timer = None;
+                    self.reader.stop();
+                    io.with_writer(|w| w.shrink_idle());
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
+/// A whole connection's I/O: one stream for both directions.
+#[derive(Debug)]
+struct Whole<S> {
+    io: S,
+    writer: Writer,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Io for Whole<S> {
+    fn poll_fill(&mut self, reader: &mut Reader, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        poll_fill(&mut self.io, reader, cx)
+    }
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        poll_drain(&mut self.io, cx)
+    }
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        poll_write_all(&mut self.io, &mut self.writer, cx)
+    }
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T {
+        f(&mut self.writer)
+    }
+}
+
+/// A WebSocket connection over a stream `S` (TCP, TLS, a hyper upgrade,
+/// an in-memory duplex...), after the opening handshake.
+///
+/// It is a [`Stream`] of [`Message`]s (ending with `None` once the closing
+/// handshake is over) and a [`Sink`] of them, with inherent async methods
+/// for the common cases.
+///
+/// ```no_run
+/// # async fn run() -> wsx::Result<()> {
+/// let (mut ws, _response) = wsx::connect("ws://127.0.0.1:9001/").await?;
+/// ws.send(wsx::Message::text("hello")).await?;
+/// while let Some(msg) = ws.recv().await {
+///     println!("{:?}", msg?);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    core: RecvCore,
+    io: Whole<S>,
+    protocol: Option<String>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wrap a stream on which the opening handshake is already done (for
+    /// example a hyper upgrade). `leftover` holds bytes read past the
+    /// handshake, which belong to the WebSocket stream.
+    pub fn from_raw(io: S, role: Role, config: &Config, leftover: &[u8]) -> Self {
+        let conn = wsx_proto::Connection::new(role, config.protocol().clone());
+        let (mut reader, writer) = conn.into_parts();
+        reader.feed(leftover);
+        Self { core: RecvCore::new(reader, role, config), io: Whole { io, writer }, protocol: None }
+    }
+
+    pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The subprotocol negotiated in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.core.role
+    }
+
+    /// Where the closing handshake stands.
+    pub fn close_state(&self) -> CloseState {
+        self.io.writer.close_state()
+    }
+
+    /// Bytes queued and not yet written to the transport.
+    pub fn buffered_amount(&self) -> usize {
+        self.io.writer.buffered_amount()
+    }
+
+    /// Heap bytes held by this connection's buffers.
+    pub fn buffer_capacity(&self) -> usize {
+        self.core.reader.buffer_capacity() + self.io.writer.buffer_capacity()
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        &self.io.io
+    }
+
+    /// The underlying stream, mutably. Reading or writing it directly
+    /// corrupts the WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.io.io
+    }
+
+    /// Poll for the next message; see [`WebSocket::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        self.core.poll_recv(&mut self.io, cx)
+    }
+
+    /// The next message, `None` once the connection is closed. Pings and
+    /// pongs are returned too (pings are answered automatically unless
+    /// configured otherwise); the peer's close frame is returned as
+    /// `Message::Close`, after which the closing handshake is finished and
+    /// `None` follows. A protocol violation closes the connection with the
+    /// matching close code and is returned as an error, then `None`.
+    /// Queued outgoing messages are written before it waits for input.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.io.writer.write_backpressure() {
+            ready!(self.io.poll_write_all(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn queue(&mut self, msg: Message) -> Result<()> {
+        let closing = matches!(msg, Message::Close(_));
+        self.io.writer.send(msg)?;
+        if closing {
+            self.core.start_timer();
+        }
+        Ok(())
+    }
+
+    /// Queue a message without flushing it (it goes out with the next
+    /// flush, the next `send`, or when `recv` waits for input). Waits only
+    /// when the queue is over its high-water mark.
+    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.queue(msg.into())
+    }
+
+    /// Write everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.io.poll_write_all(cx)).await.map_err(Into::into)
+    }
+
+    /// Send a message and flush.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Send a ping (at most 125 bytes).
+    pub async fn ping(&mut self, payload: impl Into<bytes::Bytes>) -> Result<()> {
+        self.send(Message::Ping(payload.into())).await
+    }
+
+    /// Send a fragment of a data message (see
+    /// [`wsx_proto::Writer::send_fragment`]) without flushing.
+    pub async fn feed_fragment(&mut self, text: bool, payload: bytes::Bytes, fin: bool) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.io.writer.send_fragment(text, payload, fin)?;
+        Ok(())
+    }
+
+    /// Start the closing handshake with `code` and `reason` and flush. Keep
+    /// calling [`WebSocket::recv`] to receive what the peer still sends and
+    /// its close frame; it returns `None` when the handshake is over (or
+    /// `Error::CloseTimeout` if the peer does not answer in time).
+    pub async fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
+        let frame = CloseFrame { code: code.into(), reason: Utf8Bytes::from(reason) };
+        self.queue(Message::Close(Some(frame)))?;
+        self.flush().await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_ready_inner(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        self.get_mut().queue(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().io.poll_write_all(cx).map_err(Into::into)
+    }
+    /// Sends a normal close frame (1000) unless one was sent, and flushes.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        if this.io.writer.close_state() == CloseState::Open {
+            this.queue(Message::Close(Some(CloseFrame::new(CloseCode::Normal, ""))))?;
+        }
+        this.io.poll_write_all(cx).map_err(Into::into)
+    }
+}
+
+// ------------------------------------------------------------------- split
+
+/// A stream that can be split into independent read and write halves
+/// without a lock between them (e.g. `TcpStream::into_split`).
+pub trait SplitIo: AsyncRead + AsyncWrite + Sized {
+    /// The read half.
+    type Read: AsyncRead + Unpin;
+    /// The write half.
+    type Write: AsyncWrite + Unpin;
+    /// Split.
+    fn split_io(self) -> (Self::Read, Self::Write);
+}
+
+impl SplitIo for tokio::net::TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn split_io(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+#[cfg(unix)]
+impl SplitIo for tokio::net::UnixStream {
+    type Read = tokio::net::unix::OwnedReadHalf;
+    type Write = tokio::net::unix::OwnedWriteHalf;
+    fn split_io(self) -> (Self::Read, Self::Write) {
+        self.into_split()
+    }
+}
+
+impl SplitIo for tokio::io::DuplexStream {
+    type Read = tokio::io::ReadHalf<tokio::io::DuplexStream>;
+    type Write = tokio::io::WriteHalf<tokio::io::DuplexStream>;
+    fn split_io(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
+#[derive(Debug)]
+struct WriteSide<W> {
+    io: W,
+    writer: Writer,
+}
+
+type Shared<W> = Arc<Mutex<WriteSide<W>>>;
+
+fn lock<W>(s: &Shared<W>) -> MutexGuard<'_, WriteSide<W>> {
+    // A panic while holding the lock leaves the queue consistent (every
+    // Writer method keeps its invariants before it can panic), so a
+    // poisoned lock is still usable.
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct ReadSide<'a, R, W> {
+    io: &'a mut R,
+    shared: &'a Shared<W>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io for ReadSide<'_, R, W> {
+    fn poll_fill(&mut self, reader: &mut Reader, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        poll_fill(self.io, reader, cx)
+    }
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        poll_drain(self.io, cx)
+    }
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut g = lock(self.shared);
+        let g = &mut *g;
+        if !g.writer.wants_write() {
+            return Poll::Ready(Ok(()));
+        }
+        poll_write_all(&mut g.io, &mut g.writer, cx)
+    }
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut lock(self.shared).io).poll_shutdown(cx)
+    }
+    fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T {
+        f(&mut lock(self.shared).writer)
+    }
+}
+
+/// The receiving half of a split [`WebSocket`]: a `Stream` of messages.
+///
+/// Its data path takes no lock. It answers pings and close frames through
+/// the write half's queue, which it locks only for those control frames
+/// and, when the write queue is not empty, to flush it before waiting for
+/// input.
+pub struct WebSocketReader<R, W> {
+    core: RecvCore,
+    io: R,
+    shared: Shared<W>,
+}
+
+/// The sending half of a split [`WebSocket`]: a `Sink` of messages.
+///
+/// Its lock is shared only with the read half's control-frame path, so
+/// it is uncontended while data flows.
+pub struct WebSocketWriter<W> {
+    shared: Shared<W>,
+}
+
+impl<S: SplitIo + Unpin> WebSocket<S> {
+    /// Split into a read half and a write half that can be used from
+    /// different tasks.
+    ///
+    /// ```no_run
+    /// # async fn run() -> wsx::Result<()> {
+    /// use futures_util::{SinkExt, StreamExt};
+    /// let (ws, _) = wsx::connect("ws://127.0.0.1:9001/").await?;
+    /// let (mut rx, mut tx) = ws.split();
+    /// tokio::spawn(async move { tx.send(wsx::Message::text("hi")).await });
+    /// while let Some(msg) = rx.next().await { println!("{:?}", msg?); }
+    /// # Ok(()) }
+    /// ```
+    pub fn split(self) -> (WebSocketReader<S::Read, S::Write>, WebSocketWriter<S::Write>) {
+        let (r, w) = self.io.io.split_io();
+        let shared = Arc::new(Mutex::new(WriteSide { io: w, writer: self.io.writer }));
+        (WebSocketReader { core: self.core, io: r, shared: shared.clone() }, WebSocketWriter { shared })
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> WebSocketReader<R, W> {
+    /// Poll for the next message; see [`WebSocket::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        let mut io = ReadSide { io: &mut self.io, shared: &self.shared };
+        self.core.poll_recv(&mut io, cx)
+    }
+
+    /// The next message; see [`WebSocket::recv`].
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Stream for WebSocketReader<R, W> {
+    type Item = Result<Message>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> WebSocketWriter<W> {
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        lock(&self.shared).writer.buffered_amount()
+    }
+
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut g = lock(&self.shared);
+        let g = &mut *g;
+        poll_write_all(&mut g.io, &mut g.writer, cx).map_err(Into::into)
+    }
+
+    /// Queue a message without flushing; waits only over the high-water mark.
+    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {
+        let msg = msg.into();
+        poll_fn(|cx| Sink::<Message>::poll_ready(Pin::new(&mut *self), cx)).await?;
+        Sink::start_send(Pin::new(&mut *self), msg)
+    }
+
+    /// Write everything queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Send a message and flush.
+    pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Start the closing handshake and flush; the read half receives the
+    /// peer's close frame and then ends.
+    pub async fn close(&mut self, code: impl Into<CloseCode>, reason: &str) -> Result<()> {
+        let frame = CloseFrame { code: code.into(), reason: Utf8Bytes::from(reason) };
+        self.send(Message::Close(Some(frame))).await
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Sink<Message> for WebSocketWriter<W> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut g = lock(&self.shared);
+        let g = &mut *g;
+        if g.writer.write_backpressure() {
+            ready!(poll_write_all(&mut g.io, &mut g.writer, cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
+        lock(&self.shared).writer.send(item).map_err(Into::into)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.get_mut().poll_flush_inner(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        {
+            let mut g = lock(&this.shared);
+            if g.writer.close_state() == CloseState::Open {
+                g.writer.send(Message::Close(Some(CloseFrame::new(CloseCode::Normal, ""))))?;
+            }
+        }
+        this.poll_flush_inner(cx)
+    }
+}
