@@ -149,6 +149,19 @@ fn drive(conn: &mut Connection, bytes: &[u8]) -> (Vec<Message>, Option<ProtocolE
     }
 }
 
+/// Everything a connection has to write, including what it held back
+/// (a pong delayed by a backlog is queued once the backlog is taken).
+fn drain_output(conn: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = conn.take_output();
+        if chunk.is_empty() {
+            return out;
+        }
+        out.extend(chunk);
+    }
+}
+
 /// The frames a connection has written so far.
 fn output_frames(conn: &mut Connection) -> Vec<Frame> {
     decode_frames(&conn.take_output())
@@ -933,14 +946,7 @@ fn several_pings_pongs_answer_the_latest() {
     s.send(Message::binary(vec![0u8; 100_000])).unwrap();
     let (msgs, err) = drive(&mut s, &bytes);
     assert_eq!((msgs.len(), err), (3, None));
-    let mut out = Vec::new();
-    loop {
-        let chunk = s.take_output();
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
+    let out = drain_output(&mut s);
     let frames = decode_frames(&out);
     assert_eq!(frames[0].opcode, BINARY);
     let pongs: Vec<&[u8]> = frames.iter().filter(|f| f.opcode == PONG).map(|f| f.payload.as_slice()).collect();
@@ -962,14 +968,7 @@ fn ping_received_before_local_close_is_answered() {
         let (msgs, err) = drive(&mut s, &cf(FIN | PING, b"before close"));
         assert_eq!((msgs.len(), err), (1, None));
         s.close(Some(CloseFrame::new(1000, ""))).unwrap();
-        let mut out = Vec::new();
-        loop {
-            let chunk = s.take_output();
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend(chunk);
-        }
+        let out = drain_output(&mut s);
         let ops: Vec<(u8, Vec<u8>)> =
             decode_frames(&out).into_iter().filter(|f| f.opcode != BINARY).map(|f| (f.opcode, f.payload)).collect();
         assert_eq!(ops, vec![(PONG, b"before close".to_vec()), (CLOSE, close_payload(1000, b""))], "backlog {backlog}");
@@ -979,14 +978,7 @@ fn ping_received_before_local_close_is_answered() {
     let mut s = server();
     s.send(Message::binary(vec![0u8; 100_000])).unwrap();
     drive(&mut s, &[cf(FIN | PING, b"p"), cf(FIN | CLOSE, b"")].concat());
-    let mut out = Vec::new();
-    loop {
-        let chunk = s.take_output();
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend(chunk);
-    }
+    let out = drain_output(&mut s);
     assert_eq!(decode_frames(&out).last().map(|f| f.opcode), Some(CLOSE));
 }
 
