@@ -65,7 +65,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "listening");
 
-    let config = wsx::Config::default().with_max_message_size(args.max_message_size).with_max_frame_size(args.max_message_size);
+    let config =
+        wsx::Config::default().with_max_message_size(args.max_message_size).with_max_frame_size(args.max_message_size);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let signal = shutdown_signal();

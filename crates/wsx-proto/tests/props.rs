@@ -60,7 +60,13 @@ enum Item {
     /// A text or binary message; with `cuts`, sent in fragments split at
     /// those offsets (empty fragments included), with a ping after fragment
     /// `i` when `pings[i]`.
-    Data { text: bool, size: usize, seed: u64, cuts: Vec<usize>, pings: Vec<bool> },
+    Data {
+        text: bool,
+        size: usize,
+        seed: u64,
+        cuts: Vec<usize>,
+        pings: Vec<bool>,
+    },
     Ping(Vec<u8>),
     Pong(Vec<u8>),
 }
@@ -311,9 +317,8 @@ fn raw_frame() -> impl Strategy<Value = RawFrame> {
             .prop_map(|(c, r)| [c.to_be_bytes().to_vec(), r.into_bytes()].concat()),
         1 => (126usize..300, any::<u64>()).prop_map(|(n, s)| binary_payload(n, s).to_vec()),
     ];
-    (prop::bool::weighted(0.7), rsv, opcode, prop::bool::weighted(0.95), payload).prop_map(
-        |(fin, rsv, op, masked, payload)| RawFrame { b0: ((fin as u8) << 7) | rsv | op, masked, payload },
-    )
+    (prop::bool::weighted(0.7), rsv, opcode, prop::bool::weighted(0.95), payload)
+        .prop_map(|(fin, rsv, op, masked, payload)| RawFrame { b0: ((fin as u8) << 7) | rsv | op, masked, payload })
 }
 
 const MIB: usize = 1 << 20;

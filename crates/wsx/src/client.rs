@@ -100,7 +100,7 @@ pub async fn connect_with(
         stream.set_nodelay(true)?;
         client_handshake_inner(stream, request, config).await
     };
-    tokio::time::timeout(config.handshake_timeout(), fut).await.map_err(|_| Error::HandshakeTimeout)?
+    Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| Error::HandshakeTimeout)?
 }
 
 /// Run the client side of the opening handshake over an established
@@ -111,7 +111,7 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     config: &Config,
 ) -> Result<(WebSocket<S>, Response<()>)> {
     let request = request.into_client_request()?;
-    tokio::time::timeout(config.handshake_timeout(), client_handshake_inner(stream, request, config))
+    Box::pin(tokio::time::timeout(config.handshake_timeout(), client_handshake_inner(stream, request, config)))
         .await
         .map_err(|_| Error::HandshakeTimeout)?
 }

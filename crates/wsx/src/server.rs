@@ -51,7 +51,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Response<Bytes>>,
 {
-    tokio::time::timeout(config.handshake_timeout(), accept_inner(stream, callback, config))
+    // Boxed so that the handshake's buffers and timer are not part of the
+    // caller's task for the life of the connection (idle footprint).
+    Box::pin(tokio::time::timeout(config.handshake_timeout(), accept_inner(stream, callback, config)))
         .await
         .map_err(|_| Error::HandshakeTimeout)?
 }

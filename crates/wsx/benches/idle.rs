@@ -1,0 +1,137 @@
+//! Heap and RSS per idle server connection.
+//!
+//! Opens N WebSocket connections (default 10,000) from a child process (so
+//! that client memory is not counted), lets the server side go idle in
+//! `recv()`, and reports the server's heap growth (counted by a global
+//! allocator) and RSS growth per connection.
+//!
+//! ```sh
+//! cargo bench -p wsx --bench idle            # 10,000 connections
+//! cargo bench -p wsx --bench idle -- 2000    # another count
+//! ```
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Counting;
+static HEAP: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged and only
+// adds bookkeeping of the sizes; layouts are passed through as given.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        HEAP.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        HEAP.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        HEAP.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn rss_kib() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(|l| l.to_owned()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Child process: open `n` raw WebSocket connections, print "ready", hold
+/// them until stdin closes.
+fn client(addr: &str, n: usize) {
+    let mut socks = Vec::with_capacity(n);
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(addr).expect("connect");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = [0u8; 512];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "server closed during handshake");
+            got.extend_from_slice(&buf[..k]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 101"));
+        socks.push(s);
+    }
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("WSX_IDLE_CLIENT") {
+        let (addr, n) = spec.split_once(',').unwrap();
+        return client(addr, n.parse().unwrap());
+    }
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counter = open.clone();
+        tokio::task::yield_now().await;
+        let heap0 = HEAP.load(Ordering::Relaxed);
+        let rss0 = rss_kib();
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut ws = wsx::accept(tcp).await.unwrap();
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    while let Some(Ok(_)) = ws.recv().await {}
+                });
+            }
+        });
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("WSX_IDLE_CLIENT", format!("{addr},{n}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        });
+        let line = ready.await.unwrap();
+        assert_eq!(line.trim(), "ready");
+        while open.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let heap = HEAP.load(Ordering::Relaxed) - heap0;
+        let rss = rss_kib().saturating_sub(rss0);
+        println!("idle connections: {n}");
+        println!(
+            "server heap per idle connection: {:.2} KiB ({} bytes)",
+            heap as f64 / n as f64 / 1024.0,
+            heap / n as isize
+        );
+        println!("server RSS per idle connection:  {:.2} KiB", rss as f64 / n as f64);
+        drop(child.stdin.take());
+        let _ = child.wait();
+        acceptor.abort();
+    });
+}
