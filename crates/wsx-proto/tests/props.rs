@@ -326,7 +326,7 @@ const MIB: usize = 1 << 20;
 // --------------------------------------------------------------- properties
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// (1) Messages round-trip exactly in both directions, whatever their
     /// sizes and fragmentation, whatever the write sizes; the closing

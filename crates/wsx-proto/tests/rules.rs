@@ -397,6 +397,10 @@ fn continuation_without_message_fails_with_1002() {
     assert_eq!(code, 1002);
     let (err, _) = server_fails(&cf(CONT, b"x"));
     assert_eq!(err, ProtocolError::UnexpectedContinuation);
+    // Refused at its header, without waiting for the payload.
+    let (err, code) = server_fails(&header(FIN | CONT, 1000, Some(KEY)));
+    assert_eq!(err, ProtocolError::UnexpectedContinuation);
+    assert_eq!(code, 1002);
     // After a message that is complete.
     let mut s = server();
     let (msgs, err) = drive(&mut s, &[cf(TEXT, b"a"), cf(FIN | CONT, b"b"), cf(FIN | CONT, b"c")].concat());
@@ -417,6 +421,9 @@ fn new_data_frame_inside_fragmented_message_fails_with_1002() {
                 let (err, code) = server_fails(&[cf(first, b"a"), cf(fin | next, b"b")].concat());
                 assert_eq!(err, ProtocolError::ExpectedContinuation);
                 assert_eq!(code, 1002);
+                // Refused at its header, without waiting for the payload.
+                let (err, _) = server_fails(&[cf(first, b"a"), header(fin | next, 1000, Some(KEY))].concat());
+                assert_eq!(err, ProtocolError::ExpectedContinuation);
             }
         }
     }
