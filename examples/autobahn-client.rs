@@ -15,9 +15,8 @@ const AGENT: &str = "wsx";
 async fn run_case(base: &str, case: u32) -> wsx::Result<()> {
     let (mut ws, _) = wsx::connect(format!("{base}/runCase?case={case}&agent={AGENT}")).await?;
     while let Some(msg) = ws.recv().await {
-        match msg? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.feed(m).await?,
-            _ => {}
+        if let m @ (Message::Text(_) | Message::Binary(_)) = msg? {
+            ws.feed(m).await?;
         }
     }
     Ok(())

@@ -12,9 +12,8 @@ async fn echo(tcp: TcpStream) -> wsx::Result<()> {
     tcp.set_nodelay(true)?;
     let mut ws = wsx::accept(tcp).await?;
     while let Some(msg) = ws.recv().await {
-        match msg? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.feed(m).await?,
-            _ => {}
+        if let m @ (Message::Text(_) | Message::Binary(_)) = msg? {
+            ws.feed(m).await?;
         }
     }
     Ok(())

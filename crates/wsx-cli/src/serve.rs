@@ -103,6 +103,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+#[allow(clippy::result_large_err)]
 async fn echo(tcp: TcpStream, config: wsx::Config, mut stop: watch::Receiver<bool>) -> wsx::Result<()> {
     tcp.set_nodelay(true)?;
     let mut ws = wsx::accept_with(tcp, |_: &wsx::handshake::UpgradeRequest| Ok(Default::default()), &config).await?;

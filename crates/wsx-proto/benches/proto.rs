@@ -87,5 +87,62 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, masking, utf8, frames);
+fn deflate(c: &mut Criterion) {
+    use wsx_proto::deflate::DeflateParams;
+    let mut g = c.benchmark_group("deflate");
+    // JSON-like text: what WebSocket applications mostly send.
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < 64 << 10 {
+        text.push_str(&format!(
+            "{{\"id\":{i},\"user\":\"user{}\",\"event\":\"price\",\"value\":{}.{:02},\"tags\":[\"a\",\"b\"]}}\n",
+            i % 97,
+            (i * 7919) % 10000,
+            i % 100
+        ));
+        i += 1;
+    }
+    let payload = Bytes::from(text);
+    for (name, nct) in [("context-takeover", false), ("no-context-takeover", true)] {
+        let params = DeflateParams {
+            server_no_context_takeover: nct,
+            client_no_context_takeover: nct,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+            threshold: 0,
+            level: 6,
+        };
+        let mut server = Connection::with_deflate(Role::Server, Config::default(), Some(&params));
+        g.throughput(Throughput::Bytes(payload.len() as u64));
+        g.bench_function(BenchmarkId::new("compress-64KiB-json", name), |b| {
+            b.iter(|| {
+                server.send(Message::Binary(payload.clone())).unwrap();
+                let n = server.buffered_amount();
+                server.advance_write(n);
+            })
+        });
+        // Decompress: a client inflating messages the server compressed.
+        let mut sender = Connection::with_deflate(Role::Server, Config::default(), Some(&params));
+        let mut wire = Vec::new();
+        for _ in 0..16 {
+            sender.send(Message::Binary(payload.clone())).unwrap();
+            wire.extend_from_slice(&sender.take_output());
+        }
+        g.throughput(Throughput::Bytes(16 * payload.len() as u64));
+        g.bench_function(BenchmarkId::new("decompress-16x64KiB-json", name), |b| {
+            b.iter(|| {
+                let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&params));
+                client.feed(black_box(&wire));
+                let mut n = 0;
+                while let Some(m) = client.next_message().unwrap() {
+                    n += m.len();
+                }
+                assert_eq!(n, 16 * payload.len());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, masking, utf8, frames, deflate);
 criterion_main!(benches);

@@ -25,6 +25,7 @@
 //! ```
 
 use crate::close::{CloseFrame, ClosePayloadError, MAX_REASON_LEN};
+use crate::deflate::{DeflateParams, Deflater, Inflater};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::limits::{Config, MAX_SIZE_LIMIT};
@@ -84,6 +85,10 @@ struct FrameState {
 #[derive(Debug)]
 struct MessageState {
     text: bool,
+    /// RSV1 was set on the first frame: the payload is DEFLATE data
+    /// (RFC 7692 §6) and `inflated` collects the message.
+    compressed: bool,
+    inflated: Vec<u8>,
     /// Fragments received so far (empty for a single-frame message).
     data: BytesMut,
     /// Bytes received so far, all fragments.
@@ -185,12 +190,20 @@ pub struct Reader {
     frame: Option<FrameState>,
     msg: Option<MessageState>,
     recv: Recv,
+    inflater: Option<Inflater>,
 }
 
 impl Reader {
     /// A reader in the given role.
     pub fn new(role: Role, config: Config) -> Self {
-        Self { role, config, rbuf: BytesMut::new(), frame: None, msg: None, recv: Recv::Open }
+        Self { role, config, rbuf: BytesMut::new(), frame: None, msg: None, recv: Recv::Open, inflater: None }
+    }
+
+    /// A reader that accepts permessage-deflate messages as negotiated.
+    pub fn with_deflate(role: Role, config: Config, deflate: Option<&DeflateParams>) -> Self {
+        let mut r = Self::new(role, config);
+        r.inflater = deflate.map(|d| d.for_role(role).1);
+        r
     }
 
     /// The settings.
@@ -236,7 +249,7 @@ impl Reader {
 
     /// Heap bytes held by the read side.
     pub fn buffer_capacity(&self) -> usize {
-        self.rbuf.capacity() + self.msg.as_ref().map_or(0, |m| m.data.capacity())
+        self.rbuf.capacity() + self.msg.as_ref().map_or(0, |m| m.data.capacity() + m.inflated.capacity())
     }
 
     /// Stop interpreting input (after a failure reported elsewhere).
@@ -282,7 +295,7 @@ impl Reader {
                     if let Some(m) = self.msg.as_mut() {
                         // §8.1: fail at the first byte that cannot be UTF-8,
                         // even before the frame is complete.
-                        if m.text && m.utf8.feed(new).is_err() {
+                        if m.text && !m.compressed && m.utf8.feed(new).is_err() {
                             return Err(ProtocolError::InvalidUtf8);
                         }
                     }
@@ -309,10 +322,17 @@ impl Reader {
             Err(HeaderError::LengthMsbSet) => return Err(ProtocolError::InvalidLength),
         };
         // §5.2: RSV bits MUST be 0 unless an extension defines them.
-        if h.rsv1 || h.rsv2 || h.rsv3 {
+        if h.rsv2 || h.rsv3 {
             return Err(ProtocolError::ReservedBits);
         }
         let opcode = OpCode::from_u8(h.opcode).ok_or(ProtocolError::ReservedOpcode(h.opcode))?;
+        // RFC 7692 §6: with permessage-deflate, RSV1 marks the first frame of
+        // a compressed message; on a control or continuation frame it is an
+        // error, and without the extension it is reserved.
+        let compressed = h.rsv1;
+        if compressed && (self.inflater.is_none() || !matches!(opcode, OpCode::Text | OpCode::Binary)) {
+            return Err(ProtocolError::ReservedBits);
+        }
         // §5.1: clients mask, servers do not.
         match (self.role, h.mask.is_some()) {
             (Role::Server, false) if !self.config.accept_unmasked_frames() => return Err(ProtocolError::UnmaskedFrame),
@@ -339,6 +359,8 @@ impl Reader {
                 (OpCode::Text | OpCode::Binary, false) => {
                     self.msg = Some(MessageState {
                         text: opcode == OpCode::Text,
+                        compressed,
+                        inflated: Vec::new(),
                         data: BytesMut::new(),
                         size: 0,
                         utf8: Utf8Validator::new(),
@@ -382,6 +404,29 @@ impl Reader {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
                 m.size += payload.len();
+                if m.compressed {
+                    let Some(inflater) = self.inflater.as_mut() else {
+                        return Err(ProtocolError::ReservedBits);
+                    };
+                    let before = m.inflated.len();
+                    inflater.inflate(&payload, f.fin, &mut m.inflated, self.config.max_message_size())?;
+                    // §8.1 applies to the inflated text (RFC 7692 §6.2).
+                    if m.text && m.utf8.feed(&m.inflated[before..]).is_err() {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    if !f.fin {
+                        return Ok(None);
+                    }
+                    let data = Bytes::from(std::mem::take(&mut m.inflated));
+                    let (text, complete) = (m.text, m.utf8.finish());
+                    self.msg = None;
+                    return if text {
+                        complete.map_err(|_| ProtocolError::InvalidUtf8)?;
+                        Ok(Some(Message::Text(Utf8Bytes::from_bytes_unchecked(data))))
+                    } else {
+                        Ok(Some(Message::Binary(data)))
+                    };
+                }
                 if !f.fin {
                     m.data.extend_from_slice(&payload);
                     return Ok(None);
@@ -423,6 +468,7 @@ pub struct Writer {
     /// A data message being sent in fragments by the user.
     sending_fragmented: bool,
     out: OutQueue,
+    deflater: Option<Deflater>,
 }
 
 impl Writer {
@@ -436,6 +482,30 @@ impl Writer {
             pending_pong: None,
             sending_fragmented: false,
             out: OutQueue::default(),
+            deflater: None,
+        }
+    }
+
+    /// A writer that compresses messages as negotiated (permessage-deflate).
+    pub fn with_deflate(role: Role, config: &Config, deflate: Option<&DeflateParams>) -> Self {
+        let mut w = Self::new(role, config);
+        w.deflater = deflate.map(|d| d.for_role(role).0);
+        w
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub fn compression_enabled(&self) -> bool {
+        self.deflater.is_some()
+    }
+
+    /// Queue a text or binary message without compressing it, even when
+    /// permessage-deflate is on (e.g. data that is already compressed).
+    /// Other messages are sent as by [`Writer::send`].
+    pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
+        match msg {
+            Message::Text(t) => self.send_data_with(OpCode::Text, t.into_bytes(), true, false),
+            Message::Binary(b) => self.send_data_with(OpCode::Binary, b, true, false),
+            other => self.send(other),
         }
     }
 
@@ -476,6 +546,10 @@ impl Writer {
     }
 
     fn send_data(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), SendError> {
+        self.send_data_with(opcode, payload, fin, true)
+    }
+
+    fn send_data_with(&mut self, opcode: OpCode, payload: Bytes, fin: bool, compress: bool) -> Result<(), SendError> {
         if self.close != CloseState::Open {
             return Err(SendError::Closed);
         }
@@ -487,6 +561,16 @@ impl Writer {
             return Err(SendError::FragmentOrder);
         }
         self.sending_fragmented = !fin;
+        // RFC 7692 §7.2.1: a whole message is compressed into one frame with
+        // RSV1; fragmented sends and small messages go uncompressed.
+        let whole = fin && opcode != OpCode::Continuation;
+        if let Some(d) = self.deflater.as_mut().filter(|d| compress && whole && d.wants(payload.len())) {
+            let mut buf = Vec::new();
+            d.compress(&payload, &mut buf);
+            let compressed = Bytes::from(buf);
+            self.write_frame_rsv(opcode, true, true, &compressed, Some(&compressed));
+            return Ok(());
+        }
         self.write_frame(opcode, fin, &payload, Some(&payload));
         Ok(())
     }
@@ -588,6 +672,10 @@ impl Writer {
     }
 
     fn write_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8], owned: Option<&Bytes>) {
+        self.write_frame_rsv(opcode, fin, false, payload, owned)
+    }
+
+    fn write_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: &[u8], owned: Option<&Bytes>) {
         let mask = match self.role {
             // §5.3 / §10.3: a fresh, unpredictable key for every frame.
             Role::Client => Some(rand::random::<[u8; 4]>()),
@@ -595,7 +683,7 @@ impl Writer {
         };
         let header = FrameHeader {
             fin,
-            rsv1: false,
+            rsv1,
             rsv2: false,
             rsv3: false,
             opcode: opcode.as_u8(),
@@ -690,8 +778,14 @@ pub struct Connection {
 impl Connection {
     /// A connection in the given role, open (the handshake is done).
     pub fn new(role: Role, config: Config) -> Self {
-        let writer = Writer::new(role, &config);
-        Self { reader: Reader::new(role, config), writer }
+        Self::with_deflate(role, config, None)
+    }
+
+    /// A connection with permessage-deflate as negotiated in the handshake
+    /// (see [`crate::deflate`]).
+    pub fn with_deflate(role: Role, config: Config, deflate: Option<&DeflateParams>) -> Self {
+        let writer = Writer::with_deflate(role, &config, deflate);
+        Self { reader: Reader::with_deflate(role, config, deflate), writer }
     }
 
     /// Split into the receiving and sending halves. Whoever drives the
@@ -787,6 +881,11 @@ impl Connection {
     /// See [`Writer::send`].
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.writer.send(msg)
+    }
+
+    /// See [`Writer::send_uncompressed`].
+    pub fn send_uncompressed(&mut self, msg: Message) -> Result<(), SendError> {
+        self.writer.send_uncompressed(msg)
     }
 
     /// See [`Writer::send_fragment`].

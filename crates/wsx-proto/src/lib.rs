@@ -21,6 +21,7 @@
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod extensions;
 pub mod frame;

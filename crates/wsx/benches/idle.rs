@@ -5,9 +5,16 @@
 //! `recv()`, and reports the server's heap growth (counted by a global
 //! allocator) and RSS growth per connection.
 //!
+//! With `--deflate`, each client offers permessage-deflate and sends one
+//! compressed 4 KiB message that the server echoes (compressed), so the
+//! server's compressor and decompressor exist; `--no-context-takeover`
+//! asks for no context takeover in both directions.
+//!
 //! ```sh
-//! cargo bench -p wsx --bench idle            # 10,000 connections
-//! cargo bench -p wsx --bench idle -- 2000    # another count
+//! cargo bench -p wsx --bench idle                      # 10,000 connections
+//! cargo bench -p wsx --bench idle -- 2000              # another count
+//! cargo bench -p wsx --bench idle -- --deflate
+//! cargo bench -p wsx --bench idle -- --deflate --no-context-takeover
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -50,14 +57,31 @@ fn rss_kib() -> usize {
         .unwrap_or(0)
 }
 
+/// A masked, compressed binary frame of 4 KiB of text-like data.
+fn compressed_frame() -> Vec<u8> {
+    let text: Vec<u8> = (0..4096u32).map(|i| b"abcdefghij klmnop"[(i * 7 % 17) as usize]).collect();
+    let mut c = flate2::Compress::new(flate2::Compression::new(6), false);
+    let mut out = Vec::with_capacity(8192);
+    c.compress_vec(&text, &mut out, flate2::FlushCompress::Sync).unwrap();
+    out.truncate(out.len() - 4);
+    let key = [1u8, 2, 3, 4];
+    let mut frame = vec![0x82 | 0x40, 0x80 | 126];
+    frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&key);
+    frame.extend(out.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    frame
+}
+
 /// Child process: open `n` raw WebSocket connections, print "ready", hold
 /// them until stdin closes.
-fn client(addr: &str, n: usize) {
+fn client(addr: &str, n: usize, offer: &str) {
     let mut socks = Vec::with_capacity(n);
+    let ext = if offer.is_empty() { String::new() } else { format!("Sec-WebSocket-Extensions: {offer}\r\n") };
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     );
+    let frame = compressed_frame();
     for _ in 0..n {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
         s.write_all(req.as_bytes()).unwrap();
@@ -69,6 +93,10 @@ fn client(addr: &str, n: usize) {
             got.extend_from_slice(&buf[..k]);
         }
         assert!(got.starts_with(b"HTTP/1.1 101"));
+        if !offer.is_empty() {
+            assert!(String::from_utf8_lossy(&got).contains("permessage-deflate"), "deflate not negotiated");
+            s.write_all(&frame).unwrap();
+        }
         socks.push(s);
     }
     println!("ready");
@@ -79,10 +107,21 @@ fn client(addr: &str, n: usize) {
 
 fn main() {
     if let Ok(spec) = std::env::var("WSX_IDLE_CLIENT") {
-        let (addr, n) = spec.split_once(',').unwrap();
-        return client(addr, n.parse().unwrap());
+        let mut it = spec.splitn(3, ',');
+        let (addr, n, offer) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap_or(""));
+        return client(addr, n.parse().unwrap(), offer);
     }
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10_000);
+    let deflate = args.iter().any(|a| a == "--deflate");
+    let nct = args.iter().any(|a| a == "--no-context-takeover");
+    let offer = match (deflate, nct) {
+        (false, _) => "",
+        (true, false) => "permessage-deflate; client_max_window_bits",
+        (true, true) => {
+            "permessage-deflate; client_max_window_bits; server_no_context_takeover; client_no_context_takeover"
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,12 +138,16 @@ fn main() {
                 tokio::spawn(async move {
                     let mut ws = wsx::accept(tcp).await.unwrap();
                     counter.fetch_add(1, Ordering::Relaxed);
-                    while let Some(Ok(_)) = ws.recv().await {}
+                    while let Some(Ok(m)) = ws.recv().await {
+                        if m.is_binary() && ws.feed(m).await.is_err() {
+                            break;
+                        }
+                    }
                 });
             }
         });
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("WSX_IDLE_CLIENT", format!("{addr},{n}"))
+            .env("WSX_IDLE_CLIENT", format!("{addr},{n},{offer}"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -123,7 +166,7 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let heap = HEAP.load(Ordering::Relaxed) - heap0;
         let rss = rss_kib().saturating_sub(rss0);
-        println!("idle connections: {n}");
+        println!("idle connections: {n}, permessage-deflate: {}", if offer.is_empty() { "off" } else { offer });
         println!(
             "server heap per idle connection: {:.2} KiB ({} bytes)",
             heap as f64 / n as f64 / 1024.0,

@@ -118,9 +118,20 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    request: Request<()>,
+    mut request: Request<()>,
     config: &Config,
 ) -> Result<(WebSocket<S>, Response<()>)> {
+    // RFC 7692 §5: offer permessage-deflate unless the caller wrote its own
+    // extension offer.
+    let deflate = config.deflate(Role::Client);
+    if let Some(cfg) = &deflate {
+        let h = request.headers_mut();
+        if !h.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS) {
+            if let Ok(v) = http::HeaderValue::from_str(&cfg.client_offer()) {
+                h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, v);
+            }
+        }
+    }
     let (bytes, handshake) = ClientHandshake::new(request)?;
     stream.write_all(&bytes).await?;
     stream.flush().await?;
@@ -135,6 +146,11 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let negotiated = handshake.check_response(&response)?;
-    let ws = WebSocket::from_raw(stream, Role::Client, config, &buf[head_len..]).with_protocol(negotiated.protocol);
+    let params = wsx_proto::deflate::client_accept_response(&deflate.unwrap_or_default(), &negotiated.extensions)
+        .map_err(|e| wsx_proto::handshake::HandshakeError::InvalidExtensionResponse(e.to_string()))?;
+    let ext_header =
+        response.headers().get(http::header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let ws = WebSocket::from_negotiated(stream, Role::Client, config, &buf[head_len..], params.as_ref())
+        .with_negotiated(negotiated.protocol, ext_header);
     Ok((ws, response))
 }

@@ -2,6 +2,18 @@
 //! `wsx-proto` plus the timers that only an I/O layer can run.
 
 use std::time::Duration;
+use wsx_proto::deflate::DeflateConfig;
+use wsx_proto::Role;
+
+/// Whether and how to use permessage-deflate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Deflate {
+    /// Clients offer [`DeflateConfig::default`], servers accept with
+    /// [`DeflateConfig::server_default`].
+    RoleDefault,
+    Custom(DeflateConfig),
+    Off,
+}
 
 /// Settings of a WebSocket connection.
 ///
@@ -18,6 +30,7 @@ pub struct Config {
     handshake_timeout: Duration,
     close_timeout: Duration,
     max_handshake_size: usize,
+    deflate: Deflate,
 }
 
 impl Default for Config {
@@ -27,6 +40,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             max_handshake_size: wsx_proto::handshake::DEFAULT_MAX_REQUEST_SIZE,
+            deflate: Deflate::RoleDefault,
         }
     }
 }
@@ -80,6 +94,30 @@ impl Config {
     pub fn with_max_handshake_size(mut self, bytes: usize) -> Self {
         self.max_handshake_size = bytes;
         self
+    }
+
+    /// Use permessage-deflate (RFC 7692) with these settings. By default a
+    /// client offers [`DeflateConfig::default`] and a server accepts offers
+    /// with [`DeflateConfig::server_default`] (no server context takeover).
+    pub fn with_deflate(mut self, deflate: DeflateConfig) -> Self {
+        self.deflate = Deflate::Custom(deflate);
+        self
+    }
+
+    /// Turn permessage-deflate on (the role's default settings) or off.
+    pub fn with_compression(mut self, on: bool) -> Self {
+        self.deflate = if on { Deflate::RoleDefault } else { Deflate::Off };
+        self
+    }
+
+    /// The permessage-deflate settings for `role`, `None` when off.
+    pub fn deflate(&self, role: Role) -> Option<DeflateConfig> {
+        match (&self.deflate, role) {
+            (Deflate::Off, _) => None,
+            (Deflate::Custom(c), _) => Some(c.clone()),
+            (Deflate::RoleDefault, Role::Client) => Some(DeflateConfig::default()),
+            (Deflate::RoleDefault, Role::Server) => Some(DeflateConfig::server_default()),
+        }
     }
 
     /// The protocol settings.

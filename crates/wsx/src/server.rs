@@ -23,6 +23,8 @@ use wsx_proto::Role;
 /// }
 /// # Ok(()) }
 /// ```
+// The callback's error type (a whole `http::Response`) is public API.
+#[allow(clippy::result_large_err)]
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>> {
     accept_with(stream, |_: &UpgradeRequest| Ok(Accept::new()), &Config::default()).await
 }
@@ -101,7 +103,11 @@ where
             return Err(Error::Rejected(status));
         }
     };
-    let response = match upgrade.accept(&accept, None) {
+    // RFC 7692: take the first acceptable permessage-deflate offer.
+    let deflate =
+        config.deflate(Role::Server).and_then(|cfg| wsx_proto::deflate::server_negotiate(&cfg, upgrade.extensions()));
+    let ext_header = deflate.as_ref().map(|(_, h)| h.as_str());
+    let response = match upgrade.accept(&accept, ext_header) {
         Ok(r) => r,
         Err(e) => {
             respond(&mut stream, &e.to_response()).await?;
@@ -113,5 +119,7 @@ where
     stream.write_all(&out).await?;
     stream.flush().await?;
     let protocol = accept.selected_protocol().map(str::to_owned);
-    Ok(WebSocket::from_raw(stream, Role::Server, config, &buf[head_len..]).with_protocol(protocol))
+    let (params, header) = deflate.map_or((None, None), |(p, h)| (Some(p), Some(h)));
+    Ok(WebSocket::from_negotiated(stream, Role::Server, config, &buf[head_len..], params.as_ref())
+        .with_negotiated(protocol, header))
 }

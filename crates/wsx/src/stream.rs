@@ -241,6 +241,7 @@ pub struct WebSocket<S> {
     core: RecvCore,
     io: Whole<S>,
     protocol: Option<String>,
+    extensions: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -248,20 +249,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// example a hyper upgrade). `leftover` holds bytes read past the
     /// handshake, which belong to the WebSocket stream.
     pub fn from_raw(io: S, role: Role, config: &Config, leftover: &[u8]) -> Self {
-        let conn = wsx_proto::Connection::new(role, config.protocol().clone());
-        let (mut reader, writer) = conn.into_parts();
-        reader.feed(leftover);
-        Self { core: RecvCore::new(reader, role, config), io: Whole { io, writer }, protocol: None }
+        Self::from_negotiated(io, role, config, leftover, None)
     }
 
-    pub(crate) fn with_protocol(mut self, protocol: Option<String>) -> Self {
+    /// Like [`WebSocket::from_raw`], with permessage-deflate as negotiated in
+    /// the handshake (see [`wsx_proto::deflate::server_negotiate`] and
+    /// [`wsx_proto::deflate::client_accept_response`]).
+    pub fn from_negotiated(
+        io: S,
+        role: Role,
+        config: &Config,
+        leftover: &[u8],
+        deflate: Option<&wsx_proto::deflate::DeflateParams>,
+    ) -> Self {
+        let conn = wsx_proto::Connection::with_deflate(role, config.protocol().clone(), deflate);
+        let (mut reader, writer) = conn.into_parts();
+        reader.feed(leftover);
+        Self { core: RecvCore::new(reader, role, config), io: Whole { io, writer }, protocol: None, extensions: None }
+    }
+
+    /// Record what the handshake negotiated (subprotocol, extensions header).
+    pub fn with_negotiated(mut self, protocol: Option<String>, extensions: Option<String>) -> Self {
         self.protocol = protocol;
+        self.extensions = extensions;
         self
     }
 
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
+    }
+
+    /// The extensions negotiated in the handshake, as the
+    /// `Sec-WebSocket-Extensions` value (e.g. `permessage-deflate`).
+    pub fn extensions(&self) -> Option<&str> {
+        self.extensions.as_deref()
+    }
+
+    /// Whether messages are compressed (permessage-deflate negotiated).
+    pub fn compression_enabled(&self) -> bool {
+        self.io.writer.compression_enabled()
     }
 
     /// Which end this is.
@@ -344,6 +371,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub async fn send(&mut self, msg: impl Into<Message>) -> Result<()> {
         self.feed(msg).await?;
         self.flush().await
+    }
+
+    /// Queue a text or binary message uncompressed even when
+    /// permessage-deflate is on (for data that does not compress).
+    pub async fn feed_uncompressed(&mut self, msg: impl Into<Message>) -> Result<()> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.io.writer.send_uncompressed(msg.into())?;
+        Ok(())
     }
 
     /// Send a ping (at most 125 bytes).
@@ -512,6 +547,7 @@ impl<S: SplitIo + Unpin> WebSocket<S> {
     /// while let Some(msg) = rx.next().await { println!("{:?}", msg?); }
     /// # Ok(()) }
     /// ```
+    #[allow(clippy::type_complexity)]
     pub fn split(self) -> (WebSocketReader<S::Read, S::Write>, WebSocketWriter<S::Write>) {
         let (r, w) = self.io.io.split_io();
         let shared = Arc::new(Mutex::new(WriteSide { io: w, writer: self.io.writer }));
