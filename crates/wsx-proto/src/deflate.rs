@@ -441,6 +441,17 @@ impl Deflater {
 }
 
 fn run_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
+    if input.is_empty() {
+        // An empty message is one empty stored block: `00` once the tail is
+        // removed (§7.2.3.6). Not asked of zlib: a sync flush with no input
+        // since the previous one (an empty message with context takeover)
+        // produces no bytes at all, and an empty payload with RSV1 does not
+        // inflate (the receiver's appended `00 00 ff ff` becomes a stored
+        // block with invalid lengths, breaking every later message). The
+        // stream is byte-aligned after every message, so `00` always fits.
+        out.push(0x00);
+        return;
+    }
     let start_in = c.total_in();
     out.reserve(input.len() / 2 + 64);
     loop {
@@ -688,6 +699,31 @@ mod tests {
             for bits in [9, 12, 15] {
                 round_trip(params(nct, bits), &msgs);
             }
+        }
+    }
+
+    #[test]
+    fn empty_messages_compress_to_an_empty_stored_block() {
+        // With context takeover zlib's sync flush of no new input writes
+        // nothing; every empty message must still be `00` (§7.2.3.6), or
+        // the peer's inflater (Node's ws, Python's websockets) fails on the
+        // next message. Checked with a plain zlib inflater as the peer.
+        for nct in [false, true] {
+            let (mut tx, _) = params(nct, 15).for_role(crate::Role::Client);
+            let mut peer = Decompress::new(false);
+            let msgs: [&[u8]; 6] = [b"", b"", b"a", b"", b"hello hello", b""];
+            for m in msgs {
+                let mut wire = Vec::new();
+                tx.compress(m, &mut wire);
+                if m.is_empty() {
+                    assert_eq!(wire, [0x00], "nct={nct}");
+                }
+                wire.extend_from_slice(&TAIL);
+                let mut out = Vec::with_capacity(64);
+                peer.decompress_vec(&wire, &mut out, FlushDecompress::Sync).unwrap();
+                assert_eq!(out, m, "nct={nct}");
+            }
+            round_trip(params(nct, 15), &msgs);
         }
     }
 

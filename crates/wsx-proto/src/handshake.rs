@@ -484,6 +484,68 @@ impl Accept {
     }
 }
 
+/// A refusal of an upgrade request: the HTTP response the server sends
+/// instead of 101. Small (one pointer), so a callback returning
+/// `Result<Accept, Reject>` stays cheap to move.
+///
+/// ```
+/// use wsx_proto::handshake::Reject;
+/// let r = Reject::new(403, "origin not allowed").header("x-reason", "origin");
+/// assert_eq!(r.status(), 403);
+/// assert_eq!(r.response().body().as_ref(), b"origin not allowed");
+/// ```
+#[derive(Debug)]
+pub struct Reject(Box<Response<Bytes>>);
+
+impl Reject {
+    /// A refusal with `status` and a plain-text `body`. An invalid status
+    /// becomes 400.
+    pub fn new(status: impl TryInto<StatusCode>, body: impl Into<Bytes>) -> Self {
+        let status = status.try_into().unwrap_or(StatusCode::BAD_REQUEST);
+        let mut resp = Response::new(body.into());
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Self(Box::new(resp))
+    }
+
+    /// Add a header (e.g. `WWW-Authenticate`, `Retry-After`). Invalid names
+    /// or values are ignored.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            self.0.headers_mut().append(n, v);
+        }
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    /// The response.
+    pub fn response(&self) -> &Response<Bytes> {
+        &self.0
+    }
+
+    /// The response, owned.
+    pub fn into_response(self) -> Response<Bytes> {
+        *self.0
+    }
+}
+
+impl From<Response<Bytes>> for Reject {
+    fn from(r: Response<Bytes>) -> Self {
+        Self(Box::new(r))
+    }
+}
+
+impl From<HandshakeError> for Reject {
+    fn from(e: HandshakeError) -> Self {
+        Self(Box::new(e.to_response()))
+    }
+}
+
 /// Serialize a response head and `body` into bytes (the response's own body
 /// is not used, so a `Response<()>` head can be written with any body).
 pub fn write_response<B>(resp: &Response<B>, body: &[u8], dst: &mut Vec<u8>) {

@@ -1,5 +1,6 @@
 //! The client: `connect` over TCP, or `client_handshake` over any stream.
 
+use crate::MaybeTlsStream;
 use crate::{Config, Error, Result, WebSocket};
 use bytes::BytesMut;
 use http::{Request, Response, Uri};
@@ -49,23 +50,29 @@ impl IntoClientRequest for &String {
     }
 }
 
-/// Open a WebSocket connection to a `ws://` URL with default settings.
-/// Returns the connection and the server's handshake response.
+/// Open a WebSocket connection to a `ws://` or `wss://` URL with default
+/// settings. Returns the connection and the server's handshake response.
+/// `wss://` uses TLS (rustls) and trusts Mozilla's root certificates; see
+/// [`connect_with`] for other settings.
 ///
 /// ```no_run
 /// # async fn run() -> wsx::Result<()> {
-/// let (mut ws, response) = wsx::connect("ws://127.0.0.1:9001/chat").await?;
+/// let (mut ws, response) = wsx::connect("wss://echo.example.com/chat").await?;
 /// ws.send(wsx::Message::text("hi")).await?;
 /// # Ok(()) }
 /// ```
-pub async fn connect(request: impl IntoClientRequest) -> Result<(WebSocket<TcpStream>, Response<()>)> {
+pub async fn connect(request: impl IntoClientRequest) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
     connect_with(request, &Config::default()).await
 }
 
 /// Open a WebSocket connection with the given settings. The request may
 /// carry extra headers; subprotocols are offered with
-/// `Sec-WebSocket-Protocol`. The whole of connecting and the handshake is
-/// bounded by the handshake timeout.
+/// `Sec-WebSocket-Protocol`. `wss://` runs TLS with the server name of the
+/// URL (SNI, certificate check) and ALPN `http/1.1`, configured by
+/// [`Config::with_tls_config`] / [`Config::with_tls_roots`]; a proxy is
+/// used when [`Config::with_proxy`] or [`Config::with_proxy_from_env`] says
+/// so. The whole of connecting (proxy, TLS) and the handshake is bounded by
+/// the handshake timeout.
 ///
 /// ```no_run
 /// # async fn run() -> wsx::Result<()> {
@@ -81,23 +88,29 @@ pub async fn connect(request: impl IntoClientRequest) -> Result<(WebSocket<TcpSt
 pub async fn connect_with(
     request: impl IntoClientRequest,
     config: &Config,
-) -> Result<(WebSocket<TcpStream>, Response<()>)> {
+) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
     let request = request.into_client_request()?;
     let uri = request.uri();
-    let default_port = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
-        Some("ws") | Some("http") => 80,
-        Some("wss") | Some("https") => {
-            return Err(Error::Url("wss:// needs TLS, which this build does not support yet".into()))
-        }
-        Some(other) => return Err(Error::Url(format!("scheme {other:?} is not ws"))),
-        None => return Err(Error::Url("the URL needs a ws:// scheme".into())),
+    let (secure, default_port) = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("ws") | Some("http") => (false, 80),
+        Some("wss") | Some("https") => (true, 443),
+        Some(other) => return Err(Error::Url(format!("scheme {other:?} is not ws or wss"))),
+        None => return Err(Error::Url("the URL needs a ws:// or wss:// scheme".into())),
     };
     let host = uri.host().ok_or_else(|| Error::Url("the URL has no host".into()))?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     let port = uri.port_u16().unwrap_or(default_port);
+    let proxy = config.proxy_mode().proxy_for(uri)?;
     let fut = async move {
-        let stream = TcpStream::connect((host.as_str(), port)).await?;
-        stream.set_nodelay(true)?;
+        let tcp = match &proxy {
+            None => {
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                tcp
+            }
+            Some(p) => crate::proxy::tunnel(p, &host, port, config).await?,
+        };
+        let stream = if secure { crate::tls::connect(tcp, &host, config).await? } else { MaybeTlsStream::Plain(tcp) };
         client_handshake_inner(stream, request, config).await
     };
     Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| Error::HandshakeTimeout)?

@@ -1,6 +1,9 @@
 //! Settings of a connection in the tokio layer: the protocol limits of
 //! `wsx-proto` plus the timers that only an I/O layer can run.
 
+use crate::proxy::{Proxy, ProxyEnv, ProxyMode};
+use crate::tls::TlsRoots;
+use std::sync::Arc;
 use std::time::Duration;
 use wsx_proto::deflate::DeflateConfig;
 use wsx_proto::Role;
@@ -31,6 +34,8 @@ pub struct Config {
     close_timeout: Duration,
     max_handshake_size: usize,
     deflate: Deflate,
+    /// Client only: how `connect` reaches the server (TLS, proxy).
+    client: ClientSettings,
 }
 
 impl Default for Config {
@@ -41,6 +46,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             max_handshake_size: wsx_proto::handshake::DEFAULT_MAX_REQUEST_SIZE,
             deflate: Deflate::RoleDefault,
+            client: ClientSettings::default(),
         }
     }
 }
@@ -138,5 +144,87 @@ impl Config {
     /// See [`Config::with_max_handshake_size`].
     pub fn max_handshake_size(&self) -> usize {
         self.max_handshake_size
+    }
+}
+
+/// How [`crate::connect_with`] reaches the server: TLS settings for
+/// `wss://` and the proxy.
+#[derive(Debug, Clone, Default)]
+struct ClientSettings {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tls_roots: TlsRoots,
+    proxy: ProxyMode,
+}
+
+/// Client settings: TLS for `wss://` and proxies. Servers ignore them.
+impl Config {
+    /// Use this rustls configuration for `wss://` (e.g. to trust a private
+    /// CA, or to present a client certificate). When it offers no ALPN
+    /// protocol, a copy offering `http/1.1` is used. Without it, wsx builds
+    /// one with the roots of [`Config::with_tls_roots`].
+    ///
+    /// ```no_run
+    /// # async fn run(ca_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut roots = wsx::tls::rustls::RootCertStore::empty();
+    /// roots.add(ca_der.into())?;
+    /// let tls = wsx::tls::client_config_with_roots(roots)?;
+    /// let config = wsx::Config::default().with_tls_config(tls);
+    /// let (ws, _) = wsx::connect_with("wss://internal.example/", &config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tls_config(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.client.tls = Some(crate::tls::with_alpn(tls));
+        self
+    }
+
+    /// Which root certificates `wss://` trusts when no configuration is
+    /// given with [`Config::with_tls_config`] (default: Mozilla's, compiled
+    /// in; the platform's with the `native-roots` feature).
+    pub fn with_tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.client.tls_roots = roots;
+        self
+    }
+
+    /// Connect through this proxy ([`ProxyMode::Fixed`]).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use wsx::proxy::Proxy;
+    /// let config = wsx::Config::default().with_proxy(Proxy::parse("http://user:pw@proxy.example:3128")?);
+    /// let (ws, _) = wsx::connect_with("wss://example.com/", &config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_proxy(self, proxy: Proxy) -> Self {
+        self.with_proxy_mode(ProxyMode::Fixed(proxy))
+    }
+
+    /// Pick the proxy from the process environment as curl does
+    /// (`https_proxy`, `http_proxy`, `all_proxy`, `no_proxy`; see
+    /// [`crate::proxy::ProxyEnv::proxy_for`]). Not the default: without
+    /// it, the environment is not read.
+    pub fn with_proxy_from_env(self) -> Self {
+        self.with_proxy_mode(ProxyMode::Env(ProxyEnv::process()))
+    }
+
+    /// How to reach the server: directly (the default), through a given
+    /// proxy, or as an environment says.
+    pub fn with_proxy_mode(mut self, mode: ProxyMode) -> Self {
+        self.client.proxy = mode;
+        self
+    }
+
+    /// See [`Config::with_tls_config`].
+    pub fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.client.tls.as_ref()
+    }
+
+    /// See [`Config::with_tls_roots`].
+    pub fn tls_roots(&self) -> TlsRoots {
+        self.client.tls_roots
+    }
+
+    /// See [`Config::with_proxy_mode`].
+    pub fn proxy_mode(&self) -> &ProxyMode {
+        &self.client.proxy
     }
 }

@@ -40,6 +40,18 @@ pub enum Error {
     /// The URL cannot be used.
     #[error("invalid URL: {0}")]
     Url(String),
+    /// TLS failed: the handshake (untrusted certificate, wrong name...) or
+    /// the TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The proxy could not open a tunnel to the server.
+    #[error("proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyError),
+    /// The HTTP server could not hand the connection over after the 101
+    /// response (hyper upgrades).
+    #[cfg(feature = "hyper")]
+    #[error("HTTP upgrade failed: {0}")]
+    Upgrade(#[from] crate::upgrade::UpgradeError),
 }
 
 /// Result with [`Error`].

@@ -33,21 +33,37 @@
 //! ws.close(wsx::CloseCode::Normal, "bye").await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Beyond plain TCP: [`tls`] (`wss://` with rustls, and
+//! [`tls::acceptor_from_pem_files`] for servers), [`proxy`] (HTTP `CONNECT`
+//! and SOCKS5 proxies for the client, explicit or from the environment as
+//! curl reads it), `upgrade` (feature `hyper`: upgrades inside a hyper 1
+//! server) and `axum` (feature `axum`: the `WebSocketUpgrade` extractor).
+//! Feature `native-roots` lets `wss://` trust the platform's root
+//! certificates.
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod config;
 mod error;
 mod io;
+pub mod proxy;
 mod server;
 mod stream;
+pub mod tls;
+#[cfg(feature = "hyper")]
+pub mod upgrade;
+pub mod web;
 
 pub use client::{client_handshake, connect, connect_with, IntoClientRequest};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use server::{accept, accept_with};
 pub use stream::{SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
+pub use tls::MaybeTlsStream;
 pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};
 
 pub use bytes::Bytes;

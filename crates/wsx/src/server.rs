@@ -4,7 +4,7 @@ use crate::{Config, Error, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wsx_proto::handshake::{parse_request, write_response, Accept, UpgradeRequest};
+use wsx_proto::handshake::{parse_request, write_response, Accept, Reject, UpgradeRequest};
 use wsx_proto::Role;
 
 /// Accept a WebSocket connection on `stream` with default settings and no
@@ -23,8 +23,6 @@ use wsx_proto::Role;
 /// }
 /// # Ok(()) }
 /// ```
-// The callback's error type (a whole `http::Response`) is public API.
-#[allow(clippy::result_large_err)]
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>> {
     accept_with(stream, |_: &UpgradeRequest| Ok(Accept::new()), &Config::default()).await
 }
@@ -38,10 +36,10 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 ///
 /// ```no_run
 /// # async fn run(tcp: tokio::net::TcpStream) -> wsx::Result<()> {
-/// use wsx::handshake::{Accept, UpgradeRequest};
+/// use wsx::handshake::{Accept, Reject, UpgradeRequest};
 /// let ws = wsx::accept_with(tcp, |req: &UpgradeRequest| {
 ///     if req.origin() != Some("https://example.com") {
-///         return Err(http::Response::builder().status(403).body("forbidden".into()).unwrap());
+///         return Err(Reject::new(403, "forbidden"));
 ///     }
 ///     let chat = req.protocols().iter().find(|p| *p == "chat").cloned();
 ///     Ok(match chat { Some(p) => Accept::new().protocol(p), None => Accept::new() })
@@ -51,7 +49,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 pub async fn accept_with<S, F>(stream: S, callback: F, config: &Config) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Response<Bytes>>,
+    F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Reject>,
 {
     // Boxed so that the handshake's buffers and timer are not part of the
     // caller's task for the life of the connection (idle footprint).
@@ -72,7 +70,7 @@ async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, resp: &Response<Bytes>) 
 async fn accept_inner<S, F>(mut stream: S, callback: F, config: &Config) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Response<Bytes>>,
+    F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Reject>,
 {
     let max = config.max_handshake_size();
     let mut buf = BytesMut::with_capacity(1024);
@@ -97,29 +95,63 @@ where
     };
     let accept = match callback(&upgrade) {
         Ok(a) => a,
-        Err(resp) => {
-            let status = resp.status();
-            respond(&mut stream, &resp).await?;
+        Err(reject) => {
+            let status = reject.status();
+            respond(&mut stream, reject.response()).await?;
             return Err(Error::Rejected(status));
         }
     };
-    // RFC 7692: take the first acceptable permessage-deflate offer.
-    let deflate =
-        config.deflate(Role::Server).and_then(|cfg| wsx_proto::deflate::server_negotiate(&cfg, upgrade.extensions()));
-    let ext_header = deflate.as_ref().map(|(_, h)| h.as_str());
-    let response = match upgrade.accept(&accept, ext_header) {
-        Ok(r) => r,
+    let accepted = match Accepted::new(&upgrade, &accept, config) {
+        Ok(a) => a,
         Err(e) => {
             respond(&mut stream, &e.to_response()).await?;
             return Err(e.into());
         }
     };
     let mut out = Vec::with_capacity(256);
-    write_response(&response, &[], &mut out);
+    write_response(&accepted.response, &[], &mut out);
     stream.write_all(&out).await?;
     stream.flush().await?;
-    let protocol = accept.selected_protocol().map(str::to_owned);
-    let (params, header) = deflate.map_or((None, None), |(p, h)| (Some(p), Some(h)));
-    Ok(WebSocket::from_negotiated(stream, Role::Server, config, &buf[head_len..], params.as_ref())
-        .with_negotiated(protocol, header))
+    Ok(accepted.into_websocket(stream, config, &buf[head_len..]))
+}
+
+/// An upgrade request the application accepted: the 101 response to send
+/// and what the connection is then built with. Shared by [`accept_with`]
+/// and the hyper upgrade, so that both negotiate the same way.
+pub(crate) struct Accepted {
+    /// The 101 response.
+    pub(crate) response: Response<()>,
+    protocol: Option<String>,
+    deflate: Option<(wsx_proto::deflate::DeflateParams, String)>,
+}
+
+impl Accepted {
+    /// Build the 101 response for `upgrade` with the application's
+    /// `accept` (subprotocol, headers) and the extensions `config` allows.
+    pub(crate) fn new(
+        upgrade: &UpgradeRequest,
+        accept: &Accept,
+        config: &Config,
+    ) -> std::result::Result<Self, wsx_proto::handshake::HandshakeError> {
+        // RFC 7692: take the first acceptable permessage-deflate offer.
+        let deflate = config
+            .deflate(Role::Server)
+            .and_then(|cfg| wsx_proto::deflate::server_negotiate(&cfg, upgrade.extensions()));
+        let ext_header = deflate.as_ref().map(|(_, h)| h.as_str());
+        let response = upgrade.accept(accept, ext_header)?;
+        Ok(Self { response, protocol: accept.selected_protocol().map(str::to_owned), deflate })
+    }
+
+    /// The connection over `stream`, once the 101 response is sent.
+    /// `leftover` holds bytes read past the request head.
+    pub(crate) fn into_websocket<S: AsyncRead + AsyncWrite + Unpin>(
+        self,
+        stream: S,
+        config: &Config,
+        leftover: &[u8],
+    ) -> WebSocket<S> {
+        let (params, header) = self.deflate.map_or((None, None), |(p, h)| (Some(p), Some(h)));
+        WebSocket::from_negotiated(stream, Role::Server, config, leftover, params.as_ref())
+            .with_negotiated(self.protocol, header)
+    }
 }

@@ -15,7 +15,7 @@ use futures_sink::Sink;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
@@ -475,6 +475,63 @@ impl SplitIo for tokio::io::DuplexStream {
 struct WriteSide<W> {
     io: W,
     writer: Writer,
+    wakers: Arc<WriteWakers>,
+}
+
+/// Which half is waiting for the transport to accept writes.
+#[derive(Debug, Clone, Copy)]
+enum Half {
+    Read = 0,
+    Write = 1,
+}
+
+/// Both halves write to the transport (the read half flushes pongs, close
+/// replies and the queue before it waits for input), possibly from two
+/// tasks, but a transport remembers only the last waker that polled it for
+/// writing: a write half waiting in `flush` would never be woken once the
+/// read half had polled after it (and had written the rest of the queue).
+/// So the transport is polled with this waker, which wakes every half that
+/// is waiting.
+#[derive(Debug, Default)]
+struct WriteWakers {
+    slots: Mutex<[Option<Waker>; 2]>,
+}
+
+impl Wake for WriteWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        let slots = std::mem::take(&mut *self.slots.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in slots.into_iter().flatten() {
+            w.wake();
+        }
+    }
+}
+
+impl<W> WriteSide<W> {
+    /// Run a write-side poll of the transport for `half`, so that whichever
+    /// half is waiting is woken when the transport is ready.
+    fn poll_io<T>(
+        &mut self,
+        half: Half,
+        cx: &mut Context<'_>,
+        f: impl FnOnce(&mut W, &mut Writer, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        {
+            let mut slots = self.wakers.slots.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut slots[half as usize] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+        }
+        let waker = Waker::from(self.wakers.clone());
+        let r = f(&mut self.io, &mut self.writer, &mut Context::from_waker(&waker));
+        if r.is_ready() {
+            self.wakers.slots.lock().unwrap_or_else(|p| p.into_inner())[half as usize] = None;
+        }
+        r
+    }
 }
 
 type Shared<W> = Arc<Mutex<WriteSide<W>>>;
@@ -500,14 +557,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io for ReadSide<'_, R, W> {
     }
     fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut g = lock(self.shared);
-        let g = &mut *g;
         if !g.writer.wants_write() {
             return Poll::Ready(Ok(()));
         }
-        poll_write_all(&mut g.io, &mut g.writer, cx)
+        g.poll_io(Half::Read, cx, poll_write_all)
     }
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut lock(self.shared).io).poll_shutdown(cx)
+        lock(self.shared).poll_io(Half::Read, cx, |io, _, cx| Pin::new(io).poll_shutdown(cx))
     }
     fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T {
         f(&mut lock(self.shared).writer)
@@ -550,7 +606,7 @@ impl<S: SplitIo + Unpin> WebSocket<S> {
     #[allow(clippy::type_complexity)]
     pub fn split(self) -> (WebSocketReader<S::Read, S::Write>, WebSocketWriter<S::Write>) {
         let (r, w) = self.io.io.split_io();
-        let shared = Arc::new(Mutex::new(WriteSide { io: w, writer: self.io.writer }));
+        let shared = Arc::new(Mutex::new(WriteSide { io: w, writer: self.io.writer, wakers: Arc::default() }));
         (WebSocketReader { core: self.core, io: r, shared: shared.clone() }, WebSocketWriter { shared })
     }
 }
@@ -582,9 +638,7 @@ impl<W: AsyncWrite + Unpin> WebSocketWriter<W> {
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let mut g = lock(&self.shared);
-        let g = &mut *g;
-        poll_write_all(&mut g.io, &mut g.writer, cx).map_err(Into::into)
+        lock(&self.shared).poll_io(Half::Write, cx, poll_write_all).map_err(Into::into)
     }
 
     /// Queue a message without flushing; waits only over the high-water mark.
@@ -617,9 +671,8 @@ impl<W: AsyncWrite + Unpin> Sink<Message> for WebSocketWriter<W> {
     type Error = Error;
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let mut g = lock(&self.shared);
-        let g = &mut *g;
         if g.writer.write_backpressure() {
-            ready!(poll_write_all(&mut g.io, &mut g.writer, cx))?;
+            ready!(g.poll_io(Half::Write, cx, poll_write_all))?;
         }
         Poll::Ready(Ok(()))
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use wsx::{CloseCode, Error, Message};
 
 const MIB: usize = 1 << 20;
@@ -273,14 +274,33 @@ async fn split_read_half_alone_answers_ping() {
     assert!(matches!(seen[1], Message::Close(_)));
 }
 
-/// wss:// needs TLS, which this build lacks: a URL error, not a
-/// plaintext connection attempt.
+/// A URL that cannot name a WebSocket endpoint is a URL error, before any
+/// connection is attempted (RFC 6455 §3: ws and wss URIs only).
 #[tokio::test]
-async fn connect_to_wss_url_is_a_url_error() {
-    let err = within(wsx::connect("wss://127.0.0.1:1/")).await.unwrap_err();
-    assert!(matches!(err, Error::Url(_)), "{err:?}");
-    let err = within(wsx::connect("http2://127.0.0.1:1/")).await.unwrap_err();
-    assert!(matches!(err, Error::Url(_)), "{err:?}");
+async fn connect_to_unusable_url_is_a_url_error() {
+    for url in ["http2://127.0.0.1:1/", "ftp://127.0.0.1:1/", "/just/a/path", "not a url"] {
+        let err = within(wsx::connect(url)).await.unwrap_err();
+        assert!(matches!(err, Error::Url(_)), "{url}: {err:?}");
+    }
+}
+
+/// `wss://` to a server that speaks plain TCP fails in the TLS layer; it
+/// never falls back to a plaintext handshake.
+#[tokio::test]
+async fn wss_to_plaintext_server_fails_without_plaintext_fallback() {
+    let (l, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut raw = Raw::new(tcp);
+        let mut first = [0u8; 5];
+        raw.stream.read_exact(&mut first).await.unwrap();
+        // A TLS handshake record (ClientHello), not "GET /...".
+        assert_eq!(first[0], 0x16, "not a TLS record: {first:?}");
+        raw.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+    });
+    let err = within(wsx::connect(format!("wss://{addr}/"))).await.unwrap_err();
+    assert!(matches!(err, Error::Tls(_) | Error::Io(_)), "{err:?}");
+    within(server).await.unwrap();
 }
 
 /// Connecting to a port nobody listens on is an I/O error.

@@ -7,10 +7,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use wsx::{Config, Message, WebSocket};
+use wsx::{Config, MaybeTlsStream, Message, WebSocket};
 
 /// The key of RFC 6455 §1.3 and its accept value.
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -38,7 +38,7 @@ pub fn ws_url(addr: SocketAddr, path: &str) -> String {
 
 /// Echo every text and binary message of one connection until it ends;
 /// returns everything else it received (pings, pongs, close).
-pub async fn echo(ws: &mut WebSocket<TcpStream>) -> wsx::Result<Vec<Message>> {
+pub async fn echo<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocket<S>) -> wsx::Result<Vec<Message>> {
     let mut other = Vec::new();
     while let Some(msg) = ws.recv().await {
         let msg = msg?;
@@ -63,7 +63,7 @@ pub async fn echo_server() -> (String, JoinHandle<wsx::Result<Vec<Message>>>) {
 }
 
 /// A wsx client and the wsx server end of the same connection.
-pub async fn pair_with(config: &Config) -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+pub async fn pair_with(config: &Config) -> (WebSocket<MaybeTlsStream>, WebSocket<TcpStream>) {
     let (l, addr) = listen().await;
     let cfg = config.clone();
     let server = tokio::spawn(async move {
@@ -77,7 +77,7 @@ pub async fn pair_with(config: &Config) -> (WebSocket<TcpStream>, WebSocket<TcpS
     (client, server)
 }
 
-pub async fn pair() -> (WebSocket<TcpStream>, WebSocket<TcpStream>) {
+pub async fn pair() -> (WebSocket<MaybeTlsStream>, WebSocket<TcpStream>) {
     pair_with(&Config::default()).await
 }
 
@@ -269,6 +269,13 @@ impl Raw {
         assert_eq!(rest, None, "expected EOF");
     }
 
+    /// Assert that the peer closes the connection, without sending more,
+    /// within `d`.
+    pub async fn expect_eof_within(&mut self, d: Duration) {
+        let rest = tokio::time::timeout(d, self.next_frame()).await.expect("the peer did not close in time");
+        assert_eq!(rest, None, "expected EOF");
+    }
+
     /// Assert that nothing arrives (and the peer does not close) for `d`.
     pub async fn expect_silence(&mut self, d: Duration) {
         let mut chunk = [0u8; 64];
@@ -281,6 +288,12 @@ impl Raw {
 /// Accept one TCP connection and act as a raw server: read the client's
 /// request and answer 101 with the right accept key and `extra` headers.
 pub async fn raw_server_upgrade(l: &TcpListener, extra: &str) -> Raw {
+    raw_server_upgrade_with(l, extra, &[]).await
+}
+
+/// [`raw_server_upgrade`], with `after` written in the same write as the
+/// response head.
+pub async fn raw_server_upgrade_with(l: &TcpListener, extra: &str, after: &[u8]) -> Raw {
     let (tcp, _) = l.accept().await.unwrap();
     let mut raw = Raw::new(tcp);
     let head = raw.read_head().await;
@@ -290,6 +303,8 @@ pub async fn raw_server_upgrade(l: &TcpListener, extra: &str) -> Raw {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
     );
-    raw.write(resp.as_bytes()).await;
+    let mut bytes = resp.into_bytes();
+    bytes.extend_from_slice(after);
+    raw.write(&bytes).await;
     raw
 }

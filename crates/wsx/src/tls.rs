@@ -1,0 +1,469 @@
+//! TLS with rustls (the `ring` provider): the client side of `wss://`
+//! (server name indication, ALPN `http/1.1`, Mozilla's root certificates by
+//! default, the platform's with the `native-roots` feature, or any
+//! [`rustls::ClientConfig`]), [`MaybeTlsStream`] (what [`crate::connect`]
+//! returns: plain TCP or TLS over TCP), and [`acceptor_from_pem_files`] for
+//! servers.
+//!
+//! A server accepts `wss://` by running the TLS handshake first and then
+//! [`crate::accept`] (or [`crate::accept_with`]) on the TLS stream:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let acceptor = wsx::tls::acceptor_from_pem_files("cert.pem", "key.pem")?;
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+//! let (tcp, _) = listener.accept().await?;
+//! let tls = acceptor.accept(tcp).await?;
+//! let mut ws = wsx::accept(tls).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::stream::SplitIo;
+use crate::{Config, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+pub use rustls;
+pub use tokio_rustls;
+pub use tokio_rustls::TlsAcceptor;
+
+/// The ALPN protocol wsx offers (a WebSocket handshake is HTTP/1.1).
+pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+
+/// What went wrong with TLS: a failed handshake (untrusted certificate,
+/// wrong name, ...), or a certificate, key or configuration that cannot be
+/// used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The TLS handshake with `server_name` failed; `source` says why
+    /// (e.g. `invalid peer certificate: certificate not valid for name ...`).
+    #[error("TLS handshake with {server_name:?} failed: {source}{}", hint(source))]
+    Handshake {
+        /// The name the client checked the certificate against.
+        server_name: String,
+        /// What rustls found wrong.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The URL's host cannot be used as a TLS server name.
+    #[error("{0:?} is not a valid TLS server name")]
+    InvalidServerName(String),
+    /// A certificate or key file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate or key file is not valid PEM.
+    #[error("{}: invalid PEM: {source}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{}: no certificate found (expected PEM \"BEGIN CERTIFICATE\" blocks)", .0.display())]
+    NoCertificates(PathBuf),
+    /// The key file holds no private key.
+    #[error("{}: no private key found (expected a PEM PKCS#8, PKCS#1 or SEC1 private key)", .0.display())]
+    NoPrivateKey(PathBuf),
+    /// rustls refused the configuration (e.g. a key that does not match the
+    /// certificate).
+    #[error("invalid TLS configuration: {0}")]
+    Config(#[source] rustls::Error),
+    /// The platform's root certificates cannot be loaded.
+    #[error("cannot load the platform's root certificates: {0}")]
+    PlatformRoots(String),
+}
+
+/// A few words on the most common certificate failures.
+fn hint(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+            " (the certificate is not signed by a trusted root certificate)"
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            " (the certificate is for another host name)"
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => " (the certificate has expired)",
+        _ => "",
+    }
+}
+
+/// Which root certificates a `wss://` client trusts when no
+/// [`rustls::ClientConfig`] is given ([`Config::with_tls_roots`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TlsRoots {
+    /// Mozilla's root certificates, compiled in (`webpki-roots`). The default.
+    #[default]
+    WebPki,
+    /// The platform's trust store (`rustls-native-certs`: the system's
+    /// certificate files on Linux, the keychain on macOS, the certificate
+    /// store on Windows). Needs the `native-roots` feature.
+    #[cfg(feature = "native-roots")]
+    Platform,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration with the given roots, ALPN `http/1.1` and the
+/// `ring` provider. [`Config::with_tls_config`] takes it (or any other).
+///
+/// ```
+/// let tls = wsx::tls::client_config(wsx::tls::TlsRoots::WebPki)?;
+/// assert_eq!(tls.alpn_protocols, [b"http/1.1".to_vec()]);
+/// # Ok::<(), wsx::tls::TlsError>(())
+/// ```
+pub fn client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    match roots {
+        TlsRoots::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        #[cfg(feature = "native-roots")]
+        TlsRoots::Platform => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found.errors.first().map(|e| e.to_string()).unwrap_or_else(|| "none found".into());
+                return Err(TlsError::PlatformRoots(why));
+            }
+        }
+    }
+    client_config_with_roots(store)
+}
+
+/// A client configuration trusting exactly `roots` (e.g. a private CA),
+/// with ALPN `http/1.1` and the `ring` provider.
+///
+/// ```no_run
+/// # fn run(ca_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut roots = wsx::tls::rustls::RootCertStore::empty();
+/// roots.add(ca_der.into())?;
+/// let config = wsx::Config::default().with_tls_config(wsx::tls::client_config_with_roots(roots)?);
+/// # Ok(()) }
+/// ```
+pub fn client_config_with_roots(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The configuration for `roots`, built once per process (a failure, such
+/// as a machine without root certificates, is not remembered).
+fn default_client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    static WEBPKI: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    #[cfg(feature = "native-roots")]
+    static PLATFORM: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    let cell = match roots {
+        TlsRoots::WebPki => &WEBPKI,
+        #[cfg(feature = "native-roots")]
+        TlsRoots::Platform => &PLATFORM,
+    };
+    if let Some(c) = cell.get() {
+        return Ok(c.clone());
+    }
+    let config = client_config(roots)?;
+    Ok(cell.get_or_init(|| config).clone())
+}
+
+/// A configuration with ALPN `http/1.1` when the given one offers no ALPN
+/// protocol (used by [`Config::with_tls_config`]).
+pub(crate) fn with_alpn(config: Arc<rustls::ClientConfig>) -> Arc<rustls::ClientConfig> {
+    if !config.alpn_protocols.is_empty() {
+        return config;
+    }
+    let mut c = (*config).clone();
+    c.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Arc::new(c)
+}
+
+/// Run the client side of the TLS handshake over `tcp` for `host` (the
+/// server name sent with SNI and checked against the certificate).
+pub(crate) async fn connect(tcp: TcpStream, host: &str, config: &Config) -> Result<MaybeTlsStream> {
+    let tls = match config.tls_config() {
+        Some(c) => c.clone(),
+        None => default_client_config(config.tls_roots())?,
+    };
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError::InvalidServerName(host.to_owned()))?;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    match connector.connect(name, tcp).await {
+        Ok(s) => Ok(MaybeTlsStream::Tls(Box::new(s))),
+        Err(e) => Err(match rustls_error(&e) {
+            Some(source) => TlsError::Handshake { server_name: host.to_owned(), source }.into(),
+            None => e.into(),
+        }),
+    }
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if any.
+fn rustls_error(e: &io::Error) -> Option<rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>().cloned()
+}
+
+/// A server configuration from PEM files: the certificate chain (leaf
+/// first) and its private key (PKCS#8, PKCS#1 or SEC1), ALPN `http/1.1`,
+/// the `ring` provider. See [`acceptor_from_pem_files`].
+pub fn server_config_from_pem_files(
+    cert: impl AsRef<Path>,
+    key: impl AsRef<Path>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let (cert, key) = (cert.as_ref(), key.as_ref());
+    let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::ReadFile { path: p.to_owned(), source });
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { path: cert.to_owned(), source })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificates(cert.to_owned()));
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey(key.to_owned()),
+        source => TlsError::Pem { path: key.to_owned(), source },
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)
+        .map_err(TlsError::Config)?;
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A TLS acceptor for a `wss://` server from PEM files: `cert` holds the
+/// certificate chain (leaf first, then intermediates), `key` its private
+/// key (PKCS#8, PKCS#1 or SEC1). The files are read now, synchronously.
+/// Errors name the file and what is wrong with it.
+///
+/// Run `acceptor.accept(tcp).await` on each connection, then
+/// [`crate::accept`] (or [`crate::accept_with`]) on the TLS stream.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let acceptor = wsx::tls::acceptor_from_pem_files("cert.pem", "key.pem")?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9443").await?;
+/// loop {
+///     let (tcp, _) = listener.accept().await?;
+///     let acceptor = acceptor.clone();
+///     tokio::spawn(async move {
+///         let tls = acceptor.accept(tcp).await?;
+///         let mut ws = wsx::accept(tls).await?;
+///         while let Some(msg) = ws.recv().await {
+///             let msg = msg?;
+///             if msg.is_text() || msg.is_binary() {
+///                 ws.feed(msg).await?;
+///             }
+///         }
+///         Ok::<_, wsx::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+pub fn acceptor_from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(server_config_from_pem_files(cert, key)?))
+}
+
+// ------------------------------------------------------------ the stream
+
+/// A client connection: plain TCP (`ws://`) or TLS over TCP (`wss://`),
+/// either of them possibly tunnelled through a proxy.
+#[derive(Debug)]
+pub enum MaybeTlsStream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://` (boxed: the TLS state is large).
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl MaybeTlsStream {
+    /// The TCP stream underneath (to the server, or to the proxy).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTlsStream::Plain(s) => s,
+            MaybeTlsStream::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// Whether this is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTlsStream::Tls(_))
+    }
+
+    /// The TLS session (negotiated protocol version, ALPN, peer
+    /// certificates), if this is TLS.
+    pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
+        match self {
+            MaybeTlsStream::Plain(_) => None,
+            MaybeTlsStream::Tls(s) => Some(s.get_ref().1),
+        }
+    }
+}
+
+impl AsyncRead for MaybeTlsStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTlsStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTlsStream::Plain(s) => s.is_write_vectored(),
+            MaybeTlsStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The read half of a split [`MaybeTlsStream`]: TCP's own half (no lock)
+/// or a half of the TLS stream (`tokio::io::split`).
+#[derive(Debug)]
+pub enum MaybeTlsReadHalf {
+    /// `ws://`.
+    Plain(tokio::net::tcp::OwnedReadHalf),
+    /// `wss://`.
+    Tls(tokio::io::ReadHalf<ClientTls>),
+}
+
+/// The write half of a split [`MaybeTlsStream`].
+#[derive(Debug)]
+pub enum MaybeTlsWriteHalf {
+    /// `ws://`.
+    Plain(tokio::net::tcp::OwnedWriteHalf),
+    /// `wss://`.
+    Tls(tokio::io::WriteHalf<ClientTls>),
+}
+
+impl SplitIo for MaybeTlsStream {
+    type Read = MaybeTlsReadHalf;
+    type Write = MaybeTlsWriteHalf;
+    fn split_io(self) -> (Self::Read, Self::Write) {
+        match self {
+            MaybeTlsStream::Plain(s) => {
+                let (r, w) = s.into_split();
+                (MaybeTlsReadHalf::Plain(r), MaybeTlsWriteHalf::Plain(w))
+            }
+            MaybeTlsStream::Tls(s) => {
+                let (r, w) = tokio::io::split(*s);
+                (MaybeTlsReadHalf::Tls(r), MaybeTlsWriteHalf::Tls(w))
+            }
+        }
+    }
+}
+
+impl AsyncRead for MaybeTlsReadHalf {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTlsReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for MaybeTlsWriteHalf {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            MaybeTlsWriteHalf::Plain(s) => s.is_write_vectored(),
+            MaybeTlsWriteHalf::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A server's TLS stream splits with `tokio::io::split`.
+impl<S: AsyncRead + AsyncWrite + Unpin> SplitIo for tokio_rustls::server::TlsStream<S> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn split_io(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}
+
+/// A client's TLS stream over any transport splits with `tokio::io::split`.
+impl<S: AsyncRead + AsyncWrite + Unpin> SplitIo for tokio_rustls::client::TlsStream<S> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn split_io(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
+}

@@ -1,0 +1,298 @@
+//! The background task of a `wsx::web::WebSocket`: wait for the turn at the
+//! host, connect, then move messages between the handles and the
+//! connection, and fire the events.
+
+use super::registry::{self, Slot};
+use super::{CloseEvent, EventType, Pending, ReadyState, Shared};
+use crate::{CloseFrame, Config, Message, WebSocket as Connection};
+use futures_sink::Sink;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// What the handles ask of the task, in the order they asked.
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Send a message of this many bytes of application data.
+    Send(Message, u64),
+    /// Start the closing handshake.
+    Close(Option<CloseFrame>),
+}
+
+/// Everything the task needs to connect, decided by the constructor.
+pub(super) struct Plan {
+    pub(super) request: Result<http::Request<()>, String>,
+    pub(super) config: Config,
+    pub(super) offered_protocols: bool,
+    pub(super) host_key: String,
+    pub(super) bad_port: bool,
+    /// A place under the cap on connections; `None` when it was reached.
+    pub(super) slot: Option<Slot>,
+}
+
+/// How the connection ended.
+struct Outcome {
+    /// The close frame received, if one was.
+    received: Option<Option<CloseFrame>>,
+    /// The connection did not end with a completed closing handshake.
+    failed: bool,
+}
+
+impl Outcome {
+    fn failed() -> Self {
+        Self { received: None, failed: true }
+    }
+}
+
+/// Whichever of two futures finishes first.
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+async fn first<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if let Poll::Ready(x) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(x));
+        }
+        if let Poll::Ready(x) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(x));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Completes when connecting should stop: `close()` was called, or every
+/// handle is gone and nobody listens for events.
+async fn cancelled(shared: &Shared, commands: &mut UnboundedReceiver<Command>) {
+    let abandoned = async {
+        while commands.recv().await.is_some() {}
+        if [EventType::Open, EventType::Message, EventType::Error, EventType::Close]
+            .into_iter()
+            .any(|t| shared.has_handler(t))
+        {
+            std::future::pending::<()>().await;
+        }
+    };
+    first(shared.abort.notified(), abandoned).await;
+}
+
+/// Marks the WebSocket closed if the task is dropped before it finished
+/// (its runtime shut down), so that readers do not wait forever.
+struct Finish {
+    shared: Arc<Shared>,
+    slot: Option<Slot>,
+    done: bool,
+}
+
+impl Finish {
+    /// The standard's "the WebSocket connection is closed" task: CLOSED,
+    /// then `error` if the connection was failed, then `close`.
+    fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        let fire_error = outcome.received.is_none();
+        let (code, reason, was_clean) = match outcome.received {
+            Some(Some(f)) => (u16::from(f.code), f.reason.as_str().to_owned(), !outcome.failed),
+            Some(None) => (1005, String::new(), !outcome.failed),
+            None => (1006, String::new(), false),
+        };
+        self.shared.set_state(ReadyState::Closed);
+        // The place under the cap is free before the events fire, so their
+        // handlers may open a new connection.
+        drop(self.slot.take());
+        if fire_error {
+            self.shared.dispatch(Pending::Error);
+        }
+        self.shared.dispatch(Pending::Close(CloseEvent::new(code, reason, was_clean)));
+        self.shared.end();
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.set_state(ReadyState::Closed);
+            self.shared.end();
+        }
+    }
+}
+
+/// The task: connect, run the connection, fire the last events.
+pub(super) async fn run(shared: Arc<Shared>, mut commands: UnboundedReceiver<Command>, mut plan: Plan) {
+    let finish = Finish { shared: shared.clone(), slot: plan.slot.take(), done: false };
+    let outcome = if finish.slot.is_none() {
+        tracing::debug!(url = %shared.url, max = registry::max_connections(), "too many WebSocket connections");
+        Outcome::failed()
+    } else {
+        session(&shared, &mut commands, plan).await
+    };
+    finish.finish(outcome);
+}
+
+async fn session(shared: &Shared, commands: &mut UnboundedReceiver<Command>, plan: Plan) -> Outcome {
+    if plan.bad_port {
+        tracing::debug!(url = %shared.url, "WebSocket connection to a bad port (Fetch port blocking)");
+        return Outcome::failed();
+    }
+    let request = match plan.request {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(url = %shared.url, error = %e, "WebSocket URL cannot be requested");
+            return Outcome::failed();
+        }
+    };
+    // RFC 6455 §4.1, client requirement 2: one connection per host:port
+    // in CONNECTING; the others wait for it to open or fail.
+    let turn = match first(registry::wait_turn(plan.host_key), cancelled(shared, commands)).await {
+        Either::Left(turn) => turn,
+        Either::Right(()) => return Outcome::failed(),
+    };
+    let connected = first(crate::connect_with(request, &plan.config), cancelled(shared, commands)).await;
+    drop(turn);
+    match connected {
+        Either::Left(Ok((ws, response))) => established(shared, commands, ws, &response, plan.offered_protocols).await,
+        Either::Left(Err(e)) => {
+            tracing::debug!(url = %shared.url, error = %e, "WebSocket connection failed");
+            Outcome::failed()
+        }
+        Either::Right(()) => Outcome::failed(),
+    }
+}
+
+/// One turn of the connection loop.
+enum Step {
+    Received(Option<crate::Result<Message>>),
+    /// Every handle is gone.
+    Abandoned,
+    /// Flagged as full: close the connection.
+    Full,
+}
+
+async fn established<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    commands: &mut UnboundedReceiver<Command>,
+    mut ws: Connection<S>,
+    response: &http::Response<()>,
+    offered_protocols: bool,
+) -> Outcome {
+    // WebSockets Standard, "establish a WebSocket connection": a server that
+    // selects none of the subprotocols offered fails the connection.
+    if offered_protocols && ws.protocol().is_none() {
+        tracing::debug!(url = %shared.url, "the server selected none of the subprotocols offered");
+        return Outcome::failed();
+    }
+    let extensions = response
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    {
+        let mut state = super::lock(&shared.state);
+        if *state != ReadyState::Connecting {
+            // close() was called while the handshake finished.
+            return Outcome::failed();
+        }
+        let _ = shared.protocol.set(ws.protocol().unwrap_or_default().to_owned());
+        let _ = shared.extensions.set(extensions);
+        *state = ReadyState::Open;
+    }
+    shared.dispatch(Pending::Open);
+
+    let mut received = None;
+    let mut failed = false;
+    let mut handles = true;
+    // Application bytes handed to the connection's write queue and not yet
+    // known to be written.
+    let mut in_flight: u64 = 0;
+    let mut full = pin!(shared.abort.notified());
+    loop {
+        let step = poll_fn(|cx| {
+            if full.as_mut().poll(cx).is_ready() || shared.full.load(Ordering::SeqCst) {
+                return Poll::Ready(Step::Full);
+            }
+            // Take commands while the write queue is under its high-water
+            // mark; the rest wait in the channel (and in bufferedAmount).
+            while handles {
+                match Pin::new(&mut ws).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) | Poll::Pending => break,
+                }
+                match commands.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Send(msg, n))) => match Pin::new(&mut ws).start_send(msg) {
+                        Ok(()) => in_flight += n,
+                        // Closing: discarded, and it stays in bufferedAmount.
+                        Err(e) => tracing::trace!(error = %e, "message discarded"),
+                    },
+                    Poll::Ready(Some(Command::Close(frame))) => {
+                        if let Err(e) = Pin::new(&mut ws).start_send(Message::Close(frame)) {
+                            tracing::trace!(error = %e, "close() after the closing handshake started");
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        handles = false;
+                        return Poll::Ready(Step::Abandoned);
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            // Errors of the transport come back from poll_recv.
+            let _ = Pin::new(&mut ws).poll_flush(cx);
+            let r = ws.poll_recv(cx);
+            if in_flight > 0 && ws.buffered_amount() == 0 {
+                shared.buffered.fetch_sub(in_flight, Ordering::SeqCst);
+                in_flight = 0;
+            }
+            r.map(Step::Received)
+        })
+        .await;
+        match step {
+            Step::Received(Some(Ok(msg))) => match msg {
+                Message::Text(_) | Message::Binary(_) => shared.dispatch(Pending::Message(msg)),
+                Message::Close(frame) => {
+                    received = Some(frame);
+                    // The closing handshake is started: CLOSING.
+                    let mut state = super::lock(&shared.state);
+                    if *state == ReadyState::Open {
+                        *state = ReadyState::Closing;
+                    }
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+            },
+            Step::Received(Some(Err(e))) => {
+                tracing::debug!(url = %shared.url, error = %e, "WebSocket connection failed");
+                failed = true;
+                let mut state = super::lock(&shared.state);
+                if *state == ReadyState::Open {
+                    *state = ReadyState::Closing;
+                }
+            }
+            Step::Received(None) => break,
+            Step::Abandoned => {
+                // Like a garbage-collected browser WebSocket: with nobody
+                // listening, start the closing handshake without a code.
+                let listened =
+                    [EventType::Message, EventType::Error, EventType::Close].into_iter().any(|t| shared.has_handler(t));
+                let mut state = super::lock(&shared.state);
+                if !listened && *state == ReadyState::Open {
+                    *state = ReadyState::Closing;
+                    let _ = Pin::new(&mut ws).start_send(Message::Close(None));
+                }
+            }
+            Step::Full => {
+                tracing::debug!(url = %shared.url, "bufferedAmount over its limit: WebSocket flagged as full");
+                // "Close the WebSocket connection": drop the transport.
+                return Outcome::failed();
+            }
+        }
+    }
+    Outcome { received, failed }
+}
