@@ -76,9 +76,11 @@ struct FrameState {
     opcode: OpCode,
     fin: bool,
     mask: Option<[u8; 4]>,
-    len: usize,
+    // u32: frames are at most 2 GiB (the limit), and this is held by every
+    // connection.
+    len: u32,
     /// Payload bytes already unmasked (and validated, for text).
-    processed: usize,
+    processed: u32,
 }
 
 /// A data message whose first frame has been seen.
@@ -86,9 +88,8 @@ struct FrameState {
 struct MessageState {
     text: bool,
     /// RSV1 was set on the first frame: the payload is DEFLATE data
-    /// (RFC 7692 §6) and `inflated` collects the message.
+    /// (RFC 7692 §6), inflated into the inflater's output buffer.
     compressed: bool,
-    inflated: Vec<u8>,
     /// Fragments received so far (empty for a single-frame message).
     data: BytesMut,
     /// Bytes received so far, all fragments.
@@ -190,7 +191,9 @@ pub struct Reader {
     frame: Option<FrameState>,
     msg: Option<MessageState>,
     recv: Recv,
-    inflater: Option<Inflater>,
+    /// Boxed: most connections never negotiate compression, and an inline
+    /// zlib stream would double the size of every connection.
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Reader {
@@ -202,7 +205,7 @@ impl Reader {
     /// A reader that accepts permessage-deflate messages as negotiated.
     pub fn with_deflate(role: Role, config: Config, deflate: Option<&DeflateParams>) -> Self {
         let mut r = Self::new(role, config);
-        r.inflater = deflate.map(|d| d.for_role(role).1);
+        r.inflater = deflate.map(|d| Box::new(d.for_role(role).1));
         r
     }
 
@@ -228,7 +231,7 @@ impl Reader {
     /// the current frame when its header is known (bounded), else 4 KiB.
     pub fn read_hint(&self) -> usize {
         match &self.frame {
-            Some(f) => (f.len - self.rbuf.len().min(f.len)).clamp(MIN_READ, MAX_READ),
+            Some(f) => (f.len as usize - self.rbuf.len().min(f.len as usize)).clamp(MIN_READ, MAX_READ),
             None => MIN_READ,
         }
     }
@@ -249,7 +252,9 @@ impl Reader {
 
     /// Heap bytes held by the read side.
     pub fn buffer_capacity(&self) -> usize {
-        self.rbuf.capacity() + self.msg.as_ref().map_or(0, |m| m.data.capacity() + m.inflated.capacity())
+        self.rbuf.capacity()
+            + self.msg.as_ref().map_or(0, |m| m.data.capacity())
+            + self.inflater.as_ref().map_or(0, |i| i.out.capacity())
     }
 
     /// Stop interpreting input (after a failure reported elsewhere).
@@ -285,11 +290,12 @@ impl Reader {
                     None => return Ok(None),
                 },
             };
-            let avail = self.rbuf.len().min(f.len);
-            if avail > f.processed {
-                let new = &mut self.rbuf[f.processed..avail];
+            let (len, processed) = (f.len as usize, f.processed as usize);
+            let avail = self.rbuf.len().min(len);
+            if avail > processed {
+                let new = &mut self.rbuf[processed..avail];
                 if let Some(key) = f.mask {
-                    apply_mask_offset(new, key, f.processed);
+                    apply_mask_offset(new, key, processed);
                 }
                 if !f.opcode.is_control() {
                     if let Some(m) = self.msg.as_mut() {
@@ -300,14 +306,14 @@ impl Reader {
                         }
                     }
                 }
-                f.processed = avail;
+                f.processed = avail as u32;
             }
-            if avail < f.len {
+            if avail < len {
                 self.frame = Some(f);
                 return Ok(None);
             }
             self.frame = None;
-            let payload = self.rbuf.split_to(f.len).freeze();
+            let payload = self.rbuf.split_to(len).freeze();
             if let Some(m) = self.complete_frame(f, payload)? {
                 return Ok(Some(m));
             }
@@ -360,7 +366,6 @@ impl Reader {
                     self.msg = Some(MessageState {
                         text: opcode == OpCode::Text,
                         compressed,
-                        inflated: Vec::new(),
                         data: BytesMut::new(),
                         size: 0,
                         utf8: Utf8Validator::new(),
@@ -378,7 +383,9 @@ impl Reader {
         }
         self.rbuf.advance(n);
         // The length fits in usize: it is at most the 2 GiB limit, or 125.
-        let len = h.payload_len as usize;
+        // Fits in u32: at most the 2 GiB limit, or 125 for control frames.
+        let len = u32::try_from(h.payload_len)
+            .map_err(|_| ProtocolError::FrameTooBig { size: h.payload_len, max: self.config.max_frame_size() })?;
         let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0 };
         self.frame = Some(f);
         Ok(Some(f))
@@ -408,16 +415,19 @@ impl Reader {
                     let Some(inflater) = self.inflater.as_mut() else {
                         return Err(ProtocolError::ReservedBits);
                     };
-                    let before = m.inflated.len();
-                    inflater.inflate(&payload, f.fin, &mut m.inflated, self.config.max_message_size())?;
+                    let before = inflater.out.len();
+                    let mut out = std::mem::take(&mut inflater.out);
+                    let r = inflater.inflate(&payload, f.fin, &mut out, self.config.max_message_size());
+                    inflater.out = out;
+                    r?;
                     // §8.1 applies to the inflated text (RFC 7692 §6.2).
-                    if m.text && m.utf8.feed(&m.inflated[before..]).is_err() {
+                    if m.text && m.utf8.feed(&inflater.out[before..]).is_err() {
                         return Err(ProtocolError::InvalidUtf8);
                     }
                     if !f.fin {
                         return Ok(None);
                     }
-                    let data = Bytes::from(std::mem::take(&mut m.inflated));
+                    let data = Bytes::from(std::mem::take(&mut inflater.out));
                     let (text, complete) = (m.text, m.utf8.finish());
                     self.msg = None;
                     return if text {
@@ -459,16 +469,18 @@ impl Reader {
 #[derive(Debug)]
 pub struct Writer {
     role: Role,
-    copy_threshold: usize,
-    max_write_buffer: usize,
+    copy_threshold: u32,
+    max_write_buffer: u32,
     close: CloseState,
     /// The latest ping's payload, waiting to be answered (§5.5.3: a pong
     /// answers the most recent ping; older ones may go unanswered).
-    pending_pong: Option<Bytes>,
+    /// Boxed: pings are rare and every connection holds this field.
+    pending_pong: Option<Box<Bytes>>,
     /// A data message being sent in fragments by the user.
     sending_fragmented: bool,
     out: OutQueue,
-    deflater: Option<Deflater>,
+    /// Boxed, as the reader's inflater.
+    deflater: Option<Box<Deflater>>,
 }
 
 impl Writer {
@@ -476,8 +488,8 @@ impl Writer {
     pub fn new(role: Role, config: &Config) -> Self {
         Self {
             role,
-            copy_threshold: config.copy_threshold(),
-            max_write_buffer: config.max_write_buffer(),
+            copy_threshold: u32::try_from(config.copy_threshold()).unwrap_or(u32::MAX),
+            max_write_buffer: u32::try_from(config.max_write_buffer()).unwrap_or(u32::MAX),
             close: CloseState::Open,
             pending_pong: None,
             sending_fragmented: false,
@@ -489,7 +501,7 @@ impl Writer {
     /// A writer that compresses messages as negotiated (permessage-deflate).
     pub fn with_deflate(role: Role, config: &Config, deflate: Option<&DeflateParams>) -> Self {
         let mut w = Self::new(role, config);
-        w.deflater = deflate.map(|d| d.for_role(role).0);
+        w.deflater = deflate.map(|d| Box::new(d.for_role(role).0));
         w
     }
 
@@ -622,7 +634,7 @@ impl Writer {
     /// replacing a pong not yet written.
     pub fn answer_ping(&mut self, payload: Bytes) {
         if self.close == CloseState::Open {
-            self.pending_pong = Some(payload);
+            self.pending_pong = Some(Box::new(payload));
             self.flush_pong();
         }
     }
@@ -690,7 +702,7 @@ impl Writer {
             mask,
             payload_len: payload.len() as u64,
         };
-        self.out.push_frame(&header, payload, owned.cloned(), self.copy_threshold);
+        self.out.push_frame(&header, payload, owned.cloned(), self.copy_threshold as usize);
     }
 
     /// Queue the pending pong unless the peer has left a backlog unread.
@@ -716,7 +728,7 @@ impl Writer {
     /// Whether the write queue is above the configured high-water mark: the
     /// I/O layer should write before accepting more messages.
     pub fn write_backpressure(&self) -> bool {
-        self.out.len >= self.max_write_buffer
+        self.out.len >= self.max_write_buffer as usize
     }
 
     /// Fill `dst` with the queued bytes, in order; returns how many slices

@@ -475,6 +475,9 @@ fn run_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
 /// The receiving side's decompressor. Created on first use.
 pub(crate) struct Inflater {
     inner: Option<Decompress>,
+    /// The message being inflated (kept here, not in every connection's
+    /// message state, since only compressed connections need it).
+    pub(crate) out: Vec<u8>,
     bits: u8,
     reset_each: bool,
 }
@@ -487,7 +490,7 @@ impl std::fmt::Debug for Inflater {
 
 impl Inflater {
     pub(crate) fn new(bits: u8, reset_each: bool) -> Self {
-        Self { inner: None, bits: bits.max(9), reset_each }
+        Self { inner: None, out: Vec::new(), bits: bits.max(9), reset_each }
     }
 
     /// Inflate one frame's payload of a compressed message into `out`,

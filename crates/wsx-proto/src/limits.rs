@@ -23,23 +23,29 @@ pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    max_frame_size: usize,
-    max_message_size: usize,
-    max_write_buffer: usize,
+    // Stored as u32 (every limit is at most 2 GiB, or clamped to 4 GiB):
+    // a copy of the config lives in every connection.
+    max_frame_size: u32,
+    max_message_size: u32,
+    max_write_buffer: u32,
+    copy_threshold: u32,
     auto_pong: bool,
     accept_unmasked_frames: bool,
-    copy_threshold: usize,
+}
+
+fn clamp_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            max_frame_size: DEFAULT_MAX_SIZE,
-            max_message_size: DEFAULT_MAX_SIZE,
+            max_frame_size: DEFAULT_MAX_SIZE as u32,
+            max_message_size: DEFAULT_MAX_SIZE as u32,
             max_write_buffer: 16 << 20,
+            copy_threshold: 16 << 10,
             auto_pong: true,
             accept_unmasked_frames: false,
-            copy_threshold: 16 << 10,
         }
     }
 }
@@ -48,7 +54,7 @@ impl Config {
     /// Largest frame payload accepted; a larger frame closes the connection
     /// with 1009 before its payload is buffered. Clamped to 2 GiB.
     pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
-        self.max_frame_size = bytes.min(MAX_SIZE_LIMIT);
+        self.max_frame_size = clamp_u32(bytes.min(MAX_SIZE_LIMIT));
         self
     }
 
@@ -56,14 +62,14 @@ impl Config {
     /// size when compressed); a larger one closes with 1009 as soon as its
     /// declared size passes the limit. Clamped to 2 GiB.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes.min(MAX_SIZE_LIMIT);
+        self.max_message_size = clamp_u32(bytes.min(MAX_SIZE_LIMIT));
         self
     }
 
     /// High-water mark of the outgoing queue: above it, the I/O layer
     /// applies backpressure (a `Sink` is not ready, `send` waits).
     pub fn with_max_write_buffer(mut self, bytes: usize) -> Self {
-        self.max_write_buffer = bytes;
+        self.max_write_buffer = clamp_u32(bytes);
         self
     }
 
@@ -85,23 +91,23 @@ impl Config {
     /// many small messages go out in one write; larger ones are written from
     /// the caller's buffer with a vectored write. Default 16 KiB.
     pub fn with_copy_threshold(mut self, bytes: usize) -> Self {
-        self.copy_threshold = bytes;
+        self.copy_threshold = clamp_u32(bytes);
         self
     }
 
     /// See [`Config::with_max_frame_size`].
     pub fn max_frame_size(&self) -> usize {
-        self.max_frame_size
+        self.max_frame_size as usize
     }
 
     /// See [`Config::with_max_message_size`].
     pub fn max_message_size(&self) -> usize {
-        self.max_message_size
+        self.max_message_size as usize
     }
 
     /// See [`Config::with_max_write_buffer`].
     pub fn max_write_buffer(&self) -> usize {
-        self.max_write_buffer
+        self.max_write_buffer as usize
     }
 
     /// See [`Config::with_auto_pong`].
@@ -116,6 +122,6 @@ impl Config {
 
     /// See [`Config::with_copy_threshold`].
     pub fn copy_threshold(&self) -> usize {
-        self.copy_threshold
+        self.copy_threshold as usize
     }
 }

@@ -3,6 +3,9 @@
 use crate::{Config, Error, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
 use http::Response;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wsx_proto::handshake::{parse_request, write_response, Accept, Reject, UpgradeRequest};
 use wsx_proto::Role;
@@ -23,8 +26,11 @@ use wsx_proto::Role;
 /// }
 /// # Ok(()) }
 /// ```
-pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>> {
-    accept_with(stream, |_: &UpgradeRequest| Ok(Accept::new()), &Config::default()).await
+pub fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Handshake<impl Future<Output = Result<WebSocket<S>>>> {
+    // A shared default: a `Config` temporary would live in this future, and
+    // so in the caller's task, for the life of the connection.
+    static DEFAULT: std::sync::LazyLock<Config> = std::sync::LazyLock::new(Config::default);
+    Handshake::new(DEFAULT.handshake_timeout(), accept_inner(stream, |_: &UpgradeRequest| Ok(Accept::new()), &DEFAULT))
 }
 
 /// Accept a WebSocket connection, letting `callback` see the whole request
@@ -46,16 +52,16 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 /// }, &wsx::Config::default()).await?;
 /// # Ok(()) }
 /// ```
-pub async fn accept_with<S, F>(stream: S, callback: F, config: &Config) -> Result<WebSocket<S>>
+pub fn accept_with<'a, S, F>(
+    stream: S,
+    callback: F,
+    config: &'a Config,
+) -> Handshake<impl Future<Output = Result<WebSocket<S>>> + use<'a, S, F>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Reject>,
 {
-    // Boxed so that the handshake's buffers and timer are not part of the
-    // caller's task for the life of the connection (idle footprint).
-    Box::pin(tokio::time::timeout(config.handshake_timeout(), accept_inner(stream, callback, config)))
-        .await
-        .map_err(|_| Error::HandshakeTimeout)?
+    Handshake::new(config.handshake_timeout(), accept_inner(stream, callback, config))
 }
 
 async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, resp: &Response<Bytes>) -> Result<()> {
@@ -153,5 +159,38 @@ impl Accepted {
         let (params, header) = self.deflate.map_or((None, None), |(p, h)| (Some(p), Some(h)));
         WebSocket::from_negotiated(stream, Role::Server, config, leftover, params.as_ref())
             .with_negotiated(self.protocol, header)
+    }
+}
+
+/// The future of an opening handshake ([`accept`], [`accept_with`]),
+/// bounded by the handshake timeout.
+///
+/// The handshake's state (request buffer, timer) is boxed: it is freed when
+/// the handshake completes instead of staying part of the caller's task for
+/// the life of the connection, which keeps an idle connection under 1 KiB.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Handshake<F: Future> {
+    inner: Pin<Box<tokio::time::Timeout<F>>>,
+}
+
+impl<F: Future> Handshake<F> {
+    pub(crate) fn new(timeout: std::time::Duration, fut: F) -> Self {
+        Self { inner: Box::pin(tokio::time::timeout(timeout, fut)) }
+    }
+}
+
+impl<F: Future> std::fmt::Debug for Handshake<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handshake")
+    }
+}
+
+impl<T, F: Future<Output = Result<T>>> Future for Handshake<F> {
+    type Output = Result<T>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        Poll::Ready(match ready!(self.inner.as_mut().poll(cx)) {
+            Ok(r) => r,
+            Err(_) => Err(Error::HandshakeTimeout),
+        })
     }
 }

@@ -51,10 +51,12 @@ enum Phase {
 struct RecvCore {
     reader: Reader,
     role: Role,
-    close_timeout: Duration,
+    /// Milliseconds (u32: held by every connection).
+    close_timeout_ms: u32,
     phase: Phase,
     timer: Option<Pin<Box<Sleep>>>,
-    pending_error: Option<Error>,
+    // Boxed: the error type is large and this is held by every connection.
+    pending_error: Option<Box<Error>>,
 }
 
 impl RecvCore {
@@ -62,7 +64,7 @@ impl RecvCore {
         Self {
             reader,
             role,
-            close_timeout: config.close_timeout(),
+            close_timeout_ms: u32::try_from(config.close_timeout().as_millis()).unwrap_or(u32::MAX),
             phase: Phase::Open,
             timer: None,
             pending_error: None,
@@ -71,7 +73,7 @@ impl RecvCore {
 
     fn start_timer(&mut self) {
         if self.timer.is_none() {
-            self.timer = Some(Box::pin(tokio::time::sleep(self.close_timeout)));
+            self.timer = Some(Box::pin(tokio::time::sleep(Duration::from_millis(self.close_timeout_ms.into()))));
         }
     }
 
@@ -84,7 +86,7 @@ impl RecvCore {
         loop {
             match self.phase {
                 Phase::Open => {}
-                Phase::Done => return Poll::Ready(self.pending_error.take().map(Err)),
+                Phase::Done => return Poll::Ready(self.pending_error.take().map(|e| Err(*e))),
                 _ => {
                     ready!(self.poll_finish(io, cx));
                     continue;
@@ -108,7 +110,7 @@ impl RecvCore {
                 Err(e) => {
                     tracing::debug!(error = %e, code = %e.close_code(), "failing the connection");
                     io.with_writer(|w| w.fail(&e));
-                    self.pending_error = Some(e.into());
+                    self.pending_error = Some(Box::new(e.into()));
                     self.enter_finish();
                     continue;
                 }
@@ -240,8 +242,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io for Whole<S> {
 pub struct WebSocket<S> {
     core: RecvCore,
     io: Whole<S>,
-    protocol: Option<String>,
-    extensions: Option<String>,
+    /// Subprotocol and extensions, boxed: most connections have neither
+    /// and every byte here is held by every idle connection.
+    negotiated: Option<Box<(Option<String>, Option<String>)>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -265,25 +268,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let conn = wsx_proto::Connection::with_deflate(role, config.protocol().clone(), deflate);
         let (mut reader, writer) = conn.into_parts();
         reader.feed(leftover);
-        Self { core: RecvCore::new(reader, role, config), io: Whole { io, writer }, protocol: None, extensions: None }
+        Self { core: RecvCore::new(reader, role, config), io: Whole { io, writer }, negotiated: None }
     }
 
     /// Record what the handshake negotiated (subprotocol, extensions header).
     pub fn with_negotiated(mut self, protocol: Option<String>, extensions: Option<String>) -> Self {
-        self.protocol = protocol;
-        self.extensions = extensions;
+        self.negotiated = (protocol.is_some() || extensions.is_some()).then(|| Box::new((protocol, extensions)));
         self
     }
 
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.negotiated.as_ref().and_then(|n| n.0.as_deref())
     }
 
     /// The extensions negotiated in the handshake, as the
     /// `Sec-WebSocket-Extensions` value (e.g. `permessage-deflate`).
     pub fn extensions(&self) -> Option<&str> {
-        self.extensions.as_deref()
+        self.negotiated.as_ref().and_then(|n| n.1.as_deref())
     }
 
     /// Whether messages are compressed (permessage-deflate negotiated).
@@ -357,9 +359,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queue a message without flushing it (it goes out with the next
     /// flush, the next `send`, or when `recv` waits for input). Waits only
     /// when the queue is over its high-water mark.
-    pub async fn feed(&mut self, msg: impl Into<Message>) -> Result<()> {
-        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        self.queue(msg.into())
+    pub fn feed(&mut self, msg: impl Into<Message>) -> Feed<'_, S> {
+        Feed { ws: self, msg: Some(msg.into()) }
     }
 
     /// Write everything queued.
@@ -402,6 +403,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let frame = CloseFrame { code: code.into(), reason: Utf8Bytes::from(reason) };
         self.queue(Message::Close(Some(frame)))?;
         self.flush().await
+    }
+}
+
+/// The future of [`WebSocket::feed`]: small (a reference and the message),
+/// since it sits in the caller's task.
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Feed<'a, S> {
+    ws: &'a mut WebSocket<S>,
+    msg: Option<Message>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Feed<'_, S> {
+    type Output = Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        ready!(this.ws.poll_ready_inner(cx))?;
+        match this.msg.take() {
+            Some(m) => Poll::Ready(this.ws.queue(m)),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 
