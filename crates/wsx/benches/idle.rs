@@ -8,7 +8,10 @@
 //! With `--deflate`, each client offers permessage-deflate and sends one
 //! compressed 4 KiB message that the server echoes (compressed), so the
 //! server's compressor and decompressor exist; `--no-context-takeover`
-//! asks for no context takeover in both directions.
+//! asks for no context takeover in both directions, and
+//! `--server-context-takeover` makes the server accept with
+//! `DeflateConfig::default()` (context takeover both ways) instead of its
+//! default (none).
 //!
 //! ```sh
 //! cargo bench -p wsx --bench idle                      # 10,000 connections
@@ -105,6 +108,10 @@ fn client(addr: &str, n: usize, offer: &str) {
     let _ = std::io::stdin().read_line(&mut line);
 }
 
+fn wsx_proto_deflate_default() -> wsx::proto::deflate::DeflateConfig {
+    wsx::proto::deflate::DeflateConfig::default()
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("WSX_IDLE_CLIENT") {
         let mut it = spec.splitn(3, ',');
@@ -115,6 +122,13 @@ fn main() {
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10_000);
     let deflate = args.iter().any(|a| a == "--deflate");
     let nct = args.iter().any(|a| a == "--no-context-takeover");
+    let server_takeover = args.iter().any(|a| a == "--server-context-takeover");
+    let config = if server_takeover {
+        wsx::Config::default().with_deflate(wsx_proto_deflate_default())
+    } else {
+        wsx::Config::default()
+    };
+    let config: &'static wsx::Config = Box::leak(Box::new(config));
     let offer = match (deflate, nct) {
         (false, _) => "",
         (true, false) => "permessage-deflate; client_max_window_bits",
@@ -136,7 +150,7 @@ fn main() {
                 let (tcp, _) = listener.accept().await.unwrap();
                 let counter = counter.clone();
                 tokio::spawn(async move {
-                    let mut ws = wsx::accept(tcp).await.unwrap();
+                    let mut ws = wsx::accept_with(tcp, |_: &_| Ok(Default::default()), config).await.unwrap();
                     counter.fetch_add(1, Ordering::Relaxed);
                     while let Some(Ok(m)) = ws.recv().await {
                         if m.is_binary() && ws.feed(m).await.is_err() {
@@ -166,7 +180,11 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let heap = HEAP.load(Ordering::Relaxed) - heap0;
         let rss = rss_kib().saturating_sub(rss0);
-        println!("idle connections: {n}, permessage-deflate: {}", if offer.is_empty() { "off" } else { offer });
+        println!(
+            "idle connections: {n}, permessage-deflate: {}{}",
+            if offer.is_empty() { "off" } else { offer },
+            if server_takeover { " (server: DeflateConfig::default())" } else { "" }
+        );
         println!(
             "server heap per idle connection: {:.2} KiB ({} bytes)",
             heap as f64 / n as f64 / 1024.0,
