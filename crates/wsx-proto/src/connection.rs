@@ -81,6 +81,38 @@ struct FrameState {
     len: u32,
     /// Payload bytes already unmasked (and validated, for text).
     processed: u32,
+    /// Payload bytes of this frame already handed out as chunks (the
+    /// masking key's phase for what remains).
+    offset: u32,
+}
+
+/// A piece of a data message as it arrives ([`Reader::next_chunk`]).
+///
+/// The chunks of a message are in order; the first has `first`, the last
+/// has `last` (one chunk can be both). For a text message the chunks
+/// together are valid UTF-8, checked as they arrive, but one chunk may end
+/// inside a code point; an invalid byte fails the connection (1007) before
+/// it is handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// A text message (else binary).
+    pub text: bool,
+    /// The bytes (a slice of the read buffer, or inflated data).
+    pub data: Bytes,
+    /// The first chunk of its message.
+    pub first: bool,
+    /// The last chunk of its message.
+    pub last: bool,
+}
+
+/// What [`Reader::next_chunk`] yields: pieces of data messages, and whole
+/// control messages (ping, pong, close).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A piece of a text or binary message.
+    Chunk(Chunk),
+    /// A whole message (control messages when reading chunks).
+    Message(Message),
 }
 
 /// A data message whose first frame has been seen.
@@ -94,6 +126,10 @@ struct MessageState {
     data: BytesMut,
     /// Bytes received so far, all fragments.
     size: usize,
+    /// Some of it was handed out as chunks.
+    started: bool,
+    /// Inflated bytes handed out as chunks (compressed messages).
+    delivered: usize,
     utf8: Utf8Validator,
 }
 
@@ -270,14 +306,39 @@ impl Reader {
     /// frame or an error, later input is ignored. The caller must pass
     /// pings, close frames and errors to the [`Writer`].
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
-        let r = self.parse();
+        let r = self.parse(false);
+        if r.is_err() {
+            self.stop();
+        }
+        match r? {
+            Some(Incoming::Message(m)) => Ok(Some(m)),
+            // Only a message that was already being read in chunks: its
+            // remainder comes as one message (see `next_chunk`).
+            Some(Incoming::Chunk(c)) if c.text => match Utf8Bytes::try_from_bytes(c.data) {
+                Ok(t) => Ok(Some(Message::Text(t))),
+                Err(_) => Ok(Some(Message::Binary(Bytes::new()))),
+            },
+            Some(Incoming::Chunk(c)) => Ok(Some(Message::Binary(c.data))),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`Reader::next_message`], but data messages come out in pieces
+    /// as their bytes arrive ([`Incoming::Chunk`]), under the same limits
+    /// and UTF-8 checks: a proxy or an echo can forward a large message
+    /// before its last byte is in. Control messages come whole
+    /// ([`Incoming::Message`]). Read a message to its last chunk before
+    /// switching back to `next_message`, which would otherwise return only
+    /// the rest of that message.
+    pub fn next_chunk(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        let r = self.parse(true);
         if r.is_err() {
             self.stop();
         }
         r
     }
 
-    fn parse(&mut self) -> Result<Option<Message>, ProtocolError> {
+    fn parse(&mut self, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             if self.recv == Recv::Done {
                 self.rbuf.clear();
@@ -295,7 +356,7 @@ impl Reader {
             if avail > processed {
                 let new = &mut self.rbuf[processed..avail];
                 if let Some(key) = f.mask {
-                    apply_mask_offset(new, key, processed);
+                    apply_mask_offset(new, key, f.offset as usize + processed);
                 }
                 if !f.opcode.is_control() {
                     if let Some(m) = self.msg.as_mut() {
@@ -309,15 +370,74 @@ impl Reader {
                 f.processed = avail as u32;
             }
             if avail < len {
+                // Streaming: hand out what has arrived of an uncompressed
+                // data frame (compressed frames are inflated whole).
+                if streaming && avail > 0 && !f.opcode.is_control() {
+                    if let Some(m) = self.msg.as_mut().filter(|m| !m.compressed) {
+                        let data = self.rbuf.split_to(avail).freeze();
+                        f.len -= avail as u32;
+                        f.offset += avail as u32;
+                        f.processed = 0;
+                        self.frame = Some(f);
+                        m.size += avail;
+                        let first = !m.started;
+                        m.started = true;
+                        return Ok(Some(Incoming::Chunk(Chunk { text: m.text, data, first, last: false })));
+                    }
+                }
                 self.frame = Some(f);
                 return Ok(None);
             }
             self.frame = None;
             let payload = self.rbuf.split_to(len).freeze();
-            if let Some(m) = self.complete_frame(f, payload)? {
-                return Ok(Some(m));
+            let streamed = self.msg.as_ref().is_some_and(|m| m.started);
+            if (streaming || streamed) && !f.opcode.is_control() {
+                if let Some(c) = self.complete_chunk(f, payload)? {
+                    return Ok(Some(Incoming::Chunk(c)));
+                }
+            } else if let Some(m) = self.complete_frame(f, payload)? {
+                return Ok(Some(Incoming::Message(m)));
             }
         }
+    }
+
+    /// A data frame's payload is complete, in chunk mode: hand it out (or
+    /// its inflated bytes) as the next chunk of its message.
+    fn complete_chunk(&mut self, f: FrameState, payload: Bytes) -> Result<Option<Chunk>, ProtocolError> {
+        let Some(m) = self.msg.as_mut() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        m.size += payload.len();
+        let data = if m.compressed {
+            let Some(inflater) = self.inflater.as_mut() else {
+                return Err(ProtocolError::ReservedBits);
+            };
+            let limit = self.config.max_message_size().saturating_sub(m.delivered);
+            let mut out = Vec::new();
+            inflater.inflate(&payload, f.fin, &mut out, limit)?;
+            // §8.1 applies to the inflated text (RFC 7692 §6.2).
+            if m.text && m.utf8.feed(&out).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            m.delivered += out.len();
+            Bytes::from(out)
+        } else {
+            payload
+        };
+        if data.is_empty() && !f.fin {
+            return Ok(None);
+        }
+        let first = !m.started;
+        m.started = true;
+        let text = m.text;
+        if f.fin {
+            let complete = m.utf8.finish();
+            self.msg = None;
+            if text {
+                complete.map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        Ok(Some(Chunk { text, data, first, last: f.fin }))
     }
 
     /// Parse and check a frame header at the start of the read buffer.
@@ -366,6 +486,8 @@ impl Reader {
                     self.msg = Some(MessageState {
                         text: opcode == OpCode::Text,
                         compressed,
+                        started: false,
+                        delivered: 0,
                         data: BytesMut::new(),
                         size: 0,
                         utf8: Utf8Validator::new(),
@@ -386,7 +508,7 @@ impl Reader {
         // Fits in u32: at most the 2 GiB limit, or 125 for control frames.
         let len = u32::try_from(h.payload_len)
             .map_err(|_| ProtocolError::FrameTooBig { size: h.payload_len, max: self.config.max_frame_size() })?;
-        let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0 };
+        let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0, offset: 0 };
         self.frame = Some(f);
         Ok(Some(f))
     }
@@ -881,6 +1003,29 @@ impl Connection {
             Ok(Some(Message::Close(f))) => {
                 self.writer.receive_close(f.as_ref());
                 Ok(Some(Message::Close(f)))
+            }
+            Err(e) => {
+                self.writer.fail(&e);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    /// Like [`Connection::next_message`], with data messages in pieces as
+    /// they arrive; see [`Reader::next_chunk`]. Pings and close frames are
+    /// handled as by `next_message`.
+    pub fn next_chunk(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        match self.reader.next_chunk() {
+            Ok(Some(Incoming::Message(Message::Ping(p)))) => {
+                if self.reader.config.auto_pong() {
+                    self.writer.answer_ping(p.clone());
+                }
+                Ok(Some(Incoming::Message(Message::Ping(p))))
+            }
+            Ok(Some(Incoming::Message(Message::Close(f)))) => {
+                self.writer.receive_close(f.as_ref());
+                Ok(Some(Incoming::Message(Message::Close(f))))
             }
             Err(e) => {
                 self.writer.fail(&e);

@@ -32,7 +32,7 @@ pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{CloseState, Connection, Reader, Role, Writer};
+pub use connection::{Chunk, CloseState, Connection, Incoming, Reader, Role, Writer};
 pub use error::{ProtocolError, SendError};
 pub use limits::Config;
 pub use message::Message;

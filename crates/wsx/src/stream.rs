@@ -19,7 +19,7 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
-use wsx_proto::{CloseCode, CloseFrame, CloseState, Message, Reader, Role, Utf8Bytes, Writer};
+use wsx_proto::{CloseCode, CloseFrame, CloseState, Incoming, Message, Reader, Role, Utf8Bytes, Writer};
 
 /// Access to the sending side for the receive loop: direct for a whole
 /// connection, through the shared lock for a split one.
@@ -83,6 +83,25 @@ impl RecvCore {
     }
 
     fn poll_recv<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        self.poll_incoming(io, cx, false).map(|o| {
+            o.map(|r| {
+                r.map(|i| match i {
+                    Incoming::Message(m) => m,
+                    // Not produced when not streaming.
+                    Incoming::Chunk(c) => Message::Binary(c.data),
+                })
+            })
+        })
+    }
+
+    /// The receive loop: whole messages, or (`streaming`) data messages in
+    /// chunks as they arrive.
+    fn poll_incoming<I: Io>(
+        &mut self,
+        io: &mut I,
+        cx: &mut Context<'_>,
+        streaming: bool,
+    ) -> Poll<Option<Result<Incoming>>> {
         loop {
             match self.phase {
                 Phase::Open => {}
@@ -92,19 +111,24 @@ impl RecvCore {
                     continue;
                 }
             }
-            match self.reader.next_message() {
-                Ok(Some(msg)) => {
-                    match &msg {
-                        Message::Ping(p) if self.reader.config().auto_pong() => {
+            let next = if streaming {
+                self.reader.next_chunk()
+            } else {
+                self.reader.next_message().map(|o| o.map(Incoming::Message))
+            };
+            match next {
+                Ok(Some(incoming)) => {
+                    match &incoming {
+                        Incoming::Message(Message::Ping(p)) if self.reader.config().auto_pong() => {
                             io.with_writer(|w| w.answer_ping(p.clone()))
                         }
-                        Message::Close(f) => {
+                        Incoming::Message(Message::Close(f)) => {
                             io.with_writer(|w| w.receive_close(f.as_ref()));
                             self.enter_finish();
                         }
                         _ => {}
                     }
-                    return Poll::Ready(Some(Ok(msg)));
+                    return Poll::Ready(Some(Ok(incoming)));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -338,6 +362,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Queued outgoing messages are written before it waits for input.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Poll for the next chunk; see [`WebSocket::recv_chunk`].
+    pub fn poll_recv_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Incoming>>> {
+        self.core.poll_incoming(&mut self.io, cx, true)
+    }
+
+    /// Streaming receive: like [`WebSocket::recv`], but a text or binary
+    /// message comes out in pieces as its bytes arrive
+    /// ([`Incoming::Chunk`], with `first`/`last` flags), under the same
+    /// limits and UTF-8 checks; pings, pongs and close frames come whole
+    /// ([`Incoming::Message`]). A proxy or an echo can forward a large
+    /// message before its last byte is in, e.g. with
+    /// [`WebSocket::feed_fragment`]:
+    ///
+    /// ```no_run
+    /// # async fn run(mut ws: wsx::WebSocket<tokio::net::TcpStream>) -> wsx::Result<()> {
+    /// use wsx::proto::Incoming;
+    /// while let Some(incoming) = ws.recv_chunk().await {
+    ///     if let Incoming::Chunk(c) = incoming? {
+    ///         ws.feed_fragment(c.text, c.data, c.last).await?; // echo as it arrives
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Read a message to its last chunk before calling `recv` again.
+    pub async fn recv_chunk(&mut self) -> Option<Result<Incoming>> {
+        poll_fn(|cx| self.poll_recv_chunk(cx)).await
     }
 
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {

@@ -1,0 +1,183 @@
+//! Streaming receive: `next_chunk` hands out a data message's bytes as they
+//! arrive, under the same limits and checks as `next_message`.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use wsx_proto::deflate::DeflateParams;
+use wsx_proto::{Config, Connection, Incoming, Message, ProtocolError, Role};
+
+fn client_bytes(msgs: Vec<Message>) -> Vec<u8> {
+    let mut c = Connection::new(Role::Client, Config::default());
+    for m in msgs {
+        c.send(m).unwrap();
+    }
+    c.take_output()
+}
+
+/// Feed `wire` in pieces of `step` bytes, collecting everything `next_chunk` yields.
+fn chunks(server: &mut Connection, wire: &[u8], step: usize) -> Vec<Incoming> {
+    let mut out = Vec::new();
+    for piece in wire.chunks(step.max(1)) {
+        server.feed(piece);
+        while let Some(i) = server.next_chunk().unwrap() {
+            out.push(i);
+        }
+    }
+    out
+}
+
+#[test]
+fn large_frame_is_handed_out_before_it_is_complete() {
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let wire = client_bytes(vec![Message::binary(payload.clone())]);
+    let mut server = Connection::new(Role::Server, Config::default());
+    // Only the first half of the frame: some bytes must already come out.
+    server.feed(&wire[..wire.len() / 2]);
+    let first = server.next_chunk().unwrap().expect("a chunk before the frame is complete");
+    let Incoming::Chunk(c) = first else { panic!("expected a chunk") };
+    assert!(c.first && !c.last && !c.text);
+    assert!(!c.data.is_empty());
+    let mut got = c.data.to_vec();
+    for i in chunks(&mut server, &wire[wire.len() / 2..], 7_000) {
+        let Incoming::Chunk(c) = i else { panic!("expected chunks only") };
+        assert!(!c.first);
+        got.extend_from_slice(&c.data);
+        if c.last {
+            break;
+        }
+    }
+    assert_eq!(got, payload);
+}
+
+#[test]
+fn fragmented_message_chunks_with_interleaved_ping() {
+    // RFC 6455 §5.4: control frames may be injected between fragments.
+    let mut c = Connection::new(Role::Client, Config::default());
+    c.send_fragment(true, Bytes::from_static("héllo ".as_bytes()), false).unwrap();
+    c.send(Message::ping("p")).unwrap();
+    c.send_fragment(true, Bytes::from_static(b"wor"), false).unwrap();
+    c.send_fragment(true, Bytes::from_static(b"ld"), true).unwrap();
+    let wire = c.take_output();
+    let mut server = Connection::new(Role::Server, Config::default());
+    let got = chunks(&mut server, &wire, wire.len());
+    let mut text = Vec::new();
+    let mut saw_ping = false;
+    let mut lasts = 0;
+    for i in got {
+        match i {
+            Incoming::Message(Message::Ping(p)) => saw_ping = p == "p",
+            Incoming::Chunk(c) => {
+                assert!(c.text);
+                text.extend_from_slice(&c.data);
+                lasts += c.last as usize;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(saw_ping);
+    assert_eq!(lasts, 1);
+    assert_eq!(String::from_utf8(text).unwrap(), "héllo world");
+    // The ping was answered.
+    assert!(!server.take_output().is_empty());
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_bad_bytes_are_handed_out() {
+    // RFC 6455 §8.1: fail at the first invalid byte, also when streaming.
+    let mut payload = "κόσμε".repeat(1000).into_bytes();
+    let bad_at = payload.len() - 100;
+    payload[bad_at] = 0xff;
+    let mut c = Connection::new(Role::Client, Config::default());
+    // Send as binary then flip the opcode to text, to put invalid UTF-8 on the wire.
+    c.send(Message::binary(payload.clone())).unwrap();
+    let mut wire = c.take_output();
+    wire[0] = 0x81;
+    let mut server = Connection::new(Role::Server, Config::default());
+    let mut handed_out = 0;
+    let mut err = None;
+    for piece in wire.chunks(1000) {
+        server.feed(piece);
+        loop {
+            match server.next_chunk() {
+                Ok(Some(Incoming::Chunk(c))) => handed_out += c.data.len(),
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+                Ok(None) => break,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        if err.is_some() {
+            break;
+        }
+    }
+    assert_eq!(err, Some(ProtocolError::InvalidUtf8));
+    assert!(handed_out <= bad_at, "handed out {handed_out} bytes, invalid byte at {bad_at}");
+    let out = server.take_output();
+    assert_eq!(&out[2..4], &1007u16.to_be_bytes());
+}
+
+#[test]
+fn message_over_the_limit_fails_at_the_header_in_chunk_mode() {
+    let wire = client_bytes(vec![Message::binary(vec![0u8; 5000])]);
+    let mut server = Connection::new(Role::Server, Config::default().with_max_message_size(4096));
+    server.feed(&wire[..8]);
+    assert!(matches!(
+        server.next_chunk(),
+        Err(ProtocolError::MessageTooBig { .. } | ProtocolError::FrameTooBig { .. })
+    ));
+}
+
+#[test]
+fn compressed_message_is_inflated_in_chunks() {
+    let params = DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+        threshold: 0,
+        level: 6,
+    };
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(5000);
+    let mut c = Connection::with_deflate(Role::Client, Config::default(), Some(&params));
+    c.send(Message::text(text.clone())).unwrap();
+    c.send(Message::text(text.clone())).unwrap();
+    let wire = c.take_output();
+    let mut server = Connection::with_deflate(Role::Server, Config::default(), Some(&params));
+    let mut msgs = vec![Vec::new()];
+    for i in chunks(&mut server, &wire, 333) {
+        let Incoming::Chunk(c) = i else { panic!("expected chunks") };
+        msgs.last_mut().unwrap().extend_from_slice(&c.data);
+        if c.last {
+            msgs.push(Vec::new());
+        }
+    }
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(msgs[0], text.as_bytes());
+    assert_eq!(msgs[1], text.as_bytes());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn chunks_reassemble_to_the_messages(sizes in proptest::collection::vec(0usize..70_000, 1..5), step in 1usize..20_000, text: bool) {
+        let msgs: Vec<Message> = sizes.iter().enumerate().map(|(i, n)| {
+            if text { Message::text("é".repeat(n / 2) + &"x".repeat(i)) } else { Message::binary(vec![i as u8; *n]) }
+        }).collect();
+        let wire = client_bytes(msgs.clone());
+        let mut server = Connection::new(Role::Server, Config::default());
+        let mut got: Vec<Message> = Vec::new();
+        let mut cur = Vec::new();
+        for i in chunks(&mut server, &wire, step) {
+            let Incoming::Chunk(c) = i else { panic!("expected chunks") };
+            prop_assert_eq!(c.first, cur.is_empty());
+            cur.extend_from_slice(&c.data);
+            if c.last {
+                let data = std::mem::take(&mut cur);
+                got.push(if c.text { Message::text(String::from_utf8(data).unwrap()) } else { Message::binary(data) });
+            }
+        }
+        prop_assert_eq!(got, msgs);
+    }
+}
