@@ -14,6 +14,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -29,6 +30,10 @@ trait Io {
     fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T;
+    /// Whether the local side has sent its close frame (starts the close timer).
+    fn close_sent(&mut self) -> bool;
+    /// Release the write buffers if nothing is queued (idle footprint).
+    fn shrink_write_idle(&mut self);
 }
 
 /// Where the end of a connection stands.
@@ -164,7 +169,7 @@ impl RecvCore {
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Pending => {
-                    if self.timer.is_none() && io.with_writer(|w| w.close_state()) == CloseState::CloseSent {
+                    if self.timer.is_none() && io.close_sent() {
                         self.start_timer();
                     }
                     if let Some(t) = self.timer.as_mut() {
@@ -175,11 +180,7 @@ impl RecvCore {
                         }
                     }
                     self.reader.shrink_idle();
-                    io.with_writer(|w| {
-                        if !w.wants_write() {
-                            w.shrink_idle()
-                        }
-                    });
+                    io.shrink_write_idle();
                     return Poll::Pending;
                 }
             }
@@ -243,6 +244,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io for Whole<S> {
     }
     fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T {
         f(&mut self.writer)
+    }
+    fn close_sent(&mut self) -> bool {
+        self.writer.close_state() == CloseState::CloseSent
+    }
+    fn shrink_write_idle(&mut self) {
+        if !self.writer.wants_write() {
+            self.writer.shrink_idle()
+        }
     }
 }
 
@@ -609,13 +618,25 @@ impl<W> WriteSide<W> {
     }
 }
 
-type Shared<W> = Arc<Mutex<WriteSide<W>>>;
+/// What the halves share. The write side sits behind a lock that the write
+/// half takes for each operation and the read half takes only to queue and
+/// flush control frames (pong, close reply, failure close); two flags let
+/// the read half's data path run without taking it at all.
+struct SharedState<W> {
+    side: Mutex<WriteSide<W>>,
+    /// The read half queued a control frame that it has not flushed yet.
+    control_pending: AtomicBool,
+    /// The write half sent a close frame (the read half starts its timer).
+    close_sent: AtomicBool,
+}
+
+type Shared<W> = Arc<SharedState<W>>;
 
 fn lock<W>(s: &Shared<W>) -> MutexGuard<'_, WriteSide<W>> {
     // A panic while holding the lock leaves the queue consistent (every
     // Writer method keeps its invariants before it can panic), so a
     // poisoned lock is still usable.
-    s.lock().unwrap_or_else(|p| p.into_inner())
+    s.side.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct ReadSide<'a, R, W> {
@@ -631,26 +652,40 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io for ReadSide<'_, R, W> {
         poll_drain(self.io, cx)
     }
     fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let mut g = lock(self.shared);
-        if !g.writer.wants_write() {
+        // Data the write half queued is its own to flush; the read half
+        // only flushes the control frames it queued itself.
+        if !self.shared.control_pending.load(Ordering::Acquire) {
             return Poll::Ready(Ok(()));
         }
-        g.poll_io(Half::Read, cx, poll_write_all)
+        let r = lock(self.shared).poll_io(Half::Read, cx, poll_write_all);
+        if let Poll::Ready(Ok(())) = r {
+            self.shared.control_pending.store(false, Ordering::Release);
+        }
+        r
     }
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         lock(self.shared).poll_io(Half::Read, cx, |io, _, cx| Pin::new(io).poll_shutdown(cx))
     }
     fn with_writer<T>(&mut self, f: impl FnOnce(&mut Writer) -> T) -> T {
-        f(&mut lock(self.shared).writer)
+        // Only control events (ping, close, failure, end of stream) come
+        // here; any of them may queue a frame for this half to flush.
+        let r = f(&mut lock(self.shared).writer);
+        self.shared.control_pending.store(true, Ordering::Release);
+        r
+    }
+    fn close_sent(&mut self) -> bool {
+        self.shared.close_sent.load(Ordering::Acquire)
+    }
+    fn shrink_write_idle(&mut self) {
+        // The write half releases its own buffers after each flush.
     }
 }
 
 /// The receiving half of a split [`WebSocket`]: a `Stream` of messages.
 ///
-/// Its data path takes no lock. It answers pings and close frames through
-/// the write half's queue, which it locks only for those control frames
-/// and, when the write queue is not empty, to flush it before waiting for
-/// input.
+/// Its data path takes no lock: it reads, parses and hands out messages on
+/// its own. It locks the write side only to answer a ping or a close frame
+/// (or to send the close frame of a failure) and to flush that answer.
 pub struct WebSocketReader<R, W> {
     core: RecvCore,
     io: R,
@@ -660,7 +695,8 @@ pub struct WebSocketReader<R, W> {
 /// The sending half of a split [`WebSocket`]: a `Sink` of messages.
 ///
 /// Its lock is shared only with the read half's control-frame path, so
-/// it is uncontended while data flows.
+/// it is uncontended while data flows. It writes and flushes its own
+/// messages (`feed` queues, `flush` or `send` write).
 pub struct WebSocketWriter<W> {
     shared: Shared<W>,
 }
@@ -681,7 +717,12 @@ impl<S: SplitIo + Unpin> WebSocket<S> {
     #[allow(clippy::type_complexity)]
     pub fn split(self) -> (WebSocketReader<S::Read, S::Write>, WebSocketWriter<S::Write>) {
         let (r, w) = self.io.io.split_io();
-        let shared = Arc::new(Mutex::new(WriteSide { io: w, writer: self.io.writer, wakers: Arc::default() }));
+        let close_sent = self.io.writer.close_state() == CloseState::CloseSent;
+        let shared = Arc::new(SharedState {
+            side: Mutex::new(WriteSide { io: w, writer: self.io.writer, wakers: Arc::default() }),
+            control_pending: AtomicBool::new(true),
+            close_sent: AtomicBool::new(close_sent),
+        });
         (WebSocketReader { core: self.core, io: r, shared: shared.clone() }, WebSocketWriter { shared })
     }
 }
@@ -713,7 +754,13 @@ impl<W: AsyncWrite + Unpin> WebSocketWriter<W> {
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        lock(&self.shared).poll_io(Half::Write, cx, poll_write_all).map_err(Into::into)
+        let mut g = lock(&self.shared);
+        let r = g.poll_io(Half::Write, cx, poll_write_all);
+        if let Poll::Ready(Ok(())) = r {
+            // Nothing queued: release the write buffer (idle footprint).
+            g.writer.shrink_idle();
+        }
+        r.map_err(Into::into)
     }
 
     /// Queue a message without flushing; waits only over the high-water mark.
@@ -752,7 +799,12 @@ impl<W: AsyncWrite + Unpin> Sink<Message> for WebSocketWriter<W> {
         Poll::Ready(Ok(()))
     }
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<()> {
-        lock(&self.shared).writer.send(item).map_err(Into::into)
+        let closing = matches!(item, Message::Close(_));
+        lock(&self.shared).writer.send(item)?;
+        if closing {
+            self.shared.close_sent.store(true, Ordering::Release);
+        }
+        Ok(())
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.get_mut().poll_flush_inner(cx)
@@ -763,6 +815,7 @@ impl<W: AsyncWrite + Unpin> Sink<Message> for WebSocketWriter<W> {
             let mut g = lock(&this.shared);
             if g.writer.close_state() == CloseState::Open {
                 g.writer.send(Message::Close(Some(CloseFrame::new(CloseCode::Normal, ""))))?;
+                this.shared.close_sent.store(true, Ordering::Release);
             }
         }
         this.poll_flush_inner(cx)
