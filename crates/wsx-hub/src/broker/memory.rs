@@ -1,0 +1,166 @@
+//! The in-process broker.
+
+use super::{BoxFuture, Broker, BrokerMessage, BrokerState, Inbox};
+use crate::error::BrokerError;
+use crate::protocol::Member;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::mpsc;
+
+#[derive(Default)]
+struct Bus {
+    nodes: HashMap<String, Node>,
+    presence: HashMap<String, BTreeMap<String, Value>>,
+}
+
+struct Node {
+    tx: mpsc::UnboundedSender<BrokerMessage>,
+    rooms: HashSet<String>,
+}
+
+/// An in-process message bus: every broker made with [`MemoryBus::broker`]
+/// is a node of the same cluster.
+///
+/// ```
+/// let bus = wsx_hub::broker::MemoryBus::new();
+/// let node_a = wsx_hub::Hub::builder().node_id("a").broker(bus.broker()).build();
+/// let node_b = wsx_hub::Hub::builder().node_id("b").broker(bus.broker()).build();
+/// # drop((node_a, node_b));
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryBus(Arc<Mutex<Bus>>);
+
+impl std::fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryBus")
+    }
+}
+
+impl MemoryBus {
+    /// A new bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A broker for one more node on this bus.
+    pub fn broker(&self) -> MemoryBroker {
+        MemoryBroker { bus: self.clone(), node: OnceLock::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bus> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The in-process broker (the default): a single node, or a node of a
+/// [`MemoryBus`].
+#[derive(Debug, Default)]
+pub struct MemoryBroker {
+    bus: MemoryBus,
+    node: OnceLock<String>,
+}
+
+impl MemoryBroker {
+    /// A broker on its own bus: a single-node hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn start(&self, node: &str, inbox: Inbox) {
+        let _ = self.node.set(node.to_owned());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.bus.lock().nodes.insert(node.to_owned(), Node { tx, rooms: HashSet::new() });
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                inbox.deliver(m);
+            }
+        });
+    }
+
+    fn publish(&self, msg: BrokerMessage) {
+        let bus = self.bus.lock();
+        let from = msg.node();
+        let send = |n: &Node| {
+            let _ = n.tx.send(msg.clone());
+        };
+        match &msg {
+            BrokerMessage::Room { room, .. } => {
+                bus.nodes.iter().filter(|(id, n)| *id != from && n.rooms.contains(room)).for_each(|(_, n)| send(n))
+            }
+            BrokerMessage::All { .. } => bus.nodes.iter().filter(|(id, _)| *id != from).for_each(|(_, n)| send(n)),
+            BrokerMessage::Direct { conn, .. } => {
+                if let Some(n) = bus.nodes.get(super::node_of(conn)) {
+                    send(n)
+                }
+            }
+            BrokerMessage::AckReply { to, .. } => {
+                if let Some(n) = bus.nodes.get(to) {
+                    send(n)
+                }
+            }
+        }
+    }
+
+    fn subscribe(&self, room: &str) -> BoxFuture<'static, ()> {
+        if let Some(node) = self.node.get() {
+            if let Some(n) = self.bus.lock().nodes.get_mut(node) {
+                n.rooms.insert(room.to_owned());
+            }
+        }
+        Box::pin(async {})
+    }
+
+    fn unsubscribe(&self, room: &str) {
+        if let Some(node) = self.node.get() {
+            if let Some(n) = self.bus.lock().nodes.get_mut(node) {
+                n.rooms.remove(room);
+            }
+        }
+    }
+
+    fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.bus.lock().presence.entry(room.to_owned()).or_default().insert(member.conn, member.meta);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn presence_leave(&self, room: &str, conn: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let mut bus = self.bus.lock();
+        if let Some(m) = bus.presence.get_mut(room) {
+            m.remove(conn);
+            if m.is_empty() {
+                bus.presence.remove(room);
+            }
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>> {
+        let list = self.bus.lock().presence.get(room).map_or_else(Vec::new, |m| {
+            m.iter().map(|(conn, meta)| Member { conn: conn.clone(), meta: meta.clone() }).collect()
+        });
+        Box::pin(async move { Ok(list) })
+    }
+
+    fn state(&self) -> BrokerState {
+        BrokerState::Connected
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        if let Some(node) = self.node.get() {
+            let mut bus = self.bus.lock();
+            bus.nodes.remove(node);
+            for m in bus.presence.values_mut() {
+                m.retain(|conn, _| super::node_of(conn) != node);
+            }
+            bus.presence.retain(|_, m| !m.is_empty());
+        }
+        Box::pin(async {})
+    }
+}

@@ -1,0 +1,333 @@
+//! Fan-out across nodes. A hub publishes what other nodes must see (room
+//! broadcasts, broadcasts to everyone, messages for a connection on another
+//! node, answers to requests) to its [`Broker`], and keeps room presence in
+//! it; the broker hands what other nodes published to the hub's [`Inbox`].
+//!
+//! - [`MemoryBroker`] (the default): in-process. On its own it is a
+//!   single node; brokers made from one [`MemoryBus`] are nodes of one
+//!   in-process cluster (useful in tests).
+//! - `RedisBroker` (feature `redis`): Redis pub/sub, one channel per room,
+//!   presence in sorted sets with expiry.
+//!
+//! Delivery contract for an implementation: a message published by node A
+//! reaches every other node subscribed to its room (or every other node, or
+//! the one node addressed) once, never A itself, and two messages published
+//! by A arrive in the order A published them.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use self::memory::{MemoryBroker, MemoryBus};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBroker, RedisOptions};
+
+use crate::error::BrokerError;
+use crate::protocol::{ConnId, ErrorBody, Member, Wire};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, as broker methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a broker stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerState {
+    /// Connected: messages flow between nodes.
+    Connected,
+    /// Connecting (first attempt, or again after a failure).
+    Connecting,
+    /// Not connected: the node serves its own clients only and retries
+    /// with backoff.
+    Disconnected {
+        /// The last error.
+        error: String,
+    },
+}
+
+impl BrokerState {
+    /// `connected`, `connecting` or `disconnected`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BrokerState::Connected => "connected",
+            BrokerState::Connecting => "connecting",
+            BrokerState::Disconnected { .. } => "disconnected",
+        }
+    }
+}
+
+/// A message between nodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BrokerMessage {
+    /// For the members of a room.
+    Room {
+        /// The publishing node.
+        node: String,
+        /// The room.
+        room: String,
+        /// A connection not to deliver to (the sender).
+        except: Option<ConnId>,
+        /// The encoded packet.
+        payload: Wire,
+    },
+    /// For every connection.
+    All {
+        /// The publishing node.
+        node: String,
+        /// A connection not to deliver to.
+        except: Option<ConnId>,
+        /// The encoded packet.
+        payload: Wire,
+    },
+    /// For one connection, on the node that holds it.
+    Direct {
+        /// The publishing node.
+        node: String,
+        /// The connection.
+        conn: ConnId,
+        /// The encoded event.
+        payload: Wire,
+        /// The publishing node's request id, when it waits for an ack.
+        ack: Option<u64>,
+    },
+    /// The answer to a [`BrokerMessage::Direct`] request.
+    AckReply {
+        /// The answering node.
+        node: String,
+        /// The node that asked.
+        to: String,
+        /// Its request id.
+        id: u64,
+        /// The client's answer.
+        result: Result<Value, ErrorBody>,
+    },
+}
+
+impl BrokerMessage {
+    /// The publishing node.
+    pub fn node(&self) -> &str {
+        match self {
+            BrokerMessage::Room { node, .. }
+            | BrokerMessage::All { node, .. }
+            | BrokerMessage::Direct { node, .. }
+            | BrokerMessage::AckReply { node, .. } => node,
+        }
+    }
+}
+
+/// The node that holds a connection: the part of its id before the last
+/// `.`.
+pub fn node_of(conn: &str) -> &str {
+    conn.rsplit_once('.').map_or(conn, |(n, _)| n)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    k: String,
+    node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    except: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(default)]
+    bin: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+/// Serialize a message for a byte-oriented broker: a JSON header line, a
+/// newline, then the payload as it goes to clients.
+pub fn encode_message(m: &BrokerMessage) -> Vec<u8> {
+    let mut h = Header {
+        k: String::new(),
+        node: m.node().to_owned(),
+        room: None,
+        conn: None,
+        except: None,
+        to: None,
+        id: None,
+        bin: false,
+        data: None,
+        error: None,
+    };
+    let payload = match m {
+        BrokerMessage::Room { room, except, payload, .. } => {
+            h.k = "room".into();
+            h.room = Some(room.clone());
+            h.except = except.clone();
+            Some(payload)
+        }
+        BrokerMessage::All { except, payload, .. } => {
+            h.k = "all".into();
+            h.except = except.clone();
+            Some(payload)
+        }
+        BrokerMessage::Direct { conn, payload, ack, .. } => {
+            h.k = "direct".into();
+            h.conn = Some(conn.clone());
+            h.id = *ack;
+            Some(payload)
+        }
+        BrokerMessage::AckReply { to, id, result, .. } => {
+            h.k = "ack".into();
+            h.to = Some(to.clone());
+            h.id = Some(*id);
+            match result {
+                Ok(v) => h.data = Some(v.clone()),
+                Err(e) => h.error = Some(e.clone()),
+            }
+            None
+        }
+    };
+    h.bin = matches!(payload, Some(Wire::Binary(_)));
+    let mut out = serde_json::to_vec(&h).unwrap_or_default();
+    out.push(b'\n');
+    match payload {
+        Some(Wire::Text(s)) => out.extend_from_slice(s.as_bytes()),
+        Some(Wire::Binary(b)) => out.extend_from_slice(b),
+        None => {}
+    }
+    out
+}
+
+/// Parse what [`encode_message`] wrote.
+pub fn decode_message(bytes: &[u8]) -> Result<BrokerMessage, BrokerError> {
+    let bad = |why: &str| BrokerError::Command(format!("malformed broker message: {why}"));
+    let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| bad("no header line"))?;
+    let h: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| bad(&e.to_string()))?;
+    let body = &bytes[nl + 1..];
+    let payload = || -> Result<Wire, BrokerError> {
+        Ok(if h.bin {
+            Wire::Binary(Bytes::copy_from_slice(body))
+        } else {
+            Wire::Text(String::from_utf8(body.to_vec()).map_err(|_| bad("text payload is not UTF-8"))?)
+        })
+    };
+    Ok(match h.k.as_str() {
+        "room" => BrokerMessage::Room {
+            room: h.room.clone().ok_or_else(|| bad("no room"))?,
+            except: h.except.clone(),
+            payload: payload()?,
+            node: h.node,
+        },
+        "all" => BrokerMessage::All { except: h.except.clone(), payload: payload()?, node: h.node },
+        "direct" => BrokerMessage::Direct {
+            conn: h.conn.clone().ok_or_else(|| bad("no conn"))?,
+            ack: h.id,
+            payload: payload()?,
+            node: h.node,
+        },
+        "ack" => BrokerMessage::AckReply {
+            to: h.to.ok_or_else(|| bad("no to"))?,
+            id: h.id.ok_or_else(|| bad("no id"))?,
+            result: match h.error {
+                Some(e) => Err(e),
+                None => Ok(h.data.unwrap_or(Value::Null)),
+            },
+            node: h.node,
+        },
+        other => return Err(bad(&format!("kind {other:?}"))),
+    })
+}
+
+/// Where a broker delivers messages from other nodes: the hub.
+#[derive(Clone)]
+pub struct Inbox(Arc<dyn Fn(BrokerMessage) + Send + Sync>);
+
+impl Inbox {
+    /// An inbox that calls `f` for each message.
+    pub fn new(f: impl Fn(BrokerMessage) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Deliver a message.
+    pub fn deliver(&self, m: BrokerMessage) {
+        (self.0)(m)
+    }
+}
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inbox")
+    }
+}
+
+/// Fan-out between the nodes of a cluster, and room presence. One broker
+/// value serves one hub (one node). See the module documentation for the
+/// delivery contract.
+///
+/// ```
+/// use wsx_hub::broker::{Broker, MemoryBus};
+/// let bus = MemoryBus::new();
+/// let a = wsx_hub::Hub::builder().node_id("a").broker(bus.broker()).build();
+/// let b = wsx_hub::Hub::builder().node_id("b").broker(bus.broker()).build();
+/// # drop((a, b));
+/// ```
+pub trait Broker: Send + Sync + 'static {
+    /// A short name for metrics and logs (`memory`, `redis`).
+    fn kind(&self) -> &'static str;
+    /// Start (called once by the hub, inside a tokio runtime): from now on,
+    /// deliver other nodes' messages to `inbox`.
+    fn start(&self, node: &str, inbox: Inbox);
+    /// Publish to other nodes. Never waits; order is kept.
+    fn publish(&self, msg: BrokerMessage);
+    /// This node has members in `room`: receive its messages. The future
+    /// resolves once the subscription is in effect (at once when the broker
+    /// is down); the hub waits for it, bounded, before answering a join.
+    fn subscribe(&self, room: &str) -> BoxFuture<'static, ()>;
+    /// This node has no more members in `room`.
+    fn unsubscribe(&self, room: &str);
+    /// Record `member` as present in `room`.
+    fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>>;
+    /// Remove a connection from `room`'s presence.
+    fn presence_leave(&self, room: &str, conn: &str) -> BoxFuture<'static, Result<(), BrokerError>>;
+    /// The members of `room`, on every node.
+    fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>>;
+    /// Where the broker stands.
+    fn state(&self) -> BrokerState;
+    /// Stop: leave the cluster, drop this node's presence.
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            BrokerMessage::Room {
+                node: "a".into(),
+                room: "r".into(),
+                except: Some("a.1".into()),
+                payload: Wire::Text("{\"t\":\"x\"}\n".into()),
+            },
+            BrokerMessage::All { node: "a".into(), except: None, payload: Wire::Binary(Bytes::from_static(b"\n\0")) },
+            BrokerMessage::Direct {
+                node: "a".into(),
+                conn: "b.2".into(),
+                payload: Wire::Text("{}".into()),
+                ack: Some(4),
+            },
+            BrokerMessage::AckReply { node: "b".into(), to: "a".into(), id: 4, result: Err(ErrorBody::new("x", "y")) },
+        ];
+        for m in msgs {
+            assert_eq!(decode_message(&encode_message(&m)).unwrap(), m);
+        }
+        assert!(decode_message(b"garbage").is_err());
+        assert_eq!(node_of("n.a.7"), "n.a");
+    }
+}

@@ -1,0 +1,459 @@
+//! The Redis broker: fan-out through Redis pub/sub, presence in sorted sets
+//! with expiry.
+//!
+//! Channels (with the default prefix `wsx-hub`): `wsx-hub:room:<room>` for
+//! each room with members on some node (a node subscribes while it has
+//! members or SSE streams in the room), `wsx-hub:all` for broadcasts to
+//! everyone, `wsx-hub:node:<node>` for messages to one node (a connection
+//! there, or the answer to one of its requests). Each node publishes
+//! through one connection, in order, and skips what it published itself
+//! (messages carry the node id), so every other node receives a message
+//! once and a sender's messages arrive in order.
+//!
+//! Presence: `wsx-hub:presence:<room>` is a sorted set of connection ids
+//! scored by their expiry time (Unix ms), `wsx-hub:meta:<conn>` holds each
+//! connection's metadata (JSON) with the same expiry. Nodes refresh their
+//! own entries every third of the TTL (default 30 s), so the members of a
+//! node that died vanish within the TTL. Node clocks must roughly agree.
+//!
+//! When Redis goes away the node keeps serving its own clients, logs,
+//! reports [`BrokerState::Disconnected`], buffers up to
+//! [`RedisOptions::publish_buffer`] messages (dropping the oldest), and
+//! reconnects with exponential backoff; once back it subscribes again,
+//! records its presence again (Redis may have lost it) and sends what it
+//! buffered. Messages other nodes published meanwhile are lost (pub/sub
+//! keeps nothing).
+
+use super::{decode_message, encode_message, node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbox};
+use crate::error::BrokerError;
+use crate::policy::Backoff;
+use crate::protocol::Member;
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{oneshot, watch, Notify};
+
+/// Settings of the Redis broker.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Prefix of every key and channel (default `wsx-hub`): hubs with
+    /// different prefixes share a Redis without seeing each other.
+    pub prefix: String,
+    /// How long presence entries live without a refresh (default 30 s).
+    pub presence_ttl: Duration,
+    /// Reconnect delays (default 100 ms doubling to 10 s, with jitter).
+    pub backoff: Backoff,
+    /// Time allowed for connecting and for each command (default 2 s).
+    pub command_timeout: Duration,
+    /// Messages kept while Redis is unreachable (default 10,000).
+    pub publish_buffer: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "wsx-hub".into(),
+            presence_ttl: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            command_timeout: Duration::from_secs(2),
+            publish_buffer: 10_000,
+        }
+    }
+}
+
+enum Op {
+    Publish(BrokerMessage),
+    /// The wanted subscription of a room changed; tell `done` when it is
+    /// in effect.
+    Sync(String, Option<oneshot::Sender<()>>),
+}
+
+struct Shared {
+    client: redis::Client,
+    opts: RedisOptions,
+    node: OnceLock<String>,
+    state: Mutex<BrokerState>,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    ops: Mutex<VecDeque<Op>>,
+    ops_ready: Notify,
+    rooms: Mutex<HashSet<String>>,
+    /// This node's members, to record again after a reconnect.
+    presence: Mutex<HashMap<String, HashMap<String, Value>>>,
+    stop: watch::Sender<bool>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The Redis broker. See the module documentation.
+///
+/// ```no_run
+/// use wsx_hub::broker::{RedisBroker, RedisOptions};
+/// let broker = RedisBroker::new("redis://127.0.0.1:6379/", RedisOptions::default())?;
+/// let hub = wsx_hub::Hub::builder().node_id("node-1").broker(broker).build();
+/// # Ok::<(), wsx_hub::BrokerError>(())
+/// ```
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker").field("state", &self.state()).finish_non_exhaustive()
+    }
+}
+
+impl RedisBroker {
+    /// A broker for the Redis at `url` (`redis://[:password@]host:port/db`).
+    /// Nothing connects until the hub starts it.
+    pub fn new(url: &str, opts: RedisOptions) -> Result<Self, BrokerError> {
+        let client = redis::Client::open(url).map_err(|e| BrokerError::Config(e.to_string()))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                opts,
+                node: OnceLock::new(),
+                state: Mutex::new(BrokerState::Connecting),
+                conn: Mutex::new(None),
+                ops: Mutex::new(VecDeque::new()),
+                ops_ready: Notify::new(),
+                rooms: Mutex::new(HashSet::new()),
+                presence: Mutex::new(HashMap::new()),
+                stop: watch::channel(false).0,
+                dropped: Default::default(),
+            }),
+        })
+    }
+
+    /// Messages dropped because Redis was unreachable for too long.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}:{kind}:{name}", self.opts.prefix)
+    }
+
+    fn channel_of(&self, m: &BrokerMessage) -> String {
+        match m {
+            BrokerMessage::Room { room, .. } => self.key("room", room),
+            BrokerMessage::All { .. } => format!("{}:all", self.opts.prefix),
+            BrokerMessage::Direct { conn, .. } => self.key("node", node_of(conn)),
+            BrokerMessage::AckReply { to, .. } => self.key("node", to),
+        }
+    }
+
+    fn set_state(&self, s: BrokerState) {
+        *lock(&self.state) = s;
+    }
+
+    fn push_op(&self, op: Op) {
+        let mut ops = lock(&self.ops);
+        ops.push_back(op);
+        let publishes = ops.iter().filter(|o| matches!(o, Op::Publish(_))).count();
+        if publishes > self.opts.publish_buffer {
+            if let Some(i) = ops.iter().position(|o| matches!(o, Op::Publish(_))) {
+                ops.remove(i);
+                self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        drop(ops);
+        self.ops_ready.notify_one();
+    }
+
+    fn conn(&self) -> Option<MultiplexedConnection> {
+        lock(&self.conn).clone()
+    }
+
+    fn expiry(&self) -> u64 {
+        now_ms() + self.opts.presence_ttl.as_millis() as u64
+    }
+
+    /// The commands that record `members` of `room`.
+    fn add_presence(&self, pipe: &mut redis::Pipeline, room: &str, members: &HashMap<String, Value>) {
+        let key = self.key("presence", room);
+        let ttl = self.opts.presence_ttl.as_millis() as u64;
+        let exp = self.expiry();
+        for (conn, meta) in members {
+            pipe.cmd("ZADD").arg(&key).arg(exp).arg(conn).ignore();
+            pipe.cmd("SET").arg(self.key("meta", conn)).arg(meta.to_string()).arg("PX").arg(ttl).ignore();
+        }
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl * 2).ignore();
+    }
+
+    /// Record (again) every local member.
+    async fn refresh_presence(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let presence = lock(&self.presence).clone();
+        if presence.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (room, members) in &presence {
+            self.add_presence(&mut pipe, room, members);
+        }
+        pipe.query_async::<()>(conn).await
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn unavailable() -> BrokerError {
+    BrokerError::Unavailable("not connected to Redis".into())
+}
+
+fn command(e: redis::RedisError) -> BrokerError {
+    BrokerError::Command(e.to_string())
+}
+
+/// Connect, subscribe, serve until the connection fails; the reason.
+async fn session(shared: &Arc<Shared>, inbox: &Inbox) -> String {
+    let node = shared.node.get().cloned().unwrap_or_default();
+    let t = shared.opts.command_timeout;
+    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(t)).set_response_timeout(Some(t));
+    let mut conn = match shared.client.get_multiplexed_async_connection_with_config(&config).await {
+        Ok(c) => c,
+        Err(e) => return format!("cannot connect: {e}"),
+    };
+    let pubsub = match tokio::time::timeout(t, shared.client.get_async_pubsub()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return format!("cannot open the pub/sub connection: {e}"),
+        Err(_) => return "pub/sub connection timed out".into(),
+    };
+    let (mut sink, mut stream) = pubsub.split();
+    let mut subscribed: HashSet<String> = HashSet::new();
+    let wanted: Vec<String> = lock(&shared.rooms).iter().cloned().collect();
+    let mut channels = vec![shared.key("node", &node), format!("{}:all", shared.opts.prefix)];
+    channels.extend(wanted.iter().map(|r| shared.key("room", r)));
+    if let Err(e) = sink.subscribe(&channels).await {
+        return format!("subscribe failed: {e}");
+    }
+    subscribed.extend(wanted);
+    if let Err(e) = shared.refresh_presence(&mut conn).await {
+        return format!("recording presence failed: {e}");
+    }
+    *lock(&shared.conn) = Some(conn.clone());
+    shared.set_state(BrokerState::Connected);
+    tracing::info!(node, "connected to Redis");
+    let mut refresh = tokio::time::interval(shared.opts.presence_ttl / 3);
+    refresh.tick().await;
+    let mut stop = shared.stop.subscribe();
+    loop {
+        // Send what is queued, in order.
+        loop {
+            let op = lock(&shared.ops).pop_front();
+            let Some(op) = op else { break };
+            match op {
+                Op::Publish(m) => {
+                    let channel = shared.channel_of(&m);
+                    let bytes = encode_message(&m);
+                    let r: redis::RedisResult<i64> =
+                        redis::cmd("PUBLISH").arg(&channel).arg(bytes).query_async(&mut conn).await;
+                    if let Err(e) = r {
+                        lock(&shared.ops).push_front(Op::Publish(m));
+                        return format!("publish failed: {e}");
+                    }
+                }
+                Op::Sync(room, done) => {
+                    let wanted = lock(&shared.rooms).contains(&room);
+                    let r = if wanted && !subscribed.contains(&room) {
+                        subscribed.insert(room.clone());
+                        sink.subscribe(shared.key("room", &room)).await
+                    } else if !wanted && subscribed.contains(&room) {
+                        subscribed.remove(&room);
+                        sink.unsubscribe(shared.key("room", &room)).await
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(e) = r {
+                        return format!("subscribe failed: {e}");
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => match decode_message(msg.get_payload_bytes()) {
+                    Ok(m) if m.node() != node => inbox.deliver(m),
+                    Ok(_) => {} // our own
+                    Err(e) => tracing::warn!(error = %e, channel = msg.get_channel_name(), "ignoring a message"),
+                },
+                None => return "the pub/sub connection closed".into(),
+            },
+            _ = shared.ops_ready.notified() => {}
+            _ = refresh.tick() => {
+                if let Err(e) = shared.refresh_presence(&mut conn).await {
+                    return format!("refreshing presence failed: {e}");
+                }
+            }
+            _ = crate::hub::flag_set(&mut stop) => return "stopped".into(),
+        }
+    }
+}
+
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn start(&self, node: &str, inbox: Inbox) {
+        let _ = self.shared.node.set(node.to_owned());
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let mut attempt = 0u32;
+            let mut stop = shared.stop.subscribe();
+            loop {
+                shared.set_state(BrokerState::Connecting);
+                let started = std::time::Instant::now();
+                let reason = session(&shared, &inbox).await;
+                *lock(&shared.conn) = None;
+                if *shared.stop.borrow() {
+                    return;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    attempt = 0;
+                }
+                tracing::warn!(reason, "Redis unavailable: serving local clients only, reconnecting");
+                shared.set_state(BrokerState::Disconnected { error: reason });
+                let delay = shared.opts.backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = crate::hub::flag_set(&mut stop) => return,
+                }
+            }
+        });
+    }
+
+    fn publish(&self, msg: BrokerMessage) {
+        self.shared.push_op(Op::Publish(msg));
+    }
+
+    fn subscribe(&self, room: &str) -> BoxFuture<'static, ()> {
+        lock(&self.shared.rooms).insert(room.to_owned());
+        if *lock(&self.shared.state) != BrokerState::Connected {
+            // Subscribed on reconnect; nothing to wait for now.
+            self.shared.push_op(Op::Sync(room.to_owned(), None));
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.push_op(Op::Sync(room.to_owned(), Some(tx)));
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+
+    fn unsubscribe(&self, room: &str) {
+        lock(&self.shared.rooms).remove(room);
+        self.shared.push_op(Op::Sync(room.to_owned(), None));
+    }
+
+    fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let shared = self.shared.clone();
+        let room = room.to_owned();
+        let one: HashMap<String, Value> = [(member.conn.clone(), member.meta.clone())].into();
+        lock(&shared.presence).entry(room.clone()).or_default().insert(member.conn, member.meta);
+        Box::pin(async move {
+            let mut conn = shared.conn().ok_or_else(unavailable)?;
+            let mut pipe = redis::pipe();
+            shared.add_presence(&mut pipe, &room, &one);
+            pipe.query_async::<()>(&mut conn).await.map_err(command)
+        })
+    }
+
+    fn presence_leave(&self, room: &str, conn_id: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let shared = self.shared.clone();
+        let room = room.to_owned();
+        let conn_id = conn_id.to_owned();
+        {
+            let mut p = lock(&shared.presence);
+            if let Some(m) = p.get_mut(&room) {
+                m.remove(&conn_id);
+                if m.is_empty() {
+                    p.remove(&room);
+                }
+            }
+        }
+        Box::pin(async move {
+            let mut conn = shared.conn().ok_or_else(unavailable)?;
+            redis::cmd("ZREM")
+                .arg(shared.key("presence", &room))
+                .arg(&conn_id)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(command)
+        })
+    }
+
+    fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>> {
+        let shared = self.shared.clone();
+        let room = room.to_owned();
+        Box::pin(async move {
+            let mut conn = shared.conn().ok_or_else(unavailable)?;
+            let key = shared.key("presence", &room);
+            let now = now_ms();
+            let conns: Vec<String> = redis::pipe()
+                .cmd("ZREMRANGEBYSCORE")
+                .arg(&key)
+                .arg("-inf")
+                .arg(now)
+                .ignore()
+                .cmd("ZRANGEBYSCORE")
+                .arg(&key)
+                .arg(now)
+                .arg("+inf")
+                .query_async::<(Vec<String>,)>(&mut conn)
+                .await
+                .map(|(conns,)| conns)
+                .map_err(command)?;
+            if conns.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = conns.iter().map(|c| shared.key("meta", c)).collect();
+            let metas: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(command)?;
+            Ok(conns
+                .into_iter()
+                .zip(metas)
+                .map(|(conn, meta)| Member {
+                    conn,
+                    meta: meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
+                })
+                .collect())
+        })
+    }
+
+    fn state(&self) -> BrokerState {
+        lock(&self.shared.state).clone()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            // Remove this node's presence while the connection is up.
+            let presence = std::mem::take(&mut *lock(&shared.presence));
+            if let Some(mut conn) = shared.conn() {
+                let mut pipe = redis::pipe();
+                for (room, members) in &presence {
+                    for conn_id in members.keys() {
+                        pipe.cmd("ZREM").arg(shared.key("presence", room)).arg(conn_id).ignore();
+                    }
+                }
+                let _ = pipe.query_async::<()>(&mut conn).await;
+            }
+            shared.stop.send_replace(true);
+            *lock(&shared.conn) = None;
+        })
+    }
+}

@@ -1,0 +1,1231 @@
+//! The hub: the registry of connections and rooms, the operations on them
+//! (join, leave, broadcast, requests with acks), and its builder.
+
+use crate::broker::{node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbox, MemoryBroker};
+use crate::error::{AckError, HandlerError, HubError};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::policy::{normalize_origin, AuthError, ConnectRequest, RateLimit, SlowConsumer};
+use crate::protocol::{
+    self, codes, AckPacket, ConnId, ErrorBody, EventPacket, Member, Packet, PresenceKind, PresencePacket, Wire,
+    MAX_NAME_LEN,
+};
+use crate::queue::{OutQueue, Push};
+use crate::sse::SseRoom;
+use bytes::Bytes;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{oneshot, watch, Semaphore};
+use wsx::handshake::Reject;
+use wsx::{CloseCode, Message};
+
+/// A named event with a JSON payload and binary attachments, as handlers
+/// receive it and as the hub sends it.
+///
+/// ```
+/// use wsx_hub::Event;
+/// let e = Event::new("upload", serde_json::json!({"name": "a.png"})).attach(vec![1u8, 2, 3]);
+/// assert_eq!(e.attachments.len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event's name.
+    pub name: String,
+    /// The payload.
+    pub data: Value,
+    /// Binary attachments.
+    pub attachments: Vec<Bytes>,
+}
+
+impl Event {
+    /// An event without attachments.
+    pub fn new(name: impl Into<String>, data: Value) -> Self {
+        Self { name: name.into(), data, attachments: Vec::new() }
+    }
+
+    /// Add an attachment.
+    pub fn attach(mut self, bytes: impl Into<Bytes>) -> Self {
+        self.attachments.push(bytes.into());
+        self
+    }
+
+    /// The payload as a typed value.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        Ok(serde_json::from_value(self.data.clone())?)
+    }
+
+    pub(crate) fn into_packet(self) -> EventPacket {
+        EventPacket {
+            event: self.name,
+            data: self.data,
+            id: None,
+            room: None,
+            from: None,
+            attachments: self.attachments,
+        }
+    }
+}
+
+impl From<EventPacket> for Event {
+    fn from(p: EventPacket) -> Self {
+        Self { name: p.event, data: p.data, attachments: p.attachments }
+    }
+}
+
+/// What an event handler gets besides the event: the connection it came
+/// from and the hub.
+#[derive(Clone)]
+pub struct Ctx {
+    pub(crate) hub: Hub,
+    pub(crate) conn: ConnId,
+    pub(crate) meta: Value,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("conn", &self.conn).field("meta", &self.meta).finish()
+    }
+}
+
+impl Ctx {
+    /// The sending connection's id.
+    pub fn conn(&self) -> &str {
+        &self.conn
+    }
+
+    /// What the auth hook said about the sender.
+    pub fn meta(&self) -> &Value {
+        &self.meta
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Send an event to the sender.
+    pub fn emit(&self, event: Event) -> Result<(), HubError> {
+        self.hub.emit(&self.conn, event)
+    }
+
+    /// Send an event to the sender and wait for its ack (the hub's default
+    /// ack timeout).
+    pub async fn request(&self, event: Event) -> Result<Value, AckError> {
+        self.hub.request(&self.conn, event).await
+    }
+
+    /// Put the sender in a room; returns the room's members.
+    pub async fn join(&self, room: &str) -> Result<Vec<Member>, HubError> {
+        self.hub.join(&self.conn, room).await
+    }
+
+    /// Take the sender out of a room.
+    pub async fn leave(&self, room: &str) -> Result<(), HubError> {
+        self.hub.leave(&self.conn, room).await
+    }
+
+    /// Send an event to a room, all but the sender.
+    pub fn broadcast(&self, room: &str, event: Event) {
+        self.hub.broadcast_except(room, event, &self.conn)
+    }
+
+    /// Send an event to every connection, all but the sender.
+    pub fn broadcast_all(&self, event: Event) {
+        self.hub.broadcast_all_except(event, &self.conn)
+    }
+}
+
+/// The future an event handler returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, HandlerError>> + Send>>;
+pub(crate) type HandlerFn = Arc<dyn Fn(Ctx, Event) -> HandlerFuture + Send + Sync>;
+type AuthFn = Arc<dyn Fn(&ConnectRequest) -> Result<Value, AuthError> + Send + Sync>;
+type ConnectFn = Arc<dyn Fn(ConnectInfo) -> Pin<Box<dyn Future<Output = Result<(), Reject>> + Send>> + Send + Sync>;
+type DisconnectFn = Arc<dyn Fn(&ConnInfo) + Send + Sync>;
+
+/// What the connect hook sees: the new connection's id, what the auth hook
+/// returned, and the request.
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    /// The id the connection will have.
+    pub conn: ConnId,
+    /// What the auth hook returned (`null` without one).
+    pub meta: Value,
+    /// The upgrade request.
+    pub request: ConnectRequest,
+}
+
+/// A connection on this node.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnInfo {
+    /// Its id.
+    pub id: ConnId,
+    /// What the auth hook returned.
+    pub meta: Value,
+    /// Its rooms.
+    pub rooms: Vec<String>,
+    /// The peer's address.
+    pub peer: Option<SocketAddr>,
+    /// When it connected.
+    pub since: SystemTime,
+    /// Messages waiting in its outgoing queue.
+    pub queued: usize,
+}
+
+/// A room on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomInfo {
+    /// Its name.
+    pub name: String,
+    /// Members on this node.
+    pub local_members: usize,
+    /// Open SSE streams on this node.
+    pub sse_streams: usize,
+}
+
+/// Server-Sent Events settings (see [`HubBuilder::sse`]).
+#[derive(Debug, Clone)]
+pub struct SseSettings {
+    /// The path (default `/events`).
+    pub path: String,
+    /// Events kept per room for `Last-Event-ID` resume (default 256).
+    pub replay: usize,
+    /// Interval of heartbeat comments (default 15 s).
+    pub heartbeat: Duration,
+    /// How long a room's replay buffer is kept after its last member and
+    /// stream left (default 5 min).
+    pub retention: Duration,
+}
+
+impl Default for SseSettings {
+    fn default() -> Self {
+        Self {
+            path: "/events".into(),
+            replay: 256,
+            heartbeat: Duration::from_secs(15),
+            retention: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) config: wsx::Config,
+    pub(crate) path: Option<String>,
+    pub(crate) origins: Option<Vec<String>>,
+    pub(crate) require_origin: bool,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) queue_capacity: usize,
+    pub(crate) slow_consumer: SlowConsumer,
+    pub(crate) ping_interval: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_rooms_per_connection: usize,
+    pub(crate) max_room_members: usize,
+    pub(crate) max_bad_frames: u32,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) sse: Option<SseSettings>,
+    pub(crate) metrics_path: Option<String>,
+    pub(crate) client_publish: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            config: wsx::Config::default().with_max_message_size(1 << 20).with_max_frame_size(1 << 20),
+            path: None,
+            origins: None,
+            require_origin: false,
+            max_connections: None,
+            rate_limit: None,
+            queue_capacity: 1024,
+            slow_consumer: SlowConsumer::DropOldest,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_rooms_per_connection: 64,
+            max_room_members: 10_000,
+            max_bad_frames: 16,
+            ack_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+            sse: Some(SseSettings::default()),
+            metrics_path: Some("/metrics".into()),
+            client_publish: true,
+        }
+    }
+}
+
+/// Builds a [`Hub`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wsx_hub::{Event, Hub, HandlerError, RateLimit, SlowConsumer};
+///
+/// let hub = Hub::builder()
+///     .allow_origins(["https://example.com"])
+///     .auth(|req| match req.token().as_deref() {
+///         Some("secret") => Ok(serde_json::json!({"user": "ann"})),
+///         _ => Err(wsx_hub::AuthError::Unauthorized("a token is needed".into())),
+///     })
+///     .max_connections(10_000)
+///     .rate_limit(RateLimit::per_second(50.0).burst(100))
+///     .outgoing_queue(256, SlowConsumer::DropOldest)
+///     .ping_interval(Duration::from_secs(20))
+///     .on("chat", |ctx, ev| async move {
+///         let room: String = ev.data["room"].as_str().unwrap_or("lobby").to_owned();
+///         ctx.broadcast(&room, Event::new("chat", ev.data.clone()));
+///         Ok::<_, HandlerError>(serde_json::json!({"ok": true}))
+///     })
+///     .build();
+/// # drop(hub);
+/// ```
+pub struct HubBuilder {
+    node: Option<String>,
+    s: Settings,
+    handlers: HashMap<String, HandlerFn>,
+    auth: Option<AuthFn>,
+    on_connect: Option<ConnectFn>,
+    on_disconnect: Option<DisconnectFn>,
+    broker: Option<Box<dyn Broker>>,
+}
+
+impl std::fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+impl HubBuilder {
+    /// This node's id (default: 8 random hex digits). Connection ids are
+    /// `<node>.<n>`; give every node of a cluster a different id.
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node = Some(id.into());
+        self
+    }
+
+    /// The broker (default: [`MemoryBroker`], a single node).
+    pub fn broker(mut self, broker: impl Broker) -> Self {
+        self.broker = Some(Box::new(broker));
+        self
+    }
+
+    /// WebSocket settings (limits, compression, handshake and close
+    /// timeouts). The hub's default limits messages to 1 MiB.
+    pub fn config(mut self, config: wsx::Config) -> Self {
+        self.s.config = config;
+        self
+    }
+
+    /// Largest message (and frame) a client may send; larger ones close the
+    /// connection with 1009 (default 1 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.s.config = self.s.config.with_max_message_size(bytes).with_max_frame_size(bytes);
+        self
+    }
+
+    /// Accept WebSocket upgrades on this path only (default: any path).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.s.path = Some(path.into());
+        self
+    }
+
+    /// Accept upgrades (and SSE requests) only from these origins; others
+    /// get 403. Compared without case or a trailing slash. A request
+    /// without `Origin` (not from a browser) passes unless
+    /// [`HubBuilder::require_origin`].
+    pub fn allow_origins<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, origins: I) -> Self {
+        self.s.origins = Some(origins.into_iter().map(|o| normalize_origin(o.as_ref())).collect());
+        self
+    }
+
+    /// Refuse (403) requests without an `Origin` header.
+    pub fn require_origin(mut self, on: bool) -> Self {
+        self.s.require_origin = on;
+        self
+    }
+
+    /// The auth hook: runs on every upgrade (and SSE) request; `Ok(meta)`
+    /// lets it through (`meta` goes into presence and [`Ctx::meta`]),
+    /// [`AuthError::Unauthorized`] answers 401, [`AuthError::Forbidden`]
+    /// 403.
+    pub fn auth(mut self, f: impl Fn(&ConnectRequest) -> Result<Value, AuthError> + Send + Sync + 'static) -> Self {
+        self.auth = Some(Arc::new(f));
+        self
+    }
+
+    /// The connect hook: runs after the auth hook, before the upgrade;
+    /// `Err(reject)` answers with the rejection's response.
+    pub fn on_connect<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(ConnectInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Reject>> + Send + 'static,
+    {
+        self.on_connect = Some(Arc::new(move |info| Box::pin(f(info))));
+        self
+    }
+
+    /// Called when a connection ends (after it left its rooms).
+    pub fn on_disconnect(mut self, f: impl Fn(&ConnInfo) + Send + Sync + 'static) -> Self {
+        self.on_disconnect = Some(Arc::new(f));
+        self
+    }
+
+    /// Register the handler of event `name`. It runs for each such event a
+    /// client sends, one at a time per connection, in order; what it
+    /// returns answers the client's request (when the event has an id).
+    pub fn on<F, Fut>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Ctx, Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, HandlerError>> + Send + 'static,
+    {
+        self.handlers.insert(name.into(), Arc::new(move |ctx, ev| Box::pin(f(ctx, ev))));
+        self
+    }
+
+    /// At most `n` open WebSocket connections (and SSE streams) on this
+    /// node; upgrade requests past it get 503 with `Retry-After`.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.s.max_connections = Some(n);
+        self
+    }
+
+    /// Limit the messages each connection may send; past it the connection
+    /// is closed with 1008.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.s.rate_limit = Some(limit);
+        self
+    }
+
+    /// Each connection's outgoing queue holds at most `capacity` messages
+    /// (default 1024); `policy` says what happens when it is full.
+    pub fn outgoing_queue(mut self, capacity: usize, policy: SlowConsumer) -> Self {
+        self.s.queue_capacity = capacity.max(1);
+        self.s.slow_consumer = policy;
+        self
+    }
+
+    /// Send a ping this often (default 25 s).
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.s.ping_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Close connections that sent nothing (not even a pong) for this long
+    /// (default 60 s), with 1001 `idle timeout`. Checked at each ping.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.s.idle_timeout = d;
+        self
+    }
+
+    /// At most `n` rooms per connection (default 64).
+    pub fn max_rooms_per_connection(mut self, n: usize) -> Self {
+        self.s.max_rooms_per_connection = n;
+        self
+    }
+
+    /// At most `n` members per room on this node (default 10,000).
+    pub fn max_room_members(mut self, n: usize) -> Self {
+        self.s.max_room_members = n;
+        self
+    }
+
+    /// Close a connection with 1008 after this many invalid frames
+    /// (default 16); each one before gets an `error` packet.
+    pub fn max_bad_frames(mut self, n: u32) -> Self {
+        self.s.max_bad_frames = n;
+        self
+    }
+
+    /// Default time to wait for an ack (default 10 s).
+    pub fn ack_timeout(mut self, d: Duration) -> Self {
+        self.s.ack_timeout = d;
+        self
+    }
+
+    /// How long [`Hub::shutdown`] waits for connections to close
+    /// (default 5 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.s.shutdown_timeout = d;
+        self
+    }
+
+    /// Server-Sent Events settings, `None` to turn SSE off (default: on,
+    /// at `/events`).
+    pub fn sse(mut self, settings: Option<SseSettings>) -> Self {
+        self.s.sse = settings;
+        self
+    }
+
+    /// The metrics path, `None` to turn it off (default `/metrics`).
+    pub fn metrics_path(mut self, path: Option<&str>) -> Self {
+        self.s.metrics_path = path.map(str::to_owned);
+        self
+    }
+
+    /// Whether clients may `publish` to rooms they joined (default on).
+    pub fn client_publish(mut self, on: bool) -> Self {
+        self.s.client_publish = on;
+        self
+    }
+
+    /// Build the hub. Inside a tokio runtime the broker starts now,
+    /// otherwise on first use.
+    pub fn build(self) -> Hub {
+        let node = self.node.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
+        let slots = self.s.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let hub = Hub {
+            inner: Arc::new(Inner {
+                node,
+                s: self.s,
+                handlers: self.handlers,
+                auth: self.auth,
+                on_connect: self.on_connect,
+                on_disconnect: self.on_disconnect,
+                broker: self.broker.unwrap_or_else(|| Box::new(MemoryBroker::new())),
+                state: Mutex::new(State::default()),
+                pending: Mutex::new(HashMap::new()),
+                metrics: Metrics::default(),
+                seq: AtomicU64::new(1),
+                started: Once::new(),
+                stopping: watch::channel(false).0,
+                hard_stop: watch::channel(false).0,
+                live: watch::channel(0).0,
+                slots,
+                broker_stopped: AtomicBool::new(false),
+            }),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            hub.ensure_started();
+        }
+        hub
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) conns: HashMap<ConnId, ConnEntry>,
+    pub(crate) rooms: HashMap<String, Room>,
+}
+
+pub(crate) struct ConnEntry {
+    pub(crate) queue: Arc<OutQueue>,
+    pub(crate) meta: Value,
+    pub(crate) rooms: BTreeSet<String>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) since: SystemTime,
+}
+
+#[derive(Default)]
+pub(crate) struct Room {
+    pub(crate) members: BTreeSet<ConnId>,
+    pub(crate) subscribed: bool,
+    pub(crate) sse: Option<SseRoom>,
+}
+
+impl Room {
+    fn needs_broker(&self) -> bool {
+        !self.members.is_empty() || self.sse.as_ref().is_some_and(|s| s.has_streams())
+    }
+
+    /// Subscribe or unsubscribe as the room's needs changed. When it
+    /// subscribes, the future says when the subscription is in effect.
+    pub(crate) fn sync_subscription(&mut self, name: &str, broker: &dyn Broker) -> Option<BoxFuture<'static, ()>> {
+        let needs = self.needs_broker();
+        let mut ready = None;
+        if needs && !self.subscribed {
+            ready = Some(broker.subscribe(name));
+        } else if !needs && self.subscribed {
+            broker.unsubscribe(name);
+        }
+        self.subscribed = needs;
+        ready
+    }
+
+    /// Whether the room can be forgotten now.
+    pub(crate) fn is_dead(&self, now: Instant, retention: Duration) -> bool {
+        !self.needs_broker() && self.sse.as_ref().is_none_or(|s| s.expired(now, retention))
+    }
+}
+
+/// How long a join waits for the broker's subscription to the room.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// Someone waits for an ack of the request with this id.
+enum Pending {
+    /// A task on this node.
+    Local { conn: ConnId, tx: oneshot::Sender<Result<Value, AckError>> },
+    /// A task on another node: forward the answer.
+    Remote { conn: ConnId, node: String, id: u64, expires: Instant },
+}
+
+pub(crate) struct Inner {
+    pub(crate) node: String,
+    pub(crate) s: Settings,
+    pub(crate) handlers: HashMap<String, HandlerFn>,
+    pub(crate) auth: Option<AuthFn>,
+    pub(crate) on_connect: Option<ConnectFn>,
+    on_disconnect: Option<DisconnectFn>,
+    pub(crate) broker: Box<dyn Broker>,
+    pub(crate) state: Mutex<State>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    pub(crate) metrics: Metrics,
+    seq: AtomicU64,
+    started: Once,
+    pub(crate) stopping: watch::Sender<bool>,
+    pub(crate) hard_stop: watch::Sender<bool>,
+    pub(crate) live: watch::Sender<usize>,
+    pub(crate) slots: Option<Arc<Semaphore>>,
+    broker_stopped: AtomicBool,
+}
+
+/// A WebSocket hub: connections, rooms, presence, events with acks, and
+/// fan-out across nodes through a [`Broker`]. Cheap to clone (a handle).
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use wsx_hub::{Event, Hub};
+/// let hub = Hub::builder()
+///     .on("ping", |_ctx, ev| async move { Ok(ev.data) })   // answers requests with their payload
+///     .build();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let server = tokio::spawn(hub.clone().serve(listener));
+/// hub.broadcast("lobby", Event::new("news", serde_json::json!({"headline": "hello"})));
+/// tokio::signal::ctrl_c().await?;
+/// hub.shutdown().await;                 // 1001 to everyone, then drain
+/// server.await.ok();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("node", &self.inner.node).finish_non_exhaustive()
+    }
+}
+
+/// Why a hub's stream of live tasks is counted: dropped, it decrements.
+pub(crate) struct LiveGuard(watch::Sender<usize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Hub {
+    /// Start building a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder {
+            node: None,
+            s: Settings::default(),
+            handlers: HashMap::new(),
+            auth: None,
+            on_connect: None,
+            on_disconnect: None,
+            broker: None,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, Pending>> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn live_guard(&self) -> LiveGuard {
+        self.inner.live.send_modify(|n| *n += 1);
+        LiveGuard(self.inner.live.clone())
+    }
+
+    /// Start the broker (once), and the SSE sweeper.
+    pub(crate) fn ensure_started(&self) {
+        self.inner.started.call_once(|| {
+            let weak = Arc::downgrade(&self.inner);
+            let inbox = Inbox::new(move |m| {
+                if let Some(inner) = weak.upgrade() {
+                    Hub { inner }.on_broker_message(m);
+                }
+            });
+            self.inner.broker.start(&self.inner.node, inbox);
+            if let Some(sse) = &self.inner.s.sse {
+                crate::sse::spawn_sweeper(Arc::downgrade(&self.inner), sse.retention);
+            }
+        });
+    }
+
+    /// How long an SSE replay buffer outlives its room's last member.
+    pub(crate) fn retention(&self) -> Duration {
+        self.inner.s.sse.as_ref().map_or(Duration::ZERO, |s| s.retention)
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.inner.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The main counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// All metrics in the Prometheus text format (what `GET /metrics`
+    /// answers).
+    pub fn metrics_text(&self) -> String {
+        let rooms = self.lock().rooms.len();
+        self.inner.metrics.render(rooms, &self.broker_state(), self.inner.broker.kind())
+    }
+
+    /// Where the broker stands.
+    pub fn broker_state(&self) -> BrokerState {
+        self.inner.broker.state()
+    }
+
+    /// Whether [`Hub::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// The connections on this node.
+    pub fn connections(&self) -> Vec<ConnInfo> {
+        let st = self.lock();
+        st.conns.iter().map(|(id, e)| conn_info(id, e)).collect()
+    }
+
+    /// The rooms on this node.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let st = self.lock();
+        let mut v: Vec<RoomInfo> = st
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.needs_broker())
+            .map(|(name, r)| RoomInfo {
+                name: name.clone(),
+                local_members: r.members.len(),
+                sse_streams: r.sse.as_ref().map_or(0, |s| s.streams()),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn local_members(&self, room: &str) -> Vec<Member> {
+        let st = self.lock();
+        let Some(r) = st.rooms.get(room) else { return Vec::new() };
+        r.members
+            .iter()
+            .map(|c| Member { conn: c.clone(), meta: st.conns.get(c).map_or(Value::Null, |e| e.meta.clone()) })
+            .collect()
+    }
+
+    /// The members of a room on every node (from the broker; this node's
+    /// members only while the broker is unreachable).
+    pub async fn members(&self, room: &str) -> Vec<Member> {
+        self.ensure_started();
+        match self.inner.broker.presence_list(room).await {
+            Ok(mut list) => {
+                // This node's members are authoritative here: add any the
+                // broker has not recorded (e.g. after it restarted).
+                for m in self.local_members(room) {
+                    if !list.iter().any(|x| x.conn == m.conn) {
+                        list.push(m);
+                    }
+                }
+                list.sort_by(|a, b| a.conn.cmp(&b.conn));
+                list
+            }
+            Err(e) => {
+                tracing::debug!(room, error = %e, "presence from the broker failed; listing local members");
+                self.local_members(room)
+            }
+        }
+    }
+
+    /// Put a connection of this node in a room: members of the room get a
+    /// `presence` join packet. Returns the room's members.
+    pub async fn join(&self, conn: &str, room: &str) -> Result<Vec<Member>, HubError> {
+        check_name(room)?;
+        self.ensure_started();
+        let mut subscribed = None;
+        let joined = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let e = st.conns.get_mut(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
+            if e.rooms.contains(room) {
+                None
+            } else {
+                if e.rooms.len() >= self.inner.s.max_rooms_per_connection {
+                    return Err(HubError::TooManyRooms(self.inner.s.max_rooms_per_connection));
+                }
+                if st.rooms.get(room).is_some_and(|r| r.members.len() >= self.inner.s.max_room_members) {
+                    return Err(HubError::RoomFull(room.to_owned()));
+                }
+                e.rooms.insert(room.to_owned());
+                let r = st.rooms.entry(room.to_owned()).or_default();
+                r.members.insert(conn.to_owned());
+                subscribed = r.sync_subscription(room, &*self.inner.broker);
+                Some(Member { conn: conn.to_owned(), meta: e.meta.clone() })
+            }
+        };
+        if let Some(ready) = subscribed {
+            // Receive what other nodes publish before answering.
+            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
+        }
+        if let Some(member) = joined {
+            if let Err(e) = self.inner.broker.presence_join(room, member.clone()).await {
+                tracing::warn!(room, error = %e, "could not record presence in the broker");
+            }
+            let p = Packet::Presence(PresencePacket { room: room.to_owned(), kind: PresenceKind::Join, member });
+            self.fan_out_room(room, &p, Some(conn), false);
+        }
+        Ok(self.members(room).await)
+    }
+
+    /// Take a connection of this node out of a room: the remaining members
+    /// get a `presence` leave packet.
+    pub async fn leave(&self, conn: &str, room: &str) -> Result<(), HubError> {
+        let member = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let e = st.conns.get_mut(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
+            if !e.rooms.remove(room) {
+                return Ok(());
+            }
+            let member = Member { conn: conn.to_owned(), meta: e.meta.clone() };
+            self.remove_member(st, room, conn);
+            member
+        };
+        self.announce_leave(room, member).await;
+        Ok(())
+    }
+
+    fn remove_member(&self, st: &mut State, room: &str, conn: &str) {
+        if let Some(r) = st.rooms.get_mut(room) {
+            r.members.remove(conn);
+            let _ = r.sync_subscription(room, &*self.inner.broker);
+            if r.is_dead(Instant::now(), self.retention()) {
+                st.rooms.remove(room);
+            } else if let Some(s) = &mut r.sse {
+                s.touch();
+            }
+        }
+    }
+
+    async fn announce_leave(&self, room: &str, member: Member) {
+        if let Err(e) = self.inner.broker.presence_leave(room, &member.conn).await {
+            tracing::warn!(room, error = %e, "could not remove presence from the broker");
+        }
+        let p = Packet::Presence(PresencePacket { room: room.to_owned(), kind: PresenceKind::Leave, member });
+        self.fan_out_room(room, &p, None, false);
+    }
+
+    /// Send an event to one connection, on this node or another.
+    pub fn emit(&self, conn: &str, event: Event) -> Result<(), HubError> {
+        let wire = protocol::encode(&Packet::Event(event.into_packet()));
+        if node_of(conn) != self.inner.node {
+            self.ensure_started();
+            self.publish(BrokerMessage::Direct {
+                node: self.inner.node.clone(),
+                conn: conn.to_owned(),
+                payload: wire,
+                ack: None,
+            });
+            return Ok(());
+        }
+        let q = self.queue_of(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
+        self.push(&q, wire.to_message(), false);
+        Ok(())
+    }
+
+    /// Send an event to one connection and wait for its ack, at most the
+    /// hub's ack timeout.
+    pub async fn request(&self, conn: &str, event: Event) -> Result<Value, AckError> {
+        self.request_timeout(conn, event, self.inner.s.ack_timeout).await
+    }
+
+    /// Send an event to one connection (on any node) and wait at most
+    /// `timeout` for its ack.
+    ///
+    /// ```no_run
+    /// # async fn run(hub: wsx_hub::Hub, conn: &str) {
+    /// use std::time::Duration;
+    /// use wsx_hub::{AckError, Event};
+    /// match hub.request_timeout(conn, Event::new("confirm", serde_json::json!({})), Duration::from_secs(2)).await {
+    ///     Ok(answer) => println!("client said {answer}"),
+    ///     Err(AckError::Timeout(_)) => println!("no answer"),
+    ///     Err(e) => println!("{e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn request_timeout(&self, conn: &str, event: Event, timeout: Duration) -> Result<Value, AckError> {
+        let id = self.next_seq();
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id, Pending::Local { conn: conn.to_owned(), tx });
+        if node_of(conn) == self.inner.node {
+            let Some(q) = self.queue_of(conn) else {
+                self.pending().remove(&id);
+                return Err(AckError::NoSuchConnection(conn.to_owned()));
+            };
+            let wire = protocol::encode(&Packet::Event(event.into_packet().with_id(id)));
+            self.push(&q, wire.to_message(), false);
+        } else {
+            self.ensure_started();
+            let wire = protocol::encode(&Packet::Event(event.into_packet()));
+            self.publish(BrokerMessage::Direct {
+                node: self.inner.node.clone(),
+                conn: conn.to_owned(),
+                payload: wire,
+                ack: Some(id),
+            });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                self.pending().remove(&id);
+                Metrics::inc(&self.inner.metrics.acks_timed_out);
+                Err(AckError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Send an event to every member of a room, on every node.
+    pub fn broadcast(&self, room: &str, event: Event) {
+        self.broadcast_packet(room, event, None)
+    }
+
+    /// Send an event to every member of a room but one (the sender).
+    pub fn broadcast_except(&self, room: &str, event: Event, except: &str) {
+        self.broadcast_packet(room, event, Some(except))
+    }
+
+    fn broadcast_packet(&self, room: &str, event: Event, except: Option<&str>) {
+        let mut p = event.into_packet();
+        p.room = Some(room.to_owned());
+        p.from = except.map(str::to_owned);
+        self.fan_out_room(room, &Packet::Event(p), except, true);
+    }
+
+    pub(crate) fn publish_from(&self, room: &str, mut p: EventPacket, from: &str, echo: bool) {
+        p.room = Some(room.to_owned());
+        p.from = Some(from.to_owned());
+        self.fan_out_room(room, &Packet::Event(p), (!echo).then_some(from), true);
+    }
+
+    /// Send an event to every connection, on every node.
+    pub fn broadcast_all(&self, event: Event) {
+        self.broadcast_all_packet(event, None)
+    }
+
+    /// Send an event to every connection but one (the sender).
+    pub fn broadcast_all_except(&self, event: Event, except: &str) {
+        self.broadcast_all_packet(event, Some(except))
+    }
+
+    fn broadcast_all_packet(&self, event: Event, except: Option<&str>) {
+        self.ensure_started();
+        let mut p = event.into_packet();
+        p.from = except.map(str::to_owned);
+        let wire = protocol::encode(&Packet::Event(p));
+        self.deliver_all_local(&wire.to_message(), except);
+        self.publish(BrokerMessage::All {
+            node: self.inner.node.clone(),
+            except: except.map(str::to_owned),
+            payload: wire,
+        });
+    }
+
+    /// Close a connection of this node with `code` and `reason`. Returns
+    /// whether it was open.
+    pub fn disconnect(&self, conn: &str, code: CloseCode, reason: &str) -> bool {
+        self.queue_of(conn).is_some_and(|q| q.close(code, reason))
+    }
+
+    fn publish(&self, m: BrokerMessage) {
+        Metrics::inc(&self.inner.metrics.broker_published);
+        self.inner.broker.publish(m);
+    }
+
+    pub(crate) fn queue_of(&self, conn: &str) -> Option<Arc<OutQueue>> {
+        self.lock().conns.get(conn).map(|e| e.queue.clone())
+    }
+
+    /// Push to a connection's queue, counting drops.
+    pub(crate) fn push(&self, q: &OutQueue, msg: Message, droppable: bool) {
+        match q.push(msg, droppable) {
+            Push::Dropped(n) => Metrics::add(&self.inner.metrics.dropped, n),
+            Push::Overflow => Metrics::inc(&self.inner.metrics.slow_disconnects),
+            Push::Queued | Push::Closed => {}
+        }
+    }
+
+    pub(crate) fn push_packet(&self, q: &OutQueue, p: &Packet) {
+        self.push(q, protocol::encode(p).to_message(), false)
+    }
+
+    /// Deliver a packet to the room's members on this node and publish it to
+    /// the other nodes. Events are droppable for slow consumers, presence
+    /// is not.
+    fn fan_out_room(&self, room: &str, p: &Packet, except: Option<&str>, droppable: bool) {
+        self.ensure_started();
+        let wire = protocol::encode(p);
+        self.deliver_room_local(room, &wire.to_message(), except, droppable, Some(p));
+        self.publish(BrokerMessage::Room {
+            node: self.inner.node.clone(),
+            room: room.to_owned(),
+            except: except.map(str::to_owned),
+            payload: wire,
+        });
+    }
+
+    fn deliver_room_local(&self, room: &str, msg: &Message, except: Option<&str>, droppable: bool, p: Option<&Packet>) {
+        let queues: Vec<Arc<OutQueue>> = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let Some(r) = st.rooms.get_mut(room) else { return };
+            if let Some(sse) = &mut r.sse {
+                let decoded;
+                let p = match p {
+                    Some(p) => Some(p),
+                    None => {
+                        decoded = protocol::decode_message(msg).and_then(Result::ok);
+                        decoded.as_ref()
+                    }
+                };
+                if let Some(p) = p {
+                    sse.record(p);
+                }
+            }
+            r.members
+                .iter()
+                .filter(|c| Some(c.as_str()) != except)
+                .filter_map(|c| st.conns.get(c).map(|e| e.queue.clone()))
+                .collect()
+        };
+        for q in queues {
+            self.push(&q, msg.clone(), droppable);
+        }
+    }
+
+    fn deliver_all_local(&self, msg: &Message, except: Option<&str>) {
+        let queues: Vec<Arc<OutQueue>> = {
+            let st = self.lock();
+            st.conns.iter().filter(|(c, _)| Some(c.as_str()) != except).map(|(_, e)| e.queue.clone()).collect()
+        };
+        for q in queues {
+            self.push(&q, msg.clone(), true);
+        }
+    }
+
+    /// A message from another node.
+    fn on_broker_message(&self, m: BrokerMessage) {
+        if m.node() == self.inner.node {
+            return; // our own, already delivered here
+        }
+        Metrics::inc(&self.inner.metrics.broker_received);
+        match m {
+            BrokerMessage::Room { room, except, payload, .. } => {
+                let droppable = !is_presence(&payload);
+                self.deliver_room_local(&room, &payload.to_message(), except.as_deref(), droppable, None);
+            }
+            BrokerMessage::All { except, payload, .. } => {
+                self.deliver_all_local(&payload.to_message(), except.as_deref());
+            }
+            BrokerMessage::Direct { node, conn, payload, ack } => {
+                let q = self.queue_of(&conn);
+                match (ack, q) {
+                    (None, Some(q)) => self.push(&q, payload.to_message(), false),
+                    (None, None) => {}
+                    (Some(their_id), None) => self.publish(BrokerMessage::AckReply {
+                        node: self.inner.node.clone(),
+                        to: node,
+                        id: their_id,
+                        result: Err(ErrorBody::new("no_such_connection", conn)),
+                    }),
+                    (Some(their_id), Some(q)) => {
+                        let Some(Ok(Packet::Event(ev))) = protocol::decode_message(&payload.to_message()) else {
+                            return;
+                        };
+                        let id = self.next_seq();
+                        let expires = Instant::now() + Duration::from_secs(3600);
+                        self.pending().insert(id, Pending::Remote { conn, node, id: their_id, expires });
+                        self.push_packet(&q, &Packet::Event(ev.with_id(id)));
+                    }
+                }
+            }
+            BrokerMessage::AckReply { id, result, .. } => {
+                if let Some(Pending::Local { tx, .. }) = self.pending().remove(&id) {
+                    let _ = tx.send(result.map_err(remote_ack_error));
+                }
+            }
+        }
+    }
+
+    /// A client answered request `id`.
+    pub(crate) fn on_ack(&self, conn: &str, ack: AckPacket) {
+        let mut pending = self.pending();
+        let ours = matches!(pending.get(&ack.id), Some(Pending::Local { conn: c, .. } | Pending::Remote { conn: c, .. }) if c == conn);
+        if !ours {
+            return;
+        }
+        match pending.remove(&ack.id) {
+            Some(Pending::Local { tx, .. }) => {
+                let _ = tx.send(ack.result.map_err(AckError::Remote));
+            }
+            Some(Pending::Remote { node, id, .. }) => {
+                drop(pending);
+                self.publish(BrokerMessage::AckReply {
+                    node: self.inner.node.clone(),
+                    to: node,
+                    id,
+                    result: ack.result,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Register a new connection (its welcome is already queued).
+    pub(crate) fn register(&self, conn: &ConnId, queue: Arc<OutQueue>, meta: Value, peer: Option<SocketAddr>) {
+        self.lock()
+            .conns
+            .insert(conn.clone(), ConnEntry { queue, meta, rooms: BTreeSet::new(), peer, since: SystemTime::now() });
+        Metrics::inc(&self.inner.metrics.connections);
+        Metrics::inc(&self.inner.metrics.connections_total);
+    }
+
+    /// A connection ended: leave its rooms, fail its pending requests.
+    pub(crate) async fn unregister(&self, conn: &str) {
+        let removed = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let Some(e) = st.conns.remove(conn) else { return };
+            e.queue.end();
+            for room in &e.rooms {
+                self.remove_member(st, room, conn);
+            }
+            e
+        };
+        self.inner.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        let info = conn_info(conn, &removed);
+        for room in &removed.rooms {
+            self.announce_leave(room, Member { conn: conn.to_owned(), meta: removed.meta.clone() }).await;
+        }
+        let now = Instant::now();
+        let failed: Vec<Pending> = {
+            let mut pending = self.pending();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| match p {
+                    Pending::Local { conn: c, .. } | Pending::Remote { conn: c, .. } => c == conn,
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            // Also forget forwarded requests nobody waits for any more.
+            pending.retain(|_, p| !matches!(p, Pending::Remote { expires, .. } if *expires < now));
+            ids.into_iter().filter_map(|id| pending.remove(&id)).collect()
+        };
+        for p in failed {
+            match p {
+                Pending::Local { tx, .. } => {
+                    let _ = tx.send(Err(AckError::Disconnected));
+                }
+                Pending::Remote { node, id, .. } => self.publish(BrokerMessage::AckReply {
+                    node: self.inner.node.clone(),
+                    to: node,
+                    id,
+                    result: Err(ErrorBody::new("disconnected", "the connection closed")),
+                }),
+            }
+        }
+        if let Some(f) = &self.inner.on_disconnect {
+            f(&info);
+        }
+    }
+
+    /// Shut down gracefully: stop accepting ([`Hub::serve`] returns), close
+    /// every connection with 1001 `server shutting down`, end SSE streams,
+    /// wait for the closing handshakes (at most the shutdown timeout, then
+    /// drop what is left), and leave the cluster.
+    pub async fn shutdown(&self) {
+        // A second call closes nothing new and waits like the first.
+        self.inner.stopping.send_replace(true);
+        let queues: Vec<Arc<OutQueue>> = self.lock().conns.values().map(|e| e.queue.clone()).collect();
+        for q in queues {
+            q.close(CloseCode::GoingAway, "server shutting down");
+        }
+        let mut live = self.inner.live.subscribe();
+        let drained = tokio::time::timeout(self.inner.s.shutdown_timeout, live.wait_for(|n| *n == 0)).await.is_ok();
+        if !drained {
+            tracing::warn!(left = *self.inner.live.borrow(), "shutdown timeout: dropping connections still open");
+            self.inner.hard_stop.send_replace(true);
+            let _ = tokio::time::timeout(Duration::from_secs(1), live.wait_for(|n| *n == 0)).await;
+        }
+        if !self.inner.broker_stopped.swap(true, Ordering::SeqCst) {
+            self.inner.broker.shutdown().await;
+        }
+    }
+}
+
+fn conn_info(id: &str, e: &ConnEntry) -> ConnInfo {
+    ConnInfo {
+        id: id.to_owned(),
+        meta: e.meta.clone(),
+        rooms: e.rooms.iter().cloned().collect(),
+        peer: e.peer,
+        since: e.since,
+        queued: e.queue.len(),
+    }
+}
+
+fn remote_ack_error(e: ErrorBody) -> AckError {
+    match e.code.as_str() {
+        "disconnected" => AckError::Disconnected,
+        "no_such_connection" => AckError::NoSuchConnection(e.message),
+        _ => AckError::Remote(e),
+    }
+}
+
+/// Whether an encoded packet is a presence packet (the encoder writes `t`
+/// first).
+fn is_presence(w: &Wire) -> bool {
+    matches!(w, Wire::Text(s) if s.starts_with(r#"{"t":"presence""#))
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), HubError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(HubError::InvalidName(name.chars().take(40).collect()));
+    }
+    Ok(())
+}
+
+/// The error packet or ack for a failed request.
+pub(crate) fn refusal(id: Option<u64>, error: ErrorBody) -> Packet {
+    match id {
+        Some(id) => Packet::Ack(AckPacket { id, result: Err(error) }),
+        None => Packet::Error(protocol::ErrorPacket { id: None, error }),
+    }
+}
+
+pub(crate) fn unknown_event(id: Option<u64>, name: &str) -> Packet {
+    refusal(id, ErrorBody::new(codes::UNKNOWN_EVENT, format!("no handler for {name:?}")))
+}
+
+/// Wait until a stop flag is set (or its sender is gone).
+pub(crate) async fn flag_set(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
