@@ -227,6 +227,8 @@ pub struct Reader {
     frame: Option<FrameState>,
     msg: Option<MessageState>,
     recv: Recv,
+    /// Payload size of the last frame header parsed (sizes the next read).
+    last_frame_len: u32,
     /// Boxed: most connections never negotiate compression, and an inline
     /// zlib stream would double the size of every connection.
     inflater: Option<Box<Inflater>>,
@@ -235,7 +237,16 @@ pub struct Reader {
 impl Reader {
     /// A reader in the given role.
     pub fn new(role: Role, config: Config) -> Self {
-        Self { role, config, rbuf: BytesMut::new(), frame: None, msg: None, recv: Recv::Open, inflater: None }
+        Self {
+            role,
+            config,
+            rbuf: BytesMut::new(),
+            frame: None,
+            msg: None,
+            recv: Recv::Open,
+            last_frame_len: 0,
+            inflater: None,
+        }
     }
 
     /// A reader that accepts permessage-deflate messages as negotiated.
@@ -264,11 +275,13 @@ impl Reader {
     }
 
     /// How many bytes to make room for before the next read: the rest of
-    /// the current frame when its header is known (bounded), else 4 KiB.
+    /// the current frame when its header is known, else the size of the
+    /// last frame (peers tend to send alike messages, so one read takes a
+    /// whole frame), at least 4 KiB and at most 1 MiB.
     pub fn read_hint(&self) -> usize {
         match &self.frame {
             Some(f) => (f.len as usize - self.rbuf.len().min(f.len as usize)).clamp(MIN_READ, MAX_READ),
-            None => MIN_READ,
+            None => (self.last_frame_len as usize + MAX_HEADER_LEN).clamp(MIN_READ, MAX_READ),
         }
     }
 
@@ -508,6 +521,9 @@ impl Reader {
         // Fits in u32: at most the 2 GiB limit, or 125 for control frames.
         let len = u32::try_from(h.payload_len)
             .map_err(|_| ProtocolError::FrameTooBig { size: h.payload_len, max: self.config.max_frame_size() })?;
+        if !opcode.is_control() {
+            self.last_frame_len = len;
+        }
         let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0, offset: 0 };
         self.frame = Some(f);
         Ok(Some(f))

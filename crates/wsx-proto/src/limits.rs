@@ -43,7 +43,7 @@ impl Default for Config {
             max_frame_size: DEFAULT_MAX_SIZE as u32,
             max_message_size: DEFAULT_MAX_SIZE as u32,
             max_write_buffer: 16 << 20,
-            copy_threshold: 16 << 10,
+            copy_threshold: 2 << 10,
             auto_pong: true,
             accept_unmasked_frames: false,
         }
@@ -89,7 +89,7 @@ impl Config {
 
     /// Payloads up to this size are copied into the write buffer, so that
     /// many small messages go out in one write; larger ones are written from
-    /// the caller's buffer with a vectored write. Default 16 KiB.
+    /// the caller's buffer with a vectored write. Default 2 KiB.
     pub fn with_copy_threshold(mut self, bytes: usize) -> Self {
         self.copy_threshold = clamp_u32(bytes);
         self
