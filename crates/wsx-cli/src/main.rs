@@ -1,15 +1,22 @@
 //! `wsx`: the WebSocket command-line tool.
 //!
-//! `wsx serve` runs an echo server. Argument parsing and printing live here;
-//! anything a library user could want lives in the library crates.
+//! `wsx connect` is an interactive client (like wscat) that also works in
+//! pipes and scripts, `wsx serve` an echo / broadcast server that can serve
+//! static files next to its WebSocket endpoint, and `wsx bench` a
+//! round-trip load generator with an HDR latency histogram. Argument
+//! parsing and printing live here; anything a library user could want lives
+//! in the library crates.
 
+mod bench;
+mod connect;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use std::fmt;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "wsx", version, about = "WebSocket server, client and load tool")]
+#[command(name = "wsx", version, about = "WebSocket client, server and load tool")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,27 +24,115 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a WebSocket echo server (text back as text, binary as binary).
+    /// Connect to a WebSocket server: send stdin lines, print what arrives.
+    Connect(connect::ConnectArgs),
+    /// Run a WebSocket echo (or broadcast) server, optionally serving static files.
     Serve(serve::ServeArgs),
+    /// Measure round trips against an echo server: messages/s, MB/s, latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+/// Exit statuses shared by the subcommands (documented in each `--help`).
+pub mod status {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Bad arguments or another local error (cannot bind, cannot start).
+    pub const ERROR: u8 = 1;
+    /// Could not connect: DNS, TCP, timeout, or the server refused the
+    /// opening handshake.
+    pub const CONNECT: u8 = 2;
+    /// `connect`: the connection ended without a clean close (no close
+    /// frame, a protocol error, or a close code other than 1000/1001).
+    /// `bench`: errors were counted during the run.
+    pub const ABNORMAL: u8 = 3;
+    /// Interrupted a second time while closing (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// A command that failed: the line for stderr and the exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit status (see [`status`]).
+    pub status: u8,
+    /// One line, without the `wsx: ` prefix.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with status [`status::ERROR`].
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { status: status::ERROR, message: message.into() }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Parse a number of seconds given on the command line.
+pub fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration, Failure> {
+    std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| Failure::error(format!("{flag} must be a non-negative number of seconds, not {secs}")))
+}
+
+/// An I/O error as a short lower-case phrase ("connection refused"), without
+/// the "(os error N)" suffix.
+pub fn io_phrase(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused => "connection refused".into(),
+        ConnectionReset => "connection reset by the peer".into(),
+        TimedOut => "timed out".into(),
+        UnexpectedEof => "the peer closed the connection".into(),
+        AddrInUse => "address already in use".into(),
+        PermissionDenied => "permission denied".into(),
+        _ => {
+            let s = e.to_string();
+            let s = match s.find(" (os error") {
+                Some(i) => s[..i].to_owned(),
+                None => s,
+            };
+            let mut c = s.chars();
+            match c.next() {
+                Some(first) => first.to_lowercase().chain(c).collect(),
+                None => s,
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are successes; usage errors are status 1
+            // (2 means "could not connect").
+            return if e.use_stderr() { ExitCode::from(status::ERROR) } else { ExitCode::SUCCESS };
+        }
+    };
+    // The server logs its life at info; the client and the load tool only
+    // warn (their output is the events and the report).
+    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
+        Command::Serve(args) => serve::run(args).map(|()| status::OK),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("wsx: {e}");
-            ExitCode::FAILURE
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("wsx: {f}");
+            ExitCode::from(f.status)
         }
     }
 }
