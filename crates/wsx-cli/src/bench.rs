@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// Messages in flight per connection (closed loop), sent in one write.
     #[arg(short = 'd', long, default_value_t = 1)]
     depth: usize,
+    /// Offer permessage-deflate (off by default: the bench measures framing).
+    #[arg(long)]
+    compression: bool,
     /// Seconds measured (after the warm-up).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     duration: f64,
@@ -269,11 +272,11 @@ struct Plan {
     errors: AtomicU64,
 }
 
-/// The client settings: messages up to `size`, no compression (a load test
-/// of the framing; a `--compress` flag would turn it on here).
-fn config_for(size: usize) -> wsx::Config {
+/// The client settings: messages up to `size`; no compression unless
+/// `--compression` (by default a load test of the framing).
+fn config_for(size: usize, compression: bool) -> wsx::Config {
     let max = size.max(64 << 20);
-    wsx::Config::default().with_max_message_size(max).with_max_frame_size(max).with_compression(false)
+    wsx::Config::default().with_max_message_size(max).with_max_frame_size(max).with_compression(compression)
 }
 
 /// Open `n` connections, `concurrency` at a time.
@@ -348,7 +351,7 @@ async fn bench(args: BenchArgs) -> Result<u8, Failure> {
     };
     let text = args.text;
 
-    let config = config_for(args.size);
+    let config = config_for(args.size, args.compression);
     let (sockets, failed) = open_all(&args.url, args.connections, args.connect_concurrency, &config).await;
     if sockets.is_empty() {
         let e = failed.first().map(|e| connect_failure(&args.url, e));
@@ -724,7 +727,7 @@ struct IdleReport {
 async fn idle(args: BenchArgs, n: usize) -> Result<u8, Failure> {
     check_url(&args.url)?;
     let hold = seconds("--duration", args.duration)?;
-    let (sockets, failed) = open_all(&args.url, n, args.connect_concurrency, &config_for(0)).await;
+    let (sockets, failed) = open_all(&args.url, n, args.connect_concurrency, &config_for(0, args.compression)).await;
     if sockets.is_empty() && n > 0 {
         let e = failed.first().map(|e| connect_failure(&args.url, e));
         return Err(e.unwrap_or_else(|| Failure::error("no connection")));

@@ -84,11 +84,17 @@ pub struct ConnectArgs {
     /// Largest message accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     max_message_size: usize,
-    // Transport options plug in here and in the `wsx::Config` built in
-    // `session`: TLS (--tls-ca / --insecure; wss:// already works with the
-    // library's default roots), --proxy URL (`Config::with_proxy`), and
-    // compression (`Config::with_compression`; the library's default, an
-    // offer of permessage-deflate, is used until then).
+    /// Do not offer permessage-deflate (offered by default, as browsers do).
+    #[arg(long)]
+    no_compression: bool,
+    /// Connect through this proxy: http://[user:pass@]host:port (HTTP
+    /// CONNECT) or socks5://[user:pass@]host:port.
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
+    /// Use the proxy that https_proxy / http_proxy / all_proxy / no_proxy
+    /// name, as curl does.
+    #[arg(long, conflicts_with = "proxy")]
+    proxy_from_env: bool,
 }
 
 /// One line of input from stdin.
@@ -169,10 +175,19 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
         },
         None => None,
     };
-    let config = wsx::Config::default()
+    let mut config = wsx::Config::default()
         .with_max_message_size(args.max_message_size)
         .with_max_frame_size(args.max_message_size)
-        .with_handshake_timeout(connect_timeout);
+        .with_handshake_timeout(connect_timeout)
+        .with_compression(!args.no_compression);
+    if let Some(p) = &args.proxy {
+        match wsx::proxy::Proxy::parse(p) {
+            Ok(p) => config = config.with_proxy(p),
+            Err(e) => return Err(Failure::error(format!("--proxy {p}: {e}"))),
+        }
+    } else if args.proxy_from_env {
+        config = config.with_proxy_from_env();
+    }
 
     let (mut ws, response) = match wsx::connect_with(request, &config).await {
         Ok(x) => x,

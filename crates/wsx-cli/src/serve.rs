@@ -15,11 +15,12 @@ use http::{Method, Request, Response, StatusCode};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use wsx::handshake::{self, Accept, HandshakeError, UpgradeRequest};
+use wsx::proto::Incoming;
 use wsx::{CloseCode, Message, Role, WebSocket};
 
 const AFTER_HELP: &str = "\
@@ -71,6 +72,16 @@ pub struct ServeArgs {
     /// Refuse (403) upgrade requests that carry no Origin header.
     #[arg(long)]
     require_origin: bool,
+    /// Serve wss:// with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse permessage-deflate (it is accepted by default, without
+    /// context takeover).
+    #[arg(long)]
+    no_compression: bool,
     /// A subprotocol the server speaks (repeatable); the client's first
     /// preference among them is selected.
     #[arg(long = "subprotocol", value_name = "PROTOCOL")]
@@ -86,6 +97,7 @@ const BROADCAST_BACKLOG: usize = 1024;
 /// What every connection task needs to know.
 struct Shared {
     config: wsx::Config,
+    tls: Option<wsx::tls::TlsAcceptor>,
     static_root: Option<PathBuf>,
     origins: Vec<String>,
     require_origin: bool,
@@ -144,12 +156,19 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     if args.max_connections == Some(0) {
         return Err(Failure::error("--max-connections must be at least 1"));
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(wsx::tls::acceptor_from_pem_files(cert, key).map_err(|e| Failure::error(format!("TLS: {e}")))?)
+        }
+        _ => None,
+    };
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|e| Failure::error(format!("cannot listen on {}:{}: {}", args.host, args.port, io_phrase(&e))))?;
     let addr = listener.local_addr().map_err(|e| Failure::error(e.to_string()))?;
     let kind = if args.broadcast { "broadcast" } else { "echo" };
-    println!("wsx serve: {kind} server listening on ws://{addr}");
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    println!("wsx serve: {kind} server listening on {scheme}://{addr}");
     if let Some(root) = &static_root {
         println!("wsx serve: serving {} at http://{addr}/", root.display());
     }
@@ -159,7 +178,9 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let shared = Arc::new(Shared {
         config: wsx::Config::default()
             .with_max_message_size(args.max_message_size)
-            .with_max_frame_size(args.max_message_size),
+            .with_max_frame_size(args.max_message_size)
+            .with_compression(!args.no_compression),
+        tls,
         static_root,
         origins: args.origins.iter().map(|o| normalize_origin(o)).collect(),
         require_origin: args.require_origin,
@@ -203,8 +224,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 }
 
 /// Read a request head; `None` if the peer closed before sending one.
-async fn read_head(
-    tcp: &mut TcpStream,
+async fn read_head<S: AsyncRead + Unpin>(
+    tcp: &mut S,
     buf: &mut BytesMut,
     max: usize,
 ) -> wsx::Result<Option<Result<(Request<()>, usize), HandshakeError>>> {
@@ -221,7 +242,7 @@ async fn read_head(
 }
 
 /// Write a complete HTTP response and close the connection.
-async fn respond(tcp: &mut TcpStream, resp: Response<Bytes>, send_body: bool) -> wsx::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(tcp: &mut S, resp: Response<Bytes>, send_body: bool) -> wsx::Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body().len());
     let body: &[u8] = if send_body { resp.body() } else { &[] };
     handshake::write_response(&resp, body, &mut out);
@@ -242,8 +263,25 @@ fn plain(status: StatusCode, text: &str) -> Response<Bytes> {
 
 /// One TCP connection: read the request head, then serve a file, refuse,
 /// or upgrade and run the echo / broadcast loop.
-async fn handle(mut tcp: TcpStream, shared: &Shared, stop: watch::Receiver<bool>) -> wsx::Result<()> {
+async fn handle(tcp: TcpStream, shared: &Shared, stop: watch::Receiver<bool>) -> wsx::Result<()> {
     tcp.set_nodelay(true)?;
+    match &shared.tls {
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(shared.config.handshake_timeout(), acceptor.accept(tcp))
+                .await
+                .map_err(|_| wsx::Error::HandshakeTimeout)??;
+            handle_stream(tls, shared, stop).await
+        }
+        None => handle_stream(tcp, shared, stop).await,
+    }
+}
+
+/// The connection after TCP (and TLS): HTTP, then WebSocket.
+async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: S,
+    shared: &Shared,
+    stop: watch::Receiver<bool>,
+) -> wsx::Result<()> {
     let config = &shared.config;
     let mut buf = BytesMut::with_capacity(1024);
     let head =
@@ -323,12 +361,48 @@ fn check_origin(shared: &Shared, origin: Option<&str>) -> Result<(), String> {
     }
 }
 
-async fn echo(mut ws: WebSocket<TcpStream>, mut stop: watch::Receiver<bool>) -> wsx::Result<()> {
+/// Echo with the streaming receive. Chunks are gathered until 64 KiB or
+/// the end of the message: a message that ends by then goes back whole
+/// (compressed if negotiated); a larger one goes back in fragments of at
+/// least 64 KiB as its bytes arrive, so the echo of a large message starts
+/// before its last byte is in, with at most 64 KiB held per connection.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
+    mut stop: watch::Receiver<bool>,
+) -> wsx::Result<()> {
+    const FORWARD_AT: usize = 64 << 10;
+    let mut pending = BytesMut::new();
+    let mut forwarding = false;
     loop {
         tokio::select! {
-            msg = ws.recv() => match msg {
-                Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => ws.feed(m).await?,
-                Some(Ok(_)) => {}
+            incoming = ws.recv_chunk() => match incoming {
+                Some(Ok(Incoming::Chunk(c))) => {
+                    if c.first {
+                        pending.clear();
+                        forwarding = false;
+                    }
+                    let data = if pending.is_empty() && (c.last || c.data.len() >= FORWARD_AT) {
+                        c.data
+                    } else {
+                        pending.extend_from_slice(&c.data);
+                        if !c.last && pending.len() < FORWARD_AT {
+                            continue;
+                        }
+                        pending.split().freeze()
+                    };
+                    if c.last && !forwarding {
+                        let m = if c.text {
+                            Message::Text(wsx::Utf8Bytes::try_from(data).map_err(|_| wsx::ProtocolError::InvalidUtf8)?)
+                        } else {
+                            Message::Binary(data)
+                        };
+                        ws.feed(m).await?;
+                    } else {
+                        forwarding = !c.last;
+                        ws.feed_fragment(c.text, data, c.last).await?;
+                    }
+                }
+                Some(Ok(Incoming::Message(_))) => {}
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             },
@@ -338,8 +412,8 @@ async fn echo(mut ws: WebSocket<TcpStream>, mut stop: watch::Receiver<bool>) -> 
     going_away(ws, CloseCode::GoingAway, "server shutting down").await
 }
 
-async fn broadcast_loop(
-    mut ws: WebSocket<TcpStream>,
+async fn broadcast_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
     tx: broadcast::Sender<Message>,
     mut rx: broadcast::Receiver<Message>,
     mut stop: watch::Receiver<bool>,
@@ -371,7 +445,11 @@ async fn broadcast_loop(
 }
 
 /// Close with `code` and finish the closing handshake.
-async fn going_away(mut ws: WebSocket<TcpStream>, code: CloseCode, reason: &str) -> wsx::Result<()> {
+async fn going_away<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocket<S>,
+    code: CloseCode,
+    reason: &str,
+) -> wsx::Result<()> {
     ws.close(code, reason).await?;
     while let Some(m) = ws.recv().await {
         m?;
