@@ -480,6 +480,10 @@ pub(crate) struct Inflater {
     pub(crate) out: Vec<u8>,
     bits: u8,
     reset_each: bool,
+    /// The message's DEFLATE stream ended with a final block (BFINAL set,
+    /// RFC 7692 §7.2.3.4): the rest of the message is not inflated, and the
+    /// next message starts a new stream.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -490,7 +494,7 @@ impl std::fmt::Debug for Inflater {
 
 impl Inflater {
     pub(crate) fn new(bits: u8, reset_each: bool) -> Self {
-        Self { inner: None, out: Vec::new(), bits: bits.max(9), reset_each }
+        Self { inner: None, out: Vec::new(), bits: bits.max(9), reset_each, ended: false }
     }
 
     /// Inflate one frame's payload of a compressed message into `out`,
@@ -507,17 +511,32 @@ impl Inflater {
         if r.is_err() {
             // The stream state is unusable; never return it to the pool.
             self.inner = None;
-        } else if last && self.reset_each {
+            self.ended = false;
+        } else if last && (self.reset_each || self.ended) {
             // No context takeover: the decompressor goes back to the thread.
+            // A stream that ended (BFINAL) cannot go on either: the next
+            // message is a new stream.
             if let Some(mut d) = self.inner.take() {
                 d.reset(false);
-                put_decompressor(self.bits, d);
+                if self.reset_each {
+                    put_decompressor(self.bits, d);
+                } else {
+                    self.inner = Some(d);
+                }
             }
+            self.ended = false;
         }
         r
     }
 
     fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), ProtocolError> {
+        if self.ended {
+            // After a final block: its padding octet (RFC 7692 §7.2.3.4
+            // sends one, 0x00) and the appended tail are not DEFLATE data.
+            // zlib-based peers ignore what follows the end of the stream;
+            // so does this.
+            return Ok(());
+        }
         let (bits, pooled) = (self.bits, self.reset_each);
         let d = self.inner.get_or_insert_with(|| {
             if pooled {
@@ -547,12 +566,11 @@ impl Inflater {
             }
             let consumed_now = (d.total_in() - start_in) as usize;
             let progressed = consumed_now > consumed || out.len() > before_out;
-            match status {
-                // A final block ends the stream; RFC 7692 messages never set
-                // BFINAL... but if one does, later data is an error.
-                Status::StreamEnd if consumed_now < input.len() => return Err(ProtocolError::InvalidCompressedData),
-                Status::StreamEnd => return Ok(()),
-                _ => {}
+            if status == Status::StreamEnd {
+                // A final block ends the message's stream (RFC 7692
+                // §7.2.3.4 allows senders to flush this way).
+                self.ended = true;
+                return Ok(());
             }
             if consumed_now == input.len() && out.len() < out.capacity() {
                 return Ok(());
@@ -748,6 +766,33 @@ mod tests {
         let e = rx.inflate(&wire, true, &mut out, 1 << 20).unwrap_err();
         assert!(matches!(e, ProtocolError::MessageTooBig { .. }));
         assert!(out.capacity() <= (1 << 20) + 1, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn a_final_block_ends_the_message_and_the_next_one_starts_a_new_stream() {
+        // RFC 7692 §7.2.3.4: "Hello" in a block with BFINAL set, followed by
+        // the octet 0x00; then the same message again, then a normal one.
+        let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        for nct in [false, true] {
+            let (mut fresh, _) = params(nct, 15).for_role(crate::Role::Client);
+            let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
+            for _ in 0..2 {
+                let mut out = Vec::new();
+                rx.inflate(&bfinal, true, &mut out, 1 << 20).unwrap();
+                assert_eq!(out, b"Hello", "nct={nct}");
+            }
+            // Fragmented: the final block in the first frame, the rest ignored.
+            let mut out = Vec::new();
+            rx.inflate(&bfinal[..7], false, &mut out, 1 << 20).unwrap();
+            rx.inflate(&[0x00, 0x12, 0x34], true, &mut out, 1 << 20).unwrap();
+            assert_eq!(out, b"Hello", "nct={nct}");
+            // Then a new stream, made as usual (sync flush, no final block).
+            let mut wire = Vec::new();
+            fresh.compress(b"hello again", &mut wire);
+            let mut out = Vec::new();
+            rx.inflate(&wire, true, &mut out, 1 << 20).unwrap();
+            assert_eq!(out, b"hello again", "nct={nct}");
+        }
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! Regressions from the hardening work: inputs that fuzzing (`fuzz/`,
+//! `scripts/fuzz`) or the hostile-input tests found to be mishandled, with
+//! the input bytes inline, so that plain `cargo test` (which does not fuzz)
+//! keeps them fixed. Each test says where its input came from and what was
+//! wrong.
+//!
+//! Fuzz runs so far (README, "Reliability") found no crash in any target.
+//! The bug below was found while writing the seeds of the `inflate` target
+//! from the examples of RFC 7692 §7.2.3; that target now compares raw
+//! compressed messages with a plain zlib inflater, which fails on the old
+//! code with its seed `fuzz/corpus/inflate/raw-bfinal`.
+
+use wsx_proto::deflate::DeflateParams;
+use wsx_proto::{Config, Connection, Incoming, Message, Role};
+
+fn deflate(no_context_takeover: bool) -> DeflateParams {
+    DeflateParams {
+        server_no_context_takeover: no_context_takeover,
+        client_no_context_takeover: no_context_takeover,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+        threshold: 0,
+        level: 6,
+    }
+}
+
+/// RFC 7692 §7.2.3.4: a sender may flush with a DEFLATE block that has
+/// BFINAL set, followed by one 0x00 octet. This is the RFC's own example,
+/// "Hello", as a server sends it (RSV1, text, 8 bytes).
+const HELLO_BFINAL: [u8; 10] = [0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+
+/// The same message in two fragments, the final block in the first.
+const HELLO_BFINAL_FRAGMENTED: [u8; 13] =
+    [0x41, 0x06, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x80, 0x03, 0x00, 0x00, 0x00];
+
+/// RFC 7692 §7.2.3.1: "Hello" flushed the usual way (sync flush, tail removed).
+const HELLO_SYNC: [u8; 9] = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+/// Was: the inflater treated the bytes after the final block (the 0x00
+/// octet and the `00 00 ff ff` it appends) as "data after the end of the
+/// stream" and failed the connection with 1007, so a peer flushing the way
+/// §7.2.3.4 allows could not talk to wsx. Now the rest of a message after
+/// a final block is ignored (as zlib-based peers do) and the next message
+/// starts a new stream.
+#[test]
+fn rfc7692_final_block_messages_inflate() {
+    for nct in [false, true] {
+        let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&deflate(nct)));
+        client.feed(&HELLO_BFINAL);
+        client.feed(&HELLO_BFINAL);
+        client.feed(&HELLO_BFINAL_FRAGMENTED);
+        client.feed(&HELLO_SYNC);
+        for i in 0..4 {
+            assert_eq!(client.next_message(), Ok(Some(Message::text("Hello"))), "message {i}, nct={nct}");
+        }
+        assert_eq!(client.next_message(), Ok(None));
+        assert!(client.take_output().is_empty(), "no close frame: the connection is fine");
+    }
+}
+
+/// The same, read in chunks (`next_chunk` inflates frame by frame).
+#[test]
+fn rfc7692_final_block_messages_inflate_in_chunks() {
+    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&deflate(false)));
+    client.feed(&HELLO_BFINAL_FRAGMENTED);
+    client.feed(&HELLO_SYNC);
+    for _ in 0..2 {
+        let mut text = Vec::new();
+        loop {
+            match client.next_chunk() {
+                Ok(Some(Incoming::Chunk(c))) => {
+                    text.extend_from_slice(&c.data);
+                    if c.last {
+                        break;
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(text, b"Hello");
+    }
+}
+
+/// Bytes after a final block are ignored, but still count against the
+/// message limit, and garbage before the end of the stream is still 1007.
+#[test]
+fn after_a_final_block_limits_and_errors_still_apply() {
+    // 200 bytes after the final block, against a 100-byte message limit.
+    let config = Config::default().with_max_message_size(100);
+    let mut client = Connection::with_deflate(Role::Client, config, Some(&deflate(true)));
+    let mut payload = HELLO_BFINAL[2..].to_vec();
+    payload.resize(200, 0xaa);
+    let mut frame = vec![0xc1, 126, 0, 200];
+    frame.extend_from_slice(&payload);
+    client.feed(&frame);
+    let e = client.next_message().unwrap_err();
+    assert_eq!(u16::from(e.close_code()), 1009, "{e:?}");
+
+    // Not DEFLATE at all.
+    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&deflate(true)));
+    client.feed(&[0xc1, 0x05, 0xff, 0xff, 0xff, 0xff, 0x00]);
+    let e = client.next_message().unwrap_err();
+    assert_eq!(u16::from(e.close_code()), 1007, "{e:?}");
+}
