@@ -91,6 +91,10 @@ pub struct ServeArgs {
     // `wsx::Config` built in `serve`.
 }
 
+/// Bytes queued for a broadcast client that does not read before it is
+/// closed with 1008.
+const SLOW_CONSUMER_BYTES: usize = 1 << 20;
+
 /// Bounded broadcast backlog per client.
 const BROADCAST_BACKLOG: usize = 1024;
 
@@ -424,7 +428,18 @@ async fn broadcast_loop<S: AsyncRead + AsyncWrite + Unpin>(
             _ = stop.changed() => break,
             b = rx.recv() => match b {
                 // Queued; `recv` below writes everything queued before it waits.
-                Ok(m) => ws.feed(m).await?,
+                Ok(m) => {
+                    // A client that does not read: `feed` would wait at the
+                    // high-water mark (16 MiB) without ever seeing that it lags.
+                    if ws.buffered_amount() > SLOW_CONSUMER_BYTES {
+                        tracing::debug!(queued = ws.buffered_amount(), "closing a client that does not read");
+                        // Bounded: such a peer may never take the close frame.
+                        let closing = going_away(ws, CloseCode::PolicyViolation, "too slow: not reading");
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
+                        return Ok(());
+                    }
+                    ws.feed(m).await?
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::debug!(missed = n, "closing a client that fell behind");
                     return going_away(ws, CloseCode::PolicyViolation, "too slow: missed messages").await;
