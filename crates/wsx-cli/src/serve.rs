@@ -395,12 +395,9 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
                         pending.split().freeze()
                     };
                     if c.last && !forwarding {
-                        let m = if c.text {
-                            Message::Text(wsx::Utf8Bytes::try_from(data).map_err(|_| wsx::ProtocolError::InvalidUtf8)?)
-                        } else {
-                            Message::Binary(data)
-                        };
-                        ws.feed(m).await?;
+                        // The whole message: validated once, as it arrived.
+                        let whole = wsx::proto::Chunk { text: c.text, data, first: true, last: true };
+                        ws.feed(whole.into_message()).await?;
                     } else {
                         forwarding = !c.last;
                         ws.feed_fragment(c.text, data, c.last).await?;

@@ -105,6 +105,25 @@ pub struct Chunk {
     pub last: bool,
 }
 
+impl Chunk {
+    /// The chunk as a message. A whole message (`first && last`) keeps its
+    /// type without a second UTF-8 pass (the reader validated it as it
+    /// arrived). Any other text chunk may begin or end inside a code point,
+    /// so it is returned as binary: its bytes are never dropped.
+    pub fn into_message(self) -> Message {
+        if self.text && self.first && self.last {
+            Message::Text(Utf8Bytes::from_bytes_unchecked(self.data))
+        } else if self.text {
+            match Utf8Bytes::try_from_bytes(self.data.clone()) {
+                Ok(t) => Message::Text(t),
+                Err(_) => Message::Binary(self.data),
+            }
+        } else {
+            Message::Binary(self.data)
+        }
+    }
+}
+
 /// What [`Reader::next_chunk`] yields: pieces of data messages, and whole
 /// control messages (ping, pong, close).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,11 +346,7 @@ impl Reader {
             Some(Incoming::Message(m)) => Ok(Some(m)),
             // Only a message that was already being read in chunks: its
             // remainder comes as one message (see `next_chunk`).
-            Some(Incoming::Chunk(c)) if c.text => match Utf8Bytes::try_from_bytes(c.data) {
-                Ok(t) => Ok(Some(Message::Text(t))),
-                Err(_) => Ok(Some(Message::Binary(Bytes::new()))),
-            },
-            Some(Incoming::Chunk(c)) => Ok(Some(Message::Binary(c.data))),
+            Some(Incoming::Chunk(c)) => Ok(Some(c.into_message())),
             None => Ok(None),
         }
     }

@@ -181,3 +181,13 @@ proptest! {
         prop_assert_eq!(got, msgs);
     }
 }
+
+#[test]
+fn chunk_into_message_never_drops_bytes() {
+    // A whole text message keeps its type.
+    let whole = wsx_proto::Chunk { text: true, data: Bytes::from_static("é".as_bytes()), first: true, last: true };
+    assert_eq!(whole.into_message(), Message::text("é"));
+    // The tail of a text message cut inside a code point comes back as its bytes.
+    let tail = wsx_proto::Chunk { text: true, data: Bytes::from_static(&[0xa9, b'x']), first: false, last: true };
+    assert_eq!(tail.into_message(), Message::binary(vec![0xa9, b'x']));
+}
