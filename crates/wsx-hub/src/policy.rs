@@ -66,16 +66,7 @@ impl ConnectRequest {
 
     /// A cookie's value.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.request
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then_some(v.trim_matches('"'))
-            })
+        wsx::handshake::cookie(self.request.headers(), name)
     }
 
     /// The token of an `Authorization: Bearer TOKEN` header.

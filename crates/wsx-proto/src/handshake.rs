@@ -240,6 +240,14 @@ pub fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> b
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// A cookie's value from all `Cookie` header lines (quotes removed).
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name).then_some(v.trim_matches('"'))
+    })
+}
+
 /// Parse the `Sec-WebSocket-Protocol` lines into a list of tokens; refuses
 /// invalid tokens and duplicates (§4.1: unique, ordered by preference).
 pub fn parse_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeError> {
@@ -370,16 +378,7 @@ impl UpgradeRequest {
 
     /// A cookie's value from the `Cookie` headers.
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.request
-            .headers()
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then_some(v.trim_matches('"'))
-            })
+        cookie(self.request.headers(), name)
     }
 
     /// The negotiated protocol version: 13, 8 or 7.
