@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use wsx::handshake::{self, Accept, HandshakeError, UpgradeRequest};
 use wsx::proto::Incoming;
-use wsx::{CloseCode, Message, Role, WebSocket};
+use wsx::{CloseCode, Message, WebSocket};
 
 const AFTER_HELP: &str = "\
 Origins: browsers always send Origin, other clients usually do not. With
@@ -328,23 +328,11 @@ async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(p) = upgrade.protocols().iter().find(|p| shared.subprotocols.contains(p)) {
         accept = accept.protocol(p.clone());
     }
-    // permessage-deflate as `wsx::accept_with` negotiates it (the
-    // library's default for servers: accept a client's offer).
-    let deflate =
-        config.deflate(Role::Server).and_then(|cfg| wsx::proto::deflate::server_negotiate(&cfg, upgrade.extensions()));
-    let response = match upgrade.accept(&accept, deflate.as_ref().map(|(_, h)| h.as_str())) {
-        Ok(r) => r,
-        Err(e) => return respond(&mut tcp, e.to_response(), true).await,
-    };
     // Subscribe before the 101 goes out, so that a client sees every
     // message broadcast after its handshake completed.
     let subscription = shared.broadcast.as_ref().map(|tx| (tx.clone(), tx.subscribe()));
-    let mut out = Vec::with_capacity(256);
-    handshake::write_response(&response, &[], &mut out);
-    tcp.write_all(&out).await?;
-    let (params, extensions) = deflate.map_or((None, None), |(p, h)| (Some(p), Some(h)));
-    let ws = WebSocket::from_negotiated(tcp, Role::Server, config, &buf[head_len..], params.as_ref())
-        .with_negotiated(accept.selected_protocol().map(str::to_owned), extensions);
+    // The 101 and permessage-deflate exactly as `wsx::accept_with` does.
+    let ws = wsx::accept_upgrade(tcp, &upgrade, &accept, config, &buf[head_len..]).await?;
     drop(buf);
     let result = match subscription {
         Some((tx, rx)) => broadcast_loop(ws, tx, rx, stop).await,

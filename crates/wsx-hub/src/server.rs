@@ -17,7 +17,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use wsx::handshake::{header_has_token, parse_request, write_response, Accept, Reject, UpgradeRequest};
-use wsx::{Role, WebSocket};
 
 /// What [`Hub::handle_request`] did with a request.
 // Returned once per request and matched at once: boxing would only add an
@@ -303,21 +302,13 @@ impl Hub {
             }
         }
         let config = &self.inner.s.config;
-        let deflate = config
-            .deflate(Role::Server)
-            .and_then(|cfg| wsx::proto::deflate::server_negotiate(&cfg, upgrade.extensions()));
-        let response =
-            match upgrade.accept(&Accept::new().protocol(SUBPROTOCOL), deflate.as_ref().map(|(_, h)| h.as_str())) {
-                Ok(r) => r,
-                Err(e) => return refuse(stream, Reject::from(e)).await,
-            };
-        let mut out = Vec::with_capacity(256);
-        write_response(&response, &[], &mut out);
-        stream.write_all(&out).await?;
-        stream.flush().await?;
-        let (params, header) = deflate.map_or((None, None), |(p, h)| (Some(p), Some(h)));
-        let ws = WebSocket::from_negotiated(stream, Role::Server, config, &leftover, params.as_ref())
-            .with_negotiated(Some(SUBPROTOCOL.to_owned()), header);
+        // The 101 and permessage-deflate exactly as `wsx::accept_with` does.
+        let accept = Accept::new().protocol(SUBPROTOCOL);
+        let ws = match wsx::accept_upgrade(stream, &upgrade, &accept, config, &leftover).await {
+            Ok(ws) => ws,
+            Err(wsx::Error::Handshake(e)) => return Err(HubError::Refused(e.status())),
+            Err(e) => return Err(e.into()),
+        };
         crate::conn::run(self, ws, conn, meta, peer, permit).await;
         Ok(())
     }

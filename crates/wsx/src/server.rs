@@ -107,7 +107,34 @@ where
             return Err(Error::Rejected(status));
         }
     };
-    let accepted = match Accepted::new(&upgrade, &accept, config) {
+    accept_upgrade(stream, &upgrade, &accept, config, &buf[head_len..]).await
+}
+
+/// Finish an upgrade whose request head the caller read and checked itself
+/// (a server that also serves plain HTTP on the port, say): negotiate
+/// permessage-deflate as [`accept_with`] does, write the 101 response with
+/// the application's `accept` (subprotocol, headers), and return the
+/// connection. `leftover` holds bytes read past the request head. If the
+/// response cannot be built (a subprotocol the client did not offer), the
+/// error response is sent and the error returned.
+///
+/// ```no_run
+/// # async fn run(mut tcp: tokio::net::TcpStream) -> wsx::Result<()> {
+/// use wsx::handshake::{parse_request, Accept, UpgradeRequest};
+/// # let buf: Vec<u8> = Vec::new();
+/// let (request, head_len) = parse_request(&buf, 16 << 10)?.expect("a whole head");
+/// let upgrade = UpgradeRequest::from_request(request)?;
+/// let ws = wsx::accept_upgrade(tcp, &upgrade, &Accept::new(), &wsx::Config::default(), &buf[head_len..]).await?;
+/// # Ok(()) }
+/// ```
+pub async fn accept_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    upgrade: &UpgradeRequest,
+    accept: &Accept,
+    config: &Config,
+    leftover: &[u8],
+) -> Result<WebSocket<S>> {
+    let accepted = match Accepted::new(upgrade, accept, config) {
         Ok(a) => a,
         Err(e) => {
             respond(&mut stream, &e.to_response()).await?;
@@ -118,7 +145,7 @@ where
     write_response(&accepted.response, &[], &mut out);
     stream.write_all(&out).await?;
     stream.flush().await?;
-    Ok(accepted.into_websocket(stream, config, &buf[head_len..]))
+    Ok(accepted.into_websocket(stream, config, leftover))
 }
 
 /// An upgrade request the application accepted: the 101 response to send
