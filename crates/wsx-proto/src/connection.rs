@@ -792,6 +792,29 @@ impl Writer {
         }
     }
 
+    /// Answer what the reader handed out, as the protocol requires: a ping
+    /// with a pong when `auto_pong` (§5.5.2), the peer's close frame with
+    /// ours (§5.5.1). Other messages need no answer. Whoever drives a
+    /// [`Reader`] calls this for every message it yields (only pings and
+    /// close frames do anything, so a caller that has to lock the writer
+    /// can check [`Writer::needs_answer`] first).
+    pub fn answer(&mut self, msg: &Message, auto_pong: bool) {
+        match msg {
+            Message::Ping(p) if auto_pong => self.answer_ping(p.clone()),
+            Message::Close(f) => self.receive_close(f.as_ref()),
+            _ => {}
+        }
+    }
+
+    /// Whether [`Writer::answer`] would do anything for `msg`.
+    pub fn needs_answer(msg: &Message, auto_pong: bool) -> bool {
+        match msg {
+            Message::Ping(_) => auto_pong,
+            Message::Close(_) => true,
+            _ => false,
+        }
+    }
+
     /// The peer's close frame arrived: answer it (§5.5.1, echoing the code)
     /// unless we sent ours already; either way the handshake is complete.
     pub fn receive_close(&mut self, frame: Option<&CloseFrame>) {
@@ -1024,46 +1047,26 @@ impl Connection {
     /// error's code (§7.4.1) is queued, later input is ignored, and the
     /// error is returned once.
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
-        match self.reader.next_message() {
-            Ok(Some(Message::Ping(p))) => {
-                if self.reader.config.auto_pong() {
-                    self.writer.answer_ping(p.clone());
-                }
-                Ok(Some(Message::Ping(p)))
-            }
-            Ok(Some(Message::Close(f))) => {
-                self.writer.receive_close(f.as_ref());
-                Ok(Some(Message::Close(f)))
-            }
-            Err(e) => {
-                self.writer.fail(&e);
-                Err(e)
-            }
-            other => other,
+        let r = self.reader.next_message();
+        match &r {
+            Ok(Some(m)) => self.writer.answer(m, self.reader.config.auto_pong()),
+            Err(e) => self.writer.fail(e),
+            Ok(None) => {}
         }
+        r
     }
 
     /// Like [`Connection::next_message`], with data messages in pieces as
     /// they arrive; see [`Reader::next_chunk`]. Pings and close frames are
     /// handled as by `next_message`.
     pub fn next_chunk(&mut self) -> Result<Option<Incoming>, ProtocolError> {
-        match self.reader.next_chunk() {
-            Ok(Some(Incoming::Message(Message::Ping(p)))) => {
-                if self.reader.config.auto_pong() {
-                    self.writer.answer_ping(p.clone());
-                }
-                Ok(Some(Incoming::Message(Message::Ping(p))))
-            }
-            Ok(Some(Incoming::Message(Message::Close(f)))) => {
-                self.writer.receive_close(f.as_ref());
-                Ok(Some(Incoming::Message(Message::Close(f))))
-            }
-            Err(e) => {
-                self.writer.fail(&e);
-                Err(e)
-            }
-            other => other,
+        let r = self.reader.next_chunk();
+        match &r {
+            Ok(Some(Incoming::Message(m))) => self.writer.answer(m, self.reader.config.auto_pong()),
+            Err(e) => self.writer.fail(e),
+            Ok(_) => {}
         }
+        r
     }
 
     /// See [`Writer::send`].

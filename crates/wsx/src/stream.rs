@@ -123,15 +123,16 @@ impl RecvCore {
             };
             match next {
                 Ok(Some(incoming)) => {
-                    match &incoming {
-                        Incoming::Message(Message::Ping(p)) if self.reader.config().auto_pong() => {
-                            io.with_writer(|w| w.answer_ping(p.clone()))
+                    if let Incoming::Message(m) = &incoming {
+                        // Only pings and close frames touch the writer (a lock
+                        // for a split connection), never data.
+                        let auto_pong = self.reader.config().auto_pong();
+                        if Writer::needs_answer(m, auto_pong) {
+                            io.with_writer(|w| w.answer(m, auto_pong));
                         }
-                        Incoming::Message(Message::Close(f)) => {
-                            io.with_writer(|w| w.receive_close(f.as_ref()));
+                        if matches!(m, Message::Close(_)) {
                             self.enter_finish();
                         }
-                        _ => {}
                     }
                     return Poll::Ready(Some(Ok(incoming)));
                 }
