@@ -442,11 +442,7 @@ impl Reader {
             };
             let limit = self.config.max_message_size().saturating_sub(m.delivered);
             let mut out = Vec::new();
-            inflater.inflate(&payload, f.fin, &mut out, limit)?;
-            // §8.1 applies to the inflated text (RFC 7692 §6.2).
-            if m.text && m.utf8.feed(&out).is_err() {
-                return Err(ProtocolError::InvalidUtf8);
-            }
+            inflate_frame(inflater, m, &payload, f.fin, &mut out, limit)?;
             m.delivered += out.len();
             Bytes::from(out)
         } else {
@@ -568,27 +564,15 @@ impl Reader {
                     let Some(inflater) = self.inflater.as_mut() else {
                         return Err(ProtocolError::ReservedBits);
                     };
-                    let before = inflater.out.len();
                     let mut out = std::mem::take(&mut inflater.out);
-                    let r = inflater.inflate(&payload, f.fin, &mut out, self.config.max_message_size());
+                    let r = inflate_frame(inflater, m, &payload, f.fin, &mut out, self.config.max_message_size());
                     inflater.out = out;
                     r?;
-                    // §8.1 applies to the inflated text (RFC 7692 §6.2).
-                    if m.text && m.utf8.feed(&inflater.out[before..]).is_err() {
-                        return Err(ProtocolError::InvalidUtf8);
-                    }
                     if !f.fin {
                         return Ok(None);
                     }
                     let data = Bytes::from(std::mem::take(&mut inflater.out));
-                    let (text, complete) = (m.text, m.utf8.finish());
-                    self.msg = None;
-                    return if text {
-                        complete.map_err(|_| ProtocolError::InvalidUtf8)?;
-                        Ok(Some(Message::Text(Utf8Bytes::from_bytes_unchecked(data))))
-                    } else {
-                        Ok(Some(Message::Binary(data)))
-                    };
+                    return self.finish_message(data).map(Some);
                 }
                 if !f.fin {
                     m.data.extend_from_slice(&payload);
@@ -600,18 +584,43 @@ impl Reader {
                     m.data.extend_from_slice(&payload);
                     std::mem::take(&mut m.data).freeze()
                 };
-                let text = m.text;
-                let complete = m.utf8.finish();
-                self.msg = None;
-                if text {
-                    complete.map_err(|_| ProtocolError::InvalidUtf8)?;
-                    Ok(Some(Message::Text(Utf8Bytes::from_bytes_unchecked(data))))
-                } else {
-                    Ok(Some(Message::Binary(data)))
-                }
+                self.finish_message(data).map(Some)
             }
         }
     }
+
+    /// The last frame of the message in progress is in: check that its text
+    /// ended on a code point boundary and hand it out.
+    fn finish_message(&mut self, data: Bytes) -> Result<Message, ProtocolError> {
+        let Some(mut m) = self.msg.take() else {
+            return Err(ProtocolError::UnexpectedContinuation);
+        };
+        if m.text {
+            m.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Text(Utf8Bytes::from_bytes_unchecked(data)))
+        } else {
+            Ok(Message::Binary(data))
+        }
+    }
+}
+
+/// Inflate one frame of a compressed message into `out`, never past
+/// `limit` bytes in all, and validate inflated text as it comes (§8.1
+/// applies to the inflated data, RFC 7692 §6.2).
+fn inflate_frame(
+    inflater: &mut Inflater,
+    m: &mut MessageState,
+    payload: &[u8],
+    fin: bool,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), ProtocolError> {
+    let before = out.len();
+    inflater.inflate(payload, fin, out, limit)?;
+    if m.text && m.utf8.feed(&out[before..]).is_err() {
+        return Err(ProtocolError::InvalidUtf8);
+    }
+    Ok(())
 }
 
 /// The sending half of a connection: the write queue and the closing
