@@ -55,7 +55,8 @@ pub struct ServeArgs {
     threads: Option<usize>,
     /// Send every message to every connected client (the sender included)
     /// instead of echoing it to its sender. A client that falls more than
-    /// 1024 messages behind is closed with 1008.
+    /// 1024 messages behind, or leaves more than 1 MiB unread, is closed
+    /// with 1008.
     #[arg(long)]
     broadcast: bool,
     /// Serve the files of DIR over plain HTTP (GET, HEAD) on the same port,
