@@ -473,16 +473,20 @@ async fn finish(mut ws: WebSocket<MaybeTlsStream>, stats: &mut ConnStats) {
     }
 }
 
+/// Count one error on this connection and in the run's live total.
+fn count_error(plan: &Plan, stats: &mut ConnStats, kind: &str) {
+    stats.error(kind, 1);
+    plan.errors.fetch_add(1, Ordering::Relaxed);
+}
+
 /// One echo arrived: check it, time it, count it.
 fn on_echo(plan: &Plan, stats: &mut ConnStats, m: &Message, sent: Option<(u64, Instant)>, now: Instant) {
     let Some((seq, at)) = sent else {
-        stats.error("unexpected message", 1);
-        plan.errors.fetch_add(1, Ordering::Relaxed);
+        count_error(plan, stats, "unexpected message");
         return;
     };
     if let Err(kind) = plan.payload.check(m, seq) {
-        stats.error(kind, 1);
-        plan.errors.fetch_add(1, Ordering::Relaxed);
+        count_error(plan, stats, kind);
     }
     stats.total += 1;
     plan.done.fetch_add(1, Ordering::Relaxed);
@@ -533,14 +537,12 @@ async fn closed_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan) -> ConnStat
                 }
             }
             Some(Ok(Message::Close(_))) | None => {
-                stats.error("closed by the server", 1);
-                plan.errors.fetch_add(1, Ordering::Relaxed);
+                count_error(plan, &mut stats, "closed by the server");
                 return stats;
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
-                stats.error(&error_kind(&e), 1);
-                plan.errors.fetch_add(1, Ordering::Relaxed);
+                count_error(plan, &mut stats, &error_kind(&e));
                 return stats;
             }
         }
@@ -575,14 +577,12 @@ async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Durat
                         on_echo(plan, &mut stats, &m, inflight.pop_front(), now)
                     }
                     Some(Ok(Message::Close(_))) | None => {
-                        stats.error("closed by the server", 1);
-                        plan.errors.fetch_add(1, Ordering::Relaxed);
+                        count_error(plan, &mut stats, "closed by the server");
                         return stats;
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        stats.error(&error_kind(&e), 1);
-                        plan.errors.fetch_add(1, Ordering::Relaxed);
+                        count_error(plan, &mut stats, &error_kind(&e));
                         return stats;
                     }
                 }
