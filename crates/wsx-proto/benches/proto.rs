@@ -49,6 +49,30 @@ fn utf8(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 16 KiB request head read whole, and read one byte per call (a
+/// slowloris peer): the second costs one scan of each byte, not one scan of
+/// the whole buffer per byte.
+fn handshake(c: &mut Criterion) {
+    use wsx_proto::handshake::{parse_request, HeadReader};
+    let mut head = String::from("GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n");
+    while head.len() < 16 << 10 {
+        head.push_str("X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    head.push_str("\r\n");
+    let bytes = head.as_bytes();
+    let max = 32 << 10;
+    let mut g = c.benchmark_group("handshake");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("head/whole/16KiB", |b| b.iter(|| parse_request(bytes, max).unwrap().unwrap()));
+    g.bench_function("head/byte_by_byte/16KiB", |b| {
+        b.iter(|| {
+            let mut reader = HeadReader::new(max);
+            (1..=bytes.len()).find_map(|n| reader.request(&bytes[..n]).unwrap()).unwrap()
+        })
+    });
+    g.finish();
+}
+
 fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame");
     for size in [16usize, 1024, 64 << 10] {
@@ -144,5 +168,5 @@ fn deflate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, masking, utf8, frames, deflate);
+criterion_group!(benches, masking, utf8, frames, deflate, handshake);
 criterion_main!(benches);

@@ -159,13 +159,76 @@ impl HandshakeError {
     }
 }
 
-/// Find the end of an HTTP head (`\r\n\r\n`) within `max` bytes.
-fn head_end(buf: &[u8], max: usize) -> Result<Option<usize>, HandshakeError> {
+/// Find the end of an HTTP head (`\r\n\r\n`) within `max` bytes, looking
+/// at `buf[from..]` only: the caller has already searched `buf[..from + 3]`.
+fn head_end_from(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, HandshakeError> {
     let window = &buf[..buf.len().min(max)];
-    match window.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(p) => Ok(Some(p + 4)),
+    let from = from.min(window.len());
+    match window[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => Ok(Some(from + p + 4)),
         None if buf.len() >= max => Err(HandshakeError::TooLarge(max)),
         None => Ok(None),
+    }
+}
+
+/// Reads an HTTP head that arrives in pieces, looking at each byte once.
+///
+/// [`parse_request`] and [`parse_response`] search the whole buffer for the
+/// end of the head on every call, so a peer that sends a 16 KiB head one
+/// byte per packet costs 16 KiB × 16 K comparisons. `HeadReader` remembers
+/// how far it has searched: each call scans only the bytes added since the
+/// last one (and the 3 before them, where a `\r\n\r\n` may begin), and
+/// parses the head once, when its end is there.
+///
+/// ```
+/// use wsx_proto::handshake::{HeadReader, DEFAULT_MAX_REQUEST_SIZE};
+/// let head = b"GET /chat HTTP/1.1\r\nHost: example.com\r\n\r\nrest";
+/// let mut reader = HeadReader::new(DEFAULT_MAX_REQUEST_SIZE);
+/// let mut buf = Vec::new();
+/// for (i, b) in head.iter().enumerate() {
+///     buf.push(*b);
+///     if let Some((request, len)) = reader.request(&buf).unwrap() {
+///         assert_eq!(request.uri(), "/chat");
+///         assert_eq!((i, len), (head.len() - 5, head.len() - 4));
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct HeadReader {
+    max: usize,
+    searched: usize,
+}
+
+impl HeadReader {
+    /// A reader that refuses heads longer than `max` bytes (431).
+    pub fn new(max: usize) -> Self {
+        HeadReader { max, searched: 0 }
+    }
+
+    /// The end of the head in `buf` (its length), if it is there. `buf` must
+    /// be the previous call's `buf` with bytes appended.
+    fn end(&mut self, buf: &[u8]) -> Result<Option<usize>, HandshakeError> {
+        let end = head_end_from(buf, self.searched.saturating_sub(3), self.max)?;
+        self.searched = buf.len().min(self.max);
+        Ok(end)
+    }
+
+    /// The request head at the start of `buf`, as [`parse_request`] gives it,
+    /// once it is complete.
+    pub fn request(&mut self, buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
+        match self.end(buf)? {
+            Some(end) => parse_request_head(&buf[..end]).map(|r| Some((r, end))),
+            None => Ok(None),
+        }
+    }
+
+    /// The response head at the start of `buf`, as [`parse_response`] gives
+    /// it, once it is complete.
+    pub fn response(&mut self, buf: &[u8]) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
+        match self.end(buf)? {
+            Some(end) => parse_response_head(&buf[..end]).map(|r| Some((r, end))),
+            None => Ok(None),
+        }
     }
 }
 
@@ -192,10 +255,14 @@ fn copy_headers(src: &[httparse::Header<'_>], dst: &mut HeaderMap) -> Result<(),
 /// complete head. Returns the request and the length of the head; bytes after
 /// it belong to the WebSocket stream.
 pub fn parse_request(buf: &[u8], max: usize) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
-    let Some(end) = head_end(buf, max)? else { return Ok(None) };
+    HeadReader::new(max).request(buf)
+}
+
+/// Parse a complete request head (ending with `\r\n\r\n`).
+fn parse_request_head(head: &[u8]) -> Result<Request<()>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    match req.parse(&buf[..end]).map_err(map_httparse)? {
+    match req.parse(head).map_err(map_httparse)? {
         httparse::Status::Complete(_) => {}
         httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head".into())),
     }
@@ -208,15 +275,19 @@ pub fn parse_request(buf: &[u8], max: usize) -> Result<Option<(Request<()>, usiz
     *out.uri_mut() = uri;
     *out.version_mut() = version;
     copy_headers(req.headers, out.headers_mut())?;
-    Ok(Some((out, end)))
+    Ok(out)
 }
 
 /// Parse a response head from the start of `buf`; see [`parse_request`].
 pub fn parse_response(buf: &[u8], max: usize) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
-    let Some(end) = head_end(buf, max)? else { return Ok(None) };
+    HeadReader::new(max).response(buf)
+}
+
+/// Parse a complete response head (ending with `\r\n\r\n`).
+fn parse_response_head(head: &[u8]) -> Result<Response<()>, HandshakeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(&buf[..end]).map_err(map_httparse)? {
+    match resp.parse(head).map_err(map_httparse)? {
         httparse::Status::Complete(_) => {}
         httparse::Status::Partial => return Err(HandshakeError::Malformed("incomplete head".into())),
     }
@@ -226,7 +297,7 @@ pub fn parse_response(buf: &[u8], max: usize) -> Result<Option<(Response<()>, us
     *out.status_mut() = status;
     *out.version_mut() = if resp.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     copy_headers(resp.headers, out.headers_mut())?;
-    Ok(Some((out, end)))
+    Ok(out)
 }
 
 /// Whether a comma-separated header (all its lines) contains `token`,
@@ -694,6 +765,36 @@ mod tests {
     const REQ: &str = "GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
         Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\nCookie: a=1; sid=\"xyz\"\r\n\r\n";
+
+    /// §4.2.1 heads arrive in any pieces: read byte by byte, the head is
+    /// found exactly where it ends (also when `\r\n\r\n` straddles reads),
+    /// and each call searches only from 3 bytes before the new ones.
+    #[test]
+    fn head_reader_finds_the_head_in_any_pieces_and_scans_each_byte_once() {
+        let mut bytes = REQ.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\x81\x00");
+        let whole = parse_request(&bytes, DEFAULT_MAX_REQUEST_SIZE).unwrap().unwrap();
+        for step in [1, 2, 3, 5, 7, 64] {
+            let mut reader = HeadReader::new(DEFAULT_MAX_REQUEST_SIZE);
+            let mut found = None;
+            let mut len = 0;
+            while found.is_none() && len < bytes.len() {
+                len = (len + step).min(bytes.len());
+                found = reader.request(&bytes[..len]).unwrap();
+                if found.is_none() {
+                    assert_eq!(reader.searched, len, "next search starts at the new bytes");
+                }
+            }
+            let (request, end) = found.expect("head found");
+            assert_eq!(end, whole.1);
+            assert!(len < end + step, "found as soon as it ended (step {step})");
+            assert_eq!(request.headers(), whole.0.headers());
+        }
+        // Past `max` without an end: 431, also when read in pieces.
+        let mut reader = HeadReader::new(64);
+        assert!(reader.request(&bytes[..40]).unwrap().is_none());
+        assert!(matches!(reader.request(&bytes[..64]), Err(HandshakeError::TooLarge(64))));
+    }
 
     fn req_with(replace: &str, with: &str) -> Result<UpgradeRequest, HandshakeError> {
         let s = REQ.replacen(replace, with, 1);

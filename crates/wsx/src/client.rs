@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use http::{Request, Response, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx_proto::handshake::{parse_response, ClientHandshake};
+use wsx_proto::handshake::{ClientHandshake, HeadReader};
 use wsx_proto::Role;
 
 /// Anything that names a WebSocket endpoint: a URL string, a `Uri`, or a
@@ -148,10 +148,10 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     let (bytes, handshake) = ClientHandshake::new(request)?;
     stream.write_all(&bytes).await?;
     stream.flush().await?;
-    let max = config.max_handshake_size();
+    let mut reader = HeadReader::new(config.max_handshake_size());
     let mut buf = BytesMut::with_capacity(1024);
     let (response, head_len) = loop {
-        if let Some(r) = parse_response(&buf, max)? {
+        if let Some(r) = reader.response(&buf)? {
             break r;
         }
         if stream.read_buf(&mut buf).await? == 0 {

@@ -61,7 +61,7 @@ pub mod web;
 pub use client::{client_handshake, connect, connect_with, IntoClientRequest};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use server::{accept, accept_upgrade, accept_with, Handshake};
+pub use server::{accept, accept_upgrade, accept_with, read_request_head, Handshake};
 pub use stream::{Feed, SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
 pub use tls::MaybeTlsStream;
 pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};

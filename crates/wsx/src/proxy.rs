@@ -33,7 +33,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx_proto::handshake::parse_response;
+use wsx_proto::handshake::HeadReader;
 
 /// What went wrong with a proxy.
 #[derive(Debug, thiserror::Error)]
@@ -568,8 +568,9 @@ async fn http_connect(tcp: &mut TcpStream, proxy: &Proxy, host: &str, port: u16,
     tcp.write_all(req.as_bytes()).await?;
     tcp.flush().await?;
     let mut buf = BytesMut::with_capacity(512);
+    let mut reader = HeadReader::new(max);
     let (response, head_len) = loop {
-        match parse_response(&buf, max) {
+        match reader.response(&buf) {
             Ok(Some(r)) => break r,
             Ok(None) => {}
             Err(e) => return Err(ProxyError::InvalidReply(e.to_string()).into()),

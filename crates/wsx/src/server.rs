@@ -2,12 +2,13 @@
 
 use crate::{Config, Error, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
+use http::Request;
 use http::Response;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wsx_proto::handshake::{parse_request, write_response, Accept, Reject, UpgradeRequest};
+use wsx_proto::handshake::{write_response, Accept, HandshakeError, HeadReader, Reject, UpgradeRequest};
 use wsx_proto::Role;
 
 /// Accept a WebSocket connection on `stream` with default settings and no
@@ -73,23 +74,61 @@ async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, resp: &Response<Bytes>) 
     Ok(())
 }
 
+/// Read an HTTP request head from `stream` into `buf`, for servers that
+/// route requests before upgrading (static files, health checks, SSE).
+///
+/// `Ok(Some(Ok((request, len))))`: the head is `buf[..len]`; bytes after it
+/// are the client's first WebSocket (or body) bytes. `Ok(Some(Err(e)))`:
+/// the head is malformed or longer than `max` bytes; answer with
+/// [`HandshakeError::to_response`]. `Ok(None)`: the peer closed before a
+/// whole head. Each byte is searched once, however the head is split into
+/// reads ([`HeadReader`]). Bound the wait with a timeout
+/// ([`Config::handshake_timeout`]).
+///
+/// ```no_run
+/// # async fn run(mut tcp: tokio::net::TcpStream) -> wsx::Result<()> {
+/// use wsx::handshake::UpgradeRequest;
+/// let mut buf = bytes::BytesMut::new();
+/// match wsx::read_request_head(&mut tcp, &mut buf, 16 << 10).await? {
+///     Some(Ok((request, len))) if request.uri().path() == "/ws" => {
+///         let upgrade = UpgradeRequest::from_request(request)?;
+///         let config = wsx::Config::default();
+///         let accept = wsx::handshake::Accept::new();
+///         let ws = wsx::accept_upgrade(tcp, &upgrade, &accept, &config, &buf[len..]).await?;
+///     }
+///     Some(Ok(_)) => { /* another route */ }
+///     Some(Err(e)) => { /* write e.to_response() */ }
+///     None => {}
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn read_request_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<std::result::Result<(Request<()>, usize), HandshakeError>>> {
+    let mut reader = HeadReader::new(max);
+    loop {
+        match reader.request(buf) {
+            Ok(Some(r)) => return Ok(Some(Ok(r))),
+            Ok(None) => {}
+            Err(e) => return Ok(Some(Err(e))),
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
 async fn accept_inner<S, F>(mut stream: S, callback: F, config: &Config) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Reject>,
 {
-    let max = config.max_handshake_size();
     let mut buf = BytesMut::with_capacity(1024);
-    let parsed = loop {
-        match parse_request(&buf, max) {
-            Ok(Some(r)) => break Ok(r),
-            Ok(None) => {}
-            Err(e) => break Err(e),
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        }
-    };
+    let parsed = read_request_head(&mut stream, &mut buf, config.max_handshake_size())
+        .await?
+        .ok_or_else(|| Error::Io(std::io::ErrorKind::UnexpectedEof.into()))?;
     let checked = parsed.and_then(|(request, head_len)| Ok((UpgradeRequest::from_request(request)?, head_len)));
     let (upgrade, head_len) = match checked {
         Ok(x) => x,
