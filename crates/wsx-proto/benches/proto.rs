@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use wsx_proto::mask::{apply_mask, apply_mask_naive};
+use wsx_proto::mask::{apply_mask, apply_mask_naive, apply_mask_portable};
 use wsx_proto::utf8::{Utf8Bytes, Utf8Validator};
 use wsx_proto::{Config, Connection, Message, Role};
 
@@ -15,6 +15,9 @@ fn masking(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("wide", size), &size, |b, _| {
             b.iter(|| apply_mask(black_box(&mut buf), black_box([1, 2, 3, 4])))
+        });
+        g.bench_with_input(BenchmarkId::new("portable", size), &size, |b, _| {
+            b.iter(|| apply_mask_portable(black_box(&mut buf), black_box([1, 2, 3, 4]), 0))
         });
         if size <= 16 << 10 {
             g.bench_with_input(BenchmarkId::new("bytewise", size), &size, |b, _| {
