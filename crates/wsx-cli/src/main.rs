@@ -9,6 +9,7 @@
 
 mod bench;
 mod connect;
+mod hub;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,7 +27,7 @@ struct Cli {
 enum Command {
     /// Connect to a WebSocket server: send stdin lines, print what arrives.
     Connect(connect::ConnectArgs),
-    /// Run a WebSocket echo (or broadcast) server, optionally serving static files.
+    /// Run a WebSocket echo (or broadcast) server, or a wsx-hub (--hub), optionally serving static files.
     Serve(serve::ServeArgs),
     /// Measure round trips against an echo server: messages/s, MB/s, latency percentiles.
     Bench(bench::BenchArgs),

@@ -15,11 +15,11 @@ use http::{Method, Request, Response, StatusCode};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::task::JoinSet;
-use wsx::handshake::{self, Accept, HandshakeError, UpgradeRequest};
+use wsx::handshake::{self, Accept, UpgradeRequest};
 use wsx::proto::Incoming;
 use wsx::{CloseCode, Message, WebSocket};
 
@@ -32,7 +32,9 @@ site) unless --require-origin is given.
 Examples:
   wsx serve --port 9001                              # echo server
   wsx serve --broadcast --static ./public            # chat: page and socket on one port
-  wsx serve --origin https://example.com --max-connections 1000";
+  wsx serve --origin https://example.com --max-connections 1000
+  wsx serve --hub --static examples/chat             # wsx-hub chat demo (two browser tabs)
+  wsx serve --hub --broker redis://127.0.0.1:6379    # run several: they act as one hub";
 
 /// Options of `wsx serve`.
 #[derive(Args, Debug, Clone)]
@@ -44,9 +46,10 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the first stdout line tells which).
     #[arg(long, short, default_value_t = 9001)]
     port: u16,
-    /// Largest message accepted, in bytes (default 64 MiB, at most 2 GiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
-    max_message_size: usize,
+    /// Largest message accepted, in bytes (default 64 MiB, 1 MiB with
+    /// --hub; at most 2 GiB).
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
     /// Seconds to wait for clients to finish the closing handshake on shutdown.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     shutdown_timeout: f64,
@@ -63,9 +66,23 @@ pub struct ServeArgs {
     /// for requests that are not WebSocket upgrades ("/" is index.html).
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
-    /// At most N WebSocket connections at once; upgrade requests past it get 503.
+    /// At most N connections at once, counted from the moment they are
+    /// accepted (handshakes in progress and static-file requests included);
+    /// connections past it get 503 at once, without their request being read.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Seconds a client has to send its whole request head (and finish TLS);
+    /// slower ones are disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Ping a client after SECS seconds in which nothing arrived from it
+    /// (0: never). Its pong keeps it from --idle-timeout.
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    ping_interval: f64,
+    /// Close (1001) a client from which nothing, not even a pong, arrived
+    /// for SECS seconds (0: never). Finds peers that vanished without a FIN.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    idle_timeout: f64,
     /// Accept WebSocket upgrades only from this Origin, e.g.
     /// https://example.com (repeatable); others get 403.
     #[arg(long = "origin", value_name = "ORIGIN")]
@@ -87,6 +104,9 @@ pub struct ServeArgs {
     /// preference among them is selected.
     #[arg(long = "subprotocol", value_name = "PROTOCOL")]
     subprotocols: Vec<String>,
+    /// `--hub` and its flags (hub.rs).
+    #[command(flatten)]
+    hub: crate::hub::HubArgs,
     // TLS (--tls-cert / --tls-key) wraps the accepted TcpStream before
     // `handle` reads the request head; compression flags go into the
     // `wsx::Config` built in `serve`.
@@ -109,6 +129,7 @@ struct Shared {
     subprotocols: Vec<String>,
     slots: Option<Arc<Semaphore>>,
     broadcast: Option<broadcast::Sender<Message>>,
+    keepalive: Keepalive,
 }
 
 /// Run `wsx serve` until Ctrl-C or SIGTERM.
@@ -121,22 +142,31 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     rt.block_on(serve(args))
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed by the call,
+/// not at the first poll: a signal sent once a client has been served is
+/// never missed (it would end the process without closing handshakes).
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        let handlers = signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+        async move {
+            match handlers {
+                Ok((mut term, mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                Err(_) => std::future::pending().await,
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -147,6 +177,12 @@ fn normalize_origin(o: &str) -> String {
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let shutdown_timeout = seconds("--shutdown-timeout", args.shutdown_timeout)?;
+    let handshake_timeout = seconds("--handshake-timeout", args.handshake_timeout)?;
+    if handshake_timeout.is_zero() {
+        return Err(Failure::error("--handshake-timeout must be more than 0"));
+    }
+    let keepalive =
+        Keepalive::new(seconds("--ping-interval", args.ping_interval)?, seconds("--idle-timeout", args.idle_timeout)?);
     let static_root = match &args.static_dir {
         Some(dir) => {
             let root = std::fs::canonicalize(dir)
@@ -167,6 +203,24 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
         _ => None,
     };
+    if args.hub.enabled() {
+        let common = crate::hub::Common {
+            host: args.host.clone(),
+            port: args.port,
+            max_message_size: args.max_message_size,
+            max_connections: args.max_connections,
+            origins: args.origins.clone(),
+            require_origin: args.require_origin,
+            no_compression: args.no_compression,
+            shutdown_timeout,
+            handshake_timeout,
+            ping_interval: seconds("--ping-interval", args.ping_interval)?,
+            idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+            tls,
+            static_root,
+        };
+        return crate::hub::serve(&args.hub, common).await;
+    }
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|e| Failure::error(format!("cannot listen on {}:{}: {}", args.host, args.port, io_phrase(&e))))?;
@@ -182,9 +236,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
 
     let shared = Arc::new(Shared {
         config: wsx::Config::default()
-            .with_max_message_size(args.max_message_size)
-            .with_max_frame_size(args.max_message_size)
-            .with_compression(!args.no_compression),
+            .with_max_message_size(args.max_message_size.unwrap_or(64 << 20))
+            .with_max_frame_size(args.max_message_size.unwrap_or(64 << 20))
+            .with_compression(!args.no_compression)
+            .with_handshake_timeout(handshake_timeout),
         tls,
         static_root,
         origins: args.origins.iter().map(|o| normalize_origin(o)).collect(),
@@ -192,6 +247,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         subprotocols: args.subprotocols.clone(),
         slots: args.max_connections.map(|n| Arc::new(Semaphore::new(n))),
         broadcast: args.broadcast.then(|| broadcast::channel(BROADCAST_BACKLOG).0),
+        keepalive,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -203,7 +259,16 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
                 Ok((tcp, peer)) => {
                     let shared = shared.clone();
                     let stop = stop_rx.clone();
+                    // The slot is taken here, before a byte is read, so that
+                    // handshakes in progress count against --max-connections.
+                    let permit = match &shared.slots {
+                        None => Ok(None),
+                        Some(slots) => slots.clone().try_acquire_owned().map(Some),
+                    };
                     tasks.spawn(async move {
+                        let Ok(_permit) = permit else {
+                            return refuse_busy(tcp).await;
+                        };
                         if let Err(e) = handle(tcp, &shared, stop).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
@@ -228,26 +293,12 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Read a request head; `None` if the peer closed before sending one.
-async fn read_head<S: AsyncRead + Unpin>(
-    tcp: &mut S,
-    buf: &mut BytesMut,
-    max: usize,
-) -> wsx::Result<Option<Result<(Request<()>, usize), HandshakeError>>> {
-    loop {
-        match handshake::parse_request(buf, max) {
-            Ok(Some(r)) => return Ok(Some(Ok(r))),
-            Ok(None) => {}
-            Err(e) => return Ok(Some(Err(e))),
-        }
-        if tcp.read_buf(buf).await? == 0 {
-            return Ok(None);
-        }
-    }
-}
-
 /// Write a complete HTTP response and close the connection.
-async fn respond<S: AsyncWrite + Unpin>(tcp: &mut S, resp: Response<Bytes>, send_body: bool) -> wsx::Result<()> {
+pub(crate) async fn respond<S: AsyncWrite + Unpin>(
+    tcp: &mut S,
+    resp: Response<Bytes>,
+    send_body: bool,
+) -> wsx::Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body().len());
     let body: &[u8] = if send_body { resp.body() } else { &[] };
     handshake::write_response(&resp, body, &mut out);
@@ -258,7 +309,7 @@ async fn respond<S: AsyncWrite + Unpin>(tcp: &mut S, resp: Response<Bytes>, send
 }
 
 /// A short plain-text response that closes the connection.
-fn plain(status: StatusCode, text: &str) -> Response<Bytes> {
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from(format!("{text}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -289,10 +340,12 @@ async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> wsx::Result<()> {
     let config = &shared.config;
     let mut buf = BytesMut::with_capacity(1024);
-    let head =
-        tokio::time::timeout(config.handshake_timeout(), read_head(&mut tcp, &mut buf, config.max_handshake_size()))
-            .await
-            .map_err(|_| wsx::Error::HandshakeTimeout)??;
+    let head = tokio::time::timeout(
+        config.handshake_timeout(),
+        wsx::read_request_head(&mut tcp, &mut buf, config.max_handshake_size()),
+    )
+    .await
+    .map_err(|_| wsx::Error::HandshakeTimeout)??;
     let (request, head_len) = match head {
         None => return Ok(()),
         Some(Ok(r)) => r,
@@ -314,17 +367,6 @@ async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin>(
         tracing::debug!(origin = ?upgrade.origin(), "refused: {why}");
         return respond(&mut tcp, plain(StatusCode::FORBIDDEN, &why), true).await;
     }
-    let permit: Option<OwnedSemaphorePermit> = match &shared.slots {
-        Some(slots) => match slots.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return respond(&mut tcp, resp, true).await;
-            }
-        },
-        None => None,
-    };
     let mut accept = Accept::new();
     if let Some(p) = upgrade.protocols().iter().find(|p| shared.subprotocols.contains(p)) {
         accept = accept.protocol(p.clone());
@@ -335,12 +377,102 @@ async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin>(
     // The 101 and permessage-deflate exactly as `wsx::accept_with` does.
     let ws = wsx::accept_upgrade(tcp, &upgrade, &accept, config, &buf[head_len..]).await?;
     drop(buf);
-    let result = match subscription {
-        Some((tx, rx)) => broadcast_loop(ws, tx, rx, stop).await,
-        None => echo(ws, stop).await,
+    match subscription {
+        Some((tx, rx)) => broadcast_loop(ws, tx, rx, stop, shared.keepalive).await,
+        None => echo(ws, stop, shared.keepalive).await,
+    }
+}
+
+/// Past --max-connections: 503 at once. The request is not read; what the
+/// client sends is drained for up to a second (at most 64 KiB) after the
+/// response, so that it reads the 503 rather than a reset.
+async fn refuse_busy(mut tcp: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut resp = plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if respond(&mut tcp, resp, true).await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match tcp.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     };
-    drop(permit);
-    result
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+}
+
+/// Keepalive of one connection (--ping-interval, --idle-timeout), checked
+/// on a timer that ticks every `tick`: a connection that was heard from
+/// since the last tick (any frame: data, ping, pong, close) is alive; one
+/// that was not gets a ping; one not heard from for `idle` is closed.
+/// Being heard is a flag set per frame, so the data path reads no clock.
+#[derive(Debug, Clone, Copy)]
+struct Keepalive {
+    tick: Option<std::time::Duration>,
+    ping: bool,
+    idle: Option<std::time::Duration>,
+}
+
+impl Keepalive {
+    fn new(ping: std::time::Duration, idle: std::time::Duration) -> Self {
+        let idle = (!idle.is_zero()).then_some(idle);
+        let ping_every = (!ping.is_zero()).then_some(ping);
+        // Without pings, check the idle timeout four times per period.
+        let tick = ping_every.or(idle.map(|d| d / 4));
+        Keepalive { tick, ping: ping_every.is_some(), idle }
+    }
+
+    fn start(self) -> KeepaliveState {
+        let now = tokio::time::Instant::now();
+        KeepaliveState {
+            config: self,
+            heard: false,
+            last_heard: now,
+            timer: self.tick.map(|period| Box::pin(tokio::time::sleep_until(now + period))),
+        }
+    }
+}
+
+struct KeepaliveState {
+    config: Keepalive,
+    heard: bool,
+    last_heard: tokio::time::Instant,
+    /// `None` when keepalive is off.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// What a keepalive tick asks for.
+enum Tick {
+    Nothing,
+    Ping,
+    Idle,
+}
+
+impl KeepaliveState {
+    /// Wait for the next tick (forever when keepalive is off) and say what
+    /// to do.
+    async fn tick(&mut self) -> Tick {
+        let (Some(period), Some(timer)) = (self.config.tick, self.timer.as_mut()) else {
+            return std::future::pending().await;
+        };
+        timer.as_mut().await;
+        let now = tokio::time::Instant::now();
+        timer.as_mut().reset(now + period);
+        if std::mem::take(&mut self.heard) {
+            self.last_heard = now;
+            return Tick::Nothing;
+        }
+        match self.config.idle {
+            Some(idle) if now.duration_since(self.last_heard) >= idle => Tick::Idle,
+            _ if self.config.ping => Tick::Ping,
+            _ => Tick::Nothing,
+        }
+    }
 }
 
 /// Whether an upgrade request's Origin may connect; the reason if not.
@@ -362,14 +494,17 @@ fn check_origin(shared: &Shared, origin: Option<&str>) -> Result<(), String> {
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     mut stop: watch::Receiver<bool>,
+    keepalive: Keepalive,
 ) -> wsx::Result<()> {
     const FORWARD_AT: usize = 64 << 10;
     let mut pending = BytesMut::new();
     let mut forwarding = false;
+    let mut alive = keepalive.start();
     loop {
         tokio::select! {
             incoming = ws.recv_chunk() => match incoming {
                 Some(Ok(Incoming::Chunk(c))) => {
+                    alive.heard = true;
                     if c.first {
                         pending.clear();
                         forwarding = false;
@@ -392,9 +527,14 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
                         ws.feed_fragment(c.text, data, c.last).await?;
                     }
                 }
-                Some(Ok(Incoming::Message(_))) => {}
+                Some(Ok(Incoming::Message(_))) => alive.heard = true,
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
+            },
+            tick = alive.tick() => match tick {
+                Tick::Nothing => {}
+                Tick::Ping => ws.ping(Bytes::new()).await?,
+                Tick::Idle => return close_idle(ws).await,
             },
             _ = stop.changed() => break,
         }
@@ -402,12 +542,23 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
     going_away(ws, CloseCode::GoingAway, "server shutting down").await
 }
 
+/// Close a connection that went silent for --idle-timeout: 1001, and at
+/// most a second for the peer's close frame (it is probably gone).
+async fn close_idle<S: AsyncRead + AsyncWrite + Unpin>(ws: WebSocket<S>) -> wsx::Result<()> {
+    tracing::debug!("closing an idle connection");
+    let closing = going_away(ws, CloseCode::GoingAway, "idle timeout");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), closing).await;
+    Ok(())
+}
+
 async fn broadcast_loop<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
     tx: broadcast::Sender<Message>,
     mut rx: broadcast::Receiver<Message>,
     mut stop: watch::Receiver<bool>,
+    keepalive: Keepalive,
 ) -> wsx::Result<()> {
+    let mut alive = keepalive.start();
     loop {
         tokio::select! {
             biased;
@@ -434,11 +585,17 @@ async fn broadcast_loop<S: AsyncRead + AsyncWrite + Unpin>(
             },
             msg = ws.recv() => match msg {
                 Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+                    alive.heard = true;
                     let _ = tx.send(m);
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => alive.heard = true,
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
+            },
+            tick = alive.tick() => match tick {
+                Tick::Nothing => {}
+                Tick::Ping => ws.ping(Bytes::new()).await?,
+                Tick::Idle => return close_idle(ws).await,
             },
         }
     }
@@ -462,7 +619,7 @@ async fn going_away<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The response to a plain HTTP request under `--static`: the file, 404,
 /// 403 for paths that try to leave the directory, 405 for other methods.
-async fn static_file(root: &Path, request: &Request<()>) -> Response<Bytes> {
+pub(crate) async fn static_file(root: &Path, request: &Request<()>) -> Response<Bytes> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));

@@ -303,13 +303,11 @@ fn status(head: &str) -> u16 {
 // ------------------------------------------------------------------ handshake
 
 /// A client that sends its request head one byte every 200 ms is cut off
-/// at the handshake timeout (10 s, the library's default; `wsx serve` has
-/// no flag for it yet: `crates/wsx/tests/hostile_server.rs` checks a short
-/// one through `Config::with_handshake_timeout`), while other clients are
-/// served meanwhile.
+/// at the handshake timeout (`--handshake-timeout 3`; 10 s by default),
+/// while other clients are served meanwhile.
 #[tokio::test]
 async fn slowloris_handshakes_are_cut_off_at_the_handshake_timeout() {
-    let server = serve(&[]);
+    let server = serve(&["--handshake-timeout", "3"]);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -319,7 +317,7 @@ async fn slowloris_handshakes_are_cut_off_at_the_handshake_timeout() {
             let request = upgrade_request("");
             let mut bytes = request.as_bytes().iter().cycle();
             let mut sink = [0u8; 256];
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 tokio::select! {
                     r = tcp.read(&mut sink) => match r {
@@ -345,8 +343,8 @@ async fn slowloris_handshakes_are_cut_off_at_the_handshake_timeout() {
     for t in tasks {
         let closed_at = t.await.unwrap().duration_since(start);
         assert!(
-            closed_at >= Duration::from_secs(9) && closed_at < Duration::from_secs(16),
-            "closed after {closed_at:?}, the handshake timeout is 10 s"
+            closed_at >= Duration::from_millis(2900) && closed_at < Duration::from_secs(8),
+            "closed after {closed_at:?}, the handshake timeout is 3 s"
         );
     }
     server.assert_peak_under(16 * MIB, "slowloris");
@@ -732,6 +730,54 @@ async fn half_open_connections() {
     eprintln!("500 idle connections: server RSS grew by {} KiB", grown / 1024);
     assert!(grown < 12 * MIB, "500 idle connections cost {} KiB", grown / 1024);
     drop(idle);
+    server.assert_serving().await;
+}
+
+/// Keepalive (`--ping-interval`, `--idle-timeout`): a peer that sends
+/// nothing gets pings, then a close 1001 once it has been silent for the
+/// idle timeout, then the end of the stream although it never answers the
+/// close (a peer that vanished without a FIN); a peer that answers the
+/// pings with pongs stays open past the idle timeout and is served.
+#[tokio::test]
+async fn silent_peers_are_pinged_then_closed_at_the_idle_timeout() {
+    let server = serve(&["--ping-interval", "0.2", "--idle-timeout", "1"]);
+    let mut answering = Raw::upgrade(server.addr).await;
+    let answered = tokio::spawn(async move {
+        let until = Instant::now() + Duration::from_millis(2500);
+        let mut pongs = 0;
+        while Instant::now() < until {
+            let left = until.saturating_duration_since(Instant::now());
+            let Ok(frame) = tokio::time::timeout(left, answering.next_frame()).await else { break };
+            let f = frame.expect("the server ended a connection that answers its pings");
+            assert_eq!(f.opcode, 0x9, "expected only pings, got {f:?}");
+            answering.write(&client_frame(true, 0xA, &f.payload)).await;
+            pongs += 1;
+        }
+        answering.echo(b"still here").await;
+        pongs
+    });
+    let start = Instant::now();
+    let mut silent = Raw::upgrade(server.addr).await;
+    let mut pings = 0;
+    let code = loop {
+        let f = silent.next_frame().await.expect("end of stream before a close frame");
+        match f.opcode {
+            0x9 => pings += 1,
+            0x8 => break f.close_code(),
+            _ => panic!("expected pings then a close, got {f:?}"),
+        }
+    };
+    let closed_at = start.elapsed();
+    assert_eq!(code, Some(1001));
+    assert!(pings >= 2, "{pings} pings before the idle close");
+    assert!(
+        closed_at >= Duration::from_millis(900) && closed_at < Duration::from_secs(4),
+        "closed after {closed_at:?}, the idle timeout is 1 s"
+    );
+    silent.expect_end().await;
+    assert!(start.elapsed() < closed_at + Duration::from_secs(3), "the TCP connection outlived the close");
+    let pongs = answered.await.unwrap();
+    assert!(pongs >= 3, "only {pongs} pings in 2.5 s at a 0.2 s interval");
     server.assert_serving().await;
 }
 

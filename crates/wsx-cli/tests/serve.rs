@@ -108,6 +108,28 @@ async fn max_connections_answers_503_past_the_limit() {
     assert!(room, "a slot is free again after the first client left");
 }
 
+/// A connection counts from the moment it is accepted: one that has not
+/// sent its request yet holds the only slot, so the next upgrade gets 503
+/// (a flood of silent connections cannot outnumber --max-connections).
+#[tokio::test]
+async fn max_connections_counts_handshakes_in_progress() {
+    let server = serve(&["--max-connections", "1"]);
+    let addr = server.url.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+    let silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let err = wsx::connect(&server.url).await.expect_err("no slot while the silent connection holds it");
+    assert!(err.to_string().contains("503"), "{err}");
+    drop(silent);
+    let mut room = false;
+    for _ in 0..50 {
+        if wsx::connect(&server.url).await.is_ok() {
+            room = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(room, "the slot is free again once the silent connection left");
+}
+
 fn with_origin(url: &str, origin: Option<&str>) -> http::Request<()> {
     let mut r = http::Request::get(url);
     if let Some(o) = origin {

@@ -412,7 +412,8 @@ impl HubBuilder {
 
     /// Send a ping this often (default 25 s).
     pub fn ping_interval(mut self, d: Duration) -> Self {
-        self.s.ping_interval = d.max(Duration::from_millis(10));
+        // At most a year: the next ping's deadline is `now + d`.
+        self.s.ping_interval = d.clamp(Duration::from_millis(10), Duration::from_secs(365 * 24 * 3600));
         self
     }
 

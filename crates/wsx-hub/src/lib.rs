@@ -55,3 +55,9 @@ pub use policy::{AuthError, Backoff, ConnectRequest, RateLimit, SlowConsumer};
 pub use protocol::{ConnId, Member, PresenceKind};
 pub use server::Handled;
 pub use wsx::handshake::Reject;
+
+/// The browser client, `js/wsx-hub.js` (one ES module, no dependencies),
+/// for servers that serve it next to the hub so that pages load the
+/// client that matches the server (`wsx serve --hub` answers it at
+/// `/wsx-hub.js`).
+pub const CLIENT_JS: &str = include_str!("../js/wsx-hub.js");

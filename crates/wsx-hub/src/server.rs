@@ -13,10 +13,10 @@ use bytes::{Bytes, BytesMut};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
-use wsx::handshake::{header_has_token, parse_request, write_response, Accept, Reject, UpgradeRequest};
+use wsx::handshake::{header_has_token, write_response, Accept, Reject, UpgradeRequest};
 
 /// What [`Hub::handle_request`] did with a request.
 // Returned once per request and matched at once: boxing would only add an
@@ -118,36 +118,51 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let max = self.inner.s.config.max_handshake_size();
-        let head = async {
-            let mut buf = BytesMut::with_capacity(1024);
-            loop {
-                match parse_request(&buf, max) {
-                    Ok(Some((req, len))) => return Ok(Ok((req, buf.split_off(len).freeze()))),
-                    Ok(None) => {}
-                    Err(e) => return Ok(Err(e)),
-                }
-                if stream.read_buf(&mut buf).await? == 0 {
-                    return Err(HubError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-            }
-        };
-        let parsed = match tokio::time::timeout(self.inner.s.config.handshake_timeout(), head).await {
-            Ok(r) => r?,
-            Err(_) => return Err(HubError::HeadTimeout),
-        };
-        let (request, leftover) = match parsed {
-            Ok(x) => x,
-            Err(e) => {
-                respond(&mut stream, &e.to_response()).await?;
-                return Err(HubError::Refused(e.status()));
-            }
-        };
+        let (request, leftover) = self.read_request(&mut stream).await?;
         match self.handle_request(stream, request, leftover, peer).await? {
             Handled::Done => Ok(()),
             Handled::NotMine { mut stream, .. } => {
                 respond(&mut stream, Reject::new(404, "not found").response()).await?;
                 Err(HubError::Refused(StatusCode::NOT_FOUND))
+            }
+        }
+    }
+
+    /// Read a request head from `stream` with the hub's limits (the
+    /// handshake timeout and the largest head of its [`wsx::Config`]),
+    /// for servers that route requests before [`Hub::handle_request`].
+    /// Returns the head and the bytes read past it. A malformed or
+    /// oversized head is answered here (400, 431) and comes back as
+    /// [`HubError::Refused`]; a peer that closes or stalls before a whole
+    /// head is [`HubError::Io`] or [`HubError::HeadTimeout`].
+    ///
+    /// ```no_run
+    /// # async fn run(hub: wsx_hub::Hub, mut tcp: tokio::net::TcpStream) -> Result<(), wsx_hub::HubError> {
+    /// use wsx_hub::Handled;
+    /// let (request, leftover) = hub.read_request(&mut tcp).await?;
+    /// if let Handled::NotMine { stream, request, .. } = hub.handle_request(tcp, request, leftover, None).await? {
+    ///     // answer `request` on `stream`: a static file, a health check...
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_request<S>(&self, stream: &mut S) -> Result<(Request<()>, Bytes), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let max = self.inner.s.config.max_handshake_size();
+        let mut buf = BytesMut::with_capacity(1024);
+        let head = wsx::read_request_head(stream, &mut buf, max);
+        let parsed = match tokio::time::timeout(self.inner.s.config.handshake_timeout(), head).await {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => return Err(HubError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Err(e)) => return Err(HubError::WebSocket(e)),
+            Err(_) => return Err(HubError::HeadTimeout),
+        };
+        match parsed {
+            Ok((req, len)) => Ok((req, buf.split_off(len).freeze())),
+            Err(e) => {
+                respond(stream, &e.to_response()).await?;
+                Err(HubError::Refused(e.status()))
             }
         }
     }

@@ -199,6 +199,16 @@ async fn keepalive_pings_and_idle_timeout() {
     eventually(|| hub.connections().len() == 1).await;
 }
 
+/// A ping interval too long to add to the clock (`Duration::MAX`) is held
+/// at a year: connections are served, not a panic at `now + interval`.
+#[tokio::test]
+async fn huge_ping_interval_does_not_overflow_the_clock() {
+    let (_hub, addr) = start(Hub::builder().ping_interval(Duration::MAX).idle_timeout(Duration::MAX)).await;
+    let (mut ws, _) = raw(addr).await;
+    send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
+    assert!(matches!(next(&mut ws).await, Packet::Ack(_)), "the join is answered");
+}
+
 #[tokio::test]
 async fn graceful_shutdown_closes_everyone_with_1001() {
     let (hub, addr) = start(Hub::builder().shutdown_timeout(Duration::from_secs(2))).await;

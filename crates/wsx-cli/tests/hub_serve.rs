@@ -1,0 +1,336 @@
+//! `wsx serve --hub` as a user runs it: the binary, `wsx_hub::client::Client`
+//! and raw WebSocket clients, plain HTTP on the same port, a signal, and two
+//! processes joined through a real `redis-server` (started on a random
+//! loopback port; skipped with a notice when it is not installed, unless
+//! `CI` is set).
+
+mod common;
+#[path = "../../wsx/tests/support/pki.rs"]
+mod pki;
+
+use common::{http_get, run, serve, temp_dir, Server};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use wsx::{CloseCode, Message};
+use wsx_hub::client::{Client, ClientEvent, Events};
+use wsx_hub::protocol::{self, Packet};
+use wsx_hub::{ConnId, Event, PresenceKind};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A connected client and its events.
+async fn client(server: &Server) -> (Client, Events, ConnId) {
+    let (c, events) = Client::builder(server.url.clone()).connect();
+    let id = c.connected(WAIT).await.expect("the client connects");
+    (c, events, id)
+}
+
+/// The first event `f` picks, skipping others (at most 5 s).
+async fn wait_for<T>(events: &mut Events, what: &str, mut f: impl FnMut(ClientEvent) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("the client is not closed");
+        if let Some(t) = f(ev) {
+            return t;
+        }
+    }
+}
+
+/// The next room event: (room, from, name, data).
+async fn room_event(events: &mut Events) -> (Option<String>, Option<ConnId>, String, serde_json::Value) {
+    wait_for(events, "a room event", |ev| match ev {
+        ClientEvent::Event(e) => Some((e.room, e.from, e.event.name, e.event.data)),
+        _ => None,
+    })
+    .await
+}
+
+async fn presence(events: &mut Events) -> (String, PresenceKind, ConnId) {
+    wait_for(events, "a presence packet", |ev| match ev {
+        ClientEvent::Presence(p) => Some((p.room, p.kind, p.member.conn)),
+        _ => None,
+    })
+    .await
+}
+
+fn member_ids(members: &[wsx_hub::Member]) -> Vec<&str> {
+    let mut ids: Vec<&str> = members.iter().map(|m| m.conn.as_str()).collect();
+    ids.sort();
+    ids
+}
+
+/// A raw upgrade request offering the hub's subprotocol.
+fn hub_request(url: &str, origin: Option<&str>) -> http::Request<()> {
+    let mut r = http::Request::get(url).header("sec-websocket-protocol", protocol::SUBPROTOCOL);
+    if let Some(o) = origin {
+        r = r.header("origin", o);
+    }
+    r.body(()).unwrap()
+}
+
+type RawWs = wsx::WebSocket<wsx::MaybeTlsStream>;
+
+/// A raw connection past its welcome.
+async fn raw(url: &str, origin: Option<&str>) -> wsx::Result<RawWs> {
+    let (mut ws, _) = wsx::connect(hub_request(url, origin)).await?;
+    let first = tokio::time::timeout(WAIT, ws.recv()).await.expect("a welcome in time").expect("open")?;
+    assert!(matches!(protocol::decode_message(&first), Some(Ok(Packet::Welcome(_)))), "{first:?}");
+    Ok(ws)
+}
+
+/// Read until the close frame: its code and reason.
+async fn close_of(ws: &mut RawWs) -> (CloseCode, String) {
+    loop {
+        match tokio::time::timeout(WAIT, ws.recv()).await.expect("a close frame in time") {
+            Some(Ok(Message::Close(Some(f)))) => return (f.code, f.reason.as_str().to_owned()),
+            Some(Ok(Message::Close(None))) => panic!("a close frame without a code"),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn hub_relays_room_messages_and_presence_between_clients() {
+    let server = serve(&["--hub"]);
+    let (a, mut ea, ida) = client(&server).await;
+    let (b, mut eb, idb) = client(&server).await;
+    assert_eq!(member_ids(&a.join("lobby").await.unwrap()), [ida.as_str()]);
+    let mut both = [ida.as_str(), idb.as_str()];
+    both.sort();
+    assert_eq!(member_ids(&b.join("lobby").await.unwrap()), both);
+    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Join, idb.clone()));
+
+    // Clients publish to their rooms with no server code.
+    b.publish("lobby", Event::new("chat", json!({"text": "hi"}))).unwrap();
+    assert_eq!(
+        room_event(&mut ea).await,
+        (Some("lobby".into()), Some(idb.clone()), "chat".into(), json!({"text": "hi"}))
+    );
+    a.publish_ack("lobby", Event::new("chat", json!({"text": "back"})), true).await.unwrap();
+    assert_eq!(room_event(&mut eb).await.3, json!({"text": "back"}));
+    assert_eq!(room_event(&mut ea).await.3, json!({"text": "back"}), "echo: true reaches the sender");
+    // Only members publish.
+    let refused = a.publish_ack("elsewhere", Event::new("chat", json!(1)), false).await.unwrap_err();
+    assert!(refused.to_string().contains("not_member"), "{refused}");
+
+    // SSE and metrics on the same port.
+    let (status, head, body) = http_get(&server.addr, "/metrics");
+    assert_eq!(status, 200, "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("wsx_hub_connections 2"));
+    let mut sse = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let req = format!("GET /events?room=lobby HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    tokio::io::AsyncWriteExt::write_all(&mut sse, req.as_bytes()).await.unwrap();
+    let seen = read_until(&mut sse, "retry: 2000").await;
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    b.publish("lobby", Event::new("chat", json!({"text": "to the stream"}))).unwrap();
+    let seen = read_until(&mut sse, "to the stream").await;
+    assert!(seen.contains("event: chat"), "{seen}");
+
+    // Leaving is presence too.
+    b.close();
+    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Leave, idb));
+}
+
+/// Read from a stream until `needle` has arrived; everything read.
+async fn read_until(s: &mut tokio::net::TcpStream, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(s, &mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}; got {}", String::from_utf8_lossy(&seen)))
+            .unwrap();
+        assert!(n > 0, "closed before {needle:?}; got {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn hub_serves_static_files_and_its_browser_client_on_the_same_port() {
+    let root = temp_dir("hub-static");
+    let public = root.join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(public.join("index.html"), "<h1>chat</h1>").unwrap();
+    std::fs::write(public.join("app.js"), "import '/wsx-hub.js';").unwrap();
+    std::fs::write(root.join("secret.txt"), "do not serve").unwrap();
+    let server = serve(&["--hub", "--static", public.to_str().unwrap()]);
+
+    let (status, head, body) = http_get(&server.addr, "/");
+    assert_eq!((status, body.as_slice()), (200, b"<h1>chat</h1>".as_slice()), "{head}");
+    let (status, head, body) = http_get(&server.addr, "/app.js");
+    assert_eq!((status, body.as_slice()), (200, b"import '/wsx-hub.js';".as_slice()), "{head}");
+    let (status, head, body) = http_get(&server.addr, "/wsx-hub.js");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert_eq!(body, wsx_hub::CLIENT_JS.as_bytes(), "the browser client built into the binary");
+    assert_eq!(http_get(&server.addr, "/missing.png").0, 404);
+    assert_eq!(http_get(&server.addr, "/%2e%2e/secret.txt").0, 403);
+    assert_eq!(http_get(&server.addr, "/metrics").0, 200, "the hub's paths before the files");
+
+    // The hub on the same port.
+    let (c, _events, id) = client(&server).await;
+    assert_eq!(member_ids(&c.join("lobby").await.unwrap()), [id.as_str()]);
+
+    // Without --static: the client module, and 404 for the rest.
+    let bare = serve(&["--hub"]);
+    assert_eq!(http_get(&bare.addr, "/wsx-hub.js").0, 200);
+    assert_eq!(http_get(&bare.addr, "/").0, 404);
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[tokio::test]
+async fn hub_shuts_down_with_1001_on_sigterm() {
+    let mut server = serve(&["--hub"]);
+    let mut ws = raw(&server.url, None).await.unwrap();
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(close_of(&mut ws).await, (CloseCode::GoingAway, "server shutting down".to_owned()));
+    assert!(tokio::time::timeout(WAIT, ws.recv()).await.unwrap().is_none(), "the closing handshake completes");
+    let exit = tokio::task::spawn_blocking(move || server.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[tokio::test]
+async fn hub_speaks_wss_with_the_tls_flags() {
+    let ca = pki::Ca::new("wsx hub test CA");
+    let cert = ca.server_cert(&["localhost"]);
+    let dir = pki::TempDir::new();
+    let (cert_path, key_path) = (dir.write("cert.pem", &cert.cert_pem), dir.write("key.pem", &cert.key_pem));
+    let mut child = common::wsx()
+        .args(["serve", "--hub", "--port", "0", "--threads", "1", "--tls-cert"])
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let addr = line.split_whitespace().find(|w| w.starts_with("wss://")).expect("a wss:// address").to_owned();
+    let url = format!("wss://localhost:{}/", addr.rsplit(':').next().unwrap());
+    let _server = Server { child, url: url.clone(), addr }; // killed on drop
+    let config = wsx::Config::default().with_tls_config(ca.client_config());
+    let (c, _events) = Client::builder(url).config(config).connect();
+    let id = c.connected(WAIT).await.expect("the client connects over TLS");
+    assert_eq!(member_ids(&c.join("lobby").await.unwrap()), [id.as_str()]);
+}
+
+#[tokio::test]
+async fn serve_flags_apply_to_the_hub() {
+    let server =
+        serve(&["--hub", "--origin", "https://good.example", "--max-connections", "1", "--max-message-size", "1000"]);
+    let err = raw(&server.url, Some("https://evil.example")).await.expect_err("another origin is refused");
+    assert!(err.to_string().contains("403"), "{err}");
+    let mut ws = raw(&server.url, Some("https://good.example")).await.unwrap();
+    let err = raw(&server.url, None).await.expect_err("no second connection");
+    assert!(err.to_string().contains("503"), "{err}");
+    ws.send(Message::text("x".repeat(1001))).await.unwrap();
+    assert_eq!(close_of(&mut ws).await.0, CloseCode::MessageTooBig);
+
+    // Wrong hub flags are one line and status 1, before anything listens.
+    for (args, says) in [
+        (&["serve", "--hub", "--broker", "nats://x"][..], "--broker must be"),
+        (&["serve", "--hub", "--broker", "redis://"][..], "--broker redis://"),
+        (&["serve", "--hub", "--ping-interval", "30", "--idle-timeout", "10"][..], "must be longer"),
+        (&["serve", "--hub", "--ping-interval", "0"][..], "--idle-timeout is checked at each ping"),
+        (&["serve", "--hub", "--rate-limit", "0"][..], "--rate-limit must be"),
+        (&["serve", "--hub", "--broadcast"][..], "cannot be used with"),
+        (&["serve", "--broker", "memory"][..], "--hub"),
+    ] {
+        let out = run(args, "", WAIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed {}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+/// A `redis-server` child on a loopback port, killed on drop (as in
+/// wsx-hub's tests/cluster.rs).
+struct Redis(Child);
+
+impl Redis {
+    /// Start one and wait until it takes connections; `None` when
+    /// redis-server is not installed (a notice; a failure under CI).
+    fn start() -> Option<(Redis, u16)> {
+        let installed =
+            Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+        if !installed {
+            assert!(std::env::var_os("CI").is_none(), "redis-server is not installed (scripts/install-redis)");
+            eprintln!("NOTICE: redis-server is not installed: skipping the Redis test (scripts/install-redis)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = Redis(child);
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some((redis, port))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Wait until a hub process says its Redis broker is up.
+async fn broker_up(server: &Server) {
+    let t = std::time::Instant::now();
+    while !String::from_utf8_lossy(&http_get(&server.addr, "/metrics").2)
+        .contains("wsx_hub_broker_up{broker=\"redis\"} 1")
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "the broker of {} did not come up", server.addr);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_hub_processes_on_one_redis_are_one_hub() {
+    let Some((_redis, port)) = Redis::start() else { return };
+    let broker = format!("redis://127.0.0.1:{port}/");
+    let node_a = serve(&["--hub", "--broker", &broker, "--node-id", "a"]);
+    let mut node_b = serve(&["--hub", "--broker", &broker, "--node-id", "b"]);
+    broker_up(&node_a).await;
+    broker_up(&node_b).await;
+
+    let (a, mut ea, ida) = client(&node_a).await;
+    let (b, mut eb, idb) = client(&node_b).await;
+    assert!(ida.starts_with("a.") && idb.starts_with("b."), "{ida} {idb}");
+    a.join("lobby").await.unwrap();
+    let members = b.join("lobby").await.unwrap();
+    assert_eq!(member_ids(&members), [ida.as_str(), idb.as_str()], "presence spans both processes");
+    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Join, idb.clone()));
+
+    b.publish("lobby", Event::new("chat", json!({"text": "from b"}))).unwrap();
+    assert_eq!(
+        room_event(&mut ea).await,
+        (Some("lobby".into()), Some(idb.clone()), "chat".into(), json!({"text": "from b"}))
+    );
+    a.publish("lobby", Event::new("chat", json!({"text": "from a"}))).unwrap();
+    assert_eq!(room_event(&mut eb).await, (Some("lobby".into()), Some(ida), "chat".into(), json!({"text": "from a"})));
+
+    // Node b stops: its client leaves the room on node a too.
+    let status = Command::new("kill").args(["-TERM", &node_b.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Leave, idb));
+    let exit = tokio::task::spawn_blocking(move || node_b.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+}
