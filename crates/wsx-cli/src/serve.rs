@@ -518,6 +518,10 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         pending.split().freeze()
                     };
+                    if c.last && pending.capacity() > 0 {
+                        // After a large message: hold no buffer while idle.
+                        pending = BytesMut::new();
+                    }
                     if c.last && !forwarding {
                         // The whole message: validated once, as it arrived.
                         let whole = wsx::proto::Chunk { text: c.text, data, first: true, last: true };
