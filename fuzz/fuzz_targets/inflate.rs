@@ -123,6 +123,10 @@ fn reference_inflate(payload: &[u8], bits: u8, max: usize) -> Result<Vec<u8>, us
 /// as `reference`.
 fn expect_reference(text: bool, reference: Result<Vec<u8>, usize>, wire_len: usize, max: usize) -> Expect {
     match reference {
+        // Tampered data that a plain inflater refuses: the receiver may
+        // find it invalid in a first fragment that fits the limit before a
+        // later one goes past it (found by this target: 1 byte, then 12).
+        Err(_) if wire_len > max => Expect::Error(TOO_BIG_OR_INVALID),
         _ if wire_len > max => Expect::Error(TOO_BIG),
         Ok(out) => expect_data(text, &out, wire_len, max),
         Err(n) if n > max => Expect::Error(TOO_BIG_OR_INVALID),

@@ -4,8 +4,9 @@
 //! keeps them fixed. Each test says where its input came from and what was
 //! wrong.
 //!
-//! Fuzz runs so far (README, "Reliability") found no crash in any target.
-//! The bug below was found while writing the seeds of the `inflate` target
+//! Fuzz runs so far (README, "Reliability") found no crash in any target
+//! and one failed check, in the `inflate` target's own expectation (the
+//! last test). The first bug below was found while writing the seeds of the `inflate` target
 //! from the examples of RFC 7692 §7.2.3; that target now compares raw
 //! compressed messages with a plain zlib inflater, which fails on the old
 //! code with its seed `fuzz/corpus/inflate/raw-bfinal`.
@@ -101,4 +102,32 @@ fn after_a_final_block_limits_and_errors_still_apply() {
     client.feed(&[0xc1, 0x05, 0xff, 0xff, 0xff, 0xff, 0x00]);
     let e = client.next_message().unwrap_err();
     assert_eq!(u16::from(e.close_code()), 1007, "{e:?}");
+}
+
+/// From the `inflate` target (2026-11-27): a compressed message under a
+/// 1-byte limit, its first fragment 1 byte of invalid DEFLATE (`0xff`:
+/// block type 3, reserved), the next fragment past the limit. The receiver
+/// sees the bad byte first and fails with 1007 before the second frame's
+/// header arrives; the target expected 1009 (its expectation was wrong,
+/// not wsx: it now accepts either for tampered data). Pinned here: the
+/// first fragment's invalid data is reported as such, at once.
+#[test]
+fn invalid_first_fragment_under_a_tiny_limit_is_1007() {
+    use wsx_proto::CloseCode;
+    let config = Config::default().with_max_message_size(1).with_max_frame_size(1);
+    let mut client = Connection::with_deflate(Role::Client, config, Some(&deflate(true)));
+    // RSV1 + text, not final, 1 byte; then a continuation of 12 bytes.
+    client.feed(&[0x41, 0x01, 0xff]);
+    let err = loop {
+        match client.next_chunk() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the invalid byte was not reported"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.close_code(), CloseCode::InvalidPayload, "{err:?}");
+    let mut more = vec![0x80, 0x0c];
+    more.extend_from_slice(&[0u8; 12]);
+    client.feed(&more);
+    assert!(matches!(client.next_chunk(), Ok(None)), "input after the failure is ignored");
 }
