@@ -740,12 +740,12 @@ impl Hub {
         match self.inner.broker.presence_list(room).await {
             Ok(mut list) => {
                 // This node's members are authoritative here: add any the
-                // broker has not recorded (e.g. after it restarted).
-                for m in self.local_members(room) {
-                    if !list.iter().any(|x| x.conn == m.conn) {
-                        list.push(m);
-                    }
-                }
+                // broker has not recorded (e.g. after it restarted). A set,
+                // not a search per member: a join lists the whole room.
+                let known: std::collections::HashSet<ConnId> = list.iter().map(|x| x.conn.clone()).collect();
+                let missing: Vec<Member> =
+                    self.local_members(room).into_iter().filter(|m| !known.contains(&m.conn)).collect();
+                list.extend(missing);
                 list.sort_by(|a, b| a.conn.cmp(&b.conn));
                 list
             }
