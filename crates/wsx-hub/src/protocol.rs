@@ -508,7 +508,11 @@ pub fn decode_binary(bytes: Bytes) -> Result<Packet, DecodeError> {
     let header_len = read_u32(&bytes, 0).ok_or(DecodeError::Envelope("shorter than its header length"))?;
     let header_end = 4usize.checked_add(header_len).ok_or(DecodeError::Envelope("header length overflows"))?;
     let header = bytes.get(4..header_end).ok_or(DecodeError::Envelope("header cut short"))?;
-    let o = parse_object(header)?;
+    // JSON between systems is UTF-8 (RFC 8259 §8.1). serde_json checks the
+    // strings it keeps but skips over those it ignores, so without this an
+    // unknown field could carry bytes a text message cannot.
+    let header = std::str::from_utf8(header).map_err(|_| DecodeError::Envelope("header is not UTF-8"))?;
+    let o = parse_object(header.as_bytes())?;
     let count = o.attachments.unwrap_or(0);
     if count == 0 {
         return Err(DecodeError::Envelope("a binary envelope needs at least one attachment"));

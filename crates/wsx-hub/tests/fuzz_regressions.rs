@@ -49,3 +49,24 @@ fn numbers_are_relayed_bit_for_bit() {
         }
     }
 }
+
+/// `hub_decode` (2026-11-27, after 270 s): a binary envelope whose JSON
+/// header had an unknown field holding bytes that are not UTF-8
+/// (`"da":{"\xeeame":"a"}`) decoded, because serde_json skips the strings
+/// it ignores without checking them; the same header could never arrive
+/// as a text message. Headers are UTF-8 JSON now, whatever they hold.
+#[test]
+fn envelope_headers_must_be_utf8() {
+    use wsx_hub::protocol::{decode_binary, DecodeError};
+    let header: &[u8] = b"{\"t\":\"event\",\"event\":\"e\",\"da\":{\"\xeeame\":\"a\"},\"attachments\":1}";
+    let mut env = Vec::new();
+    env.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    env.extend_from_slice(header);
+    env.extend_from_slice(&1u32.to_be_bytes());
+    env.push(7);
+    let err = decode_binary(env.clone().into()).expect_err("a header that is not UTF-8 is refused");
+    assert_eq!(err, DecodeError::Envelope("header is not UTF-8"));
+    // The same envelope with the byte made valid decodes.
+    let fixed: Vec<u8> = env.iter().map(|&b| if b == 0xee { b'n' } else { b }).collect();
+    assert!(decode_binary(fixed.into()).is_ok());
+}
