@@ -246,14 +246,18 @@ struct Site {
 }
 
 /// One TCP connection: TLS if configured, then one request.
+///
+/// What only the start or a plain HTTP request needs (TLS handshake, head,
+/// static file) runs boxed: a connection's task keeps the size of its
+/// largest state for its whole life (see `serve.rs`).
 async fn connection(hub: &Hub, site: &Site, tcp: TcpStream, peer: SocketAddr) -> Result<(), HubError> {
     let _ = tcp.set_nodelay(true);
     match &site.tls {
         Some(acceptor) => {
-            let tls = tokio::time::timeout(site.handshake_timeout, acceptor.accept(tcp))
+            let tls = Box::pin(tokio::time::timeout(site.handshake_timeout, acceptor.accept(tcp)))
                 .await
                 .map_err(|_| HubError::HeadTimeout)??;
-            route(hub, site, tls, peer).await
+            Box::pin(route(hub, site, tls, peer)).await
         }
         None => route(hub, site, tcp, peer).await,
     }
@@ -265,7 +269,7 @@ async fn route<S>(hub: &Hub, site: &Site, mut stream: S, peer: SocketAddr) -> Re
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (request, leftover) = hub.read_request(&mut stream).await?;
+    let (request, leftover) = Box::pin(hub.read_request(&mut stream)).await?;
     let Handled::NotMine { mut stream, request, .. } =
         hub.handle_request(stream, request, leftover, Some(peer)).await?
     else {
@@ -275,11 +279,11 @@ where
     let resp = if request.uri().path() == CLIENT_PATH && (head_only || request.method() == Method::GET) {
         client_js()
     } else if let Some(root) = &site.static_root {
-        static_file(root, &request).await
+        Box::pin(static_file(root, &request)).await
     } else {
         not_found(&request)
     };
-    respond(&mut stream, resp, !head_only).await?;
+    Box::pin(respond(&mut stream, resp, !head_only)).await?;
     Ok(())
 }
 

@@ -48,10 +48,14 @@ async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, resp: &Response<Bytes>) 
     Ok(())
 }
 
-async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, reject: Reject) -> Result<(), HubError> {
+/// Answer a refused upgrade; the error to return (the refusal, or the I/O
+/// error that kept it from being written).
+async fn refuse<S: AsyncWrite + Unpin>(mut stream: S, reject: Reject) -> HubError {
     let status = reject.status();
-    respond(&mut stream, reject.response()).await?;
-    Err(HubError::Refused(status))
+    match respond(&mut stream, reject.response()).await {
+        Ok(()) => HubError::Refused(status),
+        Err(e) => e,
+    }
 }
 
 impl Hub {
@@ -118,7 +122,10 @@ impl Hub {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (request, leftover) = self.read_request(&mut stream).await?;
+        // Boxed here and below: a connection's task keeps the size of its
+        // largest state for its whole life, so what only the start needs
+        // (the head, the handshake, SSE's state) is not inline in it.
+        let (request, leftover) = Box::pin(self.read_request(&mut stream)).await?;
         match self.handle_request(stream, request, leftover, peer).await? {
             Handled::Done => Ok(()),
             Handled::NotMine { mut stream, .. } => {
@@ -214,7 +221,7 @@ impl Hub {
                 }
             };
             let last = creq.header("last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
-            crate::sse::serve(self, stream, room, last).await?;
+            Box::pin(crate::sse::serve(self, stream, room, last)).await?;
             return Ok(Handled::Done);
         }
         if get && !upgrade && s.metrics_path.as_deref() == Some(path) {
@@ -279,11 +286,30 @@ impl Hub {
 
     async fn upgrade<S>(
         &self,
-        mut stream: S,
+        stream: S,
         request: Request<()>,
         leftover: Bytes,
         peer: Option<SocketAddr>,
     ) -> Result<(), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // The handshake runs boxed and is freed (with the request it holds)
+        // before the connection runs.
+        let (ws, conn, meta, permit) = Box::pin(self.handshake(stream, request, leftover, peer)).await?;
+        crate::conn::run(self, ws, conn, meta, peer, permit).await;
+        Ok(())
+    }
+
+    /// Policies, the connect hook and the 101; the connection's id, metadata
+    /// and slot.
+    async fn handshake<S>(
+        &self,
+        mut stream: S,
+        request: Request<()>,
+        leftover: Bytes,
+        peer: Option<SocketAddr>,
+    ) -> Result<(wsx::WebSocket<S>, String, Value, Option<OwnedSemaphorePermit>), HubError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -299,12 +325,12 @@ impl Hub {
         let creq = ConnectRequest::new(upgrade.request().clone(), peer);
         let (meta, permit) = match self.admit(&creq) {
             Ok(x) => x,
-            Err(reject) => return refuse(stream, reject).await,
+            Err(reject) => return Err(refuse(stream, reject).await),
         };
         if !upgrade.protocols().iter().any(|p| p == SUBPROTOCOL) {
             Metrics::inc(&m.rejected_protocol);
             let msg = format!("this endpoint speaks the {SUBPROTOCOL} subprotocol: offer it in Sec-WebSocket-Protocol");
-            return refuse(stream, Reject::new(400, msg).header("sec-websocket-protocol", SUBPROTOCOL)).await;
+            return Err(refuse(stream, Reject::new(400, msg).header("sec-websocket-protocol", SUBPROTOCOL)).await);
         }
         let conn = format!("{}.{}", self.node_id(), self.next_seq());
         if let Some(hook) = &self.inner.on_connect {
@@ -313,7 +339,7 @@ impl Hub {
             let verdict = verdict.unwrap_or_else(|_| Err(Reject::new(503, "the connect hook timed out")));
             if let Err(reject) = verdict {
                 Metrics::inc(&m.rejected_hook);
-                return refuse(stream, reject).await;
+                return Err(refuse(stream, reject).await);
             }
         }
         let config = &self.inner.s.config;
@@ -324,7 +350,6 @@ impl Hub {
             Err(wsx::Error::Handshake(e)) => return Err(HubError::Refused(e.status())),
             Err(e) => return Err(e.into()),
         };
-        crate::conn::run(self, ws, conn, meta, peer, permit).await;
-        Ok(())
+        Ok((ws, conn, meta, permit))
     }
 }
