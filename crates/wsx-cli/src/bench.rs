@@ -474,19 +474,49 @@ async fn finish(mut ws: WebSocket<MaybeTlsStream>, stats: &mut ConnStats) {
 }
 
 /// Count one error on this connection and in the run's live total.
-fn count_error(plan: &Plan, stats: &mut ConnStats, kind: &str) {
-    stats.error(kind, 1);
-    plan.errors.fetch_add(1, Ordering::Relaxed);
+fn count_error(plan: &Plan, stats: &mut ConnStats, kind: &str, n: u64) {
+    stats.error(kind, n);
+    plan.errors.fetch_add(n, Ordering::Relaxed);
+}
+
+/// What a `recv` of a load loop gave.
+enum Received {
+    Echo(Message),
+    /// A control frame: nothing to count.
+    Other,
+    /// The connection ended (counted as an error).
+    End,
+}
+
+/// Sort what `recv` gave; an end of the connection is counted as an error.
+fn received(plan: &Plan, stats: &mut ConnStats, msg: Option<wsx::Result<Message>>) -> Received {
+    match msg {
+        Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => Received::Echo(m),
+        Some(Ok(Message::Close(_))) | None => {
+            count_error(plan, stats, "closed by the server", 1);
+            Received::End
+        }
+        Some(Ok(_)) => Received::Other,
+        Some(Err(e)) => {
+            count_error(plan, stats, &error_kind(&e), 1);
+            Received::End
+        }
+    }
+}
+
+/// The drain timeout passed with `n` echoes outstanding.
+fn count_lost(plan: &Plan, stats: &mut ConnStats, n: usize) {
+    count_error(plan, stats, "lost (no echo before the drain timeout)", n as u64);
 }
 
 /// One echo arrived: check it, time it, count it.
 fn on_echo(plan: &Plan, stats: &mut ConnStats, m: &Message, sent: Option<(u64, Instant)>, now: Instant) {
     let Some((seq, at)) = sent else {
-        count_error(plan, stats, "unexpected message");
+        count_error(plan, stats, "unexpected message", 1);
         return;
     };
     if let Err(kind) = plan.payload.check(m, seq) {
-        count_error(plan, stats, kind);
+        count_error(plan, stats, kind, 1);
     }
     stats.total += 1;
     plan.done.fetch_add(1, Ordering::Relaxed);
@@ -504,7 +534,7 @@ async fn closed_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan) -> ConnStat
     let mut seq = 0u64;
     for _ in 0..plan.depth {
         if let Err(e) = ws.feed(plan.payload.message(seq)).await {
-            stats.error(&error_kind(&e), 1);
+            count_error(plan, &mut stats, &error_kind(&e), 1);
             return stats;
         }
         inflight.push_back((seq, Instant::now()));
@@ -518,33 +548,25 @@ async fn closed_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan) -> ConnStat
             biased;
             m = ws.recv() => m,
             _ = &mut give_up => {
-                stats.error("lost (no echo before the drain timeout)", inflight.len() as u64);
-                plan.errors.fetch_add(inflight.len() as u64, Ordering::Relaxed);
+                count_lost(plan, &mut stats, inflight.len());
                 return stats;
             }
         };
         let now = Instant::now();
-        match msg {
-            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
+        match received(plan, &mut stats, msg) {
+            Received::Echo(m) => {
                 on_echo(plan, &mut stats, &m, inflight.pop_front(), now);
                 if now < plan.end {
                     if let Err(e) = ws.feed(plan.payload.message(seq)).await {
-                        stats.error(&error_kind(&e), 1);
+                        count_error(plan, &mut stats, &error_kind(&e), 1);
                         return stats;
                     }
                     inflight.push_back((seq, now));
                     seq += 1;
                 }
             }
-            Some(Ok(Message::Close(_))) | None => {
-                count_error(plan, &mut stats, "closed by the server");
-                return stats;
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                count_error(plan, &mut stats, &error_kind(&e));
-                return stats;
-            }
+            Received::Other => {}
+            Received::End => return stats,
         }
     }
     finish(ws, &mut stats).await;
@@ -572,19 +594,10 @@ async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Durat
             biased;
             msg = ws.recv() => {
                 let now = Instant::now();
-                match msg {
-                    Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => {
-                        on_echo(plan, &mut stats, &m, inflight.pop_front(), now)
-                    }
-                    Some(Ok(Message::Close(_))) | None => {
-                        count_error(plan, &mut stats, "closed by the server");
-                        return stats;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        count_error(plan, &mut stats, &error_kind(&e));
-                        return stats;
-                    }
+                match received(plan, &mut stats, msg) {
+                    Received::Echo(m) => on_echo(plan, &mut stats, &m, inflight.pop_front(), now),
+                    Received::Other => {}
+                    Received::End => return stats,
                 }
             }
             _ = &mut ticker, if sending => {
@@ -593,7 +606,7 @@ async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Durat
                 let now = Instant::now();
                 while next <= now && next < plan.end {
                     if let Err(e) = ws.feed(plan.payload.message(seq)).await {
-                        stats.error(&error_kind(&e), 1);
+                        count_error(plan, &mut stats, &error_kind(&e), 1);
                         return stats;
                     }
                     inflight.push_back((seq, next));
@@ -603,8 +616,7 @@ async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Durat
                 ticker.as_mut().reset(next);
             }
             _ = &mut give_up => {
-                stats.error("lost (no echo before the drain timeout)", inflight.len() as u64);
-                plan.errors.fetch_add(inflight.len() as u64, Ordering::Relaxed);
+                count_lost(plan, &mut stats, inflight.len());
                 return stats;
             }
         }
