@@ -438,18 +438,22 @@ async fn refuse_busy(mut tcp: TcpStream) {
 /// Being heard is a flag set per frame, so the data path reads no clock.
 #[derive(Debug, Clone, Copy)]
 struct Keepalive {
-    tick: Option<std::time::Duration>,
-    ping: bool,
+    /// Ping after this long without a frame (`None`: never).
+    ping: Option<std::time::Duration>,
+    /// Close after this long without a frame (`None`: never).
     idle: Option<std::time::Duration>,
 }
 
 impl Keepalive {
+    /// From the flags: 0 is off.
     fn new(ping: std::time::Duration, idle: std::time::Duration) -> Self {
-        let idle = (!idle.is_zero()).then_some(idle);
-        let ping_every = (!ping.is_zero()).then_some(ping);
-        // Without pings, check the idle timeout four times per period.
-        let tick = ping_every.or(idle.map(|d| d / 4));
-        Keepalive { tick, ping: ping_every.is_some(), idle }
+        Keepalive { ping: (!ping.is_zero()).then_some(ping), idle: (!idle.is_zero()).then_some(idle) }
+    }
+
+    /// The timer's period: the ping interval, or without pings a quarter
+    /// of the idle timeout; `None` when keepalive is off.
+    fn tick(self) -> Option<std::time::Duration> {
+        self.ping.or(self.idle.map(|d| d / 4))
     }
 
     fn start(self) -> KeepaliveState {
@@ -458,7 +462,7 @@ impl Keepalive {
             config: self,
             heard: false,
             last_heard: now,
-            timer: self.tick.map(|period| Box::pin(tokio::time::sleep_until(now + period))),
+            timer: self.tick().map(|period| Box::pin(tokio::time::sleep_until(now + period))),
         }
     }
 }
@@ -482,7 +486,7 @@ impl KeepaliveState {
     /// Wait for the next tick (forever when keepalive is off) and say what
     /// to do.
     async fn tick(&mut self) -> Tick {
-        let (Some(period), Some(timer)) = (self.config.tick, self.timer.as_mut()) else {
+        let (Some(period), Some(timer)) = (self.config.tick(), self.timer.as_mut()) else {
             return std::future::pending().await;
         };
         timer.as_mut().await;
@@ -494,7 +498,7 @@ impl KeepaliveState {
         }
         match self.config.idle {
             Some(idle) if now.duration_since(self.last_heard) >= idle => Tick::Idle,
-            _ if self.config.ping => Tick::Ping,
+            _ if self.config.ping.is_some() => Tick::Ping,
             _ => Tick::Nothing,
         }
     }
