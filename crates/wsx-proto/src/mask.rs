@@ -7,7 +7,7 @@
 //! intrinsics. The x86-64 baseline has only 16-byte SSE2 registers; on a CPU
 //! with AVX2 (detected once at run time, then a cached flag) the same loop
 //! compiled for AVX2 runs instead, with 32-byte registers: a third of the
-//! instructions per byte (callgrind: 0.235 → 0.08 instructions per byte).
+//! instructions per byte (callgrind of a 1 MiB echo: 0.235 → 0.086 per byte).
 
 /// Bytes processed per iteration of the wide loop.
 const BLOCK: usize = 64;
