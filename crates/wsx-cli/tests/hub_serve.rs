@@ -202,20 +202,8 @@ async fn hub_speaks_wss_with_the_tls_flags() {
     let cert = ca.server_cert(&["localhost"]);
     let dir = pki::TempDir::new();
     let (cert_path, key_path) = (dir.write("cert.pem", &cert.cert_pem), dir.write("key.pem", &cert.key_pem));
-    let mut child = common::wsx()
-        .args(["serve", "--hub", "--port", "0", "--threads", "1", "--tls-cert"])
-        .arg(&cert_path)
-        .arg("--tls-key")
-        .arg(&key_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
-    let addr = line.split_whitespace().find(|w| w.starts_with("wss://")).expect("a wss:// address").to_owned();
-    let url = format!("wss://localhost:{}/", addr.rsplit(':').next().unwrap());
-    let _server = Server { child, url: url.clone(), addr }; // killed on drop
+    let server = serve(&["--hub", "--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()]);
+    let url = server.url.clone();
     let config = wsx::Config::default().with_tls_config(ca.client_config());
     let (c, _events) = Client::builder(url).config(config).connect();
     let id = c.connected(WAIT).await.expect("the client connects over TLS");

@@ -1,11 +1,11 @@
 //! `wsx serve --tls-cert --tls-key` serves wss://, with certificates made at
 //! test time.
 
+mod common;
 #[path = "../../wsx/tests/support/pki.rs"]
 mod pki;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use wsx::Message;
 
 #[tokio::test]
@@ -15,21 +15,9 @@ async fn serve_with_tls_flags_speaks_wss() {
     let dir = pki::TempDir::new();
     let cert_path = dir.write("cert.pem", &cert.cert_pem);
     let key_path = dir.write("key.pem", &cert.key_pem);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wsx"))
-        .args(["serve", "--port", "0", "--threads", "1", "--tls-cert"])
-        .arg(&cert_path)
-        .arg("--tls-key")
-        .arg(&key_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split_whitespace().find(|w| w.starts_with("wss://")).expect("a wss:// address").to_owned();
-    let port = addr.rsplit(':').next().unwrap().trim_end_matches('/').to_owned();
+    let server = common::serve(&["--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()]);
     let config = wsx::Config::default().with_tls_config(ca.client_config());
-    let (mut ws, _) = wsx::connect_with(format!("wss://localhost:{port}/"), &config).await.unwrap();
+    let (mut ws, _) = wsx::connect_with(server.url.as_str(), &config).await.unwrap();
     ws.send(Message::text("over tls")).await.unwrap();
     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("over tls"));
     // A large message goes through the streaming echo in fragments.
@@ -37,10 +25,8 @@ async fn serve_with_tls_flags_speaks_wss() {
     ws.send(Message::binary(big.clone())).await.unwrap();
     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::binary(big));
     // A client that does not trust the certificate fails with a TLS error.
-    let err = wsx::connect(format!("wss://localhost:{port}/")).await.unwrap_err();
+    let err = wsx::connect(server.url.as_str()).await.unwrap_err();
     assert!(matches!(err, wsx::Error::Tls(_)), "{err}");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

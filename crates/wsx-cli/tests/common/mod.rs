@@ -29,7 +29,8 @@ impl Drop for Server {
 }
 
 /// Start `wsx serve --port 0 --threads 1 EXTRA...` and read its address
-/// from the first stdout line.
+/// from the first stdout line: `ws://ADDR`, or with the TLS flags
+/// `wss://localhost:PORT/` (the tests' certificates name localhost).
 pub fn serve(extra: &[&str]) -> Server {
     let mut child = wsx()
         .args(["serve", "--port", "0", "--threads", "1"])
@@ -40,8 +41,14 @@ pub fn serve(extra: &[&str]) -> Server {
         .expect("start wsx serve");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("ws://")).expect("address line").to_owned();
-    let addr = url.trim_start_matches("ws://").trim_end_matches('/').to_owned();
+    let printed = line.split_whitespace().find(|w| w.starts_with("ws://") || w.starts_with("wss://"));
+    let printed = printed.unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (scheme, rest) = printed.split_once("://").expect("a URL");
+    let addr = rest.trim_end_matches('/').to_owned();
+    let url = match scheme {
+        "wss" => format!("wss://localhost:{}/", addr.rsplit(':').next().expect("a port")),
+        _ => printed.to_owned(),
+    };
     Server { child, url, addr }
 }
 
