@@ -4,6 +4,11 @@
 //! "ready" line on stdout.
 
 use std::io::Write;
+
+// Every echo server links this library, so each gets the same allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 

@@ -141,14 +141,19 @@ struct MessageState {
     /// RSV1 was set on the first frame: the payload is DEFLATE data
     /// (RFC 7692 §6), inflated into the inflater's output buffer.
     compressed: bool,
-    /// Fragments received so far (empty for a single-frame message).
-    data: BytesMut,
-    /// Bytes received so far, all fragments.
-    size: usize,
+    /// Fragments received so far (none for a single-frame message). Boxed:
+    /// fragmented messages are rare, and this state is held by every
+    /// connection that is receiving.
+    data: Option<Box<BytesMut>>,
+    /// Bytes received so far, all fragments. u32 (this is held by every
+    /// connection that is receiving): at most `max_message_size`, which
+    /// is at most 4 GiB, checked before each frame is accepted.
+    size: u32,
     /// Some of it was handed out as chunks.
     started: bool,
-    /// Inflated bytes handed out as chunks (compressed messages).
-    delivered: usize,
+    /// Inflated bytes handed out as chunks (compressed messages): at most
+    /// `max_message_size`, so a u32.
+    delivered: u32,
     utf8: Utf8Validator,
 }
 
@@ -157,7 +162,12 @@ struct MessageState {
 /// payloads are coalesced.
 #[derive(Debug, Default)]
 struct OutQueue {
-    chunks: VecDeque<Bytes>,
+    /// Boxed and created on the first large payload: most connections
+    /// never queue one, and this queue is held by every connection (8
+    /// bytes instead of a `VecDeque`'s 32: the extra allocation is paid
+    /// once per busy period, the saving by every idle connection).
+    #[allow(clippy::box_collection)]
+    chunks: Option<Box<VecDeque<Bytes>>>,
     tail: BytesMut,
     len: usize,
 }
@@ -170,8 +180,9 @@ impl OutQueue {
         match owned {
             Some(bytes) if header.mask.is_none() && payload.len() > copy_threshold => {
                 self.tail.extend_from_slice(&hb[..n]);
-                self.chunks.push_back(self.tail.split().freeze());
-                self.chunks.push_back(bytes);
+                let chunks = self.chunks.get_or_insert_default();
+                chunks.push_back(self.tail.split().freeze());
+                chunks.push_back(bytes);
             }
             _ => {
                 self.tail.reserve(n + payload.len());
@@ -187,7 +198,7 @@ impl OutQueue {
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for c in &self.chunks {
+        for c in self.chunks.iter().flat_map(|c| c.iter()) {
             if n == dst.len() {
                 return n;
             }
@@ -204,10 +215,12 @@ impl OutQueue {
     fn advance(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
         while n > 0 {
-            match self.chunks.front_mut() {
+            match self.chunks.as_mut().and_then(|c| c.front_mut()) {
                 Some(c) if c.len() <= n => {
                     n -= c.len();
-                    self.chunks.pop_front();
+                    if let Some(c) = self.chunks.as_mut() {
+                        c.pop_front();
+                    }
                 }
                 Some(c) => {
                     c.advance(n);
@@ -321,7 +334,11 @@ impl Reader {
     /// Heap bytes held by the read side.
     pub fn buffer_capacity(&self) -> usize {
         self.rbuf.capacity()
-            + self.msg.as_ref().map_or(0, |m| m.data.capacity())
+            + self
+                .msg
+                .as_ref()
+                .and_then(|m| m.data.as_ref())
+                .map_or(0, |d| std::mem::size_of::<BytesMut>() + d.capacity())
             + self.inflater.as_ref().map_or(0, |i| i.out.capacity())
     }
 
@@ -407,7 +424,7 @@ impl Reader {
                         f.offset += avail as u32;
                         f.processed = 0;
                         self.frame = Some(f);
-                        m.size += avail;
+                        m.size += avail as u32;
                         let first = !m.started;
                         m.started = true;
                         return Ok(Some(Incoming::Chunk(Chunk { text: m.text, data, first, last: false })));
@@ -435,15 +452,16 @@ impl Reader {
         let Some(m) = self.msg.as_mut() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
-        m.size += payload.len();
+        m.size += payload.len() as u32;
         let data = if m.compressed {
             let Some(inflater) = self.inflater.as_mut() else {
                 return Err(ProtocolError::ReservedBits);
             };
-            let limit = self.config.max_message_size().saturating_sub(m.delivered);
+            let limit = self.config.max_message_size().saturating_sub(m.delivered as usize);
             let mut out = Vec::new();
             inflate_frame(inflater, m, &payload, f.fin, &mut out, limit)?;
-            m.delivered += out.len();
+            // At most `limit`: inflate_frame fails past it.
+            m.delivered += out.len() as u32;
             Bytes::from(out)
         } else {
             payload
@@ -512,7 +530,7 @@ impl Reader {
                         compressed,
                         started: false,
                         delivered: 0,
-                        data: BytesMut::new(),
+                        data: None,
                         size: 0,
                         utf8: Utf8Validator::new(),
                     });
@@ -559,7 +577,7 @@ impl Reader {
                 let Some(m) = self.msg.as_mut() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                m.size += payload.len();
+                m.size += payload.len() as u32;
                 if m.compressed {
                     let Some(inflater) = self.inflater.as_mut() else {
                         return Err(ProtocolError::ReservedBits);
@@ -575,14 +593,16 @@ impl Reader {
                     return self.finish_message(data).map(Some);
                 }
                 if !f.fin {
-                    m.data.extend_from_slice(&payload);
+                    m.data.get_or_insert_default().extend_from_slice(&payload);
                     return Ok(None);
                 }
-                let data = if m.data.is_empty() {
-                    payload
-                } else {
-                    m.data.extend_from_slice(&payload);
-                    std::mem::take(&mut m.data).freeze()
+                let data = match m.data.take() {
+                    None => payload,
+                    Some(gathered) => {
+                        let mut gathered = *gathered;
+                        gathered.extend_from_slice(&payload);
+                        gathered.freeze()
+                    }
                 };
                 self.finish_message(data).map(Some)
             }
@@ -938,22 +958,25 @@ impl Writer {
             if self.out.tail.capacity() > 0 {
                 self.out.tail = BytesMut::new();
             }
-            if self.out.chunks.capacity() > 0 {
-                self.out.chunks = VecDeque::new();
-            }
+            self.out.chunks = None;
         }
     }
 
     /// Heap bytes held by the write side.
     pub fn buffer_capacity(&self) -> usize {
-        self.out.tail.capacity() + self.out.chunks.capacity() * std::mem::size_of::<Bytes>()
+        self.out.tail.capacity()
+            + self
+                .out
+                .chunks
+                .as_ref()
+                .map_or(0, |c| std::mem::size_of::<VecDeque<Bytes>>() + c.capacity() * std::mem::size_of::<Bytes>())
     }
 
     /// Take all queued bytes as one buffer (for tests and simple transports).
     pub fn take_output(&mut self) -> Vec<u8> {
         self.flush_pong();
         let mut v = Vec::with_capacity(self.out.len);
-        for c in &self.out.chunks {
+        for c in self.out.chunks.iter().flat_map(|c| c.iter()) {
             v.extend_from_slice(c);
         }
         v.extend_from_slice(&self.out.tail);

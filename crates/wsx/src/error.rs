@@ -41,12 +41,14 @@ pub enum Error {
     #[error("invalid URL: {0}")]
     Url(String),
     /// TLS failed: the handshake (untrusted certificate, wrong name...) or
-    /// the TLS configuration.
+    /// the TLS configuration. Boxed, as `Proxy`: both are rare and large,
+    /// and every `Result` of this crate (and so every future awaiting one,
+    /// such as a connection's task) is as large as the largest variant.
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(Box<crate::tls::TlsError>),
     /// The proxy could not open a tunnel to the server.
     #[error("proxy: {0}")]
-    Proxy(#[from] crate::proxy::ProxyError),
+    Proxy(Box<crate::proxy::ProxyError>),
     /// The HTTP server could not hand the connection over after the 101
     /// response (hyper upgrades).
     #[cfg(feature = "hyper")]
@@ -54,5 +56,28 @@ pub enum Error {
     Upgrade(#[from] crate::upgrade::UpgradeError),
 }
 
+impl From<crate::tls::TlsError> for Error {
+    fn from(e: crate::tls::TlsError) -> Self {
+        Error::Tls(Box::new(e))
+    }
+}
+
+impl From<crate::proxy::ProxyError> for Error {
+    fn from(e: crate::proxy::ProxyError) -> Self {
+        Error::Proxy(Box::new(e))
+    }
+}
+
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    /// Every `Result<T>` of the crate is at least this large, and so is
+    /// every future that holds one across an await (a connection's task
+    /// holds `recv`'s result): large variants are boxed.
+    #[test]
+    fn the_error_stays_small() {
+        assert!(std::mem::size_of::<super::Error>() <= 40, "{}", std::mem::size_of::<super::Error>());
+    }
+}

@@ -59,9 +59,16 @@ struct RecvCore {
     /// Milliseconds (u32: held by every connection).
     close_timeout_ms: u32,
     phase: Phase,
+    /// The close timer and the error to return once the connection is
+    /// closed: created when the closing handshake starts, boxed because
+    /// every open connection holds this field.
+    closing: Option<Box<Closing>>,
+}
+
+#[derive(Debug, Default)]
+struct Closing {
     timer: Option<Pin<Box<Sleep>>>,
-    // Boxed: the error type is large and this is held by every connection.
-    pending_error: Option<Box<Error>>,
+    error: Option<Error>,
 }
 
 impl RecvCore {
@@ -71,14 +78,24 @@ impl RecvCore {
             role,
             close_timeout_ms: u32::try_from(config.close_timeout().as_millis()).unwrap_or(u32::MAX),
             phase: Phase::Open,
-            timer: None,
-            pending_error: None,
+            closing: None,
         }
     }
 
     fn start_timer(&mut self) {
-        if self.timer.is_none() {
-            self.timer = Some(Box::pin(tokio::time::sleep(Duration::from_millis(self.close_timeout_ms.into()))));
+        let closing = self.closing.get_or_insert_default();
+        if closing.timer.is_none() {
+            closing.timer = Some(Box::pin(tokio::time::sleep(Duration::from_millis(self.close_timeout_ms.into()))));
+        }
+    }
+
+    fn timer(&mut self) -> Option<&mut Pin<Box<Sleep>>> {
+        self.closing.as_mut().and_then(|c| c.timer.as_mut())
+    }
+
+    fn stop_timer(&mut self) {
+        if let Some(c) = self.closing.as_mut() {
+            c.timer = None;
         }
     }
 
@@ -110,7 +127,7 @@ impl RecvCore {
         loop {
             match self.phase {
                 Phase::Open => {}
-                Phase::Done => return Poll::Ready(self.pending_error.take().map(|e| Err(*e))),
+                Phase::Done => return Poll::Ready(self.closing.as_mut().and_then(|c| c.error.take()).map(Err)),
                 _ => {
                     ready!(self.poll_finish(io, cx));
                     continue;
@@ -140,7 +157,7 @@ impl RecvCore {
                 Err(e) => {
                     tracing::debug!(error = %e, code = %e.close_code(), "failing the connection");
                     io.with_writer(|w| w.fail(&e));
-                    self.pending_error = Some(Box::new(e.into()));
+                    self.closing.get_or_insert_default().error = Some(e.into());
                     self.enter_finish();
                     continue;
                 }
@@ -158,7 +175,7 @@ impl RecvCore {
                         Ok(()) => self.enter_finish(),
                         Err(e) => {
                             self.phase = Phase::Done;
-                            self.timer = None;
+                            self.stop_timer();
                             return Poll::Ready(Some(Err(e.into())));
                         }
                     }
@@ -166,17 +183,17 @@ impl RecvCore {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
                     self.phase = Phase::Done;
-                    self.timer = None;
+                    self.stop_timer();
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Pending => {
-                    if self.timer.is_none() && io.close_sent() {
+                    if io.close_sent() {
                         self.start_timer();
                     }
-                    if let Some(t) = self.timer.as_mut() {
+                    if let Some(t) = self.timer() {
                         if t.as_mut().poll(cx).is_ready() {
                             self.phase = Phase::Done;
-                            self.timer = None;
+                            self.stop_timer();
                             return Poll::Ready(Some(Err(Error::CloseTimeout)));
                         }
                     }
@@ -193,7 +210,7 @@ impl RecvCore {
     fn poll_finish<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<()> {
         let closes_first = self.role == Role::Server || io.with_writer(|w| w.close_state()) == CloseState::Failed;
         loop {
-            if let Some(t) = self.timer.as_mut() {
+            if let Some(t) = self.timer() {
                 if t.as_mut().poll(cx).is_ready() {
                     self.phase = Phase::Done;
                 }
@@ -213,7 +230,7 @@ impl RecvCore {
                 }
                 Phase::Open | Phase::Done => {
                     self.phase = Phase::Done;
-                    self.timer = None;
+                    self.stop_timer();
                     self.reader.stop();
                     io.with_writer(|w| w.shrink_idle());
                     return Poll::Ready(());
@@ -423,7 +440,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// flush, the next `send`, or when `recv` waits for input). Waits only
     /// when the queue is over its high-water mark.
     pub fn feed(&mut self, msg: impl Into<Message>) -> Feed<'_, S> {
-        Feed { ws: self, msg: Some(msg.into()) }
+        Feed { ws: self, item: Some(Queued::Message(msg.into())) }
     }
 
     /// Write everything queued.
@@ -439,10 +456,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Queue a text or binary message uncompressed even when
     /// permessage-deflate is on (for data that does not compress).
-    pub async fn feed_uncompressed(&mut self, msg: impl Into<Message>) -> Result<()> {
-        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        self.io.writer.send_uncompressed(msg.into())?;
-        Ok(())
+    pub fn feed_uncompressed(&mut self, msg: impl Into<Message>) -> Feed<'_, S> {
+        Feed { ws: self, item: Some(Queued::Uncompressed(msg.into())) }
     }
 
     /// Send a ping (at most 125 bytes).
@@ -452,10 +467,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Send a fragment of a data message (see
     /// [`wsx_proto::Writer::send_fragment`]) without flushing.
-    pub async fn feed_fragment(&mut self, text: bool, payload: bytes::Bytes, fin: bool) -> Result<()> {
-        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        self.io.writer.send_fragment(text, payload, fin)?;
-        Ok(())
+    pub fn feed_fragment(&mut self, text: bool, payload: bytes::Bytes, fin: bool) -> Feed<'_, S> {
+        Feed { ws: self, item: Some(Queued::Fragment { payload, text, fin }) }
     }
 
     /// Start the closing handshake with `code` and `reason` and flush. Keep
@@ -469,13 +482,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
-/// The future of [`WebSocket::feed`]: small (a reference and the message),
-/// since it sits in the caller's task.
+/// The future of [`WebSocket::feed`], [`WebSocket::feed_fragment`] and
+/// [`WebSocket::feed_uncompressed`]: small (a reference and what to queue),
+/// since it sits in the caller's task, and every byte of a connection's
+/// task is held by every idle connection.
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Feed<'a, S> {
     ws: &'a mut WebSocket<S>,
-    msg: Option<Message>,
+    item: Option<Queued>,
+}
+
+#[derive(Debug)]
+enum Queued {
+    Message(Message),
+    Uncompressed(Message),
+    Fragment { payload: bytes::Bytes, text: bool, fin: bool },
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Feed<'_, S> {
@@ -483,10 +505,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Feed<'_, S> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = &mut *self;
         ready!(this.ws.poll_ready_inner(cx))?;
-        match this.msg.take() {
-            Some(m) => Poll::Ready(this.ws.queue(m)),
-            None => Poll::Ready(Ok(())),
-        }
+        Poll::Ready(match this.item.take() {
+            Some(Queued::Message(m)) => this.ws.queue(m),
+            Some(Queued::Uncompressed(m)) => this.ws.io.writer.send_uncompressed(m).map_err(Into::into),
+            Some(Queued::Fragment { payload, text, fin }) => {
+                this.ws.io.writer.send_fragment(text, payload, fin).map_err(Into::into)
+            }
+            None => Ok(()),
+        })
     }
 }
 

@@ -210,7 +210,7 @@ async fn http_proxy_wrong_or_missing_credentials_get_407() {
     for url in [format!("http://alice:badpass@{proxy}"), format!("http://{proxy}")] {
         let err = within(wsx::connect_with(format!("ws://{server}/"), &proxy_config(&url))).await.unwrap_err();
         assert!(
-            matches!(&err, Error::Proxy(ProxyError::HttpStatus(s)) if *s == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED),
+            matches!(proxy_err(&err), ProxyError::HttpStatus(s) if *s == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED),
             "{err:?}"
         );
         let msg = err.to_string();
@@ -227,7 +227,7 @@ async fn http_proxy_cannot_reach_the_server() {
     let err = within(wsx::connect_with(format!("ws://{closed}/"), &proxy_config(&format!("http://{proxy}"))))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Proxy(ProxyError::HttpStatus(s)) if s.as_u16() == 502), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::HttpStatus(s) if s.as_u16() == 502), "{err:?}");
 }
 
 #[tokio::test]
@@ -274,13 +274,13 @@ async fn socks5_username_and_password() {
         within(wsx::connect_with(format!("ws://{server}/"), &proxy_config(&format!("socks5://bob:nope@{proxy}"))))
             .await
             .unwrap_err();
-    assert!(matches!(err, Error::Proxy(ProxyError::AuthFailed)), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::AuthFailed), "{err:?}");
     assert!(err.to_string().contains("rejected the username or password"), "{err}");
 
     let err = within(wsx::connect_with(format!("ws://{server}/"), &proxy_config(&format!("socks5://{proxy}"))))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Proxy(ProxyError::NoAcceptableAuth(_))), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::NoAcceptableAuth(_)), "{err:?}");
 }
 
 /// socks5 resolves the name in the client (the proxy sees an address),
@@ -306,7 +306,7 @@ async fn socks5_proxy_cannot_reach_the_server() {
     let err = within(wsx::connect_with(format!("ws://{closed}/"), &proxy_config(&format!("socks5://{proxy}"))))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Proxy(ProxyError::SocksRefused(5))), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::SocksRefused(5)), "{err:?}");
     assert!(err.to_string().contains("connection refused"), "{err}");
 }
 
@@ -317,7 +317,7 @@ async fn unreachable_proxy_is_a_proxy_connect_error() {
     let err = within(wsx::connect_with("ws://127.0.0.1:9/", &proxy_config(&format!("socks5://u:pw@{closed}"))))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::Proxy(ProxyError::Connect { .. })), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::Connect { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(&format!("cannot connect to proxy socks5://u@{closed}")), "{msg}");
 }
@@ -333,7 +333,7 @@ async fn not_a_proxy() {
     });
     let err =
         within(wsx::connect_with("ws://127.0.0.1:9/", &proxy_config(&format!("socks5://{addr}")))).await.unwrap_err();
-    assert!(matches!(err, Error::Proxy(ProxyError::InvalidReply(_))), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::InvalidReply(_)), "{err:?}");
 }
 
 // ------------------------------------------------------------- environment
@@ -380,5 +380,13 @@ async fn invalid_proxy_url_in_the_environment() {
     let err = within(wsx::connect_with("wss://127.0.0.1:9/", &env(vec![("https_proxy", "ftp://x:1".into())])))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Proxy(ProxyError::UnsupportedScheme(_))), "{err:?}");
+    assert!(matches!(proxy_err(&err), ProxyError::UnsupportedScheme(_)), "{err:?}");
+}
+
+/// The proxy error inside a `wsx::Error` (boxed there).
+fn proxy_err(err: &Error) -> &ProxyError {
+    match err {
+        Error::Proxy(p) => p,
+        other => panic!("expected a proxy error, got {other:?}"),
+    }
 }

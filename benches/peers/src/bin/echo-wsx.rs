@@ -19,30 +19,40 @@ fn main() {
                 let mut ws = wsx::accept(tcp).await?;
                 let mut pending = BytesMut::new();
                 let mut forwarding = false;
-                while let Some(incoming) = ws.recv_chunk().await {
-                    let Incoming::Chunk(c) = incoming? else { continue };
-                    if c.first {
+                loop {
+                    // Taken apart at once: what is held across an await is
+                    // part of every idle connection's task.
+                    let Chunk { text, data, first, last } = match ws.recv_chunk().await {
+                        Some(Ok(Incoming::Chunk(c))) => c,
+                        Some(Ok(_)) => continue,
+                        Some(Err(e)) => return Err(e),
+                        None => return Ok(()),
+                    };
+                    if first {
                         pending.clear();
                         forwarding = false;
                     }
-                    let data = if pending.is_empty() && (c.last || c.data.len() >= FORWARD_AT) {
-                        c.data
+                    let data = if pending.is_empty() && (last || data.len() >= FORWARD_AT) {
+                        data
                     } else {
-                        pending.extend_from_slice(&c.data);
-                        if !c.last && pending.len() < FORWARD_AT {
+                        pending.extend_from_slice(&data);
+                        if !last && pending.len() < FORWARD_AT {
                             continue;
                         }
                         pending.split().freeze()
                     };
-                    if c.last && !forwarding {
-                        let whole = Chunk { text: c.text, data, first: true, last: true };
-                        ws.feed(whole.into_message()).await?;
-                    } else {
-                        forwarding = !c.last;
-                        ws.feed_fragment(c.text, data, c.last).await?;
+                    if last && pending.capacity() > 0 {
+                        // After a large message: hold no buffer while idle.
+                        pending = BytesMut::new();
                     }
+                    let feed = if last && !forwarding {
+                        ws.feed(Chunk { text, data, first: true, last: true }.into_message())
+                    } else {
+                        forwarding = !last;
+                        ws.feed_fragment(text, data, last)
+                    };
+                    feed.await?;
                 }
-                Ok::<_, wsx::Error>(())
             });
         }
     })
