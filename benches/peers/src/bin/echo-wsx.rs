@@ -14,9 +14,12 @@ const FORWARD_AT: usize = 64 << 10;
 fn main() {
     wsx_peers::run(|listener| async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            // The (boxed) handshake is made outside the task: what the task
+            // captures stays in it for its whole life.
+            let handshake = wsx::accept(tcp);
             tokio::spawn(async move {
-                let _ = tcp.set_nodelay(true);
-                let mut ws = wsx::accept(tcp).await?;
+                let mut ws = handshake.await?;
                 let mut pending = BytesMut::new();
                 let mut forwarding = false;
                 loop {
