@@ -30,6 +30,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use wsx::proto::Incoming;
 use wsx::{CloseCode, MaybeTlsStream, Message, Utf8Bytes, WebSocket};
 
 const AFTER_HELP: &str = "\
@@ -160,24 +161,39 @@ impl Payload {
         }
     }
 
-    /// What is wrong with an echo of message `seq`, if anything.
-    fn check(&self, m: &Message, seq: u64) -> Result<(), &'static str> {
-        if m.is_text() != self.text {
-            return Err("wrong message type");
-        }
-        let b = m.as_bytes();
-        if b.len() != self.pattern.len() {
+    /// What is wrong with `part`, the bytes at `offset` of an echo of
+    /// message `seq`, if anything: echoes are checked piece by piece as
+    /// they arrive, never reassembled.
+    fn check_part(&self, part: &[u8], offset: usize, seq: u64) -> Result<(), &'static str> {
+        let end = offset + part.len();
+        if end > self.pattern.len() {
             return Err("wrong length");
         }
         let n = self.header_len();
-        if b[..n] != self.header(seq)[HEADER - n..] {
-            return Err("out of order or corrupt header");
+        if offset < n {
+            let h = end.min(n);
+            if part[..h - offset] != self.header(seq)[HEADER - n + offset..HEADER - n + h] {
+                return Err("out of order or corrupt header");
+            }
         }
-        if b[n..] != self.pattern[n..] {
+        let from = offset.max(n);
+        if from < end && part[from - offset..] != self.pattern[from..end] {
             return Err("corrupt payload");
         }
         Ok(())
     }
+}
+
+/// The echo being received, checked chunk by chunk (the streaming
+/// receive): an echo that comes back in fragments is not copied together,
+/// so a server that forwards large messages as they arrive does not make
+/// the load generator the bottleneck.
+#[derive(Default)]
+struct EchoCheck {
+    /// Bytes of the current echo checked so far.
+    offset: usize,
+    /// The first thing found wrong with it.
+    fault: Option<&'static str>,
 }
 
 // ------------------------------------------------------------------ report
@@ -479,24 +495,53 @@ fn count_error(plan: &Plan, stats: &mut ConnStats, kind: &str, n: u64) {
     plan.errors.fetch_add(n, Ordering::Relaxed);
 }
 
-/// What a `recv` of a load loop gave.
+/// What a `recv_chunk` of a load loop gave.
 enum Received {
-    Echo(Message),
-    /// A control frame: nothing to count.
+    /// The last chunk of an echo: whether it was intact.
+    Echo(Result<(), &'static str>),
+    /// A chunk before the last, or a control frame: nothing to count yet.
     Other,
     /// The connection ended (counted as an error).
     End,
 }
 
-/// Sort what `recv` gave; an end of the connection is counted as an error.
-fn received(plan: &Plan, stats: &mut ConnStats, msg: Option<wsx::Result<Message>>) -> Received {
-    match msg {
-        Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => Received::Echo(m),
-        Some(Ok(Message::Close(_))) | None => {
+/// Sort what `recv_chunk` gave, checking an echo's chunks against message
+/// `expected` (the oldest in flight); an end of the connection is counted
+/// as an error.
+fn received(
+    plan: &Plan,
+    stats: &mut ConnStats,
+    echo: &mut EchoCheck,
+    incoming: Option<wsx::Result<Incoming>>,
+    expected: Option<u64>,
+) -> Received {
+    match incoming {
+        Some(Ok(Incoming::Chunk(c))) => {
+            if c.first {
+                *echo = EchoCheck::default();
+                if c.text != plan.payload.text {
+                    echo.fault = Some("wrong message type");
+                }
+            }
+            if echo.fault.is_none() {
+                if let Some(seq) = expected {
+                    echo.fault = plan.payload.check_part(&c.data, echo.offset, seq).err();
+                }
+            }
+            echo.offset += c.data.len();
+            if !c.last {
+                return Received::Other;
+            }
+            if echo.fault.is_none() && echo.offset != plan.payload.pattern.len() {
+                echo.fault = Some("wrong length");
+            }
+            Received::Echo(echo.fault.map_or(Ok(()), Err))
+        }
+        Some(Ok(Incoming::Message(Message::Close(_)))) | None => {
             count_error(plan, stats, "closed by the server", 1);
             Received::End
         }
-        Some(Ok(_)) => Received::Other,
+        Some(Ok(Incoming::Message(_))) => Received::Other,
         Some(Err(e)) => {
             count_error(plan, stats, &error_kind(&e), 1);
             Received::End
@@ -510,12 +555,18 @@ fn count_lost(plan: &Plan, stats: &mut ConnStats, n: usize) {
 }
 
 /// One echo arrived: check it, time it, count it.
-fn on_echo(plan: &Plan, stats: &mut ConnStats, m: &Message, sent: Option<(u64, Instant)>, now: Instant) {
-    let Some((seq, at)) = sent else {
+fn on_echo(
+    plan: &Plan,
+    stats: &mut ConnStats,
+    verdict: Result<(), &'static str>,
+    sent: Option<(u64, Instant)>,
+    now: Instant,
+) {
+    let Some((_, at)) = sent else {
         count_error(plan, stats, "unexpected message", 1);
         return;
     };
-    if let Err(kind) = plan.payload.check(m, seq) {
+    if let Err(kind) = verdict {
         count_error(plan, stats, kind, 1);
     }
     stats.total += 1;
@@ -530,6 +581,7 @@ fn on_echo(plan: &Plan, stats: &mut ConnStats, m: &Message, sent: Option<(u64, I
 /// echoes and close.
 async fn closed_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan) -> ConnStats {
     let mut stats = ConnStats::new();
+    let mut echo = EchoCheck::default();
     let mut inflight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(plan.depth);
     let mut seq = 0u64;
     for _ in 0..plan.depth {
@@ -543,19 +595,19 @@ async fn closed_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan) -> ConnStat
     let give_up = tokio::time::sleep_until(plan.end + plan.drain);
     tokio::pin!(give_up);
     while !inflight.is_empty() {
-        // `recv` writes what `feed` queued before it waits.
-        let msg = tokio::select! {
+        // `recv_chunk` writes what `feed` queued before it waits.
+        let incoming = tokio::select! {
             biased;
-            m = ws.recv() => m,
+            i = ws.recv_chunk() => i,
             _ = &mut give_up => {
                 count_lost(plan, &mut stats, inflight.len());
                 return stats;
             }
         };
-        let now = Instant::now();
-        match received(plan, &mut stats, msg) {
-            Received::Echo(m) => {
-                on_echo(plan, &mut stats, &m, inflight.pop_front(), now);
+        match received(plan, &mut stats, &mut echo, incoming, inflight.front().map(|f| f.0)) {
+            Received::Echo(verdict) => {
+                let now = Instant::now();
+                on_echo(plan, &mut stats, verdict, inflight.pop_front(), now);
                 if now < plan.end {
                     if let Err(e) = ws.feed(plan.payload.message(seq)).await {
                         count_error(plan, &mut stats, &error_kind(&e), 1);
@@ -577,6 +629,7 @@ async fn closed_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan) -> ConnStat
 /// end, whatever the echoes do; latency counts from the intended time.
 async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Duration) -> ConnStats {
     let mut stats = ConnStats::new();
+    let mut echo = EchoCheck::default();
     let interval = plan.interval.unwrap_or(Duration::from_millis(1));
     let mut inflight: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut seq = 0u64;
@@ -592,10 +645,9 @@ async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Durat
         }
         tokio::select! {
             biased;
-            msg = ws.recv() => {
-                let now = Instant::now();
-                match received(plan, &mut stats, msg) {
-                    Received::Echo(m) => on_echo(plan, &mut stats, &m, inflight.pop_front(), now),
+            incoming = ws.recv_chunk() => {
+                match received(plan, &mut stats, &mut echo, incoming, inflight.front().map(|f| f.0)) {
+                    Received::Echo(verdict) => on_echo(plan, &mut stats, verdict, inflight.pop_front(), Instant::now()),
                     Received::Other => {}
                     Received::End => return stats,
                 }
@@ -766,4 +818,55 @@ async fn idle(args: BenchArgs, n: usize) -> Result<u8, Failure> {
         _ = async { while set.join_next().await.is_some() {} } => true,
     };
     Ok(if failed.is_empty() && !closed_early { status::OK } else { status::ABNORMAL })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Message `seq` checked in pieces split at every pair of positions.
+    fn check_split(p: &Payload, bytes: &[u8], seq: u64) -> Result<(), &'static str> {
+        for a in 0..=bytes.len() {
+            for b in a..=bytes.len() {
+                for (part, offset) in [(&bytes[..a], 0), (&bytes[a..b], a), (&bytes[b..], b)] {
+                    p.check_part(part, offset, seq)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_intact_echo_passes_however_it_is_split() {
+        for (size, text) in [(0, false), (5, true), (20, false), (40, true)] {
+            let p = Payload::new(size, text);
+            let m = p.message(0x1234_5678_9abc_def0);
+            assert_eq!(check_split(&p, m.as_bytes(), 0x1234_5678_9abc_def0), Ok(()), "size {size}");
+        }
+    }
+
+    #[test]
+    fn every_corrupted_byte_is_found_in_any_piece() {
+        let p = Payload::new(40, false);
+        let seq = 77;
+        let good = p.message(seq).as_bytes().to_vec();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x20;
+            for cut in 0..=bad.len() {
+                let first = p.check_part(&bad[..cut], 0, seq);
+                let second = p.check_part(&bad[cut..], cut, seq);
+                let want = if i < HEADER { "out of order or corrupt header" } else { "corrupt payload" };
+                assert_eq!(first.and(second), Err(want), "byte {i}, cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn another_sequence_number_or_extra_bytes_are_errors() {
+        let p = Payload::new(20, true);
+        let m = p.message(8);
+        assert_eq!(p.check_part(m.as_bytes(), 0, 9), Err("out of order or corrupt header"));
+        assert_eq!(p.check_part(b"x", 20, 8), Err("wrong length"));
+    }
 }

@@ -10,6 +10,7 @@
 use crate::{io_phrase, seconds, Failure};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
+use futures_util::future::Either;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use std::io::Write;
@@ -257,24 +258,22 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let shared = shared.clone();
-                    let stop = stop_rx.clone();
                     // The slot is taken here, before a byte is read, so that
                     // handshakes in progress count against --max-connections.
                     let permit = match &shared.slots {
                         None => Ok(None),
                         Some(slots) => slots.clone().try_acquire_owned().map(Some),
                     };
-                    tasks.spawn(async move {
-                        let Ok(_permit) = permit else {
-                            // Boxed: its 4 KiB drain buffer is not part of
-                            // every connection's task.
-                            return Box::pin(refuse_busy(tcp)).await;
-                        };
-                        if let Err(e) = handle(tcp, &shared, stop).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    match permit {
+                        // A task of its own (sized for its 4 KiB drain
+                        // buffer), which lives about a second.
+                        Err(_) => {
+                            tasks.spawn(refuse_busy(tcp));
                         }
-                    });
+                        Ok(permit) => {
+                            tasks.spawn(connection(tcp, peer, shared.clone(), stop_rx.clone(), permit));
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -319,42 +318,90 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Bytes> {
     r
 }
 
-/// One TCP connection: read the request head, then serve a file, refuse,
-/// or upgrade and run the echo / broadcast loop.
+/// One TCP connection's task: read the request head, then serve a file,
+/// refuse, or upgrade and run the echo / broadcast loop.
 ///
-/// A connection's task lives as long as the connection, and its size is
-/// that of its largest state, so what only the start needs (the TLS
-/// handshake, the request, static files, the 101) runs in boxed futures
-/// that are freed once the connection is upgraded: an idle plain
-/// connection's task holds the echo loop and little else (13.6 KiB of RSS
-/// per idle connection before, measured with `wsx bench --idle 10000`).
-async fn handle(tcp: TcpStream, shared: &Shared, stop: watch::Receiver<bool>) -> wsx::Result<()> {
-    tcp.set_nodelay(true)?;
-    match &shared.tls {
-        Some(acceptor) => {
-            let tls = Box::pin(tokio::time::timeout(shared.config.handshake_timeout(), acceptor.accept(tcp)))
-                .await
-                .map_err(|_| wsx::Error::HandshakeTimeout)??;
-            // The TLS state is large: boxed, so that plain connections'
-            // tasks are not sized for it.
-            Box::pin(handle_stream(tls, shared, stop)).await
+/// A task lives as long as its connection, and its size is that of its
+/// largest state plus everything its async block captured (captures stay
+/// for the task's whole life). So everything up to the upgrade (the TLS
+/// handshake, the request, static files, the 101) runs in one boxed future
+/// made here, which the socket goes into and which is freed once the
+/// connection is upgraded; the task captures only what the connection
+/// needs to its end (the slot, the shutdown signal, the peer for the log).
+/// An idle plain connection's task holds the echo loop and little else
+/// (13.6 KiB of RSS per idle connection when the task carried the
+/// handshake and TLS states, 2.6 KiB while the loop sat under three nested
+/// `async fn`s that each kept their arguments twice; `wsx bench --idle`).
+fn connection(
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> impl std::future::Future<Output = ()> {
+    let keepalive = shared.keepalive;
+    let opening = Box::pin(open(tcp, shared));
+    async move {
+        // The loop's future is made in a `let` (the matched value is gone
+        // at its end) and then awaited: a value matched in place around
+        // the await would stay in the task beside the loop for its life.
+        let looping = match opening.await {
+            Ok(Some(upgraded)) => run_upgraded(upgraded, stop, keepalive),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                return;
+            }
+        };
+        if let Err(e) = looping.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
-        None => handle_stream(tcp, shared, stop).await,
+        drop(permit);
     }
 }
 
-/// The connection after TCP (and TLS): HTTP, then WebSocket.
-async fn handle_stream<S: AsyncRead + AsyncWrite + Unpin>(
-    tcp: S,
-    shared: &Shared,
+type ServerTls = wsx::tls::tokio_rustls::server::TlsStream<TcpStream>;
+
+/// An upgraded connection and, with --broadcast, its subscription.
+// Plain is the large variant on purpose: it is moved once, into the loop.
+#[allow(clippy::large_enum_variant)]
+enum Upgraded {
+    Plain(WebSocket<TcpStream>, Option<Subscription>),
+    /// Boxed: the TLS state is large, and plain connections' tasks are
+    /// not sized for it.
+    Tls(Box<WebSocket<ServerTls>>, Option<Subscription>),
+}
+
+/// The loop of an upgraded connection: the echo inline (the common case,
+/// whose state is the task's), the others boxed. Not an async fn: its
+/// future is the loop's own, without a copy of `upgraded` beside it.
+fn run_upgraded(
+    upgraded: Upgraded,
     stop: watch::Receiver<bool>,
-) -> wsx::Result<()> {
-    let Some((ws, subscription)) = Box::pin(upgrade(tcp, shared)).await? else {
-        return Ok(());
-    };
-    match subscription {
-        Some((tx, rx)) => Box::pin(broadcast_loop(ws, tx, rx, stop, shared.keepalive)).await,
-        None => echo(ws, stop, shared.keepalive).await,
+    keepalive: Keepalive,
+) -> Either<impl std::future::Future<Output = wsx::Result<()>>, BoxedLoop> {
+    match upgraded {
+        Upgraded::Plain(ws, None) => Either::Left(echo(ws, stop, keepalive)),
+        Upgraded::Plain(ws, Some((tx, rx))) => Either::Right(Box::pin(broadcast_loop(ws, tx, rx, stop, keepalive))),
+        Upgraded::Tls(ws, None) => Either::Right(Box::pin(echo(*ws, stop, keepalive))),
+        Upgraded::Tls(ws, Some((tx, rx))) => Either::Right(Box::pin(broadcast_loop(*ws, tx, rx, stop, keepalive))),
+    }
+}
+
+type BoxedLoop = std::pin::Pin<Box<dyn std::future::Future<Output = wsx::Result<()>> + Send>>;
+
+/// Everything up to the upgrade: TLS, the request head, then a static
+/// file or a refusal (`None`), or the upgraded connection.
+async fn open(tcp: TcpStream, shared: Arc<Shared>) -> wsx::Result<Option<Upgraded>> {
+    tcp.set_nodelay(true)?;
+    match &shared.tls {
+        Some(acceptor) => {
+            let tls = tokio::time::timeout(shared.config.handshake_timeout(), acceptor.accept(tcp))
+                .await
+                .map_err(|_| wsx::Error::HandshakeTimeout)??;
+            Ok(upgrade(tls, &shared).await?.map(|(ws, sub)| Upgraded::Tls(Box::new(ws), sub)))
+        }
+        None => Ok(upgrade(tcp, &shared).await?.map(|(ws, sub)| Upgraded::Plain(ws, sub))),
     }
 }
 
@@ -438,22 +485,36 @@ async fn refuse_busy(mut tcp: TcpStream) {
 /// Being heard is a flag set per frame, so the data path reads no clock.
 #[derive(Debug, Clone, Copy)]
 struct Keepalive {
-    /// Ping after this long without a frame (`None`: never).
-    ping: Option<std::time::Duration>,
-    /// Close after this long without a frame (`None`: never).
-    idle: Option<std::time::Duration>,
+    /// Ping after this many milliseconds without a frame (0: never). u32
+    /// milliseconds: every connection's task holds this.
+    ping_ms: u32,
+    /// Close after this many milliseconds without a frame (0: never).
+    idle_ms: u32,
 }
 
 impl Keepalive {
     /// From the flags: 0 is off.
     fn new(ping: std::time::Duration, idle: std::time::Duration) -> Self {
-        Keepalive { ping: (!ping.is_zero()).then_some(ping), idle: (!idle.is_zero()).then_some(idle) }
+        // A nonzero interval stays on (at least 1 ms); past 49 days, 49 days.
+        let ms = |d: std::time::Duration| match d.as_millis() {
+            0 if d.is_zero() => 0,
+            n => u32::try_from(n).unwrap_or(u32::MAX).max(1),
+        };
+        Keepalive { ping_ms: ms(ping), idle_ms: ms(idle) }
+    }
+
+    fn ping(self) -> Option<std::time::Duration> {
+        (self.ping_ms > 0).then(|| std::time::Duration::from_millis(self.ping_ms.into()))
+    }
+
+    fn idle(self) -> Option<std::time::Duration> {
+        (self.idle_ms > 0).then(|| std::time::Duration::from_millis(self.idle_ms.into()))
     }
 
     /// The timer's period: the ping interval, or without pings a quarter
     /// of the idle timeout; `None` when keepalive is off.
     fn tick(self) -> Option<std::time::Duration> {
-        self.ping.or(self.idle.map(|d| d / 4))
+        self.ping().or(self.idle().map(|d| d / 4))
     }
 
     fn start(self) -> KeepaliveState {
@@ -496,9 +557,9 @@ impl KeepaliveState {
             self.last_heard = now;
             return Tick::Nothing;
         }
-        match self.config.idle {
+        match self.config.idle() {
             Some(idle) if now.duration_since(self.last_heard) >= idle => Tick::Idle,
-            _ if self.config.ping.is_some() => Tick::Ping,
+            _ if self.config.ping_ms > 0 => Tick::Ping,
             _ => Tick::Nothing,
         }
     }
@@ -796,8 +857,8 @@ mod task_size {
     /// 10 MiB). The rare states (pings, closing) are boxed so that they do
     /// not size it; this bound breaks if one is inlined again (it was 2080
     /// bytes with them inline, 896 while `echo` was an `async fn` keeping
-    /// its WebSocket twice and `feed_fragment` had a future of its own; 648
-    /// since).
+    /// its WebSocket twice and `feed_fragment` had a future of its own, 648
+    /// with the keepalive settings as two `Option<Duration>`, 600 since).
     #[tokio::test]
     async fn the_echo_loop_future_stays_small() {
         let (a, _b) = tokio::io::duplex(64);
@@ -806,6 +867,33 @@ mod task_size {
         let keepalive = Keepalive::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2));
         let echo = echo(ws, rx, keepalive);
         let size = std::mem::size_of_val(&echo);
-        assert!(size <= 704, "the echo future is {size} bytes");
+        assert!(size <= 640, "the echo future is {size} bytes");
+    }
+
+    /// The whole task of a plain connection: its captures (slot, shutdown
+    /// signal, peer, the boxed opening) and the echo loop. The handshake
+    /// and TLS states live in the boxed opening, freed at the upgrade; this
+    /// bound breaks if they, or a second copy of the loop's arguments,
+    /// come back into the task.
+    #[tokio::test]
+    async fn a_connection_task_is_the_echo_loop_and_little_else() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let shared = Arc::new(Shared {
+            config: wsx::Config::default(),
+            tls: None,
+            static_root: None,
+            origins: Vec::new(),
+            require_origin: false,
+            subprotocols: Vec::new(),
+            slots: None,
+            broadcast: None,
+            keepalive: Keepalive::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(2)),
+        });
+        let (_tx, rx) = watch::channel(false);
+        let task = connection(tcp, peer, shared, rx, None);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 736, "a connection's task future is {size} bytes");
     }
 }

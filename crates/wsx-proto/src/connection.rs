@@ -31,6 +31,7 @@ use crate::frame::{FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HE
 use crate::limits::{Config, MAX_SIZE_LIMIT};
 use crate::mask::{apply_mask, apply_mask_offset};
 use crate::message::Message;
+use crate::spare;
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -174,6 +175,12 @@ struct OutQueue {
 
 impl OutQueue {
     fn push_frame(&mut self, header: &FrameHeader, payload: &[u8], owned: Option<Bytes>, copy_threshold: usize) {
+        if self.tail.capacity() == 0 {
+            // The thread's spare (released by a connection that went idle),
+            // or a new buffer with room to be reused as one.
+            self.tail = spare::take(spare::Kind::Write);
+            self.tail.reserve(MIN_WRITE_BUF);
+        }
         let mut hb = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut hb);
         self.len += n + payload.len();
@@ -243,6 +250,10 @@ const CONTROL_BACKLOG: usize = 64 << 10;
 /// Read size when nothing is known about what comes next.
 const MIN_READ: usize = 4096;
 
+/// The least room a new write buffer gets (small frames are coalesced in
+/// it, and it is kept as the thread's spare when the connection idles).
+const MIN_WRITE_BUF: usize = 4096;
+
 /// Largest single read reservation.
 const MAX_READ: usize = 1 << 20;
 
@@ -303,6 +314,10 @@ impl Reader {
     /// The read buffer, for the I/O layer to read into directly (after
     /// reserving [`Reader::read_hint`] bytes).
     pub fn read_buf(&mut self) -> &mut BytesMut {
+        if self.rbuf.capacity() == 0 {
+            // The thread's spare, released by a connection that went idle.
+            self.rbuf = spare::take(spare::Kind::Read);
+        }
         &mut self.rbuf
     }
 
@@ -327,7 +342,7 @@ impl Reader {
     /// read buffer at all.
     pub fn shrink_idle(&mut self) {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            self.rbuf = BytesMut::new();
+            spare::give(spare::Kind::Read, std::mem::take(&mut self.rbuf));
         }
     }
 
@@ -956,7 +971,7 @@ impl Writer {
     pub fn shrink_idle(&mut self) {
         if self.out.len == 0 {
             if self.out.tail.capacity() > 0 {
-                self.out.tail = BytesMut::new();
+                spare::give(spare::Kind::Write, std::mem::take(&mut self.out.tail));
             }
             self.out.chunks = None;
         }

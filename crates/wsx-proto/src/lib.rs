@@ -29,6 +29,7 @@ pub mod handshake;
 pub mod limits;
 pub mod mask;
 pub mod message;
+mod spare;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
