@@ -13,8 +13,11 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
 //! tokio::spawn(async move {
 //!     while let Ok((tcp, _)) = listener.accept().await {
+//!         // The handshake (a boxed future) is made before the task: what a
+//!         // task captures stays in it for the connection's whole life.
+//!         let handshake = wsx::accept(tcp);
 //!         tokio::spawn(async move {
-//!             let mut ws = wsx::accept(tcp).await?;
+//!             let mut ws = handshake.await?;
 //!             while let Some(msg) = ws.recv().await {
 //!                 let msg = msg?;
 //!                 if msg.is_text() || msg.is_binary() {

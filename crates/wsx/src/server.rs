@@ -14,6 +14,11 @@ use wsx_proto::Role;
 /// Accept a WebSocket connection on `stream` with default settings and no
 /// subprotocol.
 ///
+/// The returned future is boxed (8 bytes) and freed once the handshake is
+/// done. A server that spawns a task per connection should make it before
+/// spawning and move it into the task, rather than move the socket in:
+/// what a task captures stays in it for the connection's whole life.
+///
 /// ```no_run
 /// # async fn run() -> wsx::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
