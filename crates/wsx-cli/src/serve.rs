@@ -592,7 +592,7 @@ fn echo<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> impl std::future::Future<Output = wsx::Result<()>> {
     async move {
         const FORWARD_AT: usize = 64 << 10;
-        let mut pending = BytesMut::new();
+        let mut pending: Vec<u8> = Vec::new(); // 24 bytes (a BytesMut is 32): the task holds it
         let mut forwarding = false;
         let mut alive = keepalive.start();
         loop {
@@ -611,11 +611,11 @@ fn echo<S: AsyncRead + AsyncWrite + Unpin>(
                             if !last && pending.len() < FORWARD_AT {
                                 continue;
                             }
-                            pending.split().freeze()
+                            bytes::Bytes::from(std::mem::take(&mut pending))
                         };
                         if last && pending.capacity() > 0 {
                             // After a large message: hold no buffer while idle.
-                            pending = BytesMut::new();
+                            pending = Vec::new();
                         }
                         // The whole message goes back validated once, as it
                         // arrived; a large one in fragments. Either way the

@@ -161,24 +161,31 @@ struct MessageState {
 /// Bytes waiting to be written: frozen chunks (large payloads written from
 /// the sender's buffer) followed by a tail buffer where headers and small
 /// payloads are coalesced.
+///
+/// Boxed in the [`Writer`] and held only while something is queued (see
+/// [`crate::spare`]).
 #[derive(Debug, Default)]
-struct OutQueue {
-    /// Boxed and created on the first large payload: most connections
-    /// never queue one, and this queue is held by every connection (8
-    /// bytes instead of a `VecDeque`'s 32: the extra allocation is paid
-    /// once per busy period, the saving by every idle connection).
-    #[allow(clippy::box_collection)]
-    chunks: Option<Box<VecDeque<Bytes>>>,
-    tail: BytesMut,
+pub(crate) struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    pub(crate) tail: BytesMut,
     len: usize,
 }
 
 impl OutQueue {
+    /// Nothing queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Heap bytes held (the queue itself included).
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        std::mem::size_of::<Self>() + self.tail.capacity() + self.chunks.capacity() * std::mem::size_of::<Bytes>()
+    }
+
     fn push_frame(&mut self, header: &FrameHeader, payload: &[u8], owned: Option<Bytes>, copy_threshold: usize) {
         if self.tail.capacity() == 0 {
-            // The thread's spare (released by a connection that went idle),
-            // or a new buffer with room to be reused as one.
-            self.tail = spare::take(spare::Kind::Write);
+            // Room to be reused: the queue becomes the thread's spare when
+            // the connection idles.
             self.tail.reserve(MIN_WRITE_BUF);
         }
         let mut hb = [0u8; MAX_HEADER_LEN];
@@ -187,9 +194,8 @@ impl OutQueue {
         match owned {
             Some(bytes) if header.mask.is_none() && payload.len() > copy_threshold => {
                 self.tail.extend_from_slice(&hb[..n]);
-                let chunks = self.chunks.get_or_insert_default();
-                chunks.push_back(self.tail.split().freeze());
-                chunks.push_back(bytes);
+                self.chunks.push_back(self.tail.split().freeze());
+                self.chunks.push_back(bytes);
             }
             _ => {
                 self.tail.reserve(n + payload.len());
@@ -205,7 +211,7 @@ impl OutQueue {
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for c in self.chunks.iter().flat_map(|c| c.iter()) {
+        for c in &self.chunks {
             if n == dst.len() {
                 return n;
             }
@@ -222,12 +228,10 @@ impl OutQueue {
     fn advance(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
         while n > 0 {
-            match self.chunks.as_mut().and_then(|c| c.front_mut()) {
+            match self.chunks.front_mut() {
                 Some(c) if c.len() <= n => {
                     n -= c.len();
-                    if let Some(c) = self.chunks.as_mut() {
-                        c.pop_front();
-                    }
+                    self.chunks.pop_front();
                 }
                 Some(c) => {
                     c.advance(n);
@@ -266,9 +270,10 @@ const MAX_READ: usize = 1 << 20;
 pub struct Reader {
     role: Role,
     config: Config,
-    rbuf: BytesMut,
-    frame: Option<FrameState>,
-    msg: Option<MessageState>,
+    /// The read buffer and the frame and message in progress: boxed, and
+    /// held only while something is buffered or in progress (an idle
+    /// connection holds none; see [`crate::spare`]).
+    st: Option<Box<ReadState>>,
     recv: Recv,
     /// Payload size of the last frame header parsed (sizes the next read).
     last_frame_len: u32,
@@ -277,19 +282,36 @@ pub struct Reader {
     inflater: Option<Box<Inflater>>,
 }
 
+/// What a [`Reader`] holds while it is receiving.
+#[derive(Debug, Default)]
+pub(crate) struct ReadState {
+    pub(crate) rbuf: BytesMut,
+    frame: Option<FrameState>,
+    msg: Option<MessageState>,
+}
+
+impl ReadState {
+    /// Nothing buffered and nothing in progress.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rbuf.is_empty() && self.frame.is_none() && self.msg.is_none()
+    }
+
+    /// Heap bytes held (the state itself included).
+    pub(crate) fn buffer_capacity(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.rbuf.capacity()
+            + self
+                .msg
+                .as_ref()
+                .and_then(|m| m.data.as_ref())
+                .map_or(0, |d| std::mem::size_of::<BytesMut>() + d.capacity())
+    }
+}
+
 impl Reader {
     /// A reader in the given role.
     pub fn new(role: Role, config: Config) -> Self {
-        Self {
-            role,
-            config,
-            rbuf: BytesMut::new(),
-            frame: None,
-            msg: None,
-            recv: Recv::Open,
-            last_frame_len: 0,
-            inflater: None,
-        }
+        Self { role, config, st: None, recv: Recv::Open, last_frame_len: 0, inflater: None }
     }
 
     /// A reader that accepts permessage-deflate messages as negotiated.
@@ -306,19 +328,21 @@ impl Reader {
 
     /// Copy received bytes into the read buffer.
     pub fn feed(&mut self, data: &[u8]) {
-        if self.recv == Recv::Open {
-            self.rbuf.extend_from_slice(data);
+        if self.recv == Recv::Open && !data.is_empty() {
+            self.state().rbuf.extend_from_slice(data);
         }
+    }
+
+    /// The receive state, created (from the thread's spare) if the
+    /// connection was idle.
+    fn state(&mut self) -> &mut ReadState {
+        self.st.get_or_insert_with(spare::take_read)
     }
 
     /// The read buffer, for the I/O layer to read into directly (after
     /// reserving [`Reader::read_hint`] bytes).
     pub fn read_buf(&mut self) -> &mut BytesMut {
-        if self.rbuf.capacity() == 0 {
-            // The thread's spare, released by a connection that went idle.
-            self.rbuf = spare::take(spare::Kind::Read);
-        }
-        &mut self.rbuf
+        &mut self.state().rbuf
     }
 
     /// How many bytes to make room for before the next read: the rest of
@@ -326,9 +350,11 @@ impl Reader {
     /// last frame (peers tend to send alike messages, so one read takes a
     /// whole frame), at least 4 KiB and at most 1 MiB.
     pub fn read_hint(&self) -> usize {
-        match &self.frame {
-            Some(f) => (f.len as usize - self.rbuf.len().min(f.len as usize)).clamp(MIN_READ, MAX_READ),
-            None => (self.last_frame_len as usize + MAX_HEADER_LEN).clamp(MIN_READ, MAX_READ),
+        match self.st.as_deref() {
+            Some(ReadState { frame: Some(f), rbuf, .. }) => {
+                (f.len as usize - rbuf.len().min(f.len as usize)).clamp(MIN_READ, MAX_READ)
+            }
+            _ => (self.last_frame_len as usize + MAX_HEADER_LEN).clamp(MIN_READ, MAX_READ),
         }
     }
 
@@ -338,31 +364,29 @@ impl Reader {
         self.recv == Recv::Done
     }
 
-    /// Release an empty read buffer, so that an idle connection holds no
-    /// read buffer at all.
+    /// Release what an idle connection does not need: the whole receive
+    /// state when nothing is buffered or in progress (to the thread's
+    /// spare), else an empty read buffer.
     pub fn shrink_idle(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-            spare::give(spare::Kind::Read, std::mem::take(&mut self.rbuf));
+        let Some(st) = self.st.as_mut() else { return };
+        if st.is_empty() {
+            if let Some(st) = self.st.take() {
+                spare::give_read(st);
+            }
+        } else if st.rbuf.is_empty() && st.rbuf.capacity() > 0 {
+            st.rbuf = BytesMut::new();
         }
     }
 
     /// Heap bytes held by the read side.
     pub fn buffer_capacity(&self) -> usize {
-        self.rbuf.capacity()
-            + self
-                .msg
-                .as_ref()
-                .and_then(|m| m.data.as_ref())
-                .map_or(0, |d| std::mem::size_of::<BytesMut>() + d.capacity())
-            + self.inflater.as_ref().map_or(0, |i| i.out.capacity())
+        self.st.as_ref().map_or(0, |st| st.buffer_capacity()) + self.inflater.as_ref().map_or(0, |i| i.out.capacity())
     }
 
     /// Stop interpreting input (after a failure reported elsewhere).
     pub fn stop(&mut self) {
         self.recv = Recv::Done;
-        self.rbuf = BytesMut::new();
-        self.frame = None;
-        self.msg = None;
+        self.st = None;
     }
 
     /// Parse the next message from the read buffer, or `Ok(None)` if more
@@ -399,27 +423,43 @@ impl Reader {
     }
 
     fn parse(&mut self, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
+        if self.recv == Recv::Done {
+            self.st = None;
+            return Ok(None);
+        }
+        // Taken out while parsing (the helpers borrow the rest of `self`);
+        // not put back once input is no longer interpreted (a close frame
+        // was parsed, which stops the reader).
+        let Some(mut st) = self.st.take() else { return Ok(None) };
+        let r = self.parse_in(&mut st, streaming);
+        if self.recv == Recv::Open {
+            self.st = Some(st);
+        }
+        r
+    }
+
+    fn parse_in(&mut self, st: &mut ReadState, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             if self.recv == Recv::Done {
-                self.rbuf.clear();
+                st.rbuf.clear();
                 return Ok(None);
             }
-            let mut f = match self.frame {
+            let mut f = match st.frame {
                 Some(f) => f,
-                None => match self.parse_header()? {
+                None => match self.parse_header(st)? {
                     Some(f) => f,
                     None => return Ok(None),
                 },
             };
             let (len, processed) = (f.len as usize, f.processed as usize);
-            let avail = self.rbuf.len().min(len);
+            let avail = st.rbuf.len().min(len);
             if avail > processed {
-                let new = &mut self.rbuf[processed..avail];
+                let new = &mut st.rbuf[processed..avail];
                 if let Some(key) = f.mask {
                     apply_mask_offset(new, key, f.offset as usize + processed);
                 }
                 if !f.opcode.is_control() {
-                    if let Some(m) = self.msg.as_mut() {
+                    if let Some(m) = st.msg.as_mut() {
                         // §8.1: fail at the first byte that cannot be UTF-8,
                         // even before the frame is complete.
                         if m.text && !m.compressed && m.utf8.feed(new).is_err() {
@@ -433,29 +473,29 @@ impl Reader {
                 // Streaming: hand out what has arrived of an uncompressed
                 // data frame (compressed frames are inflated whole).
                 if streaming && avail > 0 && !f.opcode.is_control() {
-                    if let Some(m) = self.msg.as_mut().filter(|m| !m.compressed) {
-                        let data = self.rbuf.split_to(avail).freeze();
+                    if let Some(m) = st.msg.as_mut().filter(|m| !m.compressed) {
+                        let data = st.rbuf.split_to(avail).freeze();
                         f.len -= avail as u32;
                         f.offset += avail as u32;
                         f.processed = 0;
-                        self.frame = Some(f);
+                        st.frame = Some(f);
                         m.size += avail as u32;
                         let first = !m.started;
                         m.started = true;
                         return Ok(Some(Incoming::Chunk(Chunk { text: m.text, data, first, last: false })));
                     }
                 }
-                self.frame = Some(f);
+                st.frame = Some(f);
                 return Ok(None);
             }
-            self.frame = None;
-            let payload = self.rbuf.split_to(len).freeze();
-            let streamed = self.msg.as_ref().is_some_and(|m| m.started);
+            st.frame = None;
+            let payload = st.rbuf.split_to(len).freeze();
+            let streamed = st.msg.as_ref().is_some_and(|m| m.started);
             if (streaming || streamed) && !f.opcode.is_control() {
-                if let Some(c) = self.complete_chunk(f, payload)? {
+                if let Some(c) = self.complete_chunk(st, f, payload)? {
                     return Ok(Some(Incoming::Chunk(c)));
                 }
-            } else if let Some(m) = self.complete_frame(f, payload)? {
+            } else if let Some(m) = self.complete_frame(st, f, payload)? {
                 return Ok(Some(Incoming::Message(m)));
             }
         }
@@ -463,8 +503,13 @@ impl Reader {
 
     /// A data frame's payload is complete, in chunk mode: hand it out (or
     /// its inflated bytes) as the next chunk of its message.
-    fn complete_chunk(&mut self, f: FrameState, payload: Bytes) -> Result<Option<Chunk>, ProtocolError> {
-        let Some(m) = self.msg.as_mut() else {
+    fn complete_chunk(
+        &mut self,
+        st: &mut ReadState,
+        f: FrameState,
+        payload: Bytes,
+    ) -> Result<Option<Chunk>, ProtocolError> {
+        let Some(m) = st.msg.as_mut() else {
             return Err(ProtocolError::UnexpectedContinuation);
         };
         m.size += payload.len() as u32;
@@ -489,7 +534,7 @@ impl Reader {
         let text = m.text;
         if f.fin {
             let complete = m.utf8.finish();
-            self.msg = None;
+            st.msg = None;
             if text {
                 complete.map_err(|_| ProtocolError::InvalidUtf8)?;
             }
@@ -498,8 +543,8 @@ impl Reader {
     }
 
     /// Parse and check a frame header at the start of the read buffer.
-    fn parse_header(&mut self) -> Result<Option<FrameState>, ProtocolError> {
-        let (h, n) = match FrameHeader::parse(&self.rbuf) {
+    fn parse_header(&mut self, st: &mut ReadState) -> Result<Option<FrameState>, ProtocolError> {
+        let (h, n) = match FrameHeader::parse(&st.rbuf) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(None),
             Err(HeaderError::LengthMsbSet) => return Err(ProtocolError::InvalidLength),
@@ -536,11 +581,11 @@ impl Reader {
                 return Err(ProtocolError::FrameTooBig { size: h.payload_len, max: max_frame });
             }
             // §5.4: continuation only inside a message; no new message inside one.
-            match (opcode, self.msg.is_some()) {
+            match (opcode, st.msg.is_some()) {
                 (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
                 (OpCode::Text | OpCode::Binary, false) => {
-                    self.msg = Some(MessageState {
+                    st.msg = Some(MessageState {
                         text: opcode == OpCode::Text,
                         compressed,
                         started: false,
@@ -553,14 +598,14 @@ impl Reader {
                 _ => {}
             }
             let max_msg = self.config.max_message_size();
-            if let Some(m) = self.msg.as_ref() {
+            if let Some(m) = st.msg.as_ref() {
                 let total = m.size as u64 + h.payload_len;
                 if total > max_msg as u64 {
                     return Err(ProtocolError::MessageTooBig { size: total, max: max_msg });
                 }
             }
         }
-        self.rbuf.advance(n);
+        st.rbuf.advance(n);
         // The length fits in usize: it is at most the 2 GiB limit, or 125.
         // Fits in u32: at most the 2 GiB limit, or 125 for control frames.
         let len = u32::try_from(h.payload_len)
@@ -569,12 +614,17 @@ impl Reader {
             self.last_frame_len = len;
         }
         let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0, offset: 0 };
-        self.frame = Some(f);
+        st.frame = Some(f);
         Ok(Some(f))
     }
 
     /// A frame's payload is complete (unmasked, text validated so far).
-    fn complete_frame(&mut self, f: FrameState, payload: Bytes) -> Result<Option<Message>, ProtocolError> {
+    fn complete_frame(
+        &mut self,
+        st: &mut ReadState,
+        f: FrameState,
+        payload: Bytes,
+    ) -> Result<Option<Message>, ProtocolError> {
         match f.opcode {
             OpCode::Ping => Ok(Some(Message::Ping(payload))),
             OpCode::Pong => Ok(Some(Message::Pong(payload))),
@@ -589,7 +639,7 @@ impl Reader {
                 Ok(Some(Message::Close(frame)))
             }
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                let Some(m) = self.msg.as_mut() else {
+                let Some(m) = st.msg.as_mut() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
                 m.size += payload.len() as u32;
@@ -605,7 +655,7 @@ impl Reader {
                         return Ok(None);
                     }
                     let data = Bytes::from(std::mem::take(&mut inflater.out));
-                    return self.finish_message(data).map(Some);
+                    return finish_message(st, data).map(Some);
                 }
                 if !f.fin {
                     m.data.get_or_insert_default().extend_from_slice(&payload);
@@ -619,23 +669,23 @@ impl Reader {
                         gathered.freeze()
                     }
                 };
-                self.finish_message(data).map(Some)
+                finish_message(st, data).map(Some)
             }
         }
     }
+}
 
-    /// The last frame of the message in progress is in: check that its text
-    /// ended on a code point boundary and hand it out.
-    fn finish_message(&mut self, data: Bytes) -> Result<Message, ProtocolError> {
-        let Some(mut m) = self.msg.take() else {
-            return Err(ProtocolError::UnexpectedContinuation);
-        };
-        if m.text {
-            m.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-            Ok(Message::Text(Utf8Bytes::from_bytes_unchecked(data)))
-        } else {
-            Ok(Message::Binary(data))
-        }
+/// The last frame of the message in progress is in: check that its text
+/// ended on a code point boundary and hand it out.
+fn finish_message(st: &mut ReadState, data: Bytes) -> Result<Message, ProtocolError> {
+    let Some(mut m) = st.msg.take() else {
+        return Err(ProtocolError::UnexpectedContinuation);
+    };
+    if m.text {
+        m.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        Ok(Message::Text(Utf8Bytes::from_bytes_unchecked(data)))
+    } else {
+        Ok(Message::Binary(data))
     }
 }
 
@@ -675,7 +725,9 @@ pub struct Writer {
     pending_pong: Option<Box<Bytes>>,
     /// A data message being sent in fragments by the user.
     sending_fragmented: bool,
-    out: OutQueue,
+    /// What is queued: boxed, and held only while something is (an idle
+    /// connection holds none; see [`crate::spare`]).
+    out: Option<Box<OutQueue>>,
     /// Boxed, as the reader's inflater.
     deflater: Option<Box<Deflater>>,
 }
@@ -690,7 +742,7 @@ impl Writer {
             close: CloseState::Open,
             pending_pong: None,
             sending_fragmented: false,
-            out: OutQueue::default(),
+            out: None,
             deflater: None,
         }
     }
@@ -726,7 +778,7 @@ impl Writer {
     /// Whether the transport should now be closed: both close frames were
     /// exchanged or the connection failed, and nothing is left to write.
     pub fn should_close_transport(&self) -> bool {
-        matches!(self.close, CloseState::Closed | CloseState::Failed) && self.out.len == 0
+        matches!(self.close, CloseState::Closed | CloseState::Failed) && self.queued() == 0
     }
 
     /// Queue a message. Text and binary messages go out as one frame; pings
@@ -922,12 +974,14 @@ impl Writer {
             mask,
             payload_len: payload.len() as u64,
         };
-        self.out.push_frame(&header, payload, owned.cloned(), self.copy_threshold as usize);
+        // The queue, created (from the thread's spare) if nothing was queued.
+        let out = self.out.get_or_insert_with(spare::take_write);
+        out.push_frame(&header, payload, owned.cloned(), self.copy_threshold as usize);
     }
 
     /// Queue the pending pong unless the peer has left a backlog unread.
     fn flush_pong(&mut self) {
-        if self.out.len < CONTROL_BACKLOG {
+        if self.queued() < CONTROL_BACKLOG {
             if let Some(p) = self.pending_pong.take() {
                 self.write_frame(OpCode::Pong, true, &p, None);
             }
@@ -936,19 +990,23 @@ impl Writer {
 
     /// Bytes queued to be written (the `bufferedAmount`).
     pub fn buffered_amount(&self) -> usize {
-        self.out.len
+        self.queued()
+    }
+
+    fn queued(&self) -> usize {
+        self.out.as_ref().map_or(0, |o| o.len)
     }
 
     /// Whether anything is waiting to be written.
     pub fn wants_write(&mut self) -> bool {
         self.flush_pong();
-        self.out.len > 0
+        self.queued() > 0
     }
 
     /// Whether the write queue is above the configured high-water mark: the
     /// I/O layer should write before accepting more messages.
     pub fn write_backpressure(&self) -> bool {
-        self.out.len >= self.max_write_buffer as usize
+        self.queued() >= self.max_write_buffer as usize
     }
 
     /// Fill `dst` with the queued bytes, in order; returns how many slices
@@ -956,46 +1014,47 @@ impl Writer {
     /// [`Writer::advance_write`] with the number of bytes written.
     pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.flush_pong();
-        self.out.chunks_vectored(dst)
+        match self.out.as_deref() {
+            Some(out) => out.chunks_vectored(dst),
+            None => 0,
+        }
     }
 
     /// `n` bytes from the front of the queue were written.
     pub fn advance_write(&mut self, n: usize) {
-        self.out.advance(n);
-        if self.out.len == 0 && self.out.tail.capacity() > 64 << 10 {
-            self.out.tail = BytesMut::new();
+        if let Some(out) = self.out.as_mut() {
+            out.advance(n);
+            if out.len == 0 && out.tail.capacity() > 64 << 10 {
+                out.tail = BytesMut::new();
+            }
         }
     }
 
-    /// Release empty write buffers (idle footprint).
+    /// Release the write queue when nothing is queued (to the thread's
+    /// spare), so that an idle connection holds none.
     pub fn shrink_idle(&mut self) {
-        if self.out.len == 0 {
-            if self.out.tail.capacity() > 0 {
-                spare::give(spare::Kind::Write, std::mem::take(&mut self.out.tail));
+        if self.queued() == 0 {
+            if let Some(out) = self.out.take() {
+                spare::give_write(out);
             }
-            self.out.chunks = None;
         }
     }
 
     /// Heap bytes held by the write side.
     pub fn buffer_capacity(&self) -> usize {
-        self.out.tail.capacity()
-            + self
-                .out
-                .chunks
-                .as_ref()
-                .map_or(0, |c| std::mem::size_of::<VecDeque<Bytes>>() + c.capacity() * std::mem::size_of::<Bytes>())
+        self.out.as_ref().map_or(0, |o| o.buffer_capacity())
     }
 
     /// Take all queued bytes as one buffer (for tests and simple transports).
     pub fn take_output(&mut self) -> Vec<u8> {
         self.flush_pong();
-        let mut v = Vec::with_capacity(self.out.len);
-        for c in self.out.chunks.iter().flat_map(|c| c.iter()) {
+        let Some(out) = self.out.as_ref() else { return Vec::new() };
+        let mut v = Vec::with_capacity(out.len);
+        for c in &out.chunks {
             v.extend_from_slice(c);
         }
-        v.extend_from_slice(&self.out.tail);
-        let n = self.out.len;
+        v.extend_from_slice(&out.tail);
+        let n = out.len;
         self.advance_write(n);
         v
     }
