@@ -107,14 +107,14 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// The chunk as a message. A whole message (`first && last`) keeps its
-    /// type without a second UTF-8 pass (the reader validated it as it
-    /// arrived). Any other text chunk may begin or end inside a code point,
-    /// so it is returned as binary: its bytes are never dropped.
+    /// The chunk as a message. A text chunk is checked once more (its
+    /// fields are public, so `first && last` proves nothing about where
+    /// the bytes came from, and `Utf8Bytes` must only ever hold UTF-8);
+    /// one that is not valid UTF-8 on its own (a piece that begins or ends
+    /// inside a code point) is returned as binary: its bytes are never
+    /// dropped.
     pub fn into_message(self) -> Message {
-        if self.text && self.first && self.last {
-            Message::Text(Utf8Bytes::from_bytes_unchecked(self.data))
-        } else if self.text {
+        if self.text {
             match Utf8Bytes::try_from_bytes(self.data.clone()) {
                 Ok(t) => Message::Text(t),
                 Err(_) => Message::Binary(self.data),

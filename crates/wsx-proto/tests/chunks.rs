@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{Config, Connection, Incoming, Message, ProtocolError, Role};
+use wsx_proto::{Chunk, Config, Connection, Incoming, Message, ProtocolError, Role};
 
 fn client_bytes(msgs: Vec<Message>) -> Vec<u8> {
     let mut c = Connection::new(Role::Client, Config::default());
@@ -190,4 +190,11 @@ fn chunk_into_message_never_drops_bytes() {
     // The tail of a text message cut inside a code point comes back as its bytes.
     let tail = wsx_proto::Chunk { text: true, data: Bytes::from_static(&[0xa9, b'x']), first: false, last: true };
     assert_eq!(tail.into_message(), Message::binary(vec![0xa9, b'x']));
+}
+
+#[test]
+fn a_text_chunk_built_by_hand_is_checked_before_it_becomes_text() {
+    // `first && last` is only a claim: invalid bytes never become `Text`.
+    let forged = Chunk { text: true, data: bytes::Bytes::from_static(&[0xff, b'a']), first: true, last: true };
+    assert_eq!(forged.into_message(), Message::binary(vec![0xff, b'a']));
 }
