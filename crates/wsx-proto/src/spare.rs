@@ -19,6 +19,7 @@
 
 use crate::connection::{OutQueue, ReadState};
 use std::cell::Cell;
+use std::thread::LocalKey;
 
 /// States whose buffer is larger are freed, not kept.
 pub(crate) const MAX_KEPT: usize = 64 << 10;
@@ -28,38 +29,48 @@ thread_local! {
     static WRITE: Cell<Option<Box<OutQueue>>> = const { Cell::new(None) };
 }
 
+type Slot<T> = LocalKey<Cell<Option<Box<T>>>>;
+
+/// The thread's spare in `slot`, or a new empty one.
+fn take<T: Default>(slot: &'static Slot<T>) -> Box<T> {
+    // `try_with`: during thread teardown the slot may be gone.
+    slot.try_with(Cell::take).ok().flatten().unwrap_or_default()
+}
+
+/// Keep `spare` in `slot` if `keep` and the slot is empty; otherwise it is
+/// freed.
+fn give<T>(slot: &'static Slot<T>, spare: Box<T>, keep: bool) {
+    if keep {
+        let _ = slot.try_with(|s| {
+            let kept = s.take();
+            s.set(Some(kept.unwrap_or(spare)));
+        });
+    }
+}
+
 /// The thread's spare receive state, or a new empty one.
 pub(crate) fn take_read() -> Box<ReadState> {
-    // `try_with`: during thread teardown the slot may be gone.
-    READ.try_with(Cell::take).ok().flatten().unwrap_or_default()
+    take(&READ)
 }
 
 /// Keep `st` as the thread's spare if it is empty (no byte buffered, no
 /// frame or message in progress) and its buffer is at most [`MAX_KEPT`];
 /// otherwise, or if a spare is already kept, it is freed.
 pub(crate) fn give_read(st: Box<ReadState>) {
-    if st.is_empty() && st.buffer_capacity() <= MAX_KEPT {
-        let _ = READ.try_with(|s| {
-            let kept = s.take();
-            s.set(Some(kept.unwrap_or(st)));
-        });
-    }
+    let keep = st.is_empty() && st.buffer_capacity() <= MAX_KEPT;
+    give(&READ, st, keep);
 }
 
 /// The thread's spare write queue, or a new empty one.
 pub(crate) fn take_write() -> Box<OutQueue> {
-    WRITE.try_with(Cell::take).ok().flatten().unwrap_or_default()
+    take(&WRITE)
 }
 
 /// Keep `q` as the thread's spare if nothing is queued in it and its
 /// buffer is at most [`MAX_KEPT`]; otherwise it is freed.
 pub(crate) fn give_write(q: Box<OutQueue>) {
-    if q.is_empty() && q.buffer_capacity() <= MAX_KEPT {
-        let _ = WRITE.try_with(|s| {
-            let kept = s.take();
-            s.set(Some(kept.unwrap_or(q)));
-        });
-    }
+    let keep = q.is_empty() && q.buffer_capacity() <= MAX_KEPT;
+    give(&WRITE, q, keep);
 }
 
 #[cfg(test)]
