@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::task::JoinSet;
 use wsx::handshake::{self, Accept, UpgradeRequest};
-use wsx::proto::{Chunk, Incoming};
+use wsx::proto::{Gather, Incoming};
 use wsx::{CloseCode, Message, WebSocket};
 
 const AFTER_HELP: &str = "\
@@ -576,8 +576,9 @@ fn check_origin(shared: &Shared, origin: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// Echo with the streaming receive. Chunks are gathered until 64 KiB or
-/// the end of the message: a message that ends by then goes back whole
+/// Echo with the streaming receive, regrouped by `Gather`: chunks are
+/// gathered until 64 KiB or the end of the message; a message that ends by
+/// then goes back whole
 /// (compressed if negotiated); a larger one goes back in fragments of at
 /// least 64 KiB as its bytes arrive, so the echo of a large message starts
 /// before its last byte is in, with at most 64 KiB held per connection.
@@ -591,42 +592,19 @@ fn echo<S: AsyncRead + AsyncWrite + Unpin>(
     keepalive: Keepalive,
 ) -> impl std::future::Future<Output = wsx::Result<()>> {
     async move {
-        const FORWARD_AT: usize = 64 << 10;
-        let mut pending: Vec<u8> = Vec::new(); // 24 bytes (a BytesMut is 32): the task holds it
-        let mut forwarding = false;
+        let mut gather = Gather::default();
         let mut alive = keepalive.start();
         loop {
             tokio::select! {
                 incoming = ws.recv_chunk() => match incoming {
-                    Some(Ok(Incoming::Chunk(Chunk { text, data, first, last }))) => {
+                    Some(Ok(Incoming::Chunk(chunk))) => {
                         alive.heard = true;
-                        if first {
-                            pending.clear();
-                            forwarding = false;
-                        }
-                        let data = if pending.is_empty() && (last || data.len() >= FORWARD_AT) {
-                            data
-                        } else {
-                            pending.extend_from_slice(&data);
-                            if !last && pending.len() < FORWARD_AT {
-                                continue;
-                            }
-                            bytes::Bytes::from(std::mem::take(&mut pending))
-                        };
-                        if last && pending.capacity() > 0 {
-                            // After a large message: hold no buffer while idle.
-                            pending = Vec::new();
-                        }
-                        // The whole message goes back validated once, as it
-                        // arrived; a large one in fragments. Either way the
-                        // future awaited is `Feed` (a reference and the payload).
-                        let feed = if last && !forwarding {
-                            ws.feed(Chunk { text, data, first: true, last: true }.into_message())
-                        } else {
-                            forwarding = !last;
-                            ws.feed_fragment(text, data, last)
-                        };
-                        feed.await?;
+                        // The future awaited is `Feed` (a reference and
+                        // the payload).
+                        // let-else: the pushed result is gone before the await (an
+                        // `if let` would keep it in the task across the await).
+                        let Some(out) = gather.push(chunk) else { continue };
+                        ws.feed_chunk(out).await?;
                     }
                     Some(Ok(Incoming::Message(_))) => alive.heard = true,
                     Some(Err(e)) => return Err(e),

@@ -33,7 +33,7 @@ mod spare;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Chunk, CloseState, Connection, Incoming, Reader, Role, Writer};
+pub use connection::{Chunk, CloseState, Connection, Gather, Incoming, Reader, Role, Writer};
 pub use error::{ProtocolError, SendError};
 pub use limits::Config;
 pub use message::Message;

@@ -198,3 +198,34 @@ fn a_text_chunk_built_by_hand_is_checked_before_it_becomes_text() {
     let forged = Chunk { text: true, data: bytes::Bytes::from_static(&[0xff, b'a']), first: true, last: true };
     assert_eq!(forged.into_message(), Message::binary(vec![0xff, b'a']));
 }
+
+#[test]
+fn gather_hands_out_small_messages_whole_and_large_ones_in_large_pieces() {
+    use wsx_proto::Gather;
+    let piece =
+        |data: &[u8], first, last| Chunk { text: false, data: bytes::Bytes::copy_from_slice(data), first, last };
+    let mut gather = Gather::default();
+    // A small message in three pieces: one whole chunk at the end.
+    assert_eq!(gather.push(piece(b"ab", true, false)), None);
+    assert_eq!(gather.push(piece(b"cd", false, false)), None);
+    assert_eq!(gather.push(piece(b"e", false, true)), Some(piece(b"abcde", true, true)));
+    // 200 KiB in 4 KiB pieces: pieces of at least FORWARD_AT while it
+    // arrives, `first` on the first only, the bytes in order and complete.
+    let message: Vec<u8> = (0..200 << 10).map(|i| (i % 251) as u8).collect();
+    let pieces: Vec<_> = message.chunks(4096).collect();
+    let mut out = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        if let Some(c) = gather.push(piece(p, i == 0, i == pieces.len() - 1)) {
+            out.push(c);
+        }
+    }
+    assert_eq!(out.len(), 4);
+    assert!(out[..3].iter().all(|c| c.data.len() >= Gather::FORWARD_AT && !c.last));
+    assert_eq!(out.iter().map(|c| c.first).collect::<Vec<_>>(), [true, false, false, false]);
+    assert!(out[3].last);
+    assert_eq!(out.iter().flat_map(|c| c.data.iter().copied()).collect::<Vec<_>>(), message);
+    // A piece of at least FORWARD_AT goes on as it is, without a copy.
+    let big = bytes::Bytes::from(vec![1u8; Gather::FORWARD_AT]);
+    let c = gather.push(Chunk { text: false, data: big.clone(), first: true, last: false }).unwrap();
+    assert_eq!(c.data.as_ptr(), big.as_ptr());
+}

@@ -20,7 +20,7 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
-use wsx_proto::{CloseCode, CloseFrame, CloseState, Incoming, Message, Reader, Role, Utf8Bytes, Writer};
+use wsx_proto::{Chunk, CloseCode, CloseFrame, CloseState, Incoming, Message, Reader, Role, Utf8Bytes, Writer};
 
 /// Access to the sending side for the receive loop: direct for a whole
 /// connection, through the shared lock for a split one.
@@ -463,6 +463,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Send a ping (at most 125 bytes).
     pub async fn ping(&mut self, payload: impl Into<bytes::Bytes>) -> Result<()> {
         self.send(Message::Ping(payload.into())).await
+    }
+
+    /// Queue a chunk as [`wsx_proto::Gather`] hands them out, without
+    /// flushing: a whole message (`first && last`) as a message, any other
+    /// chunk as a fragment ([`WebSocket::feed_fragment`]). With `Gather`,
+    /// the streaming echo:
+    ///
+    /// ```no_run
+    /// # async fn run(mut ws: wsx::WebSocket<tokio::net::TcpStream>) -> wsx::Result<()> {
+    /// use wsx::proto::{Gather, Incoming};
+    /// let mut gather = Gather::default();
+    /// while let Some(incoming) = ws.recv_chunk().await {
+    ///     if let Incoming::Chunk(c) = incoming? {
+    ///         if let Some(out) = gather.push(c) {
+    ///             ws.feed_chunk(out).await?;
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn feed_chunk(&mut self, chunk: Chunk) -> Feed<'_, S> {
+        let item = if chunk.first && chunk.last {
+            Queued::Message(chunk.into_message())
+        } else {
+            Queued::Fragment { payload: chunk.data, text: chunk.text, fin: chunk.last }
+        };
+        Feed { ws: self, item: Some(item) }
     }
 
     /// Send a fragment of a data message (see

@@ -6,7 +6,7 @@
 //! 10,000 connections every 128 bytes here are 1.25 MiB, so these bounds
 //! break when a field or a future grows.
 
-use wsx::proto::{Chunk, Incoming};
+use wsx::proto::{Gather, Incoming};
 use wsx::WebSocket;
 
 /// The streaming echo of `wsx serve` and of the peer benchmark's wsx
@@ -17,37 +17,18 @@ fn echo(tcp: tokio::net::TcpStream) -> impl std::future::Future<Output = wsx::Re
     let handshake = wsx::accept(tcp);
     async move {
         let mut ws = handshake.await?;
-        const FORWARD_AT: usize = 64 << 10;
-        // A Vec (24 bytes) rather than a BytesMut (32): the task holds it.
-        let mut pending: Vec<u8> = Vec::new();
-        let mut forwarding = false;
+        let mut gather = Gather::default();
         loop {
-            let Chunk { text, data, first, last } = match ws.recv_chunk().await {
+            let chunk = match ws.recv_chunk().await {
                 Some(Ok(Incoming::Chunk(c))) => c,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(e),
                 None => return Ok(()),
             };
-            if first {
-                pending.clear();
-                forwarding = false;
-            }
-            let data = if pending.is_empty() && (last || data.len() >= FORWARD_AT) {
-                data
-            } else {
-                pending.extend_from_slice(&data);
-                if !last && pending.len() < FORWARD_AT {
-                    continue;
-                }
-                bytes::Bytes::from(std::mem::take(&mut pending))
-            };
-            let feed = if last && !forwarding {
-                ws.feed(Chunk { text, data, first: true, last: true }.into_message())
-            } else {
-                forwarding = !last;
-                ws.feed_fragment(text, data, last)
-            };
-            feed.await?;
+            // let-else: the pushed result is gone before the await (an
+            // `if let` would keep it in the task across the await).
+            let Some(out) = gather.push(chunk) else { continue };
+            ws.feed_chunk(out).await?;
         }
     }
 }
