@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use wsx_proto::mask::{apply_mask, apply_mask_naive, apply_mask_portable};
 use wsx_proto::utf8::{Utf8Bytes, Utf8Validator};
-use wsx_proto::{Config, Connection, Message, Role};
+use wsx_proto::{Config, Connection, Gather, Incoming, Message, Role};
 
 fn masking(c: &mut Criterion) {
     let mut g = c.benchmark_group("mask");
@@ -115,6 +115,57 @@ fn frames(c: &mut Criterion) {
     g.finish();
 }
 
+/// The sans-I/O part of one pipelined round trip, per burst of 16 small
+/// messages (the peer benchmark's scenario (b)): the server parses 16
+/// masked frames as chunks, regroups them and queues the echoes; the client
+/// queues 16 messages (masking) and parses the 16 echoes.
+fn echo(c: &mut Criterion) {
+    let mut g = c.benchmark_group("echo");
+    let payload = Bytes::from(vec![b'x'; 20]);
+    let mut client = Connection::new(Role::Client, Config::default());
+    for _ in 0..16 {
+        client.send(Message::Binary(payload.clone())).unwrap();
+    }
+    let wire = client.take_output();
+    g.throughput(Throughput::Elements(16));
+    g.bench_function("server/16x20B", |b| {
+        let mut server = Connection::new(Role::Server, Config::default());
+        let mut gather = Gather::default();
+        b.iter(|| {
+            server.read_buf().extend_from_slice(black_box(&wire));
+            while let Some(Incoming::Chunk(c)) = server.next_chunk().unwrap() {
+                if let Some(out) = gather.push(c) {
+                    server.send(out.into_message()).unwrap();
+                }
+            }
+            let n = server.buffered_amount();
+            server.advance_write(n);
+        })
+    });
+    let mut server = Connection::new(Role::Server, Config::default());
+    for _ in 0..16 {
+        server.send(Message::Binary(payload.clone())).unwrap();
+    }
+    let echoes = server.take_output();
+    g.bench_function("client/16x20B", |b| {
+        let mut client = Connection::new(Role::Client, Config::default());
+        b.iter(|| {
+            for _ in 0..16 {
+                client.send(Message::Binary(payload.clone())).unwrap();
+            }
+            let n = client.buffered_amount();
+            client.advance_write(n);
+            client.read_buf().extend_from_slice(black_box(&echoes));
+            let mut got = 0;
+            while let Some(Incoming::Chunk(c)) = client.next_chunk().unwrap() {
+                got += c.data.len();
+            }
+            assert_eq!(got, 16 * 20);
+        })
+    });
+    g.finish();
+}
+
 fn deflate(c: &mut Criterion) {
     use wsx_proto::deflate::DeflateParams;
     let mut g = c.benchmark_group("deflate");
@@ -172,5 +223,5 @@ fn deflate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, masking, utf8, frames, deflate, handshake);
+criterion_group!(benches, masking, utf8, frames, echo, deflate, handshake);
 criterion_main!(benches);

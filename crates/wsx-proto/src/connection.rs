@@ -503,6 +503,11 @@ impl Reader {
                 },
             };
             let (len, processed) = (f.len as usize, f.processed as usize);
+            if processed == 0 && f.fin && st.rbuf.len() >= len {
+                if let Some(whole) = Self::whole_message(st, f, streaming)? {
+                    return Ok(Some(whole));
+                }
+            }
             let avail = st.rbuf.len().min(len);
             if avail > processed {
                 let new = &mut st.rbuf[processed..avail];
@@ -550,6 +555,42 @@ impl Reader {
                 return Ok(Some(Incoming::Message(m)));
             }
         }
+    }
+
+    /// The common case, before the general path: a text or binary message
+    /// in one frame (FIN set, uncompressed), its payload all buffered and
+    /// its header checked by `parse_header`. Unmasked and (text) validated
+    /// in one pass each, without the incremental bookkeeping; the same
+    /// rules and the same result as the general path. `None`: not that
+    /// case.
+    #[inline]
+    fn whole_message(st: &mut ReadState, f: FrameState, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
+        if !matches!(f.opcode, OpCode::Text | OpCode::Binary) {
+            return Ok(None);
+        }
+        let text = match st.msg.as_ref() {
+            Some(m) if !m.compressed && m.size == 0 => m.text,
+            _ => return Ok(None),
+        };
+        let len = f.len as usize;
+        let payload = &mut st.rbuf[..len];
+        if let Some(key) = f.mask {
+            apply_mask_offset(payload, key, 0);
+        }
+        // §8.1: a text message must be UTF-8 (checked whole: it is all here).
+        if text && crate::utf8::validate(payload).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        st.frame = None;
+        st.msg = None;
+        let data = st.rbuf.split_to(len).freeze();
+        Ok(Some(if streaming {
+            Incoming::Chunk(Chunk { text, data, first: true, last: true })
+        } else if text {
+            Incoming::Message(Message::Text(Utf8Bytes::from_bytes_unchecked(data)))
+        } else {
+            Incoming::Message(Message::Binary(data))
+        }))
     }
 
     /// A data frame's payload is complete, in chunk mode: hand it out (or
