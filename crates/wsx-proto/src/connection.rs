@@ -233,7 +233,7 @@ impl OutQueue {
         std::mem::size_of::<Self>() + self.tail.capacity() + self.chunks.capacity() * std::mem::size_of::<Bytes>()
     }
 
-    fn push_frame(&mut self, header: &FrameHeader, payload: &[u8], owned: Option<Bytes>, copy_threshold: usize) {
+    fn push_frame(&mut self, header: &FrameHeader, payload: &[u8], owned: Option<&Bytes>, copy_threshold: usize) {
         if self.tail.capacity() == 0 {
             // Room to be reused: the queue becomes the thread's spare when
             // the connection idles.
@@ -246,7 +246,9 @@ impl OutQueue {
             Some(bytes) if header.mask.is_none() && payload.len() > copy_threshold => {
                 self.tail.extend_from_slice(&hb[..n]);
                 self.chunks.push_back(self.tail.split().freeze());
-                self.chunks.push_back(bytes);
+                // Shared, not copied (the only reference count taken here:
+                // a small payload is copied below without touching it).
+                self.chunks.push_back(bytes.clone());
             }
             _ => {
                 self.tail.reserve(n + payload.len());
@@ -1068,7 +1070,7 @@ impl Writer {
         };
         // The queue, created (from the thread's spare) if nothing was queued.
         let out = self.out.get_or_insert_with(spare::take_write);
-        out.push_frame(&header, payload, owned.cloned(), self.copy_threshold as usize);
+        out.push_frame(&header, payload, owned, self.copy_threshold as usize);
     }
 
     /// Queue the pending pong unless the peer has left a backlog unread.
