@@ -1,0 +1,331 @@
+//! A minimal load generator for pipelined echo traffic: the second
+//! instrument of `benches/run-peers` (`--generator raw`), beside `wsx bench`.
+//!
+//! `wsx bench` is a full WebSocket client (it parses every frame with the
+//! protocol core and checks each echo piece by piece); on one core it tops
+//! out near 1.5 M small messages per second here, below what some of the
+//! servers can echo, so it measures itself instead of the server. This one
+//! does the least a checking client can do per message, so the server is
+//! the bottleneck:
+//!
+//! - each message is a masked binary frame (a fresh random key per frame,
+//!   RFC 6455 §5.3) carrying a sequence number in hex and a fixed pattern,
+//!   the same payload as `wsx bench`;
+//! - while building it, the generator appends the exact bytes of its echo
+//!   (an unmasked frame with the same payload) to the connection's
+//!   expected stream; what the server sends is compared with that stream
+//!   byte for byte (one `memcmp` per read), so every echo is checked:
+//!   content, order, framing, and nothing extra;
+//! - one clock read per read and per write, not per message.
+//!
+//! Echoes must come back as single frames, which every server here does up
+//! to 64 KiB (the largest size this generator accepts). Closed loop: each
+//! connection keeps `--depth` messages in flight.
+//!
+//! Output (`--json`): the fields of `wsx bench --json` that the script
+//! reads: `messages_per_sec`, `total_messages`, `latency_us`, `errors`,
+//! `error_kinds`.
+
+use hdrhistogram::Histogram;
+use rand::{RngCore, SeedableRng};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wsx::proto::handshake::derive_accept_key;
+use wsx::proto::mask::apply_mask;
+
+struct Args {
+    addr: String,
+    host: String,
+    path: String,
+    connections: usize,
+    size: usize,
+    depth: usize,
+    duration: Duration,
+    warmup: Duration,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: load-raw ws://HOST:PORT/PATH [-c N] [-s BYTES] [--depth D] [--duration S] [--warmup S] [--json]");
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let url = it.next().unwrap_or_else(|| usage());
+    let rest = url.strip_prefix("ws://").unwrap_or_else(|| usage());
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut a = Args {
+        addr: hostport.to_owned(),
+        host: hostport.to_owned(),
+        path: path.to_owned(),
+        connections: 100,
+        size: 20,
+        depth: 1,
+        duration: Duration::from_secs(5),
+        warmup: Duration::from_secs(1),
+    };
+    let secs = |v: Option<String>| Duration::from_secs_f64(v.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()));
+    let num = |v: Option<String>| v.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "-c" | "--connections" => a.connections = num(it.next()),
+            "-s" | "--size" => a.size = num(it.next()),
+            "--depth" => a.depth = num(it.next()),
+            "--duration" => a.duration = secs(it.next()),
+            "--warmup" => a.warmup = secs(it.next()),
+            "--json" => {}
+            // Accepted for the script's sake: this generator is one thread.
+            "--threads" => {
+                it.next();
+            }
+            _ => usage(),
+        }
+    }
+    if a.size >= 1 << 16 || a.connections == 0 || a.depth == 0 {
+        usage();
+    }
+    a
+}
+
+/// Sequence number in hex, then a pattern (as `wsx bench` sends).
+struct Payload {
+    pattern: Vec<u8>,
+}
+
+const HEADER: usize = 16;
+
+impl Payload {
+    fn write(&self, seq: u64, out: &mut Vec<u8>) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let n = self.pattern.len().min(HEADER);
+        for i in HEADER - n..HEADER {
+            out.push(DIGITS[((seq >> (60 - 4 * i)) & 0xf) as usize]);
+        }
+        out.extend_from_slice(&self.pattern[n..]);
+    }
+}
+
+/// Frame header of a final binary frame with `len` (< 64 KiB) bytes
+/// (RFC 6455 §5.2), and its length.
+fn header(len: usize, masked: bool) -> ([u8; 4], usize) {
+    let m = if masked { 0x80 } else { 0 };
+    if len < 126 {
+        ([0x82, m | len as u8, 0, 0], 2)
+    } else {
+        let l = (len as u16).to_be_bytes();
+        ([0x82, m | 126, l[0], l[1]], 4)
+    }
+}
+
+struct Plan {
+    payload: Payload,
+    depth: usize,
+    measure_start: Instant,
+    end: Instant,
+}
+
+#[derive(Default)]
+struct Stats {
+    measured: u64,
+    total: u64,
+    error: Option<String>,
+}
+
+async fn handshake(a: &Args) -> std::io::Result<TcpStream> {
+    let mut s = TcpStream::connect(&a.addr).await?;
+    s.set_nodelay(true)?;
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode(raw);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        a.path, a.host
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed during the handshake"));
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    let accept = derive_accept_key(key.as_bytes()).to_ascii_lowercase();
+    if !text.starts_with("http/1.1 101") || !text.contains(&format!("sec-websocket-accept: {accept}")) {
+        return Err(std::io::Error::other("the server did not accept the upgrade"));
+    }
+    if end != head.len() {
+        return Err(std::io::Error::other("bytes after the handshake response"));
+    }
+    Ok(s)
+}
+
+/// One connection's closed loop. Histogram values are nanoseconds.
+async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats {
+    let mut st = Stats::default();
+    let size = plan.payload.pattern.len();
+    let (masked_head, mh) = header(size, true);
+    let (echo_head, eh) = header(size, false);
+    let echo_len = eh + size;
+    let mut out = Vec::with_capacity(plan.depth * (echo_len + 4));
+    // The exact bytes the server owes us: `expected[seen..]`, oldest
+    // first (the echoes before `seen` came back; the front of the buffer
+    // is dropped once it is half of it).
+    let mut expected: Vec<u8> = Vec::with_capacity(2 * plan.depth * echo_len);
+    let mut seen = 0usize;
+    let mut matched = 0usize;
+    let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(plan.depth);
+    let mut keys = vec![[0u8; 4]; plan.depth];
+    let mut rbuf = vec![0u8; 64 << 10];
+    let mut seq = 0u64;
+    let mut to_send = plan.depth;
+    // A CSPRNG seeded from the OS (ChaCha12), one per connection.
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    loop {
+        if to_send > 0 {
+            // A fresh key for every frame (§5.3), drawn for the batch at once.
+            rng.fill_bytes(keys[..to_send].as_flattened_mut());
+            out.clear();
+            for key in &keys[..to_send] {
+                out.extend_from_slice(&masked_head[..mh]);
+                out.extend_from_slice(key);
+                let start = out.len();
+                plan.payload.write(seq, &mut out);
+                expected.extend(&echo_head[..eh]);
+                expected.extend(&out[start..]);
+                apply_mask(&mut out[start..], *key);
+                seq += 1;
+            }
+            if let Err(e) = s.write_all(&out).await {
+                st.error = Some(format!("write: {e}"));
+                return st;
+            }
+            let now = Instant::now();
+            sent_at.extend(std::iter::repeat_n(now, to_send));
+            to_send = 0;
+        }
+        if sent_at.is_empty() {
+            return st;
+        }
+        let n = match tokio::time::timeout_at((plan.end + Duration::from_secs(5)).into(), s.read(&mut rbuf)).await {
+            Ok(Ok(0)) => {
+                st.error = Some("closed by the server".into());
+                return st;
+            }
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                st.error = Some(format!("read: {e}"));
+                return st;
+            }
+            Err(_) => {
+                st.error = Some("lost (no echo before the drain timeout)".into());
+                return st;
+            }
+        };
+        let now = Instant::now();
+        let got = &rbuf[..n];
+        let want = &expected[seen + matched..];
+        if got.len() > want.len() || got != &want[..got.len()] {
+            st.error = Some("echo differs from what was sent (content, order or framing)".into());
+            return st;
+        }
+        matched += n;
+        let done = matched / echo_len;
+        if done > 0 {
+            seen += done * echo_len;
+            matched -= done * echo_len;
+            if seen * 2 >= expected.len() {
+                expected.drain(..seen);
+                seen = 0;
+            }
+            for at in sent_at.drain(..done) {
+                st.total += 1;
+                if now >= plan.measure_start && now < plan.end {
+                    let _ = hist.record(now.saturating_duration_since(at).as_nanos().max(1) as u64);
+                    st.measured += 1;
+                }
+            }
+            if now < plan.end {
+                to_send = done;
+            }
+        }
+    }
+}
+
+fn main() {
+    let a = parse_args();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let mut sockets = Vec::with_capacity(a.connections);
+        for _ in 0..a.connections {
+            match handshake(&a).await {
+                Ok(s) => sockets.push(s),
+                Err(e) => {
+                    eprintln!("load-raw: cannot connect to {}: {e}", a.addr);
+                    std::process::exit(1);
+                }
+            }
+        }
+        let pattern = (0..a.size).map(|i| (i.wrapping_mul(7).wrapping_add(13) % 256) as u8).collect();
+        let start = Instant::now();
+        let plan: &'static Plan = Box::leak(Box::new(Plan {
+            payload: Payload { pattern },
+            depth: a.depth,
+            measure_start: start + a.warmup,
+            end: start + a.warmup + a.duration,
+        }));
+        let mut tasks = tokio::task::JoinSet::new();
+        for s in sockets {
+            tasks.spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).expect("histogram");
+                let st = run(s, plan, &mut hist).await;
+                (st, hist)
+            });
+        }
+        let mut hist = Histogram::<u64>::new(3).expect("histogram");
+        let (mut measured, mut total) = (0u64, 0u64);
+        let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+        while let Some(r) = tasks.join_next().await {
+            let (st, h) = r.expect("connection task");
+            let _ = hist.add(&h);
+            measured += st.measured;
+            total += st.total;
+            if let Some(e) = st.error {
+                *kinds.entry(e).or_default() += 1;
+            }
+        }
+        let us = |v: u64| v as f64 / 1000.0;
+        let secs = a.duration.as_secs_f64();
+        let report = serde_json::json!({
+            "generator": "load-raw",
+            "connections": a.connections,
+            "size": a.size,
+            "depth": a.depth,
+            "messages": measured,
+            "messages_per_sec": measured as f64 / secs,
+            "total_messages": total,
+            "latency_us": {
+                "p50": us(hist.value_at_quantile(0.5)),
+                "p90": us(hist.value_at_quantile(0.9)),
+                "p99": us(hist.value_at_quantile(0.99)),
+                "p99_9": us(hist.value_at_quantile(0.999)),
+                "max": us(hist.max()),
+                "mean": hist.mean() / 1000.0,
+            },
+            "errors": kinds.values().sum::<u64>(),
+            "error_kinds": kinds,
+        });
+        println!("{report}");
+    });
+}
