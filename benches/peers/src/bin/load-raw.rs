@@ -11,11 +11,10 @@
 //! - each message is a masked binary frame (a fresh random key per frame,
 //!   RFC 6455 §5.3) carrying a sequence number in hex and a fixed pattern,
 //!   the same payload as `wsx bench`;
-//! - while building it, the generator appends the exact bytes of its echo
-//!   (an unmasked frame with the same payload) to the connection's
-//!   expected stream; what the server sends is compared with that stream
-//!   byte for byte (one `memcmp` per read), so every echo is checked:
-//!   content, order, framing, and nothing extra;
+//! - every byte the server sends is compared with the echo it must be
+//!   (the unmasked frame header, the sequence number of the oldest message
+//!   in flight, the pattern), as it arrives: content, order, framing, and
+//!   nothing extra;
 //! - one clock read per read and per write, not per message.
 //!
 //! Echoes must come back as single frames, which every server here does up
@@ -100,13 +99,40 @@ struct Payload {
 const HEADER: usize = 16;
 
 impl Payload {
-    fn write(&self, seq: u64, out: &mut Vec<u8>) {
+    /// The sequence number's part of the payload (its last `n` hex digits).
+    fn seq_digits(&self, seq: u64) -> ([u8; HEADER], usize) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let n = self.pattern.len().min(HEADER);
-        for i in HEADER - n..HEADER {
-            out.push(DIGITS[((seq >> (60 - 4 * i)) & 0xf) as usize]);
+        let mut d = [0u8; HEADER];
+        for (i, b) in d[..n].iter_mut().enumerate() {
+            *b = DIGITS[((seq >> (4 * (n - 1 - i))) & 0xf) as usize];
         }
+        (d, n)
+    }
+
+    fn write(&self, seq: u64, out: &mut Vec<u8>) {
+        let (d, n) = self.seq_digits(seq);
+        out.extend_from_slice(&d[..n]);
         out.extend_from_slice(&self.pattern[n..]);
+    }
+
+    /// Whether `got` is bytes `pos..` of the echo of message `seq`: the
+    /// unmasked frame `head`, then the payload `write` built.
+    fn echo_matches(&self, head: &[u8], seq: u64, pos: usize, got: &[u8]) -> bool {
+        let (d, n) = self.seq_digits(seq);
+        let prefix_len = head.len() + n;
+        let end = pos + got.len();
+        if pos < prefix_len {
+            let mut prefix = [0u8; 4 + HEADER];
+            prefix[..head.len()].copy_from_slice(head);
+            prefix[head.len()..prefix_len].copy_from_slice(&d[..n]);
+            let k = end.min(prefix_len);
+            if got[..k - pos] != prefix[pos..k] {
+                return false;
+            }
+        }
+        let from = pos.max(prefix_len);
+        from >= end || got[from - pos..] == self.pattern[from - head.len()..end - head.len()]
     }
 }
 
@@ -179,12 +205,10 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
     let (echo_head, eh) = header(size, false);
     let echo_len = eh + size;
     let mut out = Vec::with_capacity(plan.depth * (echo_len + 4));
-    // The exact bytes the server owes us: `expected[seen..]`, oldest
-    // first (the echoes before `seen` came back; the front of the buffer
-    // is dropped once it is half of it).
-    let mut expected: Vec<u8> = Vec::with_capacity(2 * plan.depth * echo_len);
-    let mut seen = 0usize;
-    let mut matched = 0usize;
+    // The echo being received: the oldest message in flight (`echo_seq`),
+    // `pos` of its bytes seen so far.
+    let mut echo_seq = 0u64;
+    let mut pos = 0usize;
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(plan.depth);
     let mut keys = vec![[0u8; 4]; plan.depth];
     let mut rbuf = vec![0u8; 64 << 10];
@@ -202,8 +226,6 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
                 out.extend_from_slice(key);
                 let start = out.len();
                 plan.payload.write(seq, &mut out);
-                expected.extend(&echo_head[..eh]);
-                expected.extend(&out[start..]);
                 apply_mask(&mut out[start..], *key);
                 seq += 1;
             }
@@ -234,21 +256,29 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
             }
         };
         let now = Instant::now();
-        let got = &rbuf[..n];
-        let want = &expected[seen + matched..];
-        if got.len() > want.len() || got != &want[..got.len()] {
-            st.error = Some("echo differs from what was sent (content, order or framing)".into());
-            return st;
-        }
-        matched += n;
-        let done = matched / echo_len;
-        if done > 0 {
-            seen += done * echo_len;
-            matched -= done * echo_len;
-            if seen * 2 >= expected.len() {
-                expected.drain(..seen);
-                seen = 0;
+        // Every byte is compared with the echo it must be: this message's
+        // unmasked frame header, sequence number and pattern.
+        let mut got = &rbuf[..n];
+        let mut done = 0;
+        while !got.is_empty() {
+            if done == sent_at.len() {
+                st.error = Some("more bytes than the echoes of the messages sent".into());
+                return st;
             }
+            let take = got.len().min(echo_len - pos);
+            if !plan.payload.echo_matches(&echo_head[..eh], echo_seq, pos, &got[..take]) {
+                st.error = Some("echo differs from what was sent (content, order or framing)".into());
+                return st;
+            }
+            got = &got[take..];
+            pos += take;
+            if pos == echo_len {
+                pos = 0;
+                echo_seq += 1;
+                done += 1;
+            }
+        }
+        if done > 0 {
             for at in sent_at.drain(..done) {
                 st.total += 1;
                 if now >= plan.measure_start && now < plan.end {
