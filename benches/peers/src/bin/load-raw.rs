@@ -116,24 +116,36 @@ impl Payload {
         out.extend_from_slice(&self.pattern[n..]);
     }
 
-    /// Whether `got` is bytes `pos..` of the echo of message `seq`: the
-    /// unmasked frame `head`, then the payload `write` built.
-    fn echo_matches(&self, head: &[u8], seq: u64, pos: usize, got: &[u8]) -> bool {
+    /// The first bytes of the echo of message `seq`: the unmasked frame
+    /// header `head` and the sequence number (the rest is the pattern).
+    fn echo_prefix(&self, head: &[u8], seq: u64) -> Prefix {
         let (d, n) = self.seq_digits(seq);
-        let prefix_len = head.len() + n;
+        let mut bytes = [0u8; 4 + HEADER];
+        bytes[..head.len()].copy_from_slice(head);
+        bytes[head.len()..head.len() + n].copy_from_slice(&d[..n]);
+        Prefix { bytes, len: (head.len() + n) as u8 }
+    }
+
+    /// Whether `got` is bytes `pos..` of the echo whose prefix is `prefix`
+    /// (after a `head_len`-byte frame header).
+    fn echo_matches(&self, prefix: &Prefix, head_len: usize, pos: usize, got: &[u8]) -> bool {
+        let prefix_len = prefix.len as usize;
         let end = pos + got.len();
         if pos < prefix_len {
-            let mut prefix = [0u8; 4 + HEADER];
-            prefix[..head.len()].copy_from_slice(head);
-            prefix[head.len()..prefix_len].copy_from_slice(&d[..n]);
             let k = end.min(prefix_len);
-            if got[..k - pos] != prefix[pos..k] {
+            if got[..k - pos] != prefix.bytes[pos..k] {
                 return false;
             }
         }
         let from = pos.max(prefix_len);
-        from >= end || got[from - pos..] == self.pattern[from - head.len()..end - head.len()]
+        from >= end || got[from - pos..] == self.pattern[from - head_len..end - head_len]
     }
+}
+
+/// The start of an expected echo (frame header and sequence number).
+struct Prefix {
+    bytes: [u8; 4 + HEADER],
+    len: u8,
 }
 
 /// Frame header of a final binary frame with `len` (< 64 KiB) bytes
@@ -205,9 +217,9 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
     let (echo_head, eh) = header(size, false);
     let echo_len = eh + size;
     let mut out = Vec::with_capacity(plan.depth * (echo_len + 4));
-    // The echo being received: the oldest message in flight (`echo_seq`),
-    // `pos` of its bytes seen so far.
-    let mut echo_seq = 0u64;
+    // The echoes owed, oldest first (their first bytes; the rest is the
+    // pattern), and `pos` bytes of the oldest seen so far.
+    let mut owed: VecDeque<Prefix> = VecDeque::with_capacity(plan.depth);
     let mut pos = 0usize;
     let mut sent_at: VecDeque<Instant> = VecDeque::with_capacity(plan.depth);
     let mut keys = vec![[0u8; 4]; plan.depth];
@@ -226,6 +238,7 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
                 out.extend_from_slice(key);
                 let start = out.len();
                 plan.payload.write(seq, &mut out);
+                owed.push_back(plan.payload.echo_prefix(&echo_head[..eh], seq));
                 apply_mask(&mut out[start..], *key);
                 seq += 1;
             }
@@ -261,12 +274,12 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
         let mut got = &rbuf[..n];
         let mut done = 0;
         while !got.is_empty() {
-            if done == sent_at.len() {
+            let Some(prefix) = owed.get(done) else {
                 st.error = Some("more bytes than the echoes of the messages sent".into());
                 return st;
-            }
+            };
             let take = got.len().min(echo_len - pos);
-            if !plan.payload.echo_matches(&echo_head[..eh], echo_seq, pos, &got[..take]) {
+            if !plan.payload.echo_matches(prefix, eh, pos, &got[..take]) {
                 st.error = Some("echo differs from what was sent (content, order or framing)".into());
                 return st;
             }
@@ -274,11 +287,11 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
             pos += take;
             if pos == echo_len {
                 pos = 0;
-                echo_seq += 1;
                 done += 1;
             }
         }
         if done > 0 {
+            owed.drain(..done);
             for at in sent_at.drain(..done) {
                 st.total += 1;
                 if now >= plan.measure_start && now < plan.end {
