@@ -31,13 +31,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx::proto::handshake::derive_accept_key;
+use wsx::proto::frame::{FrameHeader, MAX_HEADER_LEN};
+use wsx::proto::handshake::{parse_response, ClientHandshake};
 use wsx::proto::mask::apply_mask;
+use wsx::IntoClientRequest;
 
 struct Args {
-    addr: String,
-    host: String,
-    path: String,
+    url: String,
     connections: usize,
     size: usize,
     depth: usize,
@@ -52,16 +52,9 @@ fn usage() -> ! {
 
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
-    let url = it.next().unwrap_or_else(|| usage());
-    let rest = url.strip_prefix("ws://").unwrap_or_else(|| usage());
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
+    let url = it.next().filter(|u| u.starts_with("ws://")).unwrap_or_else(|| usage());
     let mut a = Args {
-        addr: hostport.to_owned(),
-        host: hostport.to_owned(),
-        path: path.to_owned(),
+        url,
         connections: 100,
         size: 20,
         depth: 1,
@@ -110,17 +103,14 @@ impl Payload {
         (d, n)
     }
 
-    fn write(&self, seq: u64, out: &mut Vec<u8>) {
+    /// Append the payload of message `seq` to `out`; returns the first
+    /// bytes of its echo: the unmasked frame header `head`, then the
+    /// sequence number (the rest of the echo is the pattern).
+    fn write(&self, seq: u64, head: &[u8], out: &mut Vec<u8>) -> Prefix {
         let (d, n) = self.seq_digits(seq);
         out.extend_from_slice(&d[..n]);
         out.extend_from_slice(&self.pattern[n..]);
-    }
-
-    /// The first bytes of the echo of message `seq`: the unmasked frame
-    /// header `head` and the sequence number (the rest is the pattern).
-    fn echo_prefix(&self, head: &[u8], seq: u64) -> Prefix {
-        let (d, n) = self.seq_digits(seq);
-        let mut bytes = [0u8; 4 + HEADER];
+        let mut bytes = [0u8; MAX_HEADER_LEN + HEADER];
         bytes[..head.len()].copy_from_slice(head);
         bytes[head.len()..head.len() + n].copy_from_slice(&d[..n]);
         Prefix { bytes, len: (head.len() + n) as u8 }
@@ -144,20 +134,15 @@ impl Payload {
 
 /// The start of an expected echo (frame header and sequence number).
 struct Prefix {
-    bytes: [u8; 4 + HEADER],
+    bytes: [u8; MAX_HEADER_LEN + HEADER],
     len: u8,
 }
 
-/// Frame header of a final binary frame with `len` (< 64 KiB) bytes
-/// (RFC 6455 §5.2), and its length.
-fn header(len: usize, masked: bool) -> ([u8; 4], usize) {
-    let m = if masked { 0x80 } else { 0 };
-    if len < 126 {
-        ([0x82, m | len as u8, 0, 0], 2)
-    } else {
-        let l = (len as u16).to_be_bytes();
-        ([0x82, m | 126, l[0], l[1]], 4)
-    }
+/// The header of a final binary frame of `len` bytes, masked with `mask`.
+fn header(len: usize, mask: Option<[u8; 4]>, dst: &mut [u8; MAX_HEADER_LEN]) -> usize {
+    let h =
+        FrameHeader { fin: true, rsv1: false, rsv2: false, rsv3: false, opcode: 0x2, mask, payload_len: len as u64 };
+    h.encode(dst)
 }
 
 struct Plan {
@@ -174,47 +159,36 @@ struct Stats {
     error: Option<String>,
 }
 
-async fn handshake(a: &Args) -> std::io::Result<TcpStream> {
-    let mut s = TcpStream::connect(&a.addr).await?;
+/// Connect and make the opening handshake with the protocol core's client
+/// side (a fresh key, the response checked as `wsx::connect` checks it).
+async fn handshake(url: &str) -> Result<TcpStream, Box<dyn std::error::Error>> {
+    let request = url.into_client_request()?;
+    let addr = request.uri().authority().ok_or("no host in the URL")?.to_string();
+    let (head, client) = ClientHandshake::new(request)?;
+    let mut s = TcpStream::connect(&addr).await?;
     s.set_nodelay(true)?;
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
-    use base64::Engine;
-    let key = base64::engine::general_purpose::STANDARD.encode(raw);
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        a.path, a.host
-    );
-    s.write_all(req.as_bytes()).await?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let end = loop {
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            return Err(std::io::Error::other("closed during the handshake"));
+    s.write_all(&head).await?;
+    let mut buf = Vec::new();
+    loop {
+        if s.read_buf(&mut buf).await? == 0 {
+            return Err("closed during the handshake".into());
         }
-        head.extend_from_slice(&buf[..n]);
-        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+        if let Some((response, used)) = parse_response(&buf, 16 << 10)? {
+            client.check_response(&response)?;
+            if used != buf.len() {
+                return Err("bytes after the handshake response".into());
+            }
+            return Ok(s);
         }
-    };
-    let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
-    let accept = derive_accept_key(key.as_bytes()).to_ascii_lowercase();
-    if !text.starts_with("http/1.1 101") || !text.contains(&format!("sec-websocket-accept: {accept}")) {
-        return Err(std::io::Error::other("the server did not accept the upgrade"));
     }
-    if end != head.len() {
-        return Err(std::io::Error::other("bytes after the handshake response"));
-    }
-    Ok(s)
 }
 
 /// One connection's closed loop. Histogram values are nanoseconds.
 async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats {
     let mut st = Stats::default();
     let size = plan.payload.pattern.len();
-    let (masked_head, mh) = header(size, true);
-    let (echo_head, eh) = header(size, false);
+    let mut echo_head = [0u8; MAX_HEADER_LEN];
+    let eh = header(size, None, &mut echo_head);
     let echo_len = eh + size;
     let mut out = Vec::with_capacity(plan.depth * (echo_len + 4));
     // The echoes owed, oldest first (their first bytes; the rest is the
@@ -234,11 +208,11 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
             rng.fill_bytes(keys[..to_send].as_flattened_mut());
             out.clear();
             for key in &keys[..to_send] {
-                out.extend_from_slice(&masked_head[..mh]);
-                out.extend_from_slice(key);
+                let mut hb = [0u8; MAX_HEADER_LEN];
+                let n = header(size, Some(*key), &mut hb);
+                out.extend_from_slice(&hb[..n]);
                 let start = out.len();
-                plan.payload.write(seq, &mut out);
-                owed.push_back(plan.payload.echo_prefix(&echo_head[..eh], seq));
+                owed.push_back(plan.payload.write(seq, &echo_head[..eh], &mut out));
                 apply_mask(&mut out[start..], *key);
                 seq += 1;
             }
@@ -312,10 +286,10 @@ fn main() {
     rt.block_on(async move {
         let mut sockets = Vec::with_capacity(a.connections);
         for _ in 0..a.connections {
-            match handshake(&a).await {
+            match handshake(&a.url).await {
                 Ok(s) => sockets.push(s),
                 Err(e) => {
-                    eprintln!("load-raw: cannot connect to {}: {e}", a.addr);
+                    eprintln!("load-raw: cannot connect to {}: {e}", a.url);
                     std::process::exit(1);
                 }
             }
