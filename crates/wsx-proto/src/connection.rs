@@ -505,7 +505,9 @@ impl Reader {
                 },
             };
             let (len, processed) = (f.len as usize, f.processed as usize);
-            if processed == 0 && f.fin && st.rbuf.len() >= len {
+            // Nothing of this frame consumed yet (neither unmasked nor
+            // handed out as a chunk), and all of it buffered.
+            if processed == 0 && f.offset == 0 && f.fin && st.rbuf.len() >= len {
                 if let Some(whole) = Self::whole_message(st, f, streaming)? {
                     return Ok(Some(whole));
                 }
@@ -560,24 +562,23 @@ impl Reader {
     }
 
     /// The common case, before the general path: a text or binary message
-    /// in one frame (FIN set, uncompressed), its payload all buffered and
-    /// its header checked by `parse_header`. Unmasked and (text) validated
-    /// in one pass each, without the incremental bookkeeping; the same
-    /// rules and the same result as the general path. `None`: not that
-    /// case.
+    /// in one frame (FIN set, uncompressed), none of it consumed yet and
+    /// all of it buffered, its header checked by `parse_header`. Unmasked
+    /// and (text) validated in one pass each, without the incremental
+    /// bookkeeping; the same rules and the same result as the general path.
+    /// `None`: not that case.
     #[inline]
     fn whole_message(st: &mut ReadState, f: FrameState, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
-        if !matches!(f.opcode, OpCode::Text | OpCode::Binary) {
+        // A text or binary opcode starts a message (`parse_header` refuses
+        // one inside a fragmented message), so this frame is all of it.
+        if !matches!(f.opcode, OpCode::Text | OpCode::Binary) || st.msg.as_ref().is_none_or(|m| m.compressed) {
             return Ok(None);
         }
-        let text = match st.msg.as_ref() {
-            Some(m) if !m.compressed && m.size == 0 => m.text,
-            _ => return Ok(None),
-        };
+        let text = f.opcode == OpCode::Text;
         let len = f.len as usize;
         let payload = &mut st.rbuf[..len];
         if let Some(key) = f.mask {
-            apply_mask_offset(payload, key, 0);
+            apply_mask(payload, key);
         }
         // §8.1: a text message must be UTF-8 (checked whole: it is all here).
         if text && crate::utf8::validate(payload).is_err() {
