@@ -77,6 +77,21 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a connection in `role` writes for `n` binary messages of `payload`.
+fn written(role: Role, payload: &Bytes, n: usize) -> Vec<u8> {
+    let mut conn = Connection::new(role, Config::default());
+    for _ in 0..n {
+        conn.send(Message::Binary(payload.clone())).unwrap();
+    }
+    conn.take_output()
+}
+
+/// Drop what `conn` has queued, as if it were written.
+fn discard_output(conn: &mut Connection) {
+    let n = conn.buffered_amount();
+    conn.advance_write(n);
+}
+
 fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame");
     for size in [16usize, 1024, 64 << 10] {
@@ -88,17 +103,12 @@ fn frames(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(format!("encode/{role:?}"), size), |b| {
                 b.iter(|| {
                     conn.send(Message::Binary(payload.clone())).unwrap();
-                    let n = conn.buffered_amount();
-                    conn.advance_write(n);
+                    discard_output(&mut conn);
                 })
             });
         }
         // Decode: 64 masked frames fed at once to a server.
-        let mut client = Connection::new(Role::Client, Config::default());
-        for _ in 0..64 {
-            client.send(Message::Binary(payload.clone())).unwrap();
-        }
-        let wire = client.take_output();
+        let wire = written(Role::Client, &payload, 64);
         g.throughput(Throughput::Bytes(64 * size as u64));
         g.bench_function(BenchmarkId::new("decode/64-masked", size), |b| {
             b.iter(|| {
@@ -122,11 +132,7 @@ fn frames(c: &mut Criterion) {
 fn echo(c: &mut Criterion) {
     let mut g = c.benchmark_group("echo");
     let payload = Bytes::from(vec![b'x'; 20]);
-    let mut client = Connection::new(Role::Client, Config::default());
-    for _ in 0..16 {
-        client.send(Message::Binary(payload.clone())).unwrap();
-    }
-    let wire = client.take_output();
+    let wire = written(Role::Client, &payload, 16);
     g.throughput(Throughput::Elements(16));
     g.bench_function("server/16x20B", |b| {
         let mut server = Connection::new(Role::Server, Config::default());
@@ -138,23 +144,17 @@ fn echo(c: &mut Criterion) {
                     server.send(out.into_message()).unwrap();
                 }
             }
-            let n = server.buffered_amount();
-            server.advance_write(n);
+            discard_output(&mut server);
         })
     });
-    let mut server = Connection::new(Role::Server, Config::default());
-    for _ in 0..16 {
-        server.send(Message::Binary(payload.clone())).unwrap();
-    }
-    let echoes = server.take_output();
+    let echoes = written(Role::Server, &payload, 16);
     g.bench_function("client/16x20B", |b| {
         let mut client = Connection::new(Role::Client, Config::default());
         b.iter(|| {
             for _ in 0..16 {
                 client.send(Message::Binary(payload.clone())).unwrap();
             }
-            let n = client.buffered_amount();
-            client.advance_write(n);
+            discard_output(&mut client);
             client.read_buf().extend_from_slice(black_box(&echoes));
             let mut got = 0;
             while let Some(Incoming::Chunk(c)) = client.next_chunk().unwrap() {
