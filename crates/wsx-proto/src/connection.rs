@@ -278,8 +278,23 @@ impl OutQueue {
         n
     }
 
+    /// The queued bytes when they are one slice (the tail alone): the
+    /// common case, written without building a vector of slices.
+    fn contiguous(&self) -> Option<&[u8]> {
+        self.chunks.is_empty().then_some(&self.tail[..])
+    }
+
     fn advance(&mut self, mut n: usize) {
-        self.len -= n.min(self.len);
+        if n >= self.len {
+            // All written: the tail restarts at its buffer's beginning
+            // (advancing it would move its start and leave the reclaiming
+            // to the next reserve).
+            self.chunks.clear();
+            self.tail.clear();
+            self.len = 0;
+            return;
+        }
+        self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
                 Some(c) if c.len() <= n => {
@@ -1075,7 +1090,17 @@ impl Writer {
     }
 
     /// Queue the pending pong unless the peer has left a backlog unread.
+    /// Queue the pong owed to a ping, if any (checked before every write:
+    /// inline, the rare case out of line).
+    #[inline]
     fn flush_pong(&mut self) {
+        if self.pending_pong.is_some() {
+            self.flush_pong_slow();
+        }
+    }
+
+    #[cold]
+    fn flush_pong_slow(&mut self) {
         if self.queued() < CONTROL_BACKLOG {
             if let Some(p) = self.pending_pong.take() {
                 self.write_frame(OpCode::Pong, true, &p, None);
@@ -1113,6 +1138,15 @@ impl Writer {
             Some(out) => out.chunks_vectored(dst),
             None => 0,
         }
+    }
+
+    /// The queued bytes, when they are one contiguous slice (small frames
+    /// coalesced in the tail buffer): the common case, written with a plain
+    /// write. `None` when nothing is queued or when [`Writer::write_chunks`]
+    /// is needed (payloads queued by reference).
+    pub fn write_contiguous(&mut self) -> Option<&[u8]> {
+        self.flush_pong();
+        self.out.as_deref().and_then(OutQueue::contiguous).filter(|b| !b.is_empty())
     }
 
     /// `n` bytes from the front of the queue were written.
@@ -1308,6 +1342,11 @@ impl Connection {
     /// See [`Writer::write_chunks`].
     pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.writer.write_chunks(dst)
+    }
+
+    /// See [`Writer::write_contiguous`].
+    pub fn write_contiguous(&mut self) -> Option<&[u8]> {
+        self.writer.write_contiguous()
     }
 
     /// `n` bytes from the front of the write queue were written.

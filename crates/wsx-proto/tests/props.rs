@@ -163,7 +163,8 @@ fn drain_messages(conn: &mut Connection, got: &mut Vec<Message>) -> Option<Proto
 
 /// Move everything `from` has to write into `to`, written in pieces of the
 /// sizes in `writes` (cycled) through `write_chunks`/`advance_write`, reading
-/// `to`'s messages after every piece.
+/// `to`'s messages after every piece; `write_contiguous` is checked against
+/// `write_chunks` on the way.
 fn transfer(
     from: &mut Connection,
     to: &mut Connection,
@@ -175,11 +176,18 @@ fn transfer(
         let want = writes[*k % writes.len()];
         *k += 1;
         let mut piece = Vec::new();
+        // The one-slice view, when offered, is exactly what the slices hold.
+        let contiguous = from.write_contiguous().map(<[u8]>::to_vec);
         {
             let mut slices = [IoSlice::new(&[]); 4];
             let n = from.write_chunks(&mut slices);
             if n == 0 {
+                assert_eq!(contiguous, None, "write_contiguous offered bytes with nothing queued");
                 return None;
+            }
+            if let Some(c) = &contiguous {
+                assert_eq!(n, 1, "write_contiguous offered bytes while several slices are queued");
+                assert_eq!(c[..], slices[0][..], "write_contiguous differs from write_chunks");
             }
             for s in &slices[..n] {
                 let take = (want - piece.len()).min(s.len());

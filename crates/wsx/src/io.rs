@@ -18,7 +18,10 @@ pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
     while writer.wants_write() {
-        let n = {
+        let n = if let Some(bytes) = writer.write_contiguous() {
+            // One slice (the usual case): no vector of slices to build.
+            ready!(Pin::new(&mut *io).poll_write(cx, bytes))?
+        } else {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let k = writer.write_chunks(&mut slices);
             let r = if k > 1 && io.is_write_vectored() {
