@@ -76,6 +76,8 @@ enum Recv {
 struct FrameState {
     opcode: OpCode,
     fin: bool,
+    /// RSV1 (permessage-deflate: the first frame of a compressed message).
+    rsv1: bool,
     mask: Option<[u8; 4]>,
     // u32: frames are at most 2 GiB (the limit), and this is held by every
     // connection.
@@ -462,6 +464,9 @@ impl Reader {
     /// frame or an error, later input is ignored. The caller must pass
     /// pings, close frames and errors to the [`Writer`].
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        if self.nothing_buffered() {
+            return Ok(None);
+        }
         let r = self.parse(false);
         if r.is_err() {
             self.stop();
@@ -483,11 +488,23 @@ impl Reader {
     /// switching back to `next_message`, which would otherwise return only
     /// the rest of that message.
     pub fn next_chunk(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        if self.nothing_buffered() {
+            return Ok(None);
+        }
         let r = self.parse(true);
         if r.is_err() {
             self.stop();
         }
         r
+    }
+
+    /// No byte waits to be parsed: parsing would return `Ok(None)` (a frame
+    /// in progress needs more bytes; an empty frame is never left in
+    /// progress). Checked inline, as every wait for input starts with a
+    /// parse of what is buffered.
+    #[inline]
+    fn nothing_buffered(&self) -> bool {
+        self.st.as_ref().is_none_or(|st| st.rbuf.is_empty())
     }
 
     fn parse(&mut self, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
@@ -526,6 +543,18 @@ impl Reader {
                 if let Some(whole) = Self::whole_message(st, f, streaming)? {
                     return Ok(Some(whole));
                 }
+            }
+            if st.msg.is_none() && matches!(f.opcode, OpCode::Text | OpCode::Binary) {
+                // The first frame of a message that is not handled whole.
+                st.msg = Some(MessageState {
+                    text: f.opcode == OpCode::Text,
+                    compressed: f.rsv1,
+                    started: false,
+                    delivered: 0,
+                    data: None,
+                    size: 0,
+                    utf8: Utf8Validator::new(),
+                });
             }
             let avail = st.rbuf.len().min(len);
             if avail > processed {
@@ -586,7 +615,8 @@ impl Reader {
     fn whole_message(st: &mut ReadState, f: FrameState, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
         // A text or binary opcode starts a message (`parse_header` refuses
         // one inside a fragmented message), so this frame is all of it.
-        if !matches!(f.opcode, OpCode::Text | OpCode::Binary) || st.msg.as_ref().is_none_or(|m| m.compressed) {
+        // RSV1 on the first frame: compressed (inflated by the general path).
+        if !matches!(f.opcode, OpCode::Text | OpCode::Binary) || f.rsv1 {
             return Ok(None);
         }
         let text = f.opcode == OpCode::Text;
@@ -691,28 +721,17 @@ impl Reader {
                 return Err(ProtocolError::FrameTooBig { size: h.payload_len, max: max_frame });
             }
             // §5.4: continuation only inside a message; no new message inside one.
+            // (A text or binary frame starts a message; its state is made by
+            // the caller, unless the message is handled whole at once.)
             match (opcode, st.msg.is_some()) {
                 (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
                 (OpCode::Text | OpCode::Binary, true) => return Err(ProtocolError::ExpectedContinuation),
-                (OpCode::Text | OpCode::Binary, false) => {
-                    st.msg = Some(MessageState {
-                        text: opcode == OpCode::Text,
-                        compressed,
-                        started: false,
-                        delivered: 0,
-                        data: None,
-                        size: 0,
-                        utf8: Utf8Validator::new(),
-                    });
-                }
                 _ => {}
             }
             let max_msg = self.config.max_message_size();
-            if let Some(m) = st.msg.as_ref() {
-                let total = m.size as u64 + h.payload_len;
-                if total > max_msg as u64 {
-                    return Err(ProtocolError::MessageTooBig { size: total, max: max_msg });
-                }
+            let total = st.msg.as_ref().map_or(0, |m| m.size as u64) + h.payload_len;
+            if total > max_msg as u64 {
+                return Err(ProtocolError::MessageTooBig { size: total, max: max_msg });
             }
         }
         st.rbuf.advance(n);
@@ -723,9 +742,7 @@ impl Reader {
         if !opcode.is_control() {
             self.last_frame_len = len;
         }
-        let f = FrameState { opcode, fin: h.fin, mask: h.mask, len, processed: 0, offset: 0 };
-        st.frame = Some(f);
-        Ok(Some(f))
+        Ok(Some(FrameState { opcode, fin: h.fin, rsv1: compressed, mask: h.mask, len, processed: 0, offset: 0 }))
     }
 
     /// A frame's payload is complete (unmasked, text validated so far).
