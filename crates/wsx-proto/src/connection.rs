@@ -157,6 +157,12 @@ impl Gather {
 
     /// Take the next chunk of a message; what to forward now, if anything.
     pub fn push(&mut self, chunk: Chunk) -> Option<Chunk> {
+        if chunk.first && chunk.last {
+            // A whole message (the common case): passed through as it is.
+            self.pending.clear();
+            self.forwarding = false;
+            return Some(chunk);
+        }
         let Chunk { text, data, first, last } = chunk;
         if first {
             self.pending.clear();
@@ -291,7 +297,9 @@ impl OutQueue {
             // All written: the tail restarts at its buffer's beginning
             // (advancing it would move its start and leave the reclaiming
             // to the next reserve).
-            self.chunks.clear();
+            if !self.chunks.is_empty() {
+                self.chunks.clear();
+            }
             self.tail.clear();
             self.len = 0;
             return;

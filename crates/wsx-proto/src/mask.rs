@@ -36,8 +36,15 @@ pub fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate(key, offset);
     if buf.len() < BLOCK {
         mask_small(buf, key);
-        return;
+    } else {
+        mask_large(buf, key);
     }
+}
+
+/// [`BLOCK`] bytes or more, out of line (a small payload's path stays a
+/// few instructions, inlined): AVX2 when the CPU has it.
+#[inline(never)]
+fn mask_large(buf: &mut [u8], key: [u8; 4]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: `mask_wide_avx2` is `mask_wide` compiled with AVX2
@@ -79,10 +86,11 @@ fn mask_wide(buf: &mut [u8], key: [u8; 4]) {
     mask_small(chunks.into_remainder(), key);
 }
 
+/// The key with `key[offset % 4]` first: a rotation of the key read as a
+/// little-endian word.
 #[inline]
 fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let s = offset & 3;
-    [key[s], key[(s + 1) & 3], key[(s + 2) & 3], key[(s + 3) & 3]]
+    u32::from_le_bytes(key).rotate_right(8 * (offset & 3) as u32).to_le_bytes()
 }
 
 /// Under [`BLOCK`] bytes (and the wide loop's tail): eight bytes at a time,
@@ -90,7 +98,8 @@ fn rotate(key: [u8; 4], offset: usize) -> [u8; 4] {
 #[inline]
 fn mask_small(buf: &mut [u8], key: [u8; 4]) {
     let word = u32::from_ne_bytes(key);
-    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    // The key twice, in memory order whatever the byte order.
+    let wide = u64::from(word) << 32 | u64::from(word);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut w = [0u8; 8];
