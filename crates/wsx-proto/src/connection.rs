@@ -115,6 +115,7 @@ impl Chunk {
     /// one that is not valid UTF-8 on its own (a piece that begins or ends
     /// inside a code point) is returned as binary: its bytes are never
     /// dropped.
+    #[inline]
     pub fn into_message(self) -> Message {
         if self.text {
             match Utf8Bytes::try_from_bytes(self.data.clone()) {
@@ -156,6 +157,7 @@ impl Gather {
     pub const FORWARD_AT: usize = 64 << 10;
 
     /// Take the next chunk of a message; what to forward now, if anything.
+    #[inline]
     pub fn push(&mut self, chunk: Chunk) -> Option<Chunk> {
         if chunk.first && chunk.last {
             // A whole message (the common case): passed through as it is.
@@ -163,6 +165,10 @@ impl Gather {
             self.forwarding = false;
             return Some(chunk);
         }
+        self.push_piece(chunk)
+    }
+
+    fn push_piece(&mut self, chunk: Chunk) -> Option<Chunk> {
         let Chunk { text, data, first, last } = chunk;
         if first {
             self.pending.clear();
@@ -400,6 +406,7 @@ impl Reader {
     }
 
     /// The settings.
+    #[inline]
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -413,12 +420,14 @@ impl Reader {
 
     /// The receive state, created (from the thread's spare) if the
     /// connection was idle.
+    #[inline]
     fn state(&mut self) -> &mut ReadState {
         self.st.get_or_insert_with(spare::take_read)
     }
 
     /// The read buffer, for the I/O layer to read into directly (after
     /// reserving [`Reader::read_hint`] bytes).
+    #[inline]
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.state().rbuf
     }
@@ -427,6 +436,7 @@ impl Reader {
     /// the current frame when its header is known, else the size of the
     /// last frame (peers tend to send alike messages, so one read takes a
     /// whole frame), at least 4 KiB and at most 1 MiB.
+    #[inline]
     pub fn read_hint(&self) -> usize {
         match self.st.as_deref() {
             Some(ReadState { frame: Some(f), rbuf, .. }) => {
@@ -438,6 +448,7 @@ impl Reader {
 
     /// Whether the reader has stopped interpreting input (the peer's close
     /// frame arrived, or the connection failed).
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.recv == Recv::Done
     }
@@ -445,6 +456,7 @@ impl Reader {
     /// Release what an idle connection does not need: the whole receive
     /// state when nothing is buffered or in progress (to the thread's
     /// spare), else an empty read buffer.
+    #[inline]
     pub fn shrink_idle(&mut self) {
         let Some(st) = self.st.as_mut() else { return };
         if st.is_empty() {
@@ -471,6 +483,7 @@ impl Reader {
     /// bytes are needed or input is no longer interpreted. After a close
     /// frame or an error, later input is ignored. The caller must pass
     /// pings, close frames and errors to the [`Writer`].
+    #[inline]
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
         if self.nothing_buffered() {
             return Ok(None);
@@ -495,6 +508,7 @@ impl Reader {
     /// ([`Incoming::Message`]). Read a message to its last chunk before
     /// switching back to `next_message`, which would otherwise return only
     /// the rest of that message.
+    #[inline]
     pub fn next_chunk(&mut self) -> Result<Option<Incoming>, ProtocolError> {
         if self.nothing_buffered() {
             return Ok(None);
@@ -906,6 +920,7 @@ impl Writer {
     }
 
     /// Where the closing handshake stands.
+    #[inline]
     pub fn close_state(&self) -> CloseState {
         self.close
     }
@@ -1038,6 +1053,7 @@ impl Writer {
     }
 
     /// Whether [`Writer::answer`] would do anything for `msg`.
+    #[inline]
     pub fn needs_answer(msg: &Message, auto_pong: bool) -> bool {
         match msg {
             Message::Ping(_) => auto_pong,
@@ -1134,15 +1150,18 @@ impl Writer {
     }
 
     /// Bytes queued to be written (the `bufferedAmount`).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         self.queued()
     }
 
+    #[inline]
     fn queued(&self) -> usize {
         self.out.as_ref().map_or(0, |o| o.len)
     }
 
     /// Whether anything is waiting to be written.
+    #[inline]
     pub fn wants_write(&mut self) -> bool {
         self.flush_pong();
         self.queued() > 0
@@ -1150,6 +1169,7 @@ impl Writer {
 
     /// Whether the write queue is above the configured high-water mark: the
     /// I/O layer should write before accepting more messages.
+    #[inline]
     pub fn write_backpressure(&self) -> bool {
         self.queued() >= self.max_write_buffer as usize
     }
@@ -1169,12 +1189,14 @@ impl Writer {
     /// coalesced in the tail buffer): the common case, written with a plain
     /// write. `None` when nothing is queued or when [`Writer::write_chunks`]
     /// is needed (payloads queued by reference).
+    #[inline]
     pub fn write_contiguous(&mut self) -> Option<&[u8]> {
         self.flush_pong();
         self.out.as_deref().and_then(OutQueue::contiguous).filter(|b| !b.is_empty())
     }
 
     /// `n` bytes from the front of the queue were written.
+    #[inline]
     pub fn advance_write(&mut self, n: usize) {
         if let Some(out) = self.out.as_mut() {
             out.advance(n);
@@ -1186,6 +1208,7 @@ impl Writer {
 
     /// Release the write queue when nothing is queued (to the thread's
     /// spare), so that an idle connection holds none.
+    #[inline]
     pub fn shrink_idle(&mut self) {
         if self.queued() == 0 {
             if let Some(out) = self.out.take() {
@@ -1249,11 +1272,13 @@ impl Connection {
     }
 
     /// The settings.
+    #[inline]
     pub fn config(&self) -> &Config {
         &self.reader.config
     }
 
     /// Where the closing handshake stands.
+    #[inline]
     pub fn close_state(&self) -> CloseState {
         self.writer.close
     }
@@ -1270,17 +1295,20 @@ impl Connection {
     }
 
     /// The read buffer, to read into directly (see [`Reader::read_buf`]).
+    #[inline]
     pub fn read_buf(&mut self) -> &mut BytesMut {
         self.reader.read_buf()
     }
 
     /// See [`Reader::read_hint`].
+    #[inline]
     pub fn read_hint(&self) -> usize {
         self.reader.read_hint()
     }
 
     /// Release buffers that hold no data, so that an idle connection holds
     /// (almost) no heap. The I/O layer calls this when it has nothing to do.
+    #[inline]
     pub fn shrink_idle(&mut self) {
         self.reader.shrink_idle();
         self.writer.shrink_idle();
@@ -1306,6 +1334,7 @@ impl Connection {
     /// A protocol violation fails the connection: a close frame with the
     /// error's code (§7.4.1) is queued, later input is ignored, and the
     /// error is returned once.
+    #[inline]
     pub fn next_message(&mut self) -> Result<Option<Message>, ProtocolError> {
         let r = self.reader.next_message();
         match &r {
@@ -1319,6 +1348,7 @@ impl Connection {
     /// Like [`Connection::next_message`], with data messages in pieces as
     /// they arrive; see [`Reader::next_chunk`]. Pings and close frames are
     /// handled as by `next_message`.
+    #[inline]
     pub fn next_chunk(&mut self) -> Result<Option<Incoming>, ProtocolError> {
         let r = self.reader.next_chunk();
         match &r {
@@ -1350,16 +1380,19 @@ impl Connection {
     }
 
     /// Bytes queued to be written (the `bufferedAmount`).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         self.writer.buffered_amount()
     }
 
     /// Whether anything is waiting to be written.
+    #[inline]
     pub fn wants_write(&mut self) -> bool {
         self.writer.wants_write()
     }
 
     /// See [`Writer::write_backpressure`].
+    #[inline]
     pub fn write_backpressure(&self) -> bool {
         self.writer.write_backpressure()
     }
@@ -1370,11 +1403,13 @@ impl Connection {
     }
 
     /// See [`Writer::write_contiguous`].
+    #[inline]
     pub fn write_contiguous(&mut self) -> Option<&[u8]> {
         self.writer.write_contiguous()
     }
 
     /// `n` bytes from the front of the write queue were written.
+    #[inline]
     pub fn advance_write(&mut self, n: usize) {
         self.writer.advance_write(n)
     }
