@@ -292,6 +292,11 @@ impl OutQueue {
         n
     }
 
+    /// How many slices hold the queued bytes.
+    fn slices(&self) -> usize {
+        self.chunks.len() + usize::from(!self.tail.is_empty())
+    }
+
     /// The queued bytes when they are one slice (the tail alone): the
     /// common case, written without building a vector of slices.
     fn contiguous(&self) -> Option<&[u8]> {
@@ -1195,6 +1200,14 @@ impl Writer {
         self.out.as_deref().and_then(OutQueue::contiguous).filter(|b| !b.is_empty())
     }
 
+    /// How many slices [`Writer::write_chunks`] would fill given room for
+    /// all: a vectored write can size its list of slices by it.
+    #[inline]
+    pub fn write_slice_count(&mut self) -> usize {
+        self.flush_pong();
+        self.out.as_deref().map_or(0, OutQueue::slices)
+    }
+
     /// `n` bytes from the front of the queue were written.
     #[inline]
     pub fn advance_write(&mut self, n: usize) {
@@ -1400,6 +1413,12 @@ impl Connection {
     /// See [`Writer::write_chunks`].
     pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.writer.write_chunks(dst)
+    }
+
+    /// See [`Writer::write_slice_count`].
+    #[inline]
+    pub fn write_slice_count(&mut self) -> usize {
+        self.writer.write_slice_count()
     }
 
     /// See [`Writer::write_contiguous`].

@@ -178,9 +178,11 @@ fn transfer(
         let mut piece = Vec::new();
         // The one-slice view, when offered, is exactly what the slices hold.
         let contiguous = from.write_contiguous().map(<[u8]>::to_vec);
+        let count = from.write_slice_count();
         {
             let mut slices = [IoSlice::new(&[]); 4];
             let n = from.write_chunks(&mut slices);
+            assert!(count == n || (n == slices.len() && count > n), "write_slice_count {count}, slices filled {n}");
             if n == 0 {
                 assert_eq!(contiguous, None, "write_contiguous offered bytes with nothing queued");
                 return None;

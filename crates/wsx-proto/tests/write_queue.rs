@@ -27,6 +27,7 @@ fn small_frames_are_one_slice_and_the_buffer_is_reused_once_written() {
     let wire = [0x82, 3, b'a', b'b', b'c', 0x81, 2, b'd', b'e'];
     assert_eq!(conn.write_contiguous(), Some(&wire[..]));
     assert_eq!(chunks(&mut conn), (1, wire.to_vec()));
+    assert_eq!(conn.write_slice_count(), 1);
 
     // A partial write leaves the rest, in order.
     conn.advance_write(4);
@@ -53,6 +54,7 @@ fn a_payload_queued_by_reference_needs_write_chunks() {
     assert_eq!(conn.write_contiguous(), None, "the payload is not in the tail buffer");
     let (n, bytes) = chunks(&mut conn);
     assert!(n >= 2, "header and payload are separate slices");
+    assert_eq!(conn.write_slice_count(), n);
     assert_eq!(bytes.len(), 10 + big.len());
     assert_eq!(&bytes[..2], &[0x82, 127]);
     assert_eq!(&bytes[10..], &big[..]);
@@ -64,6 +66,7 @@ fn a_payload_queued_by_reference_needs_write_chunks() {
     conn.advance_write(rest.len());
     assert_eq!(conn.buffered_amount(), 0);
     assert_eq!(conn.write_contiguous(), None);
+    assert_eq!(conn.write_slice_count(), 0);
     // Small frames after it are one slice again.
     conn.send(Message::Binary(Bytes::from_static(b"x"))).unwrap();
     assert_eq!(conn.write_contiguous(), Some(&[0x82, 1, b'x'][..]));

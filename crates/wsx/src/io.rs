@@ -10,6 +10,11 @@ use wsx_proto::{Reader, Writer};
 /// Most slices handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
+/// The list of slices used when the queue holds no more than this many (a
+/// large payload or two and the headers): a short list to fill, where the
+/// full one costs as much to clear as the rest of the write.
+const FEW_IOVECS: usize = 4;
+
 /// Write everything the writer has queued, coalesced into as few writes as
 /// the queue allows (one, when it fits in the tail buffer), then flush.
 pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
@@ -19,17 +24,12 @@ pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
 ) -> Poll<io::Result<()>> {
     while writer.wants_write() {
         let n = if let Some(bytes) = writer.write_contiguous() {
-            // One slice (the usual case): no vector of slices to build.
+            // One slice (the usual case): no list of slices to build.
             ready!(Pin::new(&mut *io).poll_write(cx, bytes))?
+        } else if writer.write_slice_count() <= FEW_IOVECS {
+            ready!(poll_write_slices::<W, FEW_IOVECS>(io, writer, cx))?
         } else {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let k = writer.write_chunks(&mut slices);
-            let r = if k > 1 && io.is_write_vectored() {
-                Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k])
-            } else {
-                Pin::new(&mut *io).poll_write(cx, &slices[0])
-            };
-            ready!(r)?
+            ready!(poll_write_slices::<W, MAX_IOVECS>(io, writer, cx))?
         };
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -37,6 +37,21 @@ pub(crate) fn poll_write_all<W: AsyncWrite + Unpin>(
         writer.advance_write(n);
     }
     Pin::new(io).poll_flush(cx)
+}
+
+/// One vectored write of up to `N` of the queued slices.
+fn poll_write_slices<W: AsyncWrite + Unpin, const N: usize>(
+    io: &mut W,
+    writer: &mut Writer,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); N];
+    let k = writer.write_chunks(&mut slices);
+    if k > 1 && io.is_write_vectored() {
+        Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k])
+    } else {
+        Pin::new(&mut *io).poll_write(cx, &slices[0])
+    }
 }
 
 /// Read once into the reader's buffer, reserving what it expects next.
