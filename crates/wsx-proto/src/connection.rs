@@ -558,19 +558,19 @@ impl Reader {
             }
             let mut f = match st.frame {
                 Some(f) => f,
-                None => match self.parse_header(st)? {
-                    Some(f) => f,
-                    None => return Ok(None),
-                },
+                None => {
+                    let Some((f, n)) = self.parse_header(st)? else { return Ok(None) };
+                    // A final frame, all of it buffered.
+                    if f.fin && st.rbuf.len() - n >= f.len as usize {
+                        if let Some(whole) = Self::whole_message(st, f, n, streaming)? {
+                            return Ok(Some(whole));
+                        }
+                    }
+                    st.rbuf.advance(n);
+                    f
+                }
             };
             let (len, processed) = (f.len as usize, f.processed as usize);
-            // Nothing of this frame consumed yet (neither unmasked nor
-            // handed out as a chunk), and all of it buffered.
-            if processed == 0 && f.offset == 0 && f.fin && st.rbuf.len() >= len {
-                if let Some(whole) = Self::whole_message(st, f, streaming)? {
-                    return Ok(Some(whole));
-                }
-            }
             if st.msg.is_none() && matches!(f.opcode, OpCode::Text | OpCode::Binary) {
                 // The first frame of a message that is not handled whole.
                 st.msg = Some(MessageState {
@@ -633,13 +633,18 @@ impl Reader {
     }
 
     /// The common case, before the general path: a text or binary message
-    /// in one frame (FIN set, uncompressed), none of it consumed yet and
-    /// all of it buffered, its header checked by `parse_header`. Unmasked
+    /// in one frame (FIN set, uncompressed), all of it buffered after its
+    /// header (`header_len` bytes, checked by `parse_header`). Unmasked
     /// and (text) validated in one pass each, without the incremental
     /// bookkeeping; the same rules and the same result as the general path.
     /// `None`: not that case.
     #[inline]
-    fn whole_message(st: &mut ReadState, f: FrameState, streaming: bool) -> Result<Option<Incoming>, ProtocolError> {
+    fn whole_message(
+        st: &mut ReadState,
+        f: FrameState,
+        header_len: usize,
+        streaming: bool,
+    ) -> Result<Option<Incoming>, ProtocolError> {
         // A text or binary opcode starts a message (`parse_header` refuses
         // one inside a fragmented message), so this frame is all of it.
         // RSV1 on the first frame: compressed (inflated by the general path).
@@ -648,7 +653,7 @@ impl Reader {
         }
         let text = f.opcode == OpCode::Text;
         let len = f.len as usize;
-        let payload = &mut st.rbuf[..len];
+        let payload = &mut st.rbuf[header_len..header_len + len];
         if let Some(key) = f.mask {
             apply_mask(payload, key);
         }
@@ -656,9 +661,10 @@ impl Reader {
         if text && crate::utf8::validate(payload).is_err() {
             return Err(ProtocolError::InvalidUtf8);
         }
-        st.frame = None;
-        st.msg = None;
-        let data = st.rbuf.split_to(len).freeze();
+        // The header and the payload leave the buffer together (one split;
+        // dropping the header from the shared bytes is a pointer move).
+        let mut data = st.rbuf.split_to(header_len + len).freeze();
+        data.advance(header_len);
         Ok(Some(if streaming {
             Incoming::Chunk(Chunk { text, data, first: true, last: true })
         } else if text {
@@ -710,7 +716,8 @@ impl Reader {
     }
 
     /// Parse and check a frame header at the start of the read buffer.
-    fn parse_header(&mut self, st: &mut ReadState) -> Result<Option<FrameState>, ProtocolError> {
+    /// The frame and its header's length; the header stays in the buffer.
+    fn parse_header(&mut self, st: &mut ReadState) -> Result<Option<(FrameState, usize)>, ProtocolError> {
         let (h, n) = match FrameHeader::parse(&st.rbuf) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(None),
@@ -761,7 +768,6 @@ impl Reader {
                 return Err(ProtocolError::MessageTooBig { size: total, max: max_msg });
             }
         }
-        st.rbuf.advance(n);
         // The length fits in usize: it is at most the 2 GiB limit, or 125.
         // Fits in u32: at most the 2 GiB limit, or 125 for control frames.
         let len = u32::try_from(h.payload_len)
@@ -769,7 +775,7 @@ impl Reader {
         if !opcode.is_control() {
             self.last_frame_len = len;
         }
-        Ok(Some(FrameState { opcode, fin: h.fin, rsv1: compressed, mask: h.mask, len, processed: 0, offset: 0 }))
+        Ok(Some((FrameState { opcode, fin: h.fin, rsv1: compressed, mask: h.mask, len, processed: 0, offset: 0 }, n)))
     }
 
     /// A frame's payload is complete (unmasked, text validated so far).
