@@ -892,6 +892,15 @@ pub struct Writer {
     deflater: Option<Box<Deflater>>,
 }
 
+/// A whole message's payload, compressed (out of line: the uncompressed
+/// send path is inlined into its callers).
+#[inline(never)]
+fn compress_message(d: &mut Deflater, payload: &[u8]) -> Bytes {
+    let mut buf = Vec::new();
+    d.compress(payload, &mut buf);
+    Bytes::from(buf)
+}
+
 impl Writer {
     /// A writer in the given role.
     pub fn new(role: Role, config: &Config) -> Self {
@@ -945,6 +954,7 @@ impl Writer {
     /// Queue a message. Text and binary messages go out as one frame; pings
     /// and pongs must be at most 125 bytes; a close starts the closing
     /// handshake, see [`Writer::close`].
+    #[inline]
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         match msg {
             Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes(), true),
@@ -967,10 +977,12 @@ impl Writer {
         self.send_data(opcode, payload, fin)
     }
 
+    #[inline]
     fn send_data(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), SendError> {
         self.send_data_with(opcode, payload, fin, true)
     }
 
+    #[inline]
     fn send_data_with(&mut self, opcode: OpCode, payload: Bytes, fin: bool, compress: bool) -> Result<(), SendError> {
         if self.close != CloseState::Open {
             return Err(SendError::Closed);
@@ -987,9 +999,7 @@ impl Writer {
         // RSV1; fragmented sends and small messages go uncompressed.
         let whole = fin && opcode != OpCode::Continuation;
         if let Some(d) = self.deflater.as_mut().filter(|d| compress && whole && d.wants(payload.len())) {
-            let mut buf = Vec::new();
-            d.compress(&payload, &mut buf);
-            let compressed = Bytes::from(buf);
+            let compressed = compress_message(d, &payload);
             self.write_frame_rsv(opcode, true, true, &compressed, Some(&compressed));
             return Ok(());
         }
