@@ -236,6 +236,20 @@ pub(crate) struct OutQueue {
     len: usize,
 }
 
+/// Append an encoded frame header: copies of a constant length (the usual
+/// header lengths) compile to a store or two, a variable one to a call to
+/// memcpy.
+#[inline(always)]
+fn put_header(buf: &mut BytesMut, hb: &[u8; MAX_HEADER_LEN], n: usize) {
+    match n {
+        2 => buf.extend_from_slice(&hb[..2]),
+        4 => buf.extend_from_slice(&hb[..4]),
+        6 => buf.extend_from_slice(&hb[..6]),
+        8 => buf.extend_from_slice(&hb[..8]),
+        _ => buf.extend_from_slice(&hb[..n]),
+    }
+}
+
 impl OutQueue {
     /// Nothing queued.
     pub(crate) fn is_empty(&self) -> bool {
@@ -258,7 +272,7 @@ impl OutQueue {
         self.len += n + payload.len();
         match owned {
             Some(bytes) if header.mask.is_none() && payload.len() > copy_threshold => {
-                self.tail.extend_from_slice(&hb[..n]);
+                put_header(&mut self.tail, &hb, n);
                 self.chunks.push_back(self.tail.split().freeze());
                 // Shared, not copied (the only reference count taken here:
                 // a small payload is copied below without touching it).
@@ -266,7 +280,7 @@ impl OutQueue {
             }
             _ => {
                 self.tail.reserve(n + payload.len());
-                self.tail.extend_from_slice(&hb[..n]);
+                put_header(&mut self.tail, &hb, n);
                 let start = self.tail.len();
                 self.tail.extend_from_slice(payload);
                 if let Some(key) = header.mask {
