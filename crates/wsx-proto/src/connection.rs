@@ -465,6 +465,35 @@ impl Reader {
         }
     }
 
+    /// The read buffer with at least [`Reader::read_hint`] bytes free, for
+    /// the I/O layer to read into. When it must make room for a small read
+    /// (at most the 4 KiB minimum), it makes twice that: messages leave the
+    /// buffer from its front, and a buffer with only the minimum free would
+    /// have to be moved back to its start (a `BytesMut::reserve` that
+    /// reclaims) before every read; with twice the minimum that happens
+    /// once every few kilobytes of messages.
+    #[inline]
+    pub fn read_buf_with_room(&mut self) -> &mut BytesMut {
+        let hint = self.read_hint();
+        let buf = self.read_buf();
+        if buf.capacity() - buf.len() < hint {
+            buf.reserve(Self::reserve_for(hint));
+        }
+        buf
+    }
+
+    /// How much [`Reader::read_buf_with_room`] reserves when the buffer has
+    /// less than `hint` bytes free: twice the minimum read for a small
+    /// read, else `hint`.
+    #[inline]
+    pub fn reserve_for(hint: usize) -> usize {
+        if hint <= MIN_READ {
+            2 * MIN_READ
+        } else {
+            hint
+        }
+    }
+
     /// Whether the reader has stopped interpreting input (the peer's close
     /// frame arrived, or the connection failed).
     #[inline]
@@ -1443,6 +1472,12 @@ impl Connection {
     /// See [`Writer::write_chunks`].
     pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.writer.write_chunks(dst)
+    }
+
+    /// See [`Reader::read_buf_with_room`].
+    #[inline]
+    pub fn read_buf_with_room(&mut self) -> &mut BytesMut {
+        self.reader.read_buf_with_room()
     }
 
     /// See [`Writer::write_slice_count`].
