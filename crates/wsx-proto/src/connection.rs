@@ -317,7 +317,10 @@ impl OutQueue {
         self.chunks.is_empty().then_some(&self.tail[..])
     }
 
-    fn advance(&mut self, mut n: usize) {
+    /// `n` bytes were written. Inline: all of it (the usual case) is a few
+    /// stores; a partial write goes out of line.
+    #[inline]
+    fn advance(&mut self, n: usize) {
         if n >= self.len {
             // All written: the tail restarts at its buffer's beginning
             // (advancing it would move its start and leave the reclaiming
@@ -327,8 +330,12 @@ impl OutQueue {
             }
             self.tail.clear();
             self.len = 0;
-            return;
+        } else {
+            self.advance_part(n);
         }
+    }
+
+    fn advance_part(&mut self, mut n: usize) {
         self.len -= n;
         while n > 0 {
             match self.chunks.front_mut() {
