@@ -529,6 +529,7 @@ enum Queued {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Feed<'_, S> {
     type Output = Result<()>;
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = &mut *self;
         ready!(this.ws.poll_ready_inner(cx))?;
