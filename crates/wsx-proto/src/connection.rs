@@ -452,7 +452,8 @@ impl Reader {
     }
 
     /// The read buffer, for the I/O layer to read into directly (after
-    /// reserving [`Reader::read_hint`] bytes).
+    /// making room for [`Reader::read_hint`] bytes, see
+    /// [`Reader::reserve_for`]).
     #[inline]
     pub fn read_buf(&mut self) -> &mut BytesMut {
         &mut self.state().rbuf
@@ -472,26 +473,25 @@ impl Reader {
         }
     }
 
-    /// The read buffer with at least [`Reader::read_hint`] bytes free, for
-    /// the I/O layer to read into. When it must make room for a small read
-    /// (at most the 4 KiB minimum), it makes twice that: messages leave the
-    /// buffer from its front, and a buffer with only the minimum free would
-    /// have to be moved back to its start (a `BytesMut::reserve` that
-    /// reclaims) before every read; with twice the minimum that happens
-    /// once every few kilobytes of messages.
-    #[inline]
-    pub fn read_buf_with_room(&mut self) -> &mut BytesMut {
-        let hint = self.read_hint();
-        let buf = self.read_buf();
-        if buf.capacity() - buf.len() < hint {
-            buf.reserve(Self::reserve_for(hint));
-        }
-        buf
-    }
-
-    /// How much [`Reader::read_buf_with_room`] reserves when the buffer has
-    /// less than `hint` bytes free: twice the minimum read for a small
-    /// read, else `hint`.
+    /// How much to reserve in the read buffer when it has less than `hint`
+    /// ([`Reader::read_hint`]) bytes free: for a small read (at most the
+    /// 4 KiB minimum), twice the minimum, else `hint`. Messages leave the
+    /// buffer from its front; with only the minimum reserved, the buffer
+    /// would be moved back to its start (a `BytesMut::reserve` that
+    /// reclaims) before every read, with twice the minimum once every few
+    /// kilobytes of messages.
+    ///
+    /// ```
+    /// use wsx_proto::{Config, Reader, Role};
+    /// let mut reader = Reader::new(Role::Server, Config::default());
+    /// // Before each read:
+    /// let hint = reader.read_hint();
+    /// let buf = reader.read_buf();
+    /// if buf.capacity() - buf.len() < hint {
+    ///     buf.reserve(Reader::reserve_for(hint));
+    /// }
+    /// assert!(buf.capacity() - buf.len() >= hint);
+    /// ```
     #[inline]
     pub fn reserve_for(hint: usize) -> usize {
         if hint <= MIN_READ {
@@ -1201,7 +1201,6 @@ impl Writer {
         out.push_frame(&header, payload, owned, self.copy_threshold as usize);
     }
 
-    /// Queue the pending pong unless the peer has left a backlog unread.
     /// Queue the pong owed to a ping, if any (checked before every write:
     /// inline, the rare case out of line).
     #[inline]
@@ -1211,6 +1210,7 @@ impl Writer {
         }
     }
 
+    /// Queue the pending pong unless the peer has left a backlog unread.
     #[cold]
     fn flush_pong_slow(&mut self) {
         if self.queued() < CONTROL_BACKLOG {
@@ -1479,12 +1479,6 @@ impl Connection {
     /// See [`Writer::write_chunks`].
     pub fn write_chunks<'a>(&'a mut self, dst: &mut [IoSlice<'a>]) -> usize {
         self.writer.write_chunks(dst)
-    }
-
-    /// See [`Reader::read_buf_with_room`].
-    #[inline]
-    pub fn read_buf_with_room(&mut self) -> &mut BytesMut {
-        self.reader.read_buf_with_room()
     }
 
     /// See [`Writer::write_slice_count`].

@@ -1,8 +1,19 @@
-//! The read buffer as the I/O layer sees it: `read_buf_with_room` before
-//! every read.
+//! The read buffer as the I/O layer sees it: before every read, room for
+//! `read_hint` bytes, made with `Reader::reserve_for`.
 
-use bytes::Bytes;
-use wsx_proto::{Config, Connection, Message, Role};
+use bytes::{Bytes, BytesMut};
+use wsx_proto::{Config, Connection, Message, Reader, Role};
+
+/// The read buffer with room for the next read, made as `wsx`'s I/O layer
+/// makes it (`crates/wsx/src/io.rs`, `poll_fill`).
+fn buf_with_room(conn: &mut Connection) -> &mut BytesMut {
+    let hint = conn.read_hint();
+    let buf = conn.read_buf();
+    if buf.capacity() - buf.len() < hint {
+        buf.reserve(Reader::reserve_for(hint));
+    }
+    buf
+}
 
 /// `n` masked client frames of `size` bytes each, one `Vec` per frame.
 fn client_frames(n: usize, size: usize) -> Vec<Vec<u8>> {
@@ -25,7 +36,7 @@ fn room_for_the_next_read_is_always_made() {
     let mut got = 0;
     for piece in wire {
         let hint = server.read_hint();
-        let buf = server.read_buf_with_room();
+        let buf = buf_with_room(&mut server);
         assert!(buf.capacity() - buf.len() >= hint, "less room than the hint");
         // A read of at most the room there is.
         assert!(piece.len() <= buf.capacity() - buf.len() || piece.len() > hint);
@@ -51,7 +62,7 @@ fn a_buffer_emptied_message_by_message_is_moved_back_rarely() {
     // the previous frame, which was consumed whole.
     let mut expected = None;
     for frame in &frames {
-        let buf = server.read_buf_with_room();
+        let buf = buf_with_room(&mut server);
         let at = buf.as_ptr() as usize + buf.len();
         if expected.is_some_and(|e| at != e) {
             moved_back += 1;

@@ -61,9 +61,6 @@ pub(crate) fn poll_fill<R: AsyncRead + Unpin>(
     reader: &mut Reader,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
-    // `Reader::read_buf_with_room`, step by step: called through that
-    // method, the echo loop measured 17–25 more instructions per message
-    // (callgrind, benches/count-instructions (a) and (b)).
     let hint = reader.read_hint();
     let buf = reader.read_buf();
     if buf.capacity() - buf.len() < hint {
