@@ -23,11 +23,14 @@
 //!
 //! Output (`--json`): the fields of `wsx bench --json` that the script
 //! reads: `messages_per_sec`, `total_messages`, `latency_us`, `errors`,
-//! `error_kinds`.
+//! `error_kinds`. With `--progress`, a line `progress SECONDS ECHOES` on
+//! standard error every second (time since the first message, echoes
+//! completed so far), for `benches/kernel-work`'s one-second slices.
 
 use hdrhistogram::Histogram;
 use rand::{RngCore, SeedableRng};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,10 +46,11 @@ struct Args {
     depth: usize,
     duration: Duration,
     warmup: Duration,
+    progress: bool,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: load-raw ws://HOST:PORT/PATH [-c N] [-s BYTES] [--depth D] [--duration S] [--warmup S] [--json]");
+    eprintln!("usage: load-raw ws://HOST:PORT/PATH [-c N] [-s BYTES] [--depth D] [--duration S] [--warmup S] [--json] [--progress]");
     std::process::exit(2)
 }
 
@@ -60,6 +64,7 @@ fn parse_args() -> Args {
         depth: 1,
         duration: Duration::from_secs(5),
         warmup: Duration::from_secs(1),
+        progress: false,
     };
     let secs = |v: Option<String>| Duration::from_secs_f64(v.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()));
     let num = |v: Option<String>| v.and_then(|v| v.parse().ok()).unwrap_or_else(|| usage());
@@ -71,6 +76,7 @@ fn parse_args() -> Args {
             "--duration" => a.duration = secs(it.next()),
             "--warmup" => a.warmup = secs(it.next()),
             "--json" => {}
+            "--progress" => a.progress = true,
             // Accepted for the script's sake: this generator is one thread.
             "--threads" => {
                 it.next();
@@ -150,6 +156,8 @@ struct Plan {
     depth: usize,
     measure_start: Instant,
     end: Instant,
+    /// Echoes completed by all connections, counted only with `--progress`.
+    echoed: Option<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -265,6 +273,9 @@ async fn run(mut s: TcpStream, plan: &Plan, hist: &mut Histogram<u64>) -> Stats 
             }
         }
         if done > 0 {
+            if let Some(echoed) = &plan.echoed {
+                echoed.fetch_add(done as u64, Ordering::Relaxed);
+            }
             owed.drain(..done);
             for at in sent_at.drain(..done) {
                 st.total += 1;
@@ -301,7 +312,18 @@ fn main() {
             depth: a.depth,
             measure_start: start + a.warmup,
             end: start + a.warmup + a.duration,
+            echoed: a.progress.then(|| AtomicU64::new(0)),
         }));
+        if let Some(echoed) = &plan.echoed {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let n = echoed.load(Ordering::Relaxed);
+                    eprintln!("progress {:.6} {n}", start.elapsed().as_secs_f64());
+                }
+            });
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for s in sockets {
             tasks.spawn(async move {
