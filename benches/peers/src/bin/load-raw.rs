@@ -316,7 +316,8 @@ fn main() {
         }));
         if let Some(echoed) = &plan.echoed {
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+                let mut tick =
+                    tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
                 loop {
                     tick.tick().await;
                     let n = echoed.load(Ordering::Relaxed);
