@@ -1,5 +1,6 @@
-//! Random bytes into a server and a client `Connection`, in chunks the
-//! fuzzer picks, with the local side sending, fragmenting, pinging and
+//! Random bytes into a server and a client `Connection` (driven with
+//! `Connection::receive`: the `Reader::receive` + `Writer::perform` that
+//! `wsx` runs), in chunks the fuzzer picks, with the local side sending, fragmenting, pinging and
 //! closing in between and the transport taking the output in pieces.
 //!
 //! Checked: no panic; the messages and the error are the same as when the
@@ -16,7 +17,7 @@ use libfuzzer_sys::fuzz_target;
 use std::io::IoSlice;
 use wsx_fuzz::*;
 use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{CloseFrame, CloseState, Config, Connection, Message, ProtocolError, Role, SendError};
+use wsx_proto::{CloseFrame, CloseState, Config, Connection, Message, Mode, ProtocolError, Role, SendError};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
@@ -47,7 +48,7 @@ enum Op {
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
     limits: Limits,
-    /// Read with `next_chunk` (messages in pieces) instead of `next_message`.
+    /// Read in `Mode::Streaming` (messages in pieces) instead of `Mode::Whole`.
     streaming: bool,
     deflate: Option<DeflateIn>,
     ops: Vec<Op>,
@@ -64,7 +65,7 @@ fn write_some(conn: &mut Connection, n: usize, out: &mut Vec<u8>) {
     let mut taken = 0;
     {
         let mut slices = [IoSlice::new(&[]); 8];
-        let k = conn.write_chunks(&mut slices);
+        let k = conn.writer.write_chunks(&mut slices);
         for s in &slices[..k] {
             let m = (n - taken).min(s.len());
             out.extend_from_slice(&s[..m]);
@@ -74,7 +75,7 @@ fn write_some(conn: &mut Connection, n: usize, out: &mut Vec<u8>) {
             }
         }
     }
-    conn.advance_write(taken);
+    conn.writer.advance_write(taken);
 }
 
 fn run(role: Role, input: &Input<'_>) {
@@ -85,14 +86,14 @@ fn run(role: Role, input: &Input<'_>) {
     let data = input.data;
 
     // Reference: everything at once.
-    let mut whole = Connection::with_deflate(role, config.clone(), params.as_ref());
-    whole.feed(data);
+    let mut whole = Connection::with_deflate(role, &config, params.as_ref());
+    whole.reader.feed(data);
     let mut expected = Vec::new();
-    drain(&mut whole, &mut expected);
-    assert!(whole.reader().buffer_capacity() <= buffer_bound(&config, data.len()));
+    drain(&mut whole, &config, &mut expected);
+    assert!(whole.reader.buffer_capacity() <= buffer_bound(&config, data.len()));
 
     // The same bytes in pieces, with sends in between.
-    let mut conn = Connection::with_deflate(role, config.clone(), params.as_ref());
+    let mut conn = Connection::with_deflate(role, &config, params.as_ref());
     let mut events = Vec::new();
     let mut out = Vec::new();
     let mut at = 0;
@@ -101,9 +102,9 @@ fn run(role: Role, input: &Input<'_>) {
     let mut failure_code: Option<u16> = None;
     let mut sent: Vec<Message> = Vec::new();
     let mut fragments: Option<(bool, Vec<u8>)> = None;
-    let mut reading = Reading { streaming: input.streaming, partial: None };
+    let mut reading = Reading { config: config.clone(), streaming: input.streaming, partial: None };
     for op in &input.ops {
-        let open = conn.close_state() == CloseState::Open;
+        let open = conn.writer.close_state() == CloseState::Open;
         match *op {
             Op::Feed(n) => feed(
                 &mut conn,
@@ -118,7 +119,7 @@ fn run(role: Role, input: &Input<'_>) {
             Op::Send { text, len } => {
                 let p = payload(len as usize % 2048, 1);
                 let m = if text { Message::text(String::from_utf8(p.to_vec()).unwrap()) } else { Message::Binary(p) };
-                let r = conn.send(m.clone());
+                let r = conn.writer.send(m.clone());
                 match r {
                     Ok(()) => {
                         assert!(open && fragments.is_none());
@@ -131,7 +132,7 @@ fn run(role: Role, input: &Input<'_>) {
             }
             Op::Fragment { text, len, fin } => {
                 let p = payload(len as usize % 2048, 2);
-                match conn.send_fragment(text, p.clone(), fin) {
+                match conn.writer.send_fragment(text, p.clone(), fin) {
                     Ok(()) => {
                         assert!(open);
                         let (t, mut acc) = fragments.take().unwrap_or((text, Vec::new()));
@@ -153,7 +154,7 @@ fn run(role: Role, input: &Input<'_>) {
             Op::Ping(n) | Op::Pong(n) => {
                 let p = payload(n as usize, 3);
                 let m = if matches!(op, Op::Ping(_)) { Message::Ping(p) } else { Message::Pong(p) };
-                match conn.send(m) {
+                match conn.writer.send(m) {
                     Ok(()) => assert!(open && n as usize <= 125),
                     Err(SendError::Closed) => assert!(!open),
                     Err(SendError::ControlPayloadTooLong(l)) => assert!(l > 125 && open),
@@ -162,7 +163,7 @@ fn run(role: Role, input: &Input<'_>) {
             }
             Op::Close { code, reason } => {
                 let frame = (code != 0).then(|| CloseFrame::new(code, "r".repeat(reason as usize)));
-                match conn.close(frame.clone()) {
+                match conn.writer.close(frame.clone()) {
                     Ok(()) => assert!(open),
                     Err(SendError::Closed) => assert!(!open),
                     Err(SendError::InvalidCloseCode(c)) => assert!(!frame.unwrap().code.is_sendable() && c == code),
@@ -182,16 +183,16 @@ fn run(role: Role, input: &Input<'_>) {
     );
 
     // The transport ends.
-    let eof = conn.receive_eof();
-    match conn.close_state() {
+    conn.reader.end_of_stream();
+    let eof = conn.receive(Mode::Whole);
+    match conn.writer.close_state() {
         CloseState::Closed | CloseState::Failed => {}
         s => panic!("state {s:?} after end of stream"),
     }
-    if eof.is_err() {
-        assert_eq!(eof, Err(ProtocolError::AbnormalClosure));
-    }
-    out.extend_from_slice(&conn.take_output());
-    assert!(conn.should_close_transport());
+    assert!(matches!(eof, Ok(None) | Err(ProtocolError::AbnormalClosure)), "{eof:?}");
+    assert!(conn.reader.is_done());
+    out.extend_from_slice(&conn.writer.take_output());
+    assert!(conn.writer.should_close_transport());
 
     let compression = params.is_some();
     let mut state = OutState::default();
@@ -201,10 +202,10 @@ fn run(role: Role, input: &Input<'_>) {
     }
 
     // A peer reads all of it without error and gets what was sent.
-    let mut peer = Connection::with_deflate(opposite(role), Config::default(), params.as_ref());
-    peer.feed(&out);
+    let mut peer = Connection::with_deflate(opposite(role), &Config::default(), params.as_ref());
+    peer.reader.feed(&out);
     let mut got = Vec::new();
-    assert!(!drain(&mut peer, &mut got), "the peer failed on our output: {got:?}");
+    assert!(!drain(&mut peer, &Config::default(), &mut got), "the peer failed on our output: {got:?}");
     let data_msgs: Vec<Message> = got
         .into_iter()
         .filter_map(|e| match e {
@@ -219,6 +220,8 @@ fn run(role: Role, input: &Input<'_>) {
 /// failure's close code when the connection was open when it failed.
 /// How messages are read.
 struct Reading {
+    /// The connection's config.
+    config: Config,
     streaming: bool,
     /// The chunks of a message so far, when streaming.
     partial: Option<(bool, Vec<u8>)>,
@@ -237,24 +240,28 @@ fn feed(
 ) {
     let end = (*at + n).min(data.len());
     // As the I/O layer does: reserve what the reader asks for, then read.
-    let hint = conn.read_hint();
+    let hint = conn.reader.read_hint();
     assert!((4096..=1 << 20).contains(&hint), "read hint {hint}");
-    let buf = conn.read_buf();
+    let buf = conn.reader.read_buf();
     if buf.capacity() - buf.len() < hint {
         buf.reserve(hint);
     }
-    conn.feed(&data[*at..end]);
-    let before = conn.close_state();
+    conn.reader.feed(&data[*at..end]);
+    let before = conn.writer.close_state();
     let failing = !*failed
-        && if reading.streaming { drain_chunks(conn, events, &mut reading.partial) } else { drain(conn, events) };
+        && if reading.streaming {
+            drain_chunks(conn, &reading.config, events, &mut reading.partial)
+        } else {
+            drain(conn, &reading.config, events)
+        };
     if failing {
         *failed = true;
         if let (CloseState::Open, Some(Event::Err(e))) = (before, events.last()) {
             *code = Some(e.close_code().into());
         }
     }
-    let bound = buffer_bound(conn.config(), end - *at);
-    let held = conn.reader().buffer_capacity();
+    let bound = buffer_bound(&reading.config, end - *at);
+    let held = conn.reader.buffer_capacity();
     assert!(held <= bound, "the reader holds {held} bytes, over {bound}");
     *at = end;
 }

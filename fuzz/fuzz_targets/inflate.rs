@@ -56,7 +56,7 @@ enum Op {
 struct Input {
     deflate: DeflateIn,
     receiver_is_server: bool,
-    /// Read with `next_chunk` instead of `next_message`.
+    /// Read in `Mode::Streaming` instead of `Mode::Whole`.
     streaming: bool,
     max_message: u16,
     /// Feed in pieces of this many bytes (0: each op's bytes at once).
@@ -143,9 +143,9 @@ fn run(input: &Input) {
     params.threshold = 0;
     let max = input.max_message as usize;
     let config = Config::default().with_max_message_size(max).with_max_frame_size(max);
-    let mut rx = Connection::with_deflate(receiver_role, config.clone(), Some(&params));
+    let mut rx = Connection::with_deflate(receiver_role, &config, Some(&params));
     // The sender's compressor, in step with the receiver's decompressor.
-    let mut tx = Connection::with_deflate(sender_role, Config::default(), Some(&params));
+    let mut tx = Connection::with_deflate(sender_role, &Config::default(), Some(&params));
     // The sender's direction resets its context after every message?
     let reset_each = match sender_role {
         Role::Client => params.client_no_context_takeover,
@@ -166,8 +166,8 @@ fn run(input: &Input) {
         let mut frames = Vec::new();
         let expect = match op {
             Op::Compressed { text, data, cuts, flips } => {
-                tx.send(Message::binary(data.clone())).unwrap();
-                let (h, mut payload, _) = unframe(&tx.take_output());
+                tx.writer.send(Message::binary(data.clone())).unwrap();
+                let (h, mut payload, _) = unframe(&tx.writer.take_output());
                 let flipped = flips.iter().any(|&(_, b)| b != 0) && !payload.is_empty();
                 for &(pos, bits) in flips {
                     if !payload.is_empty() {
@@ -212,8 +212,8 @@ fn run(input: &Input) {
             }
             Op::Bomb { text, byte, kib } => {
                 let data = vec![*byte; *kib as usize * 1024];
-                tx.send(Message::binary(data.clone())).unwrap();
-                let (h, payload, _) = unframe(&tx.take_output());
+                tx.writer.send(Message::binary(data.clone())).unwrap();
+                let (h, payload, _) = unframe(&tx.writer.take_output());
                 frames.extend(frame(sender_role, true, h.rsv1, if *text { 1 } else { 2 }, &payload, key));
                 fresh &= !h.rsv1;
                 if tainted {
@@ -266,13 +266,13 @@ fn run(input: &Input) {
         let mut failed = false;
         let mut partial = None;
         for piece in frames.chunks(chunk) {
-            rx.feed(piece);
+            rx.reader.feed(piece);
             failed = if input.streaming {
-                drain_chunks(&mut rx, &mut events, &mut partial)
+                drain_chunks(&mut rx, &config, &mut events, &mut partial)
             } else {
-                drain(&mut rx, &mut events)
+                drain(&mut rx, &config, &mut events)
             };
-            let held = rx.reader().buffer_capacity();
+            let held = rx.reader.buffer_capacity();
             let bound = buffer_bound(&config, chunk);
             assert!(held <= bound, "the receiver holds {held} bytes, over {bound}");
             if failed {
@@ -292,7 +292,7 @@ fn run(input: &Input) {
             break;
         }
     }
-    let out = rx.take_output();
+    let out = rx.writer.take_output();
     check_output(receiver_role, true, &out, &mut OutState::default());
 }
 

@@ -2,13 +2,18 @@
 //! in chunks, checking that what it buffers stays within its limits, and
 //! checking that every byte it writes is a well-formed frame that a peer
 //! accepts.
+//!
+//! A connection is driven through [`Connection::receive`], which is
+//! `Reader::receive` and `Writer::perform`: the two calls `wsx` makes on the
+//! halves it keeps (`RecvCore::poll_incoming`), so the routing fuzzed here
+//! is the routing that runs.
 
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use wsx_proto::deflate::DeflateParams;
 use wsx_proto::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use wsx_proto::mask::apply_mask;
-use wsx_proto::{CloseState, Config, Connection, Incoming, Message, ProtocolError, Role};
+use wsx_proto::{CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role, INFLATE_STEP};
 
 /// What a connection reported, in order: messages, then at most one error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,48 +96,58 @@ pub fn opposite(role: Role) -> Role {
     }
 }
 
-/// Take every message the connection can give from what it has, checking
-/// each against the limits. Returns `true` once the connection failed.
-pub fn drain(conn: &mut Connection, events: &mut Vec<Event>) -> bool {
+/// Take every message the connection (made with `config`) can give from
+/// what it has, reading whole messages, checking each against the limits.
+/// Returns `true` once the connection failed.
+pub fn drain(conn: &mut Connection, config: &Config, events: &mut Vec<Event>) -> bool {
     // Each iteration consumes input or ends, but bound it anyway so that a
     // loop that makes no progress shows as a crash, not a timeout.
     for _ in 0..1_000_000 {
-        match conn.next_message() {
-            Ok(Some(m)) => {
-                check_message(conn.config(), &m);
+        match conn.receive(Mode::Whole) {
+            Ok(Some(Incoming::Message(m))) => {
+                check_message(config, &m);
                 events.push(Event::Msg(m));
             }
+            Ok(Some(Incoming::Chunk(c))) => panic!("a chunk when reading whole messages: {c:?}"),
             Ok(None) => return false,
             Err(e) => {
-                assert_eq!(conn.close_state(), CloseState::Failed, "{e:?}");
+                assert_eq!(conn.writer.close_state(), CloseState::Failed, "{e:?}");
                 // Once failed, nothing more is reported.
-                assert_eq!(conn.next_message(), Ok(None));
+                assert_eq!(conn.receive(Mode::Whole), Ok(None));
                 events.push(Event::Err(e));
                 return true;
             }
         }
     }
-    panic!("next_message made no progress");
+    panic!("receive made no progress");
 }
 
-/// Like [`drain`], reading with `next_chunk` and putting the chunks of each
-/// message back together (`partial` holds a message's chunks so far), so
-/// that the events compare with those of `next_message`. Checks that the
-/// chunks are in order and within the limits.
-pub fn drain_chunks(conn: &mut Connection, events: &mut Vec<Event>, partial: &mut Option<(bool, Vec<u8>)>) -> bool {
+/// Like [`drain`], reading in [`Mode::Streaming`] and putting the chunks of
+/// each message back together (`partial` holds a message's chunks so far),
+/// so that the events compare with those of [`drain`]. Checks that the
+/// chunks are in order and within the limits, and (the callers feed less
+/// than that at a time) that none is over [`INFLATE_STEP`]: inflation goes
+/// in bounded steps.
+pub fn drain_chunks(
+    conn: &mut Connection,
+    config: &Config,
+    events: &mut Vec<Event>,
+    partial: &mut Option<(bool, Vec<u8>)>,
+) -> bool {
     for _ in 0..1_000_000 {
-        match conn.next_chunk() {
+        match conn.receive(Mode::Streaming) {
             Ok(Some(Incoming::Message(m))) => {
-                assert!(m.is_control(), "a whole data message from next_chunk: {m:?}");
-                check_message(conn.config(), &m);
+                assert!(m.is_control(), "a whole data message when streaming: {m:?}");
+                check_message(config, &m);
                 events.push(Event::Msg(m));
             }
             Ok(Some(Incoming::Chunk(c))) => {
                 assert_eq!(c.first, partial.is_none(), "first flag of {c:?}");
+                assert!(c.data.len() <= INFLATE_STEP, "a chunk of {} bytes", c.data.len());
                 let (text, acc) = partial.get_or_insert_with(|| (c.text, Vec::new()));
                 assert_eq!(*text, c.text);
                 acc.extend_from_slice(&c.data);
-                assert!(acc.len() <= conn.config().max_message_size(), "chunks past the message limit");
+                assert!(acc.len() <= config.max_message_size(), "chunks past the message limit");
                 if c.last {
                     let (text, acc) = partial.take().unwrap();
                     let m = if text {
@@ -145,19 +160,19 @@ pub fn drain_chunks(conn: &mut Connection, events: &mut Vec<Event>, partial: &mu
             }
             Ok(None) => return false,
             Err(e) => {
-                assert_eq!(conn.close_state(), CloseState::Failed, "{e:?}");
-                assert_eq!(conn.next_chunk(), Ok(None));
+                assert_eq!(conn.writer.close_state(), CloseState::Failed, "{e:?}");
+                assert_eq!(conn.receive(Mode::Streaming), Ok(None));
                 events.push(Event::Err(e));
                 return true;
             }
         }
     }
-    panic!("next_chunk made no progress");
+    panic!("receive made no progress");
 }
 
 /// Whether two event lists are the same; with `loose`, errors need only be
 /// of the same kind (the sizes in `MessageTooBig` depend on how far
-/// inflation got, which differs between whole and chunked reading).
+/// inflation got, which differs between whole and streaming reading).
 pub fn same_events(a: &[Event], b: &[Event], loose: bool) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|pair| match pair {

@@ -466,7 +466,7 @@ fn zip_bomb() -> Vec<u8> {
         threshold: 0,
         level: 9,
     };
-    let mut c = wsx::proto::Connection::with_deflate(wsx::Role::Server, Default::default(), Some(&params));
+    let mut c = wsx::proto::Writer::with_deflate(wsx::Role::Server, &Default::default(), Some(&params));
     c.send(Message::binary(vec![0u8; 1 << 20])).unwrap();
     let out = c.take_output();
     let (f, _) = parse_frame(&out).unwrap();

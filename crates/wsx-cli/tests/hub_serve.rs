@@ -227,7 +227,7 @@ async fn serve_flags_apply_to_the_hub() {
         (&["serve", "--hub", "--broker", "nats://x"][..], "--broker must be"),
         (&["serve", "--hub", "--broker", "redis://"][..], "--broker redis://"),
         (&["serve", "--hub", "--ping-interval", "30", "--idle-timeout", "10"][..], "must be longer"),
-        (&["serve", "--hub", "--ping-interval", "0"][..], "--idle-timeout is checked at each ping"),
+        (&["serve", "--ping-interval", "30", "--idle-timeout", "30"][..], "must be longer"),
         (&["serve", "--hub", "--rate-limit", "0"][..], "--rate-limit must be"),
         (&["serve", "--hub", "--broadcast"][..], "cannot be used with"),
         (&["serve", "--broker", "memory"][..], "--hub"),

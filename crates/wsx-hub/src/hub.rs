@@ -4,12 +4,11 @@
 use crate::broker::{node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbox, MemoryBroker};
 use crate::error::{AckError, HandlerError, HubError};
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::policy::{normalize_origin, AuthError, ConnectRequest, RateLimit, SlowConsumer};
+use crate::policy::{AuthError, ConnectRequest, RateLimit};
 use crate::protocol::{
     self, codes, AckPacket, ConnId, ErrorBody, EventPacket, Member, Packet, PresenceKind, PresencePacket, Wire,
     MAX_NAME_LEN,
 };
-use crate::queue::{OutQueue, Push};
 use crate::sse::SseRoom;
 use bytes::Bytes;
 use serde_json::Value;
@@ -20,9 +19,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 use wsx::handshake::Reject;
-use wsx::{CloseCode, Message};
+use wsx::server::{OriginPolicy, Outbox, OutboxConfig, Push, Server, SlowConsumer};
+use wsx::{CloseCode, CloseHandle, Message};
 
 /// A named event with a JSON payload and binary attachments, as handlers
 /// receive it and as the hub sends it.
@@ -216,21 +216,23 @@ impl Default for SseSettings {
 
 #[derive(Clone)]
 pub(crate) struct Settings {
+    /// The WebSockets' settings (keepalive from the two below at build).
     pub(crate) config: wsx::Config,
+    /// Keepalive as the builder set it (else the config's, else 25 s and
+    /// 60 s).
+    ping_interval: Option<Duration>,
+    idle_timeout: Option<Duration>,
     pub(crate) path: Option<String>,
-    pub(crate) origins: Option<Vec<String>>,
-    pub(crate) require_origin: bool,
+    pub(crate) origins: OriginPolicy,
+    /// For the hub's own server (without [`HubBuilder::server`]).
     pub(crate) max_connections: Option<usize>,
+    pub(crate) shutdown_timeout: Duration,
     pub(crate) rate_limit: Option<RateLimit>,
-    pub(crate) queue_capacity: usize,
-    pub(crate) slow_consumer: SlowConsumer,
-    pub(crate) ping_interval: Duration,
-    pub(crate) idle_timeout: Duration,
+    pub(crate) outbox: OutboxConfig,
     pub(crate) max_rooms_per_connection: usize,
     pub(crate) max_room_members: usize,
     pub(crate) max_bad_frames: u32,
     pub(crate) ack_timeout: Duration,
-    pub(crate) shutdown_timeout: Duration,
     pub(crate) sse: Option<SseSettings>,
     pub(crate) metrics_path: Option<String>,
     pub(crate) client_publish: bool,
@@ -239,21 +241,19 @@ pub(crate) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            config: wsx::Config::default().with_max_message_size(1 << 20).with_max_frame_size(1 << 20),
+            config: wsx::Config::default().with_max_message_size(1 << 20),
+            ping_interval: None,
+            idle_timeout: None,
             path: None,
-            origins: None,
-            require_origin: false,
+            origins: OriginPolicy::any(),
             max_connections: None,
+            shutdown_timeout: Duration::from_secs(5),
             rate_limit: None,
-            queue_capacity: 1024,
-            slow_consumer: SlowConsumer::DropOldest,
-            ping_interval: Duration::from_secs(25),
-            idle_timeout: Duration::from_secs(60),
+            outbox: OutboxConfig::default().with_max_messages(1024).with_slow_consumer(SlowConsumer::DropOldest),
             max_rooms_per_connection: 64,
             max_room_members: 10_000,
             max_bad_frames: 16,
             ack_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(5),
             sse: Some(SseSettings::default()),
             metrics_path: Some("/metrics".into()),
             client_publish: true,
@@ -293,6 +293,7 @@ pub struct HubBuilder {
     on_connect: Option<ConnectFn>,
     on_disconnect: Option<DisconnectFn>,
     broker: Option<Box<dyn Broker>>,
+    server: Option<Server>,
 }
 
 impl std::fmt::Debug for HubBuilder {
@@ -315,17 +316,29 @@ impl HubBuilder {
         self
     }
 
-    /// WebSocket settings (limits, compression, handshake and close
-    /// timeouts). The hub's default limits messages to 1 MiB.
+    /// Serve on this server: its connection limit, TLS, timeouts and
+    /// shutdown apply (and [`HubBuilder::max_connections`] and
+    /// [`HubBuilder::shutdown_timeout`] do not). Without it, the hub makes
+    /// its own for [`Hub::serve`].
+    pub fn server(mut self, server: Server) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// The hub's WebSocket settings (limits, compression, timeouts,
+    /// keepalive). The hub's default limits messages to 1 MiB; without
+    /// keepalive here or in [`HubBuilder::ping_interval`] and
+    /// [`HubBuilder::idle_timeout`], the hub pings after 25 s of silence and
+    /// closes after 60 s.
     pub fn config(mut self, config: wsx::Config) -> Self {
         self.s.config = config;
         self
     }
 
-    /// Largest message (and frame) a client may send; larger ones close the
-    /// connection with 1009 (default 1 MiB).
+    /// Largest message a client may send; larger ones close the connection
+    /// with 1009 (default 1 MiB).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.s.config = self.s.config.with_max_message_size(bytes).with_max_frame_size(bytes);
+        self.s.config = self.s.config.with_max_message_size(bytes);
         self
     }
 
@@ -340,13 +353,13 @@ impl HubBuilder {
     /// without `Origin` (not from a browser) passes unless
     /// [`HubBuilder::require_origin`].
     pub fn allow_origins<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, origins: I) -> Self {
-        self.s.origins = Some(origins.into_iter().map(|o| normalize_origin(o.as_ref())).collect());
+        self.s.origins = OriginPolicy::allow(origins).require_origin(self.s.origins.requires_origin());
         self
     }
 
     /// Refuse (403) requests without an `Origin` header.
     pub fn require_origin(mut self, on: bool) -> Self {
-        self.s.require_origin = on;
+        self.s.origins = self.s.origins.require_origin(on);
         self
     }
 
@@ -388,8 +401,9 @@ impl HubBuilder {
         self
     }
 
-    /// At most `n` open WebSocket connections (and SSE streams) on this
-    /// node; upgrade requests past it get 503 with `Retry-After`.
+    /// At most `n` connections on the hub's own server (see
+    /// [`wsx::server::ServerBuilder::max_connections`]); one more gets 503
+    /// with `Retry-After`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.s.max_connections = Some(n);
         self
@@ -403,24 +417,25 @@ impl HubBuilder {
     }
 
     /// Each connection's outgoing queue holds at most `capacity` messages
-    /// (default 1024); `policy` says what happens when it is full.
+    /// (default 1024); `policy` says what happens when it is full (default
+    /// [`SlowConsumer::DropOldest`]: broadcasts are dropped, acks and
+    /// presence are not).
     pub fn outgoing_queue(mut self, capacity: usize, policy: SlowConsumer) -> Self {
-        self.s.queue_capacity = capacity.max(1);
-        self.s.slow_consumer = policy;
+        self.s.outbox = self.s.outbox.with_max_messages(capacity).with_slow_consumer(policy);
         self
     }
 
-    /// Send a ping this often (default 25 s).
+    /// Ping a client after this long without anything from it (default
+    /// 25 s; zero: never); see [`wsx::Config::with_keepalive`].
     pub fn ping_interval(mut self, d: Duration) -> Self {
-        // At most a year: the next ping's deadline is `now + d`.
-        self.s.ping_interval = d.clamp(Duration::from_millis(10), Duration::from_secs(365 * 24 * 3600));
+        self.s.ping_interval = Some(d);
         self
     }
 
-    /// Close connections that sent nothing (not even a pong) for this long
-    /// (default 60 s), with 1001 `idle timeout`. Checked at each ping.
+    /// Close a client that sent nothing, not even a pong, for this long
+    /// (default 60 s; zero: never), with 1001 `idle timeout`.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.s.idle_timeout = d;
+        self.s.idle_timeout = Some(d);
         self
     }
 
@@ -449,8 +464,8 @@ impl HubBuilder {
         self
     }
 
-    /// How long [`Hub::shutdown`] waits for connections to close
-    /// (default 5 s).
+    /// How long [`Hub::shutdown`] waits for connections to close on the
+    /// hub's own server (default 5 s).
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.s.shutdown_timeout = d;
         self
@@ -477,9 +492,19 @@ impl HubBuilder {
 
     /// Build the hub. Inside a tokio runtime the broker starts now,
     /// otherwise on first use.
-    pub fn build(self) -> Hub {
+    pub fn build(mut self) -> Hub {
         let node = self.node.unwrap_or_else(|| format!("{:08x}", rand::random::<u32>()));
-        let slots = self.s.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let c = &self.s.config;
+        let ping = self.s.ping_interval.or(c.ping_interval()).unwrap_or(Duration::from_secs(25));
+        let idle = self.s.idle_timeout.or(c.idle_timeout()).unwrap_or(Duration::from_secs(60));
+        self.s.config = self.s.config.with_keepalive(ping, idle);
+        let server = self.server.unwrap_or_else(|| {
+            let mut b = Server::builder().config(self.s.config.clone()).shutdown_timeout(self.s.shutdown_timeout);
+            if let Some(n) = self.s.max_connections {
+                b = b.max_connections(n);
+            }
+            b.build()
+        });
         let hub = Hub {
             inner: Arc::new(Inner {
                 node,
@@ -494,10 +519,7 @@ impl HubBuilder {
                 metrics: Metrics::default(),
                 seq: AtomicU64::new(1),
                 started: Once::new(),
-                stopping: watch::channel(false).0,
-                hard_stop: watch::channel(false).0,
-                live: watch::channel(0).0,
-                slots,
+                server,
                 broker_stopped: AtomicBool::new(false),
             }),
         };
@@ -515,7 +537,8 @@ pub(crate) struct State {
 }
 
 pub(crate) struct ConnEntry {
-    pub(crate) queue: Arc<OutQueue>,
+    pub(crate) outbox: Outbox,
+    pub(crate) close: CloseHandle,
     pub(crate) meta: Value,
     pub(crate) rooms: BTreeSet<String>,
     pub(crate) peer: Option<SocketAddr>,
@@ -578,10 +601,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     seq: AtomicU64,
     started: Once,
-    pub(crate) stopping: watch::Sender<bool>,
-    pub(crate) hard_stop: watch::Sender<bool>,
-    pub(crate) live: watch::Sender<usize>,
-    pub(crate) slots: Option<Arc<Semaphore>>,
+    pub(crate) server: Server,
     broker_stopped: AtomicBool,
 }
 
@@ -613,15 +633,6 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// Why a hub's stream of live tasks is counted: dropped, it decrements.
-pub(crate) struct LiveGuard(watch::Sender<usize>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
 impl Hub {
     /// Start building a hub.
     pub fn builder() -> HubBuilder {
@@ -633,6 +644,7 @@ impl Hub {
             on_connect: None,
             on_disconnect: None,
             broker: None,
+            server: None,
         }
     }
 
@@ -642,11 +654,6 @@ impl Hub {
 
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, Pending>> {
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn live_guard(&self) -> LiveGuard {
-        self.inner.live.send_modify(|n| *n += 1);
-        LiveGuard(self.inner.live.clone())
     }
 
     /// Start the broker (once), and the SSE sweeper.
@@ -688,7 +695,8 @@ impl Hub {
     /// answers).
     pub fn metrics_text(&self) -> String {
         let rooms = self.lock().rooms.len();
-        self.inner.metrics.render(rooms, &self.broker_state(), self.inner.broker.kind())
+        let refused = self.inner.server.refused_connections();
+        self.inner.metrics.render(rooms, &self.broker_state(), self.inner.broker.kind(), refused)
     }
 
     /// Where the broker stands.
@@ -698,7 +706,7 @@ impl Hub {
 
     /// Whether [`Hub::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
-        *self.inner.stopping.borrow()
+        self.inner.server.is_shutting_down()
     }
 
     /// The connections on this node.
@@ -847,7 +855,7 @@ impl Hub {
             });
             return Ok(());
         }
-        let q = self.queue_of(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
+        let q = self.outbox_of(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
         self.push(&q, wire.to_message(), false);
         Ok(())
     }
@@ -877,7 +885,7 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, Pending::Local { conn: conn.to_owned(), tx });
         if node_of(conn) == self.inner.node {
-            let Some(q) = self.queue_of(conn) else {
+            let Some(q) = self.outbox_of(conn) else {
                 self.pending().remove(&id);
                 return Err(AckError::NoSuchConnection(conn.to_owned()));
             };
@@ -953,7 +961,8 @@ impl Hub {
     /// Close a connection of this node with `code` and `reason`. Returns
     /// whether it was open.
     pub fn disconnect(&self, conn: &str, code: CloseCode, reason: &str) -> bool {
-        self.queue_of(conn).is_some_and(|q| q.close(code, reason))
+        let close = self.lock().conns.get(conn).map(|e| e.close.clone());
+        close.is_some_and(|c| c.close(code, reason))
     }
 
     fn publish(&self, m: BrokerMessage) {
@@ -961,20 +970,28 @@ impl Hub {
         self.inner.broker.publish(m);
     }
 
-    pub(crate) fn queue_of(&self, conn: &str) -> Option<Arc<OutQueue>> {
-        self.lock().conns.get(conn).map(|e| e.queue.clone())
+    pub(crate) fn outbox_of(&self, conn: &str) -> Option<Outbox> {
+        self.lock().conns.get(conn).map(|e| e.outbox.clone())
     }
 
-    /// Push to a connection's queue, counting drops.
-    pub(crate) fn push(&self, q: &OutQueue, msg: Message, droppable: bool) {
-        match q.push(msg, droppable) {
-            Push::Dropped(n) => Metrics::add(&self.inner.metrics.dropped, n),
-            Push::Overflow => Metrics::inc(&self.inner.metrics.slow_disconnects),
-            Push::Queued | Push::Closed => {}
+    /// Push to a connection's outbox, counting what goes out and what is
+    /// dropped.
+    pub(crate) fn push(&self, q: &Outbox, msg: Message, droppable: bool) {
+        let m = &self.inner.metrics;
+        let len = msg.len() as u64;
+        let pushed = if droppable { q.push_droppable(msg) } else { q.push(msg) };
+        match pushed {
+            Push::Queued => {}
+            Push::Dropped(n) => Metrics::add(&m.dropped, n),
+            Push::Discarded => return Metrics::inc(&m.dropped),
+            Push::Overflow => return Metrics::inc(&m.slow_disconnects),
+            Push::Full | Push::Closed => return,
         }
+        Metrics::inc(&m.messages_out);
+        Metrics::add(&m.bytes_out, len);
     }
 
-    pub(crate) fn push_packet(&self, q: &OutQueue, p: &Packet) {
+    pub(crate) fn push_packet(&self, q: &Outbox, p: &Packet) {
         self.push(q, protocol::encode(p).to_message(), false)
     }
 
@@ -994,7 +1011,7 @@ impl Hub {
     }
 
     fn deliver_room_local(&self, room: &str, msg: &Message, except: Option<&str>, droppable: bool, p: Option<&Packet>) {
-        let queues: Vec<Arc<OutQueue>> = {
+        let queues: Vec<Outbox> = {
             let mut st = self.lock();
             let st = &mut *st;
             let Some(r) = st.rooms.get_mut(room) else { return };
@@ -1014,7 +1031,7 @@ impl Hub {
             r.members
                 .iter()
                 .filter(|c| Some(c.as_str()) != except)
-                .filter_map(|c| st.conns.get(c).map(|e| e.queue.clone()))
+                .filter_map(|c| st.conns.get(c).map(|e| e.outbox.clone()))
                 .collect()
         };
         for q in queues {
@@ -1023,9 +1040,9 @@ impl Hub {
     }
 
     fn deliver_all_local(&self, msg: &Message, except: Option<&str>) {
-        let queues: Vec<Arc<OutQueue>> = {
+        let queues: Vec<Outbox> = {
             let st = self.lock();
-            st.conns.iter().filter(|(c, _)| Some(c.as_str()) != except).map(|(_, e)| e.queue.clone()).collect()
+            st.conns.iter().filter(|(c, _)| Some(c.as_str()) != except).map(|(_, e)| e.outbox.clone()).collect()
         };
         for q in queues {
             self.push(&q, msg.clone(), true);
@@ -1047,7 +1064,7 @@ impl Hub {
                 self.deliver_all_local(&payload.to_message(), except.as_deref());
             }
             BrokerMessage::Direct { node, conn, payload, ack } => {
-                let q = self.queue_of(&conn);
+                let q = self.outbox_of(&conn);
                 match (ack, q) {
                     (None, Some(q)) => self.push(&q, payload.to_message(), false),
                     (None, None) => {}
@@ -1101,10 +1118,16 @@ impl Hub {
     }
 
     /// Register a new connection (its welcome is already queued).
-    pub(crate) fn register(&self, conn: &ConnId, queue: Arc<OutQueue>, meta: Value, peer: Option<SocketAddr>) {
-        self.lock()
-            .conns
-            .insert(conn.clone(), ConnEntry { queue, meta, rooms: BTreeSet::new(), peer, since: SystemTime::now() });
+    pub(crate) fn register(
+        &self,
+        conn: &ConnId,
+        outbox: Outbox,
+        close: CloseHandle,
+        meta: Value,
+        peer: Option<SocketAddr>,
+    ) {
+        let entry = ConnEntry { outbox, close, meta, rooms: BTreeSet::new(), peer, since: SystemTime::now() };
+        self.lock().conns.insert(conn.clone(), entry);
         Metrics::inc(&self.inner.metrics.connections);
         Metrics::inc(&self.inner.metrics.connections_total);
     }
@@ -1115,7 +1138,6 @@ impl Hub {
             let mut st = self.lock();
             let st = &mut *st;
             let Some(e) = st.conns.remove(conn) else { return };
-            e.queue.end();
             for room in &e.rooms {
                 self.remove_member(st, room, conn);
             }
@@ -1163,19 +1185,7 @@ impl Hub {
     /// wait for the closing handshakes (at most the shutdown timeout, then
     /// drop what is left), and leave the cluster.
     pub async fn shutdown(&self) {
-        // A second call closes nothing new and waits like the first.
-        self.inner.stopping.send_replace(true);
-        let queues: Vec<Arc<OutQueue>> = self.lock().conns.values().map(|e| e.queue.clone()).collect();
-        for q in queues {
-            q.close(CloseCode::GoingAway, "server shutting down");
-        }
-        let mut live = self.inner.live.subscribe();
-        let drained = tokio::time::timeout(self.inner.s.shutdown_timeout, live.wait_for(|n| *n == 0)).await.is_ok();
-        if !drained {
-            tracing::warn!(left = *self.inner.live.borrow(), "shutdown timeout: dropping connections still open");
-            self.inner.hard_stop.send_replace(true);
-            let _ = tokio::time::timeout(Duration::from_secs(1), live.wait_for(|n| *n == 0)).await;
-        }
+        self.inner.server.shutdown().await;
         if !self.inner.broker_stopped.swap(true, Ordering::SeqCst) {
             self.inner.broker.shutdown().await;
         }
@@ -1189,7 +1199,7 @@ fn conn_info(id: &str, e: &ConnEntry) -> ConnInfo {
         rooms: e.rooms.iter().cloned().collect(),
         peer: e.peer,
         since: e.since,
-        queued: e.queue.len(),
+        queued: e.outbox.len(),
     }
 }
 

@@ -44,17 +44,17 @@ mod hub;
 mod metrics;
 mod policy;
 pub mod protocol;
-mod queue;
 mod server;
 mod sse;
 
 pub use error::{AckError, BrokerError, HandlerError, HubError};
 pub use hub::{ConnInfo, ConnectInfo, Ctx, Event, HandlerFuture, Hub, HubBuilder, RoomInfo, SseSettings};
 pub use metrics::MetricsSnapshot;
-pub use policy::{AuthError, Backoff, ConnectRequest, RateLimit, SlowConsumer};
+pub use policy::{AuthError, Backoff, ConnectRequest, RateLimit};
 pub use protocol::{ConnId, Member, PresenceKind};
 pub use server::Handled;
 pub use wsx::handshake::Reject;
+pub use wsx::server::SlowConsumer;
 
 /// The browser client, `js/wsx-hub.js` (one ES module, no dependencies),
 /// for servers that serve it next to the hub so that pages load the

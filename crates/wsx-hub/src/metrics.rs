@@ -76,8 +76,15 @@ impl Metrics {
     }
 
     /// Render in the text exposition format. `rooms` and the broker's
-    /// state come from the hub.
-    pub(crate) fn render(&self, rooms: usize, broker: &crate::broker::BrokerState, broker_kind: &str) -> String {
+    /// state come from the hub; `refused`, the connections its server
+    /// refused for the connection limit.
+    pub(crate) fn render(
+        &self,
+        rooms: usize,
+        broker: &crate::broker::BrokerState,
+        broker_kind: &str,
+        refused: u64,
+    ) -> String {
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -100,7 +107,7 @@ impl Metrics {
             &[
                 ("{reason=\"origin\"}", g(&self.rejected_origin)),
                 ("{reason=\"auth\"}", g(&self.rejected_auth)),
-                ("{reason=\"limit\"}", g(&self.rejected_limit)),
+                ("{reason=\"limit\"}", g(&self.rejected_limit) + refused),
                 ("{reason=\"hook\"}", g(&self.rejected_hook)),
                 ("{reason=\"protocol\"}", g(&self.rejected_protocol)),
             ],

@@ -1,129 +1,23 @@
-//! Policies applied to requests and connections: the origin allowlist, the
-//! auth hook and what it sees ([`ConnectRequest`]), per-connection rate
-//! limits ([`RateLimit`]) and what to do with slow consumers
-//! ([`SlowConsumer`]).
+//! The hub's own policies: the auth hook and what it sees
+//! ([`ConnectRequest`]), per-connection rate limits ([`RateLimit`]), and the
+//! backoff of reconnecting clients and brokers ([`Backoff`]). Origins,
+//! connection limits, slow consumers and keepalive are the server layer's
+//! ([`wsx::server`]).
 
-use http::header;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// An HTTP request to the hub (a WebSocket upgrade or an SSE request) as the
-/// auth and connect hooks see it.
+/// auth and connect hooks see it: the request head and the peer, with
+/// accessors for the query, cookies and bearer tokens.
 ///
 /// ```
 /// use wsx_hub::ConnectRequest;
-/// let req = http::Request::get("/ws?token=a%20b")
-///     .header("cookie", "session=s1; theme=dark")
-///     .header("authorization", "Bearer t0k")
-///     .body(()).unwrap();
+/// let req = http::Request::get("/ws?token=a%20b").header("authorization", "Bearer t0k").body(()).unwrap();
 /// let req = ConnectRequest::new(req, None);
 /// assert_eq!(req.query_param("token").as_deref(), Some("a b"));
-/// assert_eq!(req.cookie("session"), Some("s1"));
-/// assert_eq!(req.bearer_token(), Some("t0k"));
 /// assert_eq!(req.token().as_deref(), Some("t0k"));
 /// ```
-#[derive(Debug, Clone)]
-pub struct ConnectRequest {
-    request: http::Request<()>,
-    peer: Option<SocketAddr>,
-}
-
-impl ConnectRequest {
-    /// Wrap a request head and the peer's address.
-    pub fn new(request: http::Request<()>, peer: Option<SocketAddr>) -> Self {
-        Self { request, peer }
-    }
-
-    /// The request head.
-    pub fn request(&self) -> &http::Request<()> {
-        &self.request
-    }
-
-    /// The peer's address, when known.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
-    }
-
-    /// The path.
-    pub fn path(&self) -> &str {
-        self.request.uri().path()
-    }
-
-    /// A header's value, when present and visible ASCII.
-    pub fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.request.headers().get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The `Origin` header.
-    pub fn origin(&self) -> Option<&str> {
-        self.header(header::ORIGIN)
-    }
-
-    /// A query parameter, percent-decoded (`+` is a space).
-    pub fn query_param(&self, name: &str) -> Option<String> {
-        query_param(self.request.uri().query()?, name)
-    }
-
-    /// A cookie's value.
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        wsx::handshake::cookie(self.request.headers(), name)
-    }
-
-    /// The token of an `Authorization: Bearer TOKEN` header.
-    pub fn bearer_token(&self) -> Option<&str> {
-        let v = self.header(header::AUTHORIZATION)?;
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
-    }
-
-    /// A token from the first place that has one: the `Authorization:
-    /// Bearer` header, the `token` query parameter (browsers cannot set
-    /// headers on a WebSocket), or the `token` cookie.
-    pub fn token(&self) -> Option<String> {
-        self.bearer_token()
-            .map(str::to_owned)
-            .or_else(|| self.query_param("token"))
-            .or_else(|| self.cookie("token").map(str::to_owned))
-    }
-}
-
-/// Percent-decode a query component (`+` is a space); invalid escapes stay
-/// as they are, invalid UTF-8 is replaced.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
-}
-
-/// An origin as compared: lower case, without a trailing slash.
-pub(crate) fn normalize_origin(o: &str) -> String {
-    o.trim().trim_end_matches('/').to_ascii_lowercase()
-}
+pub type ConnectRequest = wsx::server::RequestHead;
 
 /// Why the auth hook refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,22 +28,6 @@ pub enum AuthError {
     /// Valid credentials that may not connect: 403.
     #[error("forbidden: {0}")]
     Forbidden(String),
-}
-
-/// What to do when a connection's outgoing queue is full (the client reads
-/// more slowly than messages arrive for it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SlowConsumer {
-    /// Drop the oldest broadcast message in the queue (counted in
-    /// `wsx_hub_dropped_messages_total`). Acks, presence and direct
-    /// messages are not dropped.
-    #[default]
-    DropOldest,
-    /// Close the connection with 1008 (policy violation), reason
-    /// `slow consumer`.
-    Disconnect,
-    /// Close the connection with 1013 (try again later).
-    DisconnectTryAgain,
 }
 
 /// A per-connection rate limit on incoming messages: a token bucket of
@@ -247,16 +125,6 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c"), "a b c");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("%e2%82%ac"), "€");
-        assert_eq!(query_param("room=a%2Fb&x", "room").as_deref(), Some("a/b"));
-        assert_eq!(query_param("x", "x").as_deref(), Some(""));
-    }
 
     #[test]
     fn token_bucket_refills() {

@@ -134,7 +134,6 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let Some(settings) = hub.inner.s.sse.clone() else { return Ok(()) };
-    let _live = hub.live_guard();
     let (replay, mut rx, ready) = {
         let mut st = hub.lock();
         let r = st.rooms.entry(room.clone()).or_default();
@@ -156,7 +155,8 @@ where
         }
         write_all(&mut wr, head.as_bytes()).await?;
         let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
-        let mut stopping = hub.inner.stopping.subscribe();
+        let stopping = hub.server().stopping();
+        tokio::pin!(stopping);
         let mut buf = [0u8; 512];
         loop {
             tokio::select! {
@@ -169,7 +169,7 @@ where
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 },
-                _ = crate::hub::flag_set(&mut stopping) => break,
+                () = &mut stopping => break,
             }
         }
         let _ = wr.shutdown().await;

@@ -91,7 +91,7 @@ async fn rate_limit_closes_with_1008() {
 async fn piped(hub: &Hub) -> WebSocket<DuplexStream> {
     let (client, server) = tokio::io::duplex(1024);
     let h = hub.clone();
-    tokio::spawn(async move { h.handle_stream(server, None).await });
+    tokio::spawn(async move { h.serve_stream(server).await });
     let req = http::Request::get("ws://hub/").header("sec-websocket-protocol", protocol::SUBPROTOCOL).body(()).unwrap();
     // No compression: the padding must take its size on the wire.
     wsx::client_handshake(client, req, &wsx::Config::default().with_compression(false)).await.unwrap().0
@@ -152,7 +152,10 @@ async fn slow_consumers_lose_the_oldest_broadcasts() {
 
 #[tokio::test]
 async fn slow_consumers_can_be_disconnected() {
-    for (policy, code) in [(SlowConsumer::Disconnect, 1008), (SlowConsumer::DisconnectTryAgain, 1013)] {
+    for (policy, code) in [
+        (SlowConsumer::Close(wsx::CloseCode::PolicyViolation), 1008),
+        (SlowConsumer::Close(wsx::CloseCode::TryAgainLater), 1013),
+    ] {
         let (hub, _addr) = start(Hub::builder().outgoing_queue(4, policy)).await;
         let mut ws = piped(&hub).await;
         join_piped(&mut ws, "r").await;

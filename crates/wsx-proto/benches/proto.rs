@@ -6,7 +6,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use wsx_proto::mask::{apply_mask, apply_mask_naive, apply_mask_portable};
 use wsx_proto::utf8::{Utf8Bytes, Utf8Validator};
-use wsx_proto::{Config, Connection, Gather, Incoming, Message, Role};
+use wsx_proto::{Config, Connection, Gather, Incoming, Message, Mode, Role};
 
 fn masking(c: &mut Criterion) {
     let mut g = c.benchmark_group("mask");
@@ -79,17 +79,17 @@ fn handshake(c: &mut Criterion) {
 
 /// What a connection in `role` writes for `n` binary messages of `payload`.
 fn written(role: Role, payload: &Bytes, n: usize) -> Vec<u8> {
-    let mut conn = Connection::new(role, Config::default());
+    let mut conn = Connection::new(role, &Config::default());
     for _ in 0..n {
-        conn.send(Message::Binary(payload.clone())).unwrap();
+        conn.writer.send(Message::Binary(payload.clone())).unwrap();
     }
-    conn.take_output()
+    conn.writer.take_output()
 }
 
 /// Drop what `conn` has queued, as if it were written.
 fn discard_output(conn: &mut Connection) {
-    let n = conn.buffered_amount();
-    conn.advance_write(n);
+    let n = conn.writer.buffered_amount();
+    conn.writer.advance_write(n);
 }
 
 fn frames(c: &mut Criterion) {
@@ -98,11 +98,11 @@ fn frames(c: &mut Criterion) {
         let payload = Bytes::from(vec![b'x'; size]);
         // Encode: server (no mask) and client (mask while copying).
         for role in [Role::Server, Role::Client] {
-            let mut conn = Connection::new(role, Config::default());
+            let mut conn = Connection::new(role, &Config::default());
             g.throughput(Throughput::Bytes(size as u64));
             g.bench_function(BenchmarkId::new(format!("encode/{role:?}"), size), |b| {
                 b.iter(|| {
-                    conn.send(Message::Binary(payload.clone())).unwrap();
+                    conn.writer.send(Message::Binary(payload.clone())).unwrap();
                     discard_output(&mut conn);
                 })
             });
@@ -112,10 +112,10 @@ fn frames(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(64 * size as u64));
         g.bench_function(BenchmarkId::new("decode/64-masked", size), |b| {
             b.iter(|| {
-                let mut server = Connection::new(Role::Server, Config::default());
-                server.feed(black_box(&wire));
+                let mut server = Connection::new(Role::Server, &Config::default());
+                server.reader.feed(black_box(&wire));
                 let mut n = 0;
-                while let Some(m) = server.next_message().unwrap() {
+                while let Some(Incoming::Message(m)) = server.receive(Mode::Whole).unwrap() {
                     n += m.len();
                 }
                 assert_eq!(n, 64 * size);
@@ -135,13 +135,13 @@ fn echo(c: &mut Criterion) {
     let wire = written(Role::Client, &payload, 16);
     g.throughput(Throughput::Elements(16));
     g.bench_function("server/16x20B", |b| {
-        let mut server = Connection::new(Role::Server, Config::default());
+        let mut server = Connection::new(Role::Server, &Config::default());
         let mut gather = Gather::default();
         b.iter(|| {
-            server.read_buf().extend_from_slice(black_box(&wire));
-            while let Some(Incoming::Chunk(c)) = server.next_chunk().unwrap() {
+            server.reader.read_buf().extend_from_slice(black_box(&wire));
+            while let Some(Incoming::Chunk(c)) = server.receive(Mode::Streaming).unwrap() {
                 if let Some(out) = gather.push(c) {
-                    server.send(out.into_message()).unwrap();
+                    server.writer.send(out.into_message()).unwrap();
                 }
             }
             discard_output(&mut server);
@@ -149,15 +149,15 @@ fn echo(c: &mut Criterion) {
     });
     let echoes = written(Role::Server, &payload, 16);
     g.bench_function("client/16x20B", |b| {
-        let mut client = Connection::new(Role::Client, Config::default());
+        let mut client = Connection::new(Role::Client, &Config::default());
         b.iter(|| {
             for _ in 0..16 {
-                client.send(Message::Binary(payload.clone())).unwrap();
+                client.writer.send(Message::Binary(payload.clone())).unwrap();
             }
             discard_output(&mut client);
-            client.read_buf().extend_from_slice(black_box(&echoes));
+            client.reader.read_buf().extend_from_slice(black_box(&echoes));
             let mut got = 0;
-            while let Some(Incoming::Chunk(c)) = client.next_chunk().unwrap() {
+            while let Some(Incoming::Chunk(c)) = client.receive(Mode::Streaming).unwrap() {
                 got += c.data.len();
             }
             assert_eq!(got, 16 * 20);
@@ -191,29 +191,29 @@ fn deflate(c: &mut Criterion) {
             threshold: 0,
             level: 6,
         };
-        let mut server = Connection::with_deflate(Role::Server, Config::default(), Some(&params));
+        let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params));
         g.throughput(Throughput::Bytes(payload.len() as u64));
         g.bench_function(BenchmarkId::new("compress-64KiB-json", name), |b| {
             b.iter(|| {
-                server.send(Message::Binary(payload.clone())).unwrap();
-                let n = server.buffered_amount();
-                server.advance_write(n);
+                server.writer.send(Message::Binary(payload.clone())).unwrap();
+                let n = server.writer.buffered_amount();
+                server.writer.advance_write(n);
             })
         });
         // Decompress: a client inflating messages the server compressed.
-        let mut sender = Connection::with_deflate(Role::Server, Config::default(), Some(&params));
+        let mut sender = Connection::with_deflate(Role::Server, &Config::default(), Some(&params));
         let mut wire = Vec::new();
         for _ in 0..16 {
-            sender.send(Message::Binary(payload.clone())).unwrap();
-            wire.extend_from_slice(&sender.take_output());
+            sender.writer.send(Message::Binary(payload.clone())).unwrap();
+            wire.extend_from_slice(&sender.writer.take_output());
         }
         g.throughput(Throughput::Bytes(16 * payload.len() as u64));
         g.bench_function(BenchmarkId::new("decompress-16x64KiB-json", name), |b| {
             b.iter(|| {
-                let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&params));
-                client.feed(black_box(&wire));
+                let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params));
+                client.reader.feed(black_box(&wire));
                 let mut n = 0;
-                while let Some(m) = client.next_message().unwrap() {
+                while let Some(Incoming::Message(m)) = client.receive(Mode::Whole).unwrap() {
                     n += m.len();
                 }
                 assert_eq!(n, 16 * payload.len());

@@ -9,7 +9,10 @@
 //!
 //! Inflation is streamed into a buffer that never grows past the message
 //! size limit: a decompression bomb fails with 1009 after at most that many
-//! bytes, not after the inflated size.
+//! bytes, not after the inflated size. It can also go in bounded steps (at
+//! most so many bytes of output per call, the rest of the input kept by
+//! the caller), which is how a streaming reader holds at most one step of
+//! inflated data whatever the message size.
 //!
 //! zlib (and zlib-rs) cannot compress with an 8-bit window (a request for 8
 //! gives 9, which a peer limited to 8 may fail to inflate). When the
@@ -475,15 +478,26 @@ fn run_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
 /// The receiving side's decompressor. Created on first use.
 pub(crate) struct Inflater {
     inner: Option<Decompress>,
-    /// The message being inflated (kept here, not in every connection's
-    /// message state, since only compressed connections need it).
-    pub(crate) out: Vec<u8>,
     bits: u8,
     reset_each: bool,
     /// The message's DEFLATE stream ended with a final block (BFINAL set,
     /// RFC 7692 §7.2.3.4): the rest of the message is not inflated, and the
     /// next message starts a new stream.
     ended: bool,
+    /// Bytes of the appended `00 00 ff ff` (§7.2.2) already inflated, when
+    /// the last frame's inflation is done in several steps.
+    tail: u8,
+}
+
+/// What one call of [`Inflater::inflate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inflated {
+    /// Input bytes consumed; the caller passes the rest again.
+    pub(crate) consumed: usize,
+    /// All the input is inflated and no output is pending (with `last`:
+    /// the message is complete). `false`: the output reached `max_out` new
+    /// bytes first, and more follows from the next call.
+    pub(crate) done: bool,
 }
 
 impl std::fmt::Debug for Inflater {
@@ -494,88 +508,125 @@ impl std::fmt::Debug for Inflater {
 
 impl Inflater {
     pub(crate) fn new(bits: u8, reset_each: bool) -> Self {
-        Self { inner: None, out: Vec::new(), bits: bits.max(9), reset_each, ended: false }
+        Self { inner: None, bits: bits.max(9), reset_each, ended: false, tail: 0 }
     }
 
-    /// Inflate one frame's payload of a compressed message into `out`,
-    /// never letting `out` grow past `limit` (fails with 1009 instead).
-    /// `last` appends the removed `00 00 ff ff` tail (§7.2.2).
+    /// Inflate `input`, payload bytes of a compressed message, appending to
+    /// `out`: until all of it is inflated, or until `out` has grown by
+    /// `max_out` bytes (a bounded step: the caller hands those out and calls
+    /// again with the input not consumed). `out` never grows past `limit`
+    /// bytes in all (a decompression bomb fails with 1009 after at most that
+    /// much); its spare capacity on entry must not exceed `max_out`. `last`:
+    /// `input` ends the message's last frame, and the removed `00 00 ff ff`
+    /// tail is inflated after it (§7.2.2).
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
         last: bool,
         out: &mut Vec<u8>,
         limit: usize,
-    ) -> Result<(), ProtocolError> {
-        let r = self.feed(input, out, limit).and_then(|()| if last { self.feed(&TAIL, out, limit) } else { Ok(()) });
-        if r.is_err() {
-            // The stream state is unusable; never return it to the pool.
-            self.inner = None;
-            self.ended = false;
-        } else if last && (self.reset_each || self.ended) {
-            // No context takeover: the decompressor goes back to the thread.
-            // A stream that ended (BFINAL) cannot go on either: the next
-            // message is a new stream.
-            if let Some(mut d) = self.inner.take() {
-                d.reset(false);
-                if self.reset_each {
-                    put_decompressor(self.bits, d);
-                } else {
-                    self.inner = Some(d);
-                }
+        max_out: usize,
+    ) -> Result<Inflated, ProtocolError> {
+        let r = self.feed(input, last, out, limit, max_out);
+        match r {
+            Err(_) => {
+                // The stream state is unusable; never return it to the pool.
+                self.inner = None;
+                self.ended = false;
+                self.tail = 0;
             }
-            self.ended = false;
+            Ok(Inflated { done: true, .. }) if last => {
+                if self.reset_each || self.ended {
+                    // No context takeover: the decompressor goes back to the
+                    // thread. A stream that ended (BFINAL) cannot go on
+                    // either: the next message is a new stream.
+                    if let Some(mut d) = self.inner.take() {
+                        d.reset(false);
+                        if self.reset_each {
+                            put_decompressor(self.bits, d);
+                        } else {
+                            self.inner = Some(d);
+                        }
+                    }
+                }
+                self.ended = false;
+                self.tail = 0;
+            }
+            Ok(_) => {}
         }
         r
     }
 
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), ProtocolError> {
-        if self.ended {
-            // After a final block: its padding octet (RFC 7692 §7.2.3.4
-            // sends one, 0x00) and the appended tail are not DEFLATE data.
-            // zlib-based peers ignore what follows the end of the stream;
-            // so does this.
-            return Ok(());
-        }
+    fn feed(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+        limit: usize,
+        max_out: usize,
+    ) -> Result<Inflated, ProtocolError> {
         let (bits, pooled) = (self.bits, self.reset_each);
-        let d = self.inner.get_or_insert_with(|| {
-            if pooled {
-                take_decompressor(bits)
-            } else {
-                Decompress::new_with_window_bits(false, bits)
-            }
-        });
-        let start_in = d.total_in();
+        let start = out.len();
+        let mut consumed = 0;
         loop {
-            let consumed = (d.total_in() - start_in) as usize;
-            // Room for more output, but never more than one byte past the limit.
-            let room = out.capacity() - out.len();
-            if room == 0 {
-                if out.len() > limit {
-                    return Err(ProtocolError::MessageTooBig { size: out.len() as u64, max: limit });
+            if self.ended {
+                // After a final block: its padding octet (RFC 7692 §7.2.3.4
+                // sends one, 0x00) and the appended tail are not DEFLATE
+                // data. zlib-based peers ignore what follows the end of the
+                // stream; so does this.
+                return Ok(Inflated { consumed: input.len(), done: true });
+            }
+            let d = self.inner.get_or_insert_with(|| {
+                if pooled {
+                    take_decompressor(bits)
+                } else {
+                    Decompress::new_with_window_bits(false, bits)
                 }
-                let grow = out.len().clamp(16 << 10, 1 << 20).min(limit + 1 - out.len());
+            });
+            if out.len() == out.capacity() {
+                let grown = out.len() - start;
+                if grown >= max_out {
+                    return Ok(Inflated { consumed, done: false });
+                }
+                // Room for more output, but never more than one byte past
+                // the limit, nor past this step's bound.
+                let grow =
+                    out.len().clamp(16 << 10, 1 << 20).min(limit.saturating_add(1) - out.len()).min(max_out - grown);
                 out.reserve_exact(grow);
             }
-            let before_out = out.len();
-            let status = d
-                .decompress_vec(&input[consumed..], out, FlushDecompress::Sync)
-                .map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let in_input = consumed < input.len();
+            let src = if in_input {
+                &input[consumed..]
+            } else if last {
+                &TAIL[self.tail as usize..]
+            } else {
+                &[]
+            };
+            let (before_in, before_out) = (d.total_in(), out.len());
+            let status =
+                d.decompress_vec(src, out, FlushDecompress::Sync).map_err(|_| ProtocolError::InvalidCompressedData)?;
             if out.len() > limit {
                 return Err(ProtocolError::MessageTooBig { size: out.len() as u64, max: limit });
             }
-            let consumed_now = (d.total_in() - start_in) as usize;
-            let progressed = consumed_now > consumed || out.len() > before_out;
+            // At most `src.len()`: at most 4 bytes when inflating the tail.
+            let used = (d.total_in() - before_in) as usize;
+            if in_input {
+                consumed += used;
+            } else {
+                self.tail += used as u8;
+            }
             if status == Status::StreamEnd {
                 // A final block ends the message's stream (RFC 7692
                 // §7.2.3.4 allows senders to flush this way).
                 self.ended = true;
-                return Ok(());
+                continue;
             }
-            if consumed_now == input.len() && out.len() < out.capacity() {
-                return Ok(());
+            let input_left = consumed < input.len() || (last && self.tail < TAIL.len() as u8);
+            let room = out.len() < out.capacity();
+            if !input_left && room {
+                return Ok(Inflated { consumed, done: true });
             }
-            if !progressed && out.len() < out.capacity() {
+            if used == 0 && out.len() == before_out && room {
                 // No progress with room to write: the input is stuck.
                 return Err(ProtocolError::InvalidCompressedData);
             }
@@ -610,6 +661,36 @@ impl DeflateParams {
 mod tests {
     use super::*;
     use crate::extensions::parse_extensions;
+
+    /// Inflate all of `input` in one call (no step bound), up to 1 MiB.
+    fn whole(rx: &mut Inflater, input: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+        let r = rx.inflate(input, last, out, 1 << 20, usize::MAX)?;
+        assert_eq!(r, Inflated { consumed: input.len(), done: true });
+        Ok(())
+    }
+
+    /// Inflate `input` in steps of at most `step` bytes of output, passing
+    /// back what a step did not consume, as a streaming reader does.
+    fn in_steps(
+        rx: &mut Inflater,
+        mut input: &[u8],
+        last: bool,
+        step: usize,
+        limit: usize,
+    ) -> Result<Vec<u8>, ProtocolError> {
+        let mut all = Vec::new();
+        loop {
+            let mut out = Vec::new();
+            let r = rx.inflate(input, last, &mut out, limit - all.len(), step)?;
+            assert!(out.len() <= step, "a step of {} bytes", out.len());
+            all.extend_from_slice(&out);
+            input = &input[r.consumed..];
+            if r.done {
+                assert!(input.is_empty());
+                return Ok(all);
+            }
+        }
+    }
 
     fn neg(offer: &str) -> Option<(DeflateParams, String)> {
         server_negotiate(&DeflateConfig::default(), &parse_extensions(offer).unwrap())
@@ -695,8 +776,8 @@ mod tests {
             let mut out = Vec::new();
             // Split the compressed stream in two "frames".
             let cut = wire.len() / 2;
-            rx.inflate(&wire[..cut], false, &mut out, 1 << 20).unwrap();
-            rx.inflate(&wire[cut..], true, &mut out, 1 << 20).unwrap();
+            whole(&mut rx, &wire[..cut], false, &mut out).unwrap();
+            whole(&mut rx, &wire[cut..], true, &mut out).unwrap();
             assert_eq!(&out[..], *m);
         }
     }
@@ -763,7 +844,7 @@ mod tests {
         tx.compress(&zeros, &mut wire);
         assert!(wire.len() < 64 << 10);
         let mut out = Vec::new();
-        let e = rx.inflate(&wire, true, &mut out, 1 << 20).unwrap_err();
+        let e = whole(&mut rx, &wire, true, &mut out).unwrap_err();
         assert!(matches!(e, ProtocolError::MessageTooBig { .. }));
         assert!(out.capacity() <= (1 << 20) + 1, "capacity {}", out.capacity());
     }
@@ -778,28 +859,65 @@ mod tests {
             let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
             for _ in 0..2 {
                 let mut out = Vec::new();
-                rx.inflate(&bfinal, true, &mut out, 1 << 20).unwrap();
+                whole(&mut rx, &bfinal, true, &mut out).unwrap();
                 assert_eq!(out, b"Hello", "nct={nct}");
             }
             // Fragmented: the final block in the first frame, the rest ignored.
             let mut out = Vec::new();
-            rx.inflate(&bfinal[..7], false, &mut out, 1 << 20).unwrap();
-            rx.inflate(&[0x00, 0x12, 0x34], true, &mut out, 1 << 20).unwrap();
+            whole(&mut rx, &bfinal[..7], false, &mut out).unwrap();
+            whole(&mut rx, &[0x00, 0x12, 0x34], true, &mut out).unwrap();
             assert_eq!(out, b"Hello", "nct={nct}");
             // Then a new stream, made as usual (sync flush, no final block).
             let mut wire = Vec::new();
             fresh.compress(b"hello again", &mut wire);
             let mut out = Vec::new();
-            rx.inflate(&wire, true, &mut out, 1 << 20).unwrap();
+            whole(&mut rx, &wire, true, &mut out).unwrap();
             assert_eq!(out, b"hello again", "nct={nct}");
         }
+    }
+
+    #[test]
+    fn inflating_in_bounded_steps_gives_the_same_bytes() {
+        // 1 MiB of mixed data, in one frame and cut into two frames, inflated
+        // in steps of at most 1000 bytes (and of 1 byte for a short
+        // message): the bytes are those of one unbounded call, and the
+        // stream goes on after (context takeover).
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 7 + i / 4096 % 13) as u8).collect();
+        for nct in [false, true] {
+            let (mut tx, _) = params(nct, 15).for_role(crate::Role::Client);
+            let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
+            for _ in 0..2 {
+                let mut wire = Vec::new();
+                tx.compress(&data, &mut wire);
+                assert_eq!(in_steps(&mut rx, &wire, true, 1000, 2 << 20).unwrap(), data, "nct={nct}");
+                let mut wire = Vec::new();
+                tx.compress(&data, &mut wire);
+                let cut = wire.len() / 3;
+                let mut got = in_steps(&mut rx, &wire[..cut], false, 1000, 2 << 20).unwrap();
+                got.extend(in_steps(&mut rx, &wire[cut..], true, 1000, 2 << 20).unwrap());
+                assert_eq!(got, data, "nct={nct}");
+                let mut wire = Vec::new();
+                tx.compress(b"hello", &mut wire);
+                assert_eq!(in_steps(&mut rx, &wire, true, 1, 100).unwrap(), b"hello");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bomb_inflated_in_steps_still_stops_at_the_limit() {
+        let zeros = vec![0u8; 8 << 20];
+        let (mut tx, mut rx) = params(false, 15).for_role(crate::Role::Client);
+        let mut wire = Vec::new();
+        tx.compress(&zeros, &mut wire);
+        let e = in_steps(&mut rx, &wire, true, 64 << 10, 1 << 20).unwrap_err();
+        assert!(matches!(e, ProtocolError::MessageTooBig { .. }), "{e:?}");
     }
 
     #[test]
     fn garbage_is_invalid_compressed_data() {
         let (_, mut rx) = params(false, 15).for_role(crate::Role::Client);
         let mut out = Vec::new();
-        let r = rx.inflate(&[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out, 1 << 20);
+        let r = whole(&mut rx, &[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out);
         assert_eq!(r, Err(ProtocolError::InvalidCompressedData));
     }
 }

@@ -665,7 +665,30 @@ impl ClientHandshake {
     /// the caller set are kept, including `Sec-WebSocket-Protocol` (the
     /// subprotocols offered) and `Sec-WebSocket-Extensions`. Returns the
     /// bytes to send.
-    pub fn new(mut request: Request<()>) -> Result<(Vec<u8>, ClientHandshake), HandshakeError> {
+    pub fn new(request: Request<()>) -> Result<(Vec<u8>, ClientHandshake), HandshakeError> {
+        // §4.1: the nonce "MUST be selected randomly for each connection".
+        Self::new_with_key(request, rand::random())
+    }
+
+    /// Like [`ClientHandshake::new`], with the 16 bytes of the nonce
+    /// (`Sec-WebSocket-Key`, base64-encoded) given by the caller instead of
+    /// drawn from the CSPRNG: for replayable runs and tests, where the same
+    /// key gives the same bytes. §4.1 requires a nonce chosen at random for
+    /// each connection; draw it from a source the run controls, never reuse
+    /// a constant in production.
+    ///
+    /// ```
+    /// use wsx_proto::handshake::ClientHandshake;
+    /// let request = || http::Request::get("ws://example.com/chat").body(()).unwrap();
+    /// let (a, _) = ClientHandshake::new_with_key(request(), [7; 16]).unwrap();
+    /// let (b, _) = ClientHandshake::new_with_key(request(), [7; 16]).unwrap();
+    /// assert_eq!(a, b);
+    /// assert!(String::from_utf8(a).unwrap().contains("sec-websocket-key: BwcHBwcHBwcHBwcHBwcHBw==\r\n"));
+    /// ```
+    pub fn new_with_key(
+        mut request: Request<()>,
+        key_raw: [u8; 16],
+    ) -> Result<(Vec<u8>, ClientHandshake), HandshakeError> {
         let uri = request.uri().clone();
         if let Some(scheme) = uri.scheme_str() {
             if !matches!(scheme.to_ascii_lowercase().as_str(), "ws" | "wss" | "http" | "https") {
@@ -688,7 +711,6 @@ impl ClientHandshake {
                 HeaderValue::from_str(&value).map_err(|_| HandshakeError::InvalidUrl("host".into()))?,
             );
         }
-        let key_raw: [u8; 16] = rand::random();
         let key = BASE64.encode(key_raw);
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));

@@ -6,14 +6,19 @@
 //! come out. The `wsx` crate drives it over tokio; anything else (another
 //! runtime, a fuzzer, a test) can drive it the same way.
 //!
-//! ```
-//! use wsx_proto::{Config, Connection, Message, Role};
+//! Receiving has one driver, [`Reader::receive`]: it returns what arrived
+//! and what that obliges the endpoint to send (a [`Duty`]: a pong, the
+//! close reply, the close frame of a failure), which [`Writer::perform`]
+//! does. [`Connection`] holds both halves and makes those two calls.
 //!
-//! let mut client = Connection::new(Role::Client, Config::default());
-//! let mut server = Connection::new(Role::Server, Config::default());
-//! client.send(Message::text("hi")).unwrap();
-//! server.feed(&client.take_output());
-//! assert_eq!(server.next_message().unwrap(), Some(Message::text("hi")));
+//! ```
+//! use wsx_proto::{Config, Connection, Incoming, Message, Mode, Role};
+//!
+//! let mut client = Connection::new(Role::Client, &Config::default());
+//! let mut server = Connection::new(Role::Server, &Config::default());
+//! client.writer.send(Message::text("hi")).unwrap();
+//! server.reader.feed(&client.writer.take_output());
+//! assert_eq!(server.receive(Mode::Whole).unwrap(), Some(Incoming::Message(Message::text("hi"))));
 //! ```
 
 #![deny(missing_docs)]
@@ -25,16 +30,27 @@ pub mod deflate;
 pub mod error;
 pub mod extensions;
 pub mod frame;
+mod gather;
 pub mod handshake;
 pub mod limits;
 pub mod mask;
 pub mod message;
+mod out_queue;
+mod read_state;
+mod reader;
+mod role;
 mod spare;
 pub mod utf8;
+mod writer;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Chunk, CloseState, Connection, Gather, Incoming, Reader, Role, Writer};
+pub use connection::Connection;
 pub use error::{ProtocolError, SendError};
+pub use gather::Gather;
 pub use limits::Config;
 pub use message::Message;
+pub use message::{Chunk, Incoming};
+pub use reader::{Duty, Mode, Reader, Received, INFLATE_STEP};
+pub use role::Role;
 pub use utf8::Utf8Bytes;
+pub use writer::{CloseState, Writer};

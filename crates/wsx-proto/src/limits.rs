@@ -4,6 +4,10 @@
 //! a message (after inflation too, once compression is negotiated), the
 //! outgoing queue that builds up when a peer does not read, and the control
 //! frames it can make us answer.
+//!
+//! It also says where the randomness a connection needs comes from (the
+//! masking keys of a client, RFC 6455 §5.3): the thread's CSPRNG, unless a
+//! seed is given to make runs replayable.
 
 /// The largest message or frame size that can be configured: 2 GiB.
 pub const MAX_SIZE_LIMIT: usize = 1 << 31;
@@ -24,13 +28,14 @@ pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     // Stored as u32 (every limit is at most 2 GiB, or clamped to 4 GiB):
-    // a copy of the config lives in every connection.
+    // small to copy. A connection keeps only the fields it uses, not this.
     max_frame_size: u32,
     max_message_size: u32,
     max_write_buffer: u32,
     copy_threshold: u32,
     auto_pong: bool,
     accept_unmasked_frames: bool,
+    rng_seed: Option<u64>,
 }
 
 fn clamp_u32(v: usize) -> u32 {
@@ -46,13 +51,16 @@ impl Default for Config {
             copy_threshold: 2 << 10,
             auto_pong: true,
             accept_unmasked_frames: false,
+            rng_seed: None,
         }
     }
 }
 
 impl Config {
     /// Largest frame payload accepted; a larger frame closes the connection
-    /// with 1009 before its payload is buffered. Clamped to 2 GiB.
+    /// with 1009 before its payload is buffered. Clamped to 2 GiB. A frame
+    /// is part of a message, so the limit in effect is never more than
+    /// [`Config::with_max_message_size`]: see [`Config::max_frame_size`].
     pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = clamp_u32(bytes.min(MAX_SIZE_LIMIT));
         self
@@ -95,9 +103,19 @@ impl Config {
         self
     }
 
-    /// See [`Config::with_max_frame_size`].
+    /// The largest frame accepted: the smaller of
+    /// [`Config::with_max_frame_size`] and [`Config::with_max_message_size`]
+    /// (a frame larger than a message can never be accepted, so lowering
+    /// the message limit lowers this one too, and its payload is refused at
+    /// its header, before it is buffered).
+    ///
+    /// ```
+    /// use wsx_proto::Config;
+    /// assert_eq!(Config::default().with_max_message_size(1000).max_frame_size(), 1000);
+    /// assert_eq!(Config::default().with_max_frame_size(10).with_max_message_size(1000).max_frame_size(), 10);
+    /// ```
     pub fn max_frame_size(&self) -> usize {
-        self.max_frame_size as usize
+        self.max_frame_size.min(self.max_message_size) as usize
     }
 
     /// See [`Config::with_max_message_size`].
@@ -123,5 +141,32 @@ impl Config {
     /// See [`Config::with_copy_threshold`].
     pub fn copy_threshold(&self) -> usize {
         self.copy_threshold as usize
+    }
+
+    /// Draw a client's masking keys (§5.3) from a pseudo-random generator
+    /// seeded with `seed` (`rand`'s `StdRng`), one per connection, instead
+    /// of the thread's CSPRNG: two connections made with the same seed
+    /// write the same bytes for the same sends, so a run can be replayed.
+    /// For tests and simulations: keys a peer can predict defeat the
+    /// masking's purpose against proxies (§10.3). A server never masks, so
+    /// this changes nothing for it.
+    ///
+    /// ```
+    /// use wsx_proto::{Config, Message, Role, Writer};
+    /// let config = Config::default().with_rng_seed(7);
+    /// let mut a = Writer::new(Role::Client, &config);
+    /// let mut b = Writer::new(Role::Client, &config);
+    /// a.send(Message::text("hi")).unwrap();
+    /// b.send(Message::text("hi")).unwrap();
+    /// assert_eq!(a.take_output(), b.take_output());
+    /// ```
+    pub fn with_rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
+    /// See [`Config::with_rng_seed`]; `None`: the thread's CSPRNG.
+    pub fn rng_seed(&self) -> Option<u64> {
+        self.rng_seed
     }
 }

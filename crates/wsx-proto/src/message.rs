@@ -1,4 +1,5 @@
-//! Messages as the user sees them.
+//! Messages as the user sees them, and what a [`crate::Reader`] hands out
+//! ([`Incoming`]: whole messages, or data messages in [`Chunk`]s).
 
 use crate::close::CloseFrame;
 use crate::utf8::Utf8Bytes;
@@ -121,5 +122,72 @@ impl From<Bytes> for Message {
 impl From<Utf8Bytes> for Message {
     fn from(s: Utf8Bytes) -> Self {
         Message::Text(s)
+    }
+}
+
+/// A piece of a data message as it arrives ([`crate::Mode::Streaming`]).
+///
+/// The chunks of a message are in order; the first has `first`, the last
+/// has `last` (one chunk can be both). For a text message the chunks
+/// together are valid UTF-8, checked as they arrive, but one chunk may end
+/// inside a code point; an invalid byte fails the connection (1007) before
+/// it is handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// A text message (else binary).
+    pub text: bool,
+    /// The bytes (a slice of the read buffer, or inflated data).
+    pub data: Bytes,
+    /// The first chunk of its message.
+    pub first: bool,
+    /// The last chunk of its message.
+    pub last: bool,
+}
+
+impl Chunk {
+    /// The chunk as a message. A text chunk is checked once more (its
+    /// fields are public, so `first && last` proves nothing about where
+    /// the bytes came from, and `Utf8Bytes` must only ever hold UTF-8);
+    /// one that is not valid UTF-8 on its own (a piece that begins or ends
+    /// inside a code point) is returned as binary: its bytes are never
+    /// dropped.
+    #[inline]
+    pub fn into_message(self) -> Message {
+        if self.text {
+            match Utf8Bytes::try_from_bytes(self.data.clone()) {
+                Ok(t) => Message::Text(t),
+                Err(_) => Message::Binary(self.data),
+            }
+        } else {
+            Message::Binary(self.data)
+        }
+    }
+}
+
+/// What [`crate::Reader::receive`] hands out: whole messages, or pieces of
+/// data messages when streaming. Control messages (ping, pong, close) are
+/// always whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A piece of a text or binary message ([`crate::Mode::Streaming`]).
+    Chunk(Chunk),
+    /// A whole message.
+    Message(Message),
+}
+
+impl Incoming {
+    /// As a message: a chunk becomes a message of its bytes
+    /// ([`Chunk::into_message`]).
+    ///
+    /// ```
+    /// use wsx_proto::{Incoming, Message};
+    /// assert_eq!(Incoming::Message(Message::text("hi")).into_message(), Message::text("hi"));
+    /// ```
+    #[inline]
+    pub fn into_message(self) -> Message {
+        match self {
+            Incoming::Message(m) => m,
+            Incoming::Chunk(c) => c.into_message(),
+        }
     }
 }

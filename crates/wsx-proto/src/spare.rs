@@ -17,7 +17,8 @@
 //! number of connections. A kept state is empty: no byte passes from one
 //! connection to another.
 
-use crate::connection::{OutQueue, ReadState};
+use crate::out_queue::OutQueue;
+use crate::read_state::ReadState;
 use std::cell::Cell;
 use std::thread::LocalKey;
 

@@ -1,25 +1,25 @@
-//! Streaming receive: `next_chunk` hands out a data message's bytes as they
-//! arrive, under the same limits and checks as `next_message`.
+//! Streaming receive: `Mode::Streaming` hands out a data message's bytes as
+//! they arrive, under the same limits and checks as `Mode::Whole`.
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{Chunk, Config, Connection, Incoming, Message, ProtocolError, Role};
+use wsx_proto::{Chunk, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
 
 fn client_bytes(msgs: Vec<Message>) -> Vec<u8> {
-    let mut c = Connection::new(Role::Client, Config::default());
+    let mut c = Connection::new(Role::Client, &Config::default());
     for m in msgs {
-        c.send(m).unwrap();
+        c.writer.send(m).unwrap();
     }
-    c.take_output()
+    c.writer.take_output()
 }
 
-/// Feed `wire` in pieces of `step` bytes, collecting everything `next_chunk` yields.
+/// Feed `wire` in pieces of `step` bytes, collecting everything streaming receive yields.
 fn chunks(server: &mut Connection, wire: &[u8], step: usize) -> Vec<Incoming> {
     let mut out = Vec::new();
     for piece in wire.chunks(step.max(1)) {
-        server.feed(piece);
-        while let Some(i) = server.next_chunk().unwrap() {
+        server.reader.feed(piece);
+        while let Some(i) = server.receive(Mode::Streaming).unwrap() {
             out.push(i);
         }
     }
@@ -30,10 +30,10 @@ fn chunks(server: &mut Connection, wire: &[u8], step: usize) -> Vec<Incoming> {
 fn large_frame_is_handed_out_before_it_is_complete() {
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let wire = client_bytes(vec![Message::binary(payload.clone())]);
-    let mut server = Connection::new(Role::Server, Config::default());
+    let mut server = Connection::new(Role::Server, &Config::default());
     // Only the first half of the frame: some bytes must already come out.
-    server.feed(&wire[..wire.len() / 2]);
-    let first = server.next_chunk().unwrap().expect("a chunk before the frame is complete");
+    server.reader.feed(&wire[..wire.len() / 2]);
+    let first = server.receive(Mode::Streaming).unwrap().expect("a chunk before the frame is complete");
     let Incoming::Chunk(c) = first else { panic!("expected a chunk") };
     assert!(c.first && !c.last && !c.text);
     assert!(!c.data.is_empty());
@@ -52,13 +52,13 @@ fn large_frame_is_handed_out_before_it_is_complete() {
 #[test]
 fn fragmented_message_chunks_with_interleaved_ping() {
     // RFC 6455 §5.4: control frames may be injected between fragments.
-    let mut c = Connection::new(Role::Client, Config::default());
-    c.send_fragment(true, Bytes::from_static("héllo ".as_bytes()), false).unwrap();
-    c.send(Message::ping("p")).unwrap();
-    c.send_fragment(true, Bytes::from_static(b"wor"), false).unwrap();
-    c.send_fragment(true, Bytes::from_static(b"ld"), true).unwrap();
-    let wire = c.take_output();
-    let mut server = Connection::new(Role::Server, Config::default());
+    let mut c = Connection::new(Role::Client, &Config::default());
+    c.writer.send_fragment(true, Bytes::from_static("héllo ".as_bytes()), false).unwrap();
+    c.writer.send(Message::ping("p")).unwrap();
+    c.writer.send_fragment(true, Bytes::from_static(b"wor"), false).unwrap();
+    c.writer.send_fragment(true, Bytes::from_static(b"ld"), true).unwrap();
+    let wire = c.writer.take_output();
+    let mut server = Connection::new(Role::Server, &Config::default());
     let got = chunks(&mut server, &wire, wire.len());
     let mut text = Vec::new();
     let mut saw_ping = false;
@@ -78,7 +78,7 @@ fn fragmented_message_chunks_with_interleaved_ping() {
     assert_eq!(lasts, 1);
     assert_eq!(String::from_utf8(text).unwrap(), "héllo world");
     // The ping was answered.
-    assert!(!server.take_output().is_empty());
+    assert!(!server.writer.take_output().is_empty());
 }
 
 #[test]
@@ -87,18 +87,18 @@ fn invalid_utf8_fails_before_the_bad_bytes_are_handed_out() {
     let mut payload = "κόσμε".repeat(1000).into_bytes();
     let bad_at = payload.len() - 100;
     payload[bad_at] = 0xff;
-    let mut c = Connection::new(Role::Client, Config::default());
+    let mut c = Connection::new(Role::Client, &Config::default());
     // Send as binary then flip the opcode to text, to put invalid UTF-8 on the wire.
-    c.send(Message::binary(payload.clone())).unwrap();
-    let mut wire = c.take_output();
+    c.writer.send(Message::binary(payload.clone())).unwrap();
+    let mut wire = c.writer.take_output();
     wire[0] = 0x81;
-    let mut server = Connection::new(Role::Server, Config::default());
+    let mut server = Connection::new(Role::Server, &Config::default());
     let mut handed_out = 0;
     let mut err = None;
     for piece in wire.chunks(1000) {
-        server.feed(piece);
+        server.reader.feed(piece);
         loop {
-            match server.next_chunk() {
+            match server.receive(Mode::Streaming) {
                 Ok(Some(Incoming::Chunk(c))) => handed_out += c.data.len(),
                 Ok(Some(other)) => panic!("unexpected {other:?}"),
                 Ok(None) => break,
@@ -114,17 +114,17 @@ fn invalid_utf8_fails_before_the_bad_bytes_are_handed_out() {
     }
     assert_eq!(err, Some(ProtocolError::InvalidUtf8));
     assert!(handed_out <= bad_at, "handed out {handed_out} bytes, invalid byte at {bad_at}");
-    let out = server.take_output();
+    let out = server.writer.take_output();
     assert_eq!(&out[2..4], &1007u16.to_be_bytes());
 }
 
 #[test]
 fn message_over_the_limit_fails_at_the_header_in_chunk_mode() {
     let wire = client_bytes(vec![Message::binary(vec![0u8; 5000])]);
-    let mut server = Connection::new(Role::Server, Config::default().with_max_message_size(4096));
-    server.feed(&wire[..8]);
+    let mut server = Connection::new(Role::Server, &Config::default().with_max_message_size(4096));
+    server.reader.feed(&wire[..8]);
     assert!(matches!(
-        server.next_chunk(),
+        server.receive(Mode::Streaming),
         Err(ProtocolError::MessageTooBig { .. } | ProtocolError::FrameTooBig { .. })
     ));
 }
@@ -140,11 +140,11 @@ fn compressed_message_is_inflated_in_chunks() {
         level: 6,
     };
     let text = "the quick brown fox jumps over the lazy dog ".repeat(5000);
-    let mut c = Connection::with_deflate(Role::Client, Config::default(), Some(&params));
-    c.send(Message::text(text.clone())).unwrap();
-    c.send(Message::text(text.clone())).unwrap();
-    let wire = c.take_output();
-    let mut server = Connection::with_deflate(Role::Server, Config::default(), Some(&params));
+    let mut c = Connection::with_deflate(Role::Client, &Config::default(), Some(&params));
+    c.writer.send(Message::text(text.clone())).unwrap();
+    c.writer.send(Message::text(text.clone())).unwrap();
+    let wire = c.writer.take_output();
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params));
     let mut msgs = vec![Vec::new()];
     for i in chunks(&mut server, &wire, 333) {
         let Incoming::Chunk(c) = i else { panic!("expected chunks") };
@@ -166,7 +166,7 @@ proptest! {
             if text { Message::text("é".repeat(n / 2) + &"x".repeat(i)) } else { Message::binary(vec![i as u8; *n]) }
         }).collect();
         let wire = client_bytes(msgs.clone());
-        let mut server = Connection::new(Role::Server, Config::default());
+        let mut server = Connection::new(Role::Server, &Config::default());
         let mut got: Vec<Message> = Vec::new();
         let mut cur = Vec::new();
         for i in chunks(&mut server, &wire, step) {

@@ -1,7 +1,7 @@
 //! permessage-deflate rules on the wire (RFC 7692 §6).
 
 use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{CloseState, Config, Connection, Message, ProtocolError, Role};
+use wsx_proto::{CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
 
 fn params() -> DeflateParams {
     DeflateParams {
@@ -24,15 +24,15 @@ fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn fails_with_1002(wire: &[u8]) {
-    let mut server = Connection::with_deflate(Role::Server, Config::default(), Some(&params()));
-    server.feed(wire);
-    let mut r = server.next_message();
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params()));
+    server.reader.feed(wire);
+    let mut r = server.receive(Mode::Whole);
     while let Ok(Some(_)) = r {
-        r = server.next_message();
+        r = server.receive(Mode::Whole);
     }
     assert_eq!(r, Err(ProtocolError::ReservedBits));
-    assert_eq!(server.close_state(), CloseState::Failed);
-    let out = server.take_output();
+    assert_eq!(server.writer.close_state(), CloseState::Failed);
+    let out = server.writer.take_output();
     assert_eq!(&out[2..4], &1002u16.to_be_bytes());
 }
 
@@ -51,42 +51,42 @@ fn rsv1_on_a_continuation_frame_fails_with_1002() {
 
 #[test]
 fn rsv1_without_negotiated_deflate_fails_with_1002() {
-    let mut server = Connection::new(Role::Server, Config::default());
-    server.feed(&frame(0x80 | 0x40 | 0x2, b"x"));
-    assert_eq!(server.next_message(), Err(ProtocolError::ReservedBits));
+    let mut server = Connection::new(Role::Server, &Config::default());
+    server.reader.feed(&frame(0x80 | 0x40 | 0x2, b"x"));
+    assert_eq!(server.receive(Mode::Whole), Err(ProtocolError::ReservedBits));
 }
 
 #[test]
 fn compressed_message_round_trips_and_sets_rsv1_only_on_the_first_frame() {
-    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&params()));
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params()));
     let text = "abc ".repeat(1000);
-    client.send(Message::text(text.clone())).unwrap();
-    let wire = client.take_output();
+    client.writer.send(Message::text(text.clone())).unwrap();
+    let wire = client.writer.take_output();
     assert_eq!(wire[0] & 0x40, 0x40, "RSV1 marks a compressed message");
     assert!(wire.len() < text.len() / 4, "compressed: {} bytes", wire.len());
-    let mut server = Connection::with_deflate(Role::Server, Config::default(), Some(&params()));
-    server.feed(&wire);
-    assert_eq!(server.next_message().unwrap(), Some(Message::text(text)));
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params()));
+    server.reader.feed(&wire);
+    assert_eq!(server.receive(Mode::Whole).unwrap(), Some(Incoming::Message(Message::text(text))));
 }
 
 #[test]
 fn send_uncompressed_clears_rsv1() {
-    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&params()));
-    client.send_uncompressed(Message::binary(vec![0u8; 4096])).unwrap();
-    let wire = client.take_output();
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params()));
+    client.writer.send_uncompressed(Message::binary(vec![0u8; 4096])).unwrap();
+    let wire = client.writer.take_output();
     assert_eq!(wire[0] & 0x40, 0);
 }
 
 #[test]
 fn inflated_size_over_the_limit_fails_with_1009() {
     // A decompression bomb: a small frame that inflates past the limit.
-    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&params()));
-    client.send(Message::binary(vec![0u8; 4 << 20])).unwrap();
-    let wire = client.take_output();
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params()));
+    client.writer.send(Message::binary(vec![0u8; 4 << 20])).unwrap();
+    let wire = client.writer.take_output();
     assert!(wire.len() < 64 << 10);
     let mut server =
-        Connection::with_deflate(Role::Server, Config::default().with_max_message_size(1 << 20), Some(&params()));
-    server.feed(&wire);
-    assert!(matches!(server.next_message(), Err(ProtocolError::MessageTooBig { .. })));
-    assert_eq!(&server.take_output()[2..4], &1009u16.to_be_bytes());
+        Connection::with_deflate(Role::Server, &Config::default().with_max_message_size(1 << 20), Some(&params()));
+    server.reader.feed(&wire);
+    assert!(matches!(server.receive(Mode::Whole), Err(ProtocolError::MessageTooBig { .. })));
+    assert_eq!(&server.writer.take_output()[2..4], &1009u16.to_be_bytes());
 }

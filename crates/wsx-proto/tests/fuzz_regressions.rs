@@ -12,7 +12,7 @@
 //! code with its seed `fuzz/corpus/inflate/raw-bfinal`.
 
 use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{Config, Connection, Incoming, Message, Role};
+use wsx_proto::{Config, Connection, Incoming, Message, Mode, Role};
 
 fn deflate(no_context_takeover: bool) -> DeflateParams {
     DeflateParams {
@@ -46,29 +46,33 @@ const HELLO_SYNC: [u8; 9] = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x0
 #[test]
 fn rfc7692_final_block_messages_inflate() {
     for nct in [false, true] {
-        let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&deflate(nct)));
-        client.feed(&HELLO_BFINAL);
-        client.feed(&HELLO_BFINAL);
-        client.feed(&HELLO_BFINAL_FRAGMENTED);
-        client.feed(&HELLO_SYNC);
+        let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate(nct)));
+        client.reader.feed(&HELLO_BFINAL);
+        client.reader.feed(&HELLO_BFINAL);
+        client.reader.feed(&HELLO_BFINAL_FRAGMENTED);
+        client.reader.feed(&HELLO_SYNC);
         for i in 0..4 {
-            assert_eq!(client.next_message(), Ok(Some(Message::text("Hello"))), "message {i}, nct={nct}");
+            assert_eq!(
+                client.receive(Mode::Whole),
+                Ok(Some(Incoming::Message(Message::text("Hello")))),
+                "message {i}, nct={nct}"
+            );
         }
-        assert_eq!(client.next_message(), Ok(None));
-        assert!(client.take_output().is_empty(), "no close frame: the connection is fine");
+        assert_eq!(client.receive(Mode::Whole), Ok(None));
+        assert!(client.writer.take_output().is_empty(), "no close frame: the connection is fine");
     }
 }
 
-/// The same, read in chunks (`next_chunk` inflates frame by frame).
+/// The same, read in chunks (streaming inflates as the bytes arrive).
 #[test]
 fn rfc7692_final_block_messages_inflate_in_chunks() {
-    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&deflate(false)));
-    client.feed(&HELLO_BFINAL_FRAGMENTED);
-    client.feed(&HELLO_SYNC);
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate(false)));
+    client.reader.feed(&HELLO_BFINAL_FRAGMENTED);
+    client.reader.feed(&HELLO_SYNC);
     for _ in 0..2 {
         let mut text = Vec::new();
         loop {
-            match client.next_chunk() {
+            match client.receive(Mode::Streaming) {
                 Ok(Some(Incoming::Chunk(c))) => {
                     text.extend_from_slice(&c.data);
                     if c.last {
@@ -88,19 +92,19 @@ fn rfc7692_final_block_messages_inflate_in_chunks() {
 fn after_a_final_block_limits_and_errors_still_apply() {
     // 200 bytes after the final block, against a 100-byte message limit.
     let config = Config::default().with_max_message_size(100);
-    let mut client = Connection::with_deflate(Role::Client, config, Some(&deflate(true)));
+    let mut client = Connection::with_deflate(Role::Client, &config, Some(&deflate(true)));
     let mut payload = HELLO_BFINAL[2..].to_vec();
     payload.resize(200, 0xaa);
     let mut frame = vec![0xc1, 126, 0, 200];
     frame.extend_from_slice(&payload);
-    client.feed(&frame);
-    let e = client.next_message().unwrap_err();
+    client.reader.feed(&frame);
+    let e = client.receive(Mode::Whole).unwrap_err();
     assert_eq!(u16::from(e.close_code()), 1009, "{e:?}");
 
     // Not DEFLATE at all.
-    let mut client = Connection::with_deflate(Role::Client, Config::default(), Some(&deflate(true)));
-    client.feed(&[0xc1, 0x05, 0xff, 0xff, 0xff, 0xff, 0x00]);
-    let e = client.next_message().unwrap_err();
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate(true)));
+    client.reader.feed(&[0xc1, 0x05, 0xff, 0xff, 0xff, 0xff, 0x00]);
+    let e = client.receive(Mode::Whole).unwrap_err();
     assert_eq!(u16::from(e.close_code()), 1007, "{e:?}");
 }
 
@@ -115,11 +119,11 @@ fn after_a_final_block_limits_and_errors_still_apply() {
 fn invalid_first_fragment_under_a_tiny_limit_is_1007() {
     use wsx_proto::CloseCode;
     let config = Config::default().with_max_message_size(1).with_max_frame_size(1);
-    let mut client = Connection::with_deflate(Role::Client, config, Some(&deflate(true)));
+    let mut client = Connection::with_deflate(Role::Client, &config, Some(&deflate(true)));
     // RSV1 + text, not final, 1 byte; then a continuation of 12 bytes.
-    client.feed(&[0x41, 0x01, 0xff]);
+    client.reader.feed(&[0x41, 0x01, 0xff]);
     let err = loop {
-        match client.next_chunk() {
+        match client.receive(Mode::Streaming) {
             Ok(Some(_)) => continue,
             Ok(None) => panic!("the invalid byte was not reported"),
             Err(e) => break e,
@@ -128,6 +132,6 @@ fn invalid_first_fragment_under_a_tiny_limit_is_1007() {
     assert_eq!(err.close_code(), CloseCode::InvalidPayload, "{err:?}");
     let mut more = vec![0x80, 0x0c];
     more.extend_from_slice(&[0u8; 12]);
-    client.feed(&more);
-    assert!(matches!(client.next_chunk(), Ok(None)), "input after the failure is ignored");
+    client.reader.feed(&more);
+    assert!(matches!(client.receive(Mode::Streaming), Ok(None)), "input after the failure is ignored");
 }

@@ -14,7 +14,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::io::IoSlice;
-use wsx_proto::{CloseFrame, CloseState, Config, Connection, Message, ProtocolError, Role};
+use wsx_proto::{CloseFrame, CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
 
 // ------------------------------------------------------------------ helpers
 
@@ -113,11 +113,11 @@ fn size_small() -> BoxedStrategy<usize> {
 fn send_item(conn: &mut Connection, item: &Item, expected: &mut Vec<Message>) {
     match item {
         Item::Ping(p) => {
-            conn.send(Message::ping(p.clone())).unwrap();
+            conn.writer.send(Message::ping(p.clone())).unwrap();
             expected.push(Message::ping(p.clone()));
         }
         Item::Pong(p) => {
-            conn.send(Message::pong(p.clone())).unwrap();
+            conn.writer.send(Message::pong(p.clone())).unwrap();
             expected.push(Message::pong(p.clone()));
         }
         Item::Data { text, size, seed, cuts, pings } => {
@@ -129,7 +129,7 @@ fn send_item(conn: &mut Connection, item: &Item, expected: &mut Vec<Message>) {
                 (b.clone(), Message::Binary(b))
             };
             if cuts.is_empty() {
-                conn.send(whole.clone()).unwrap();
+                conn.writer.send(whole.clone()).unwrap();
             } else {
                 let mut bounds = vec![0];
                 bounds.extend_from_slice(cuts);
@@ -137,10 +137,10 @@ fn send_item(conn: &mut Connection, item: &Item, expected: &mut Vec<Message>) {
                 let n = bounds.len() - 1;
                 for i in 0..n {
                     let last = i == n - 1;
-                    conn.send_fragment(*text, payload.slice(bounds[i]..bounds[i + 1]), last).unwrap();
+                    conn.writer.send_fragment(*text, payload.slice(bounds[i]..bounds[i + 1]), last).unwrap();
                     if !last && pings.get(i).copied().unwrap_or(false) {
                         let p = vec![i as u8; i];
-                        conn.send(Message::ping(p.clone())).unwrap();
+                        conn.writer.send(Message::ping(p.clone())).unwrap();
                         expected.push(Message::ping(p));
                     }
                 }
@@ -153,12 +153,18 @@ fn send_item(conn: &mut Connection, item: &Item, expected: &mut Vec<Message>) {
 /// Read every message `conn` has, up to an error.
 fn drain_messages(conn: &mut Connection, got: &mut Vec<Message>) -> Option<ProtocolError> {
     loop {
-        match conn.next_message() {
-            Ok(Some(m)) => got.push(m),
+        match conn.receive(Mode::Whole) {
+            Ok(Some(m)) => got.push(m.into_message()),
             Ok(None) => return None,
             Err(e) => return Some(e),
         }
     }
+}
+
+/// The transport ends: what the next receive reports.
+fn end_of_stream(conn: &mut Connection) -> Result<Option<Incoming>, ProtocolError> {
+    conn.reader.end_of_stream();
+    conn.receive(Mode::Whole)
 }
 
 /// Move everything `from` has to write into `to`, written in pieces of the
@@ -177,11 +183,11 @@ fn transfer(
         *k += 1;
         let mut piece = Vec::new();
         // The one-slice view, when offered, is exactly what the slices hold.
-        let contiguous = from.write_contiguous().map(<[u8]>::to_vec);
-        let count = from.write_slice_count();
+        let contiguous = from.writer.write_contiguous().map(<[u8]>::to_vec);
+        let count = from.writer.write_slice_count();
         {
             let mut slices = [IoSlice::new(&[]); 4];
-            let n = from.write_chunks(&mut slices);
+            let n = from.writer.write_chunks(&mut slices);
             assert!(count == n || (n == slices.len() && count > n), "write_slice_count {count}, slices filled {n}");
             if n == 0 {
                 assert_eq!(contiguous, None, "write_contiguous offered bytes with nothing queued");
@@ -200,8 +206,8 @@ fn transfer(
             }
         }
         assert!(!piece.is_empty(), "write_chunks returned empty slices");
-        from.advance_write(piece.len());
-        to.feed(&piece);
+        from.writer.advance_write(piece.len());
+        to.reader.feed(&piece);
         if let Some(e) = drain_messages(to, got) {
             return Some(e);
         }
@@ -256,27 +262,27 @@ struct Outcome {
 }
 
 fn feed_pieces(role: Role, config: Config, pieces: &[&[u8]]) -> Outcome {
-    let mut conn = Connection::new(role, config);
+    let mut conn = Connection::new(role, &config);
     let mut messages = Vec::new();
     let mut error = None;
     for p in pieces {
-        conn.feed(p);
+        conn.reader.feed(p);
         if let Some(e) = drain_messages(&mut conn, &mut messages) {
             assert!(error.is_none(), "an error is returned once");
             error = Some(e);
         }
     }
     // Nothing is left to say once the input is exhausted.
-    assert_eq!(conn.next_message(), Ok(None));
+    assert_eq!(conn.receive(Mode::Whole), Ok(None));
     let mut output = Vec::new();
     loop {
-        let o = conn.take_output();
+        let o = conn.writer.take_output();
         if o.is_empty() {
             break;
         }
         output.extend(o);
     }
-    Outcome { messages, error, output, state: conn.close_state() }
+    Outcome { messages, error, output, state: conn.writer.close_state() }
 }
 
 /// A frame from a client, with any header bits (the payload masked with a
@@ -347,8 +353,8 @@ proptest! {
                            client_sends in any::<bool>()) {
         let (sender_role, receiver_role) =
             if client_sends { (Role::Client, Role::Server) } else { (Role::Server, Role::Client) };
-        let mut tx = Connection::new(sender_role, Config::default());
-        let mut rx = Connection::new(receiver_role, Config::default());
+        let mut tx = Connection::new(sender_role, &Config::default());
+        let mut rx = Connection::new(receiver_role, &Config::default());
         let mut expected = Vec::new();
         let mut got = Vec::new();
         let mut k = 0;
@@ -358,10 +364,10 @@ proptest! {
             prop_assert_eq!(err, None);
         }
         prop_assert_eq!(&got, &expected);
-        prop_assert_eq!(rx.close_state(), CloseState::Open);
+        prop_assert_eq!(rx.writer.close_state(), CloseState::Open);
 
         // Close: the receiver answers, both ends end up Closed.
-        tx.close(Some(CloseFrame::new(1000, "done"))).unwrap();
+        tx.writer.close(Some(CloseFrame::new(1000, "done"))).unwrap();
         let mut got = Vec::new();
         prop_assert_eq!(transfer(&mut tx, &mut rx, &writes, &mut k, &mut got), None);
         prop_assert_eq!(got, vec![Message::Close(Some(CloseFrame::new(1000, "done")))]);
@@ -371,11 +377,11 @@ proptest! {
         let close = back.pop();
         prop_assert_eq!(close, Some(Message::Close(Some(CloseFrame::new(1000, "")))));
         prop_assert!(back.iter().all(|m| matches!(m, Message::Pong(_))));
-        prop_assert_eq!(tx.close_state(), CloseState::Closed);
-        prop_assert_eq!(rx.close_state(), CloseState::Closed);
-        prop_assert!(tx.should_close_transport() && rx.should_close_transport());
-        prop_assert_eq!(tx.receive_eof(), Ok(()));
-        prop_assert_eq!(rx.receive_eof(), Ok(()));
+        prop_assert_eq!(tx.writer.close_state(), CloseState::Closed);
+        prop_assert_eq!(rx.writer.close_state(), CloseState::Closed);
+        prop_assert!(tx.writer.should_close_transport() && rx.writer.should_close_transport());
+        prop_assert_eq!(end_of_stream(&mut tx), Ok(None));
+        prop_assert_eq!(end_of_stream(&mut rx), Ok(None));
     }
 
     /// (2) A valid stream gives the same messages fed whole or in any
@@ -386,12 +392,12 @@ proptest! {
                                            client_sends in any::<bool>()) {
         let (sender_role, receiver_role) =
             if client_sends { (Role::Client, Role::Server) } else { (Role::Server, Role::Client) };
-        let mut tx = Connection::new(sender_role, Config::default());
+        let mut tx = Connection::new(sender_role, &Config::default());
         let mut expected = Vec::new();
         for item in &items {
             send_item(&mut tx, item, &mut expected);
         }
-        let stream = tx.take_output();
+        let stream = tx.writer.take_output();
         let whole = feed_pieces(receiver_role, Config::default(), &[&stream]);
         let chunked = feed_pieces(receiver_role, Config::default(), &chunks(&stream, &how));
         prop_assert_eq!(&whole.messages, &expected);
@@ -453,32 +459,32 @@ proptest! {
         auto_pong in any::<bool>(),
     ) {
         let config = Config::default().with_max_message_size(MIB).with_auto_pong(auto_pong);
-        let mut conn = Connection::new(Role::Server, config);
+        let mut conn = Connection::new(Role::Server, &config);
         let mut failed = false;
         for p in &pieces {
-            conn.feed(p);
+            conn.reader.feed(p);
             loop {
-                match conn.next_message() {
+                match conn.receive(Mode::Whole) {
                     Ok(Some(_)) => {}
                     Ok(None) => break,
                     Err(e) => {
                         prop_assert!(!failed, "error returned twice");
-                        prop_assert_eq!(conn.close_state(), CloseState::Failed);
+                        prop_assert_eq!(conn.writer.close_state(), CloseState::Failed);
                         let _ = e.close_code();
                         failed = true;
                     }
                 }
             }
-            let _ = conn.take_output();
-            prop_assert!(conn.read_buf().len() <= MIB + 14, "read buffer {} bytes", conn.read_buf().len());
-            prop_assert!(conn.buffer_capacity() <= 8 * MIB, "buffers hold {} bytes", conn.buffer_capacity());
+            let _ = conn.writer.take_output();
+            prop_assert!(conn.reader.read_buf().len() <= MIB + 14, "read buffer {} bytes", conn.reader.read_buf().len());
+            prop_assert!(conn.reader.buffer_capacity() <= 8 * MIB, "buffers hold {} bytes", conn.reader.buffer_capacity());
             if failed {
-                prop_assert!(conn.read_buf().is_empty());
+                prop_assert!(conn.reader.read_buf().is_empty());
             }
         }
-        let eof = conn.receive_eof();
-        prop_assert!(eof.is_ok() || eof == Err(ProtocolError::AbnormalClosure));
-        prop_assert!(conn.read_buf().is_empty());
+        let eof = end_of_stream(&mut conn);
+        prop_assert!(eof == Ok(None) || eof == Err(ProtocolError::AbnormalClosure));
+        prop_assert!(conn.reader.read_buf().is_empty());
     }
 
     /// (3b) A peer that sends large fragments: the read buffer and the
@@ -496,16 +502,16 @@ proptest! {
             RawFrame { b0: fin | op, masked: true, payload: binary_payload(size, i as u64).to_vec() }.encode(&mut stream);
         }
         let total: usize = sizes.iter().sum();
-        let mut conn = Connection::new(Role::Server, config);
+        let mut conn = Connection::new(Role::Server, &config);
         let mut got = Vec::new();
         let mut err = None;
         for piece in chunks(&stream, &Chunking::Lengths(lens)) {
-            conn.feed(piece);
+            conn.reader.feed(piece);
             if let Some(e) = drain_messages(&mut conn, &mut got) {
                 err = Some(e);
             }
-            prop_assert!(conn.read_buf().len() <= LIMIT + 14);
-            prop_assert!(conn.buffer_capacity() <= 8 * LIMIT + 2 * 50_000);
+            prop_assert!(conn.reader.read_buf().len() <= LIMIT + 14);
+            prop_assert!(conn.reader.buffer_capacity() <= 8 * LIMIT + 2 * 50_000);
         }
         if total <= LIMIT {
             prop_assert_eq!(err, None);

@@ -2,13 +2,13 @@
 //! `read_hint` bytes, made with `Reader::reserve_for`.
 
 use bytes::{Bytes, BytesMut};
-use wsx_proto::{Config, Connection, Message, Reader, Role};
+use wsx_proto::{Config, Connection, Incoming, Message, Mode, Reader, Role};
 
 /// The read buffer with room for the next read, made as `wsx`'s I/O layer
 /// makes it (`crates/wsx/src/io.rs`, `poll_fill`).
 fn buf_with_room(conn: &mut Connection) -> &mut BytesMut {
-    let hint = conn.read_hint();
-    let buf = conn.read_buf();
+    let hint = conn.reader.read_hint();
+    let buf = conn.reader.read_buf();
     if buf.capacity() - buf.len() < hint {
         buf.reserve(Reader::reserve_for(hint));
     }
@@ -17,32 +17,32 @@ fn buf_with_room(conn: &mut Connection) -> &mut BytesMut {
 
 /// `n` masked client frames of `size` bytes each, one `Vec` per frame.
 fn client_frames(n: usize, size: usize) -> Vec<Vec<u8>> {
-    let mut client = Connection::new(Role::Client, Config::default());
+    let mut client = Connection::new(Role::Client, &Config::default());
     (0..n)
         .map(|i| {
-            client.send(Message::Binary(Bytes::from(vec![i as u8; size]))).unwrap();
-            client.take_output()
+            client.writer.send(Message::Binary(Bytes::from(vec![i as u8; size]))).unwrap();
+            client.writer.take_output()
         })
         .collect()
 }
 
 #[test]
 fn room_for_the_next_read_is_always_made() {
-    let mut server = Connection::new(Role::Server, Config::default());
+    let mut server = Connection::new(Role::Server, &Config::default());
     // Small messages, then one large one arriving in pieces.
     let mut wire: Vec<Vec<u8>> = client_frames(50, 20);
     let big = client_frames(1, 200_000).remove(0);
     wire.extend(big.chunks(7_000).map(<[u8]>::to_vec));
     let mut got = 0;
     for piece in wire {
-        let hint = server.read_hint();
+        let hint = server.reader.read_hint();
         let buf = buf_with_room(&mut server);
         assert!(buf.capacity() - buf.len() >= hint, "less room than the hint");
         // A read of at most the room there is.
         assert!(piece.len() <= buf.capacity() - buf.len() || piece.len() > hint);
         buf.extend_from_slice(&piece);
-        while let Some(m) = server.next_message().unwrap() {
-            assert!(matches!(m, Message::Binary(_)));
+        while let Some(m) = server.receive(Mode::Whole).unwrap() {
+            assert!(matches!(m, Incoming::Message(Message::Binary(_))));
             got += 1;
         }
     }
@@ -55,7 +55,7 @@ fn a_buffer_emptied_message_by_message_is_moved_back_rarely() {
     // moved back to its start (its pointer goes down) only when the room
     // left is under the hint. With twice the minimum read reserved, that is
     // once every few kilobytes of messages, not before every read.
-    let mut server = Connection::new(Role::Server, Config::default());
+    let mut server = Connection::new(Role::Server, &Config::default());
     let frames = client_frames(1000, 20);
     let mut moved_back = 0;
     // Where the next read goes if the buffer was not moved: right after
@@ -69,7 +69,7 @@ fn a_buffer_emptied_message_by_message_is_moved_back_rarely() {
         }
         expected = Some(at + frame.len());
         buf.extend_from_slice(frame);
-        let m = server.next_message().unwrap().expect("a whole frame");
+        let m = server.receive(Mode::Whole).unwrap().expect("a whole frame");
         // Dropped before the next read (as an echo does): the buffer is
         // not shared when it is moved back.
         drop(m);

@@ -6,7 +6,9 @@
 //! that the close code a connection fails with is read from the wire.
 
 use bytes::Bytes;
-use wsx_proto::{CloseCode, CloseFrame, CloseState, Config, Connection, Message, ProtocolError, Role, SendError};
+use wsx_proto::{
+    CloseCode, CloseFrame, CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role, SendError,
+};
 
 // ------------------------------------------------------------------ helpers
 
@@ -129,24 +131,30 @@ fn decode_frames(mut buf: &[u8]) -> Vec<Frame> {
 }
 
 fn server() -> Connection {
-    Connection::new(Role::Server, Config::default())
+    Connection::new(Role::Server, &Config::default())
 }
 
 fn client() -> Connection {
-    Connection::new(Role::Client, Config::default())
+    Connection::new(Role::Client, &Config::default())
 }
 
 /// Feed `bytes` and read messages until more input is needed or an error.
 fn drive(conn: &mut Connection, bytes: &[u8]) -> (Vec<Message>, Option<ProtocolError>) {
-    conn.feed(bytes);
+    conn.reader.feed(bytes);
     let mut msgs = Vec::new();
     loop {
-        match conn.next_message() {
-            Ok(Some(m)) => msgs.push(m),
+        match conn.receive(Mode::Whole) {
+            Ok(Some(m)) => msgs.push(m.into_message()),
             Ok(None) => return (msgs, None),
             Err(e) => return (msgs, Some(e)),
         }
     }
+}
+
+/// The transport ends: what the next receive reports.
+fn end_of_stream(conn: &mut Connection) -> Result<Option<Incoming>, ProtocolError> {
+    conn.reader.end_of_stream();
+    conn.receive(Mode::Whole)
 }
 
 /// Everything a connection has to write, including what it held back
@@ -154,7 +162,7 @@ fn drive(conn: &mut Connection, bytes: &[u8]) -> (Vec<Message>, Option<ProtocolE
 fn drain_output(conn: &mut Connection) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let chunk = conn.take_output();
+        let chunk = conn.writer.take_output();
         if chunk.is_empty() {
             return out;
         }
@@ -164,7 +172,7 @@ fn drain_output(conn: &mut Connection) -> Vec<u8> {
 
 /// The frames a connection has written so far.
 fn output_frames(conn: &mut Connection) -> Vec<Frame> {
-    decode_frames(&conn.take_output())
+    decode_frames(&conn.writer.take_output())
 }
 
 /// Feed `bytes` to `conn`, which must fail the connection (§7.1.7). Checks
@@ -175,23 +183,23 @@ fn output_frames(conn: &mut Connection) -> Vec<Frame> {
 fn expect_failure_on(conn: &mut Connection, bytes: &[u8]) -> (ProtocolError, u16) {
     let (_, err) = drive(conn, bytes);
     let err = err.expect("the connection must fail");
-    assert_eq!(conn.close_state(), CloseState::Failed);
+    assert_eq!(conn.writer.close_state(), CloseState::Failed);
     let frames = output_frames(conn);
     let last = frames.last().expect("a close frame must be written");
     let code = last.close_code().expect("the close frame must carry a code");
     assert_eq!(code, u16::from(err.close_code()), "close code on the wire is the error's");
     assert_eq!(frames.iter().filter(|f| f.opcode == CLOSE).count(), 1);
     // The error is returned once; later input is ignored.
-    assert_eq!(conn.next_message(), Ok(None));
-    let more = if conn.role() == Role::Server { cf(FIN | TEXT, b"x") } else { sf(FIN | TEXT, b"x") };
+    assert_eq!(conn.receive(Mode::Whole), Ok(None));
+    let more = if conn.reader.role() == Role::Server { cf(FIN | TEXT, b"x") } else { sf(FIN | TEXT, b"x") };
     assert_eq!(drive(conn, &more), (vec![], None));
-    assert!(conn.take_output().is_empty());
-    assert!(conn.should_close_transport());
+    assert!(conn.writer.take_output().is_empty());
+    assert!(conn.writer.should_close_transport());
     (err, code)
 }
 
 fn expect_failure(role: Role, config: Config, bytes: &[u8]) -> (ProtocolError, u16) {
-    let mut conn = Connection::new(role, config);
+    let mut conn = Connection::new(role, &config);
     expect_failure_on(&mut conn, bytes)
 }
 
@@ -223,7 +231,7 @@ fn server_refuses_unmasked_client_frames() {
 #[test]
 fn server_accepts_unmasked_frames_only_when_configured() {
     // RFC 6455 §5.1 (the option relaxes the rule on purpose, e.g. for tests).
-    let mut s = Connection::new(Role::Server, Config::default().with_accept_unmasked_frames(true));
+    let mut s = Connection::new(Role::Server, &Config::default().with_accept_unmasked_frames(true));
     let (msgs, err) = drive(&mut s, &[sf(FIN | TEXT, b"plain"), cf(FIN | TEXT, b"masked")].concat());
     assert_eq!(err, None);
     assert_eq!(msgs, vec![text("plain"), text("masked")]);
@@ -245,13 +253,13 @@ fn client_masks_every_frame_with_a_fresh_key() {
     // RFC 6455 §5.3 / §10.3: every frame from a client is masked, with a new
     // key that the server cannot predict.
     let mut c = client();
-    c.send(Message::text("Hello")).unwrap();
-    c.send(Message::text("Hello")).unwrap();
-    c.send(Message::binary(vec![7u8; 70_000])).unwrap();
-    c.send(Message::ping("p")).unwrap();
-    c.send_fragment(true, Bytes::from_static(b"a"), false).unwrap();
-    c.send_fragment(true, Bytes::from_static(b"b"), true).unwrap();
-    c.close(Some(CloseFrame::new(1000, "bye"))).unwrap();
+    c.writer.send(Message::text("Hello")).unwrap();
+    c.writer.send(Message::text("Hello")).unwrap();
+    c.writer.send(Message::binary(vec![7u8; 70_000])).unwrap();
+    c.writer.send(Message::ping("p")).unwrap();
+    c.writer.send_fragment(true, Bytes::from_static(b"a"), false).unwrap();
+    c.writer.send_fragment(true, Bytes::from_static(b"b"), true).unwrap();
+    c.writer.close(Some(CloseFrame::new(1000, "bye"))).unwrap();
     let frames = output_frames(&mut c);
     assert_eq!(frames.len(), 7);
     let keys: Vec<[u8; 4]> = frames.iter().map(|f| f.mask.expect("client frame without mask bit")).collect();
@@ -275,14 +283,14 @@ fn client_masks_every_frame_with_a_fresh_key() {
 fn server_never_masks() {
     // RFC 6455 §5.1: "A server MUST NOT mask any frames that it sends".
     let mut s = server();
-    s.send(Message::text("Hello")).unwrap();
-    s.send(Message::binary(vec![1u8; 70_000])).unwrap();
-    s.send(Message::ping("p")).unwrap();
-    s.send(Message::pong("q")).unwrap();
-    s.send_fragment(false, Bytes::from_static(b"a"), false).unwrap();
-    s.send_fragment(false, Bytes::from_static(b"b"), true).unwrap();
+    s.writer.send(Message::text("Hello")).unwrap();
+    s.writer.send(Message::binary(vec![1u8; 70_000])).unwrap();
+    s.writer.send(Message::ping("p")).unwrap();
+    s.writer.send(Message::pong("q")).unwrap();
+    s.writer.send_fragment(false, Bytes::from_static(b"a"), false).unwrap();
+    s.writer.send_fragment(false, Bytes::from_static(b"b"), true).unwrap();
     drive(&mut s, &cf(FIN | PING, b"auto")); // an automatic pong too
-    s.close(None).unwrap();
+    s.writer.close(None).unwrap();
     let frames = output_frames(&mut s);
     assert_eq!(frames.len(), 8);
     for f in &frames {
@@ -290,8 +298,8 @@ fn server_never_masks() {
     }
     // The RFC 6455 §5.7 unmasked "Hello" is byte-exact.
     let mut s = server();
-    s.send(Message::text("Hello")).unwrap();
-    assert_eq!(s.take_output(), [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+    s.writer.send(Message::text("Hello")).unwrap();
+    assert_eq!(s.writer.take_output(), [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
 }
 
 // --------------------------------------------------- reserved bits / opcodes
@@ -379,10 +387,10 @@ fn fragmented_control_frame_fails_with_1002() {
 fn sending_control_payload_over_125_is_refused() {
     // RFC 6455 §5.5 (the sending side).
     let mut s = server();
-    assert_eq!(s.send(Message::ping(vec![0u8; 126])), Err(SendError::ControlPayloadTooLong(126)));
-    assert_eq!(s.send(Message::pong(vec![0u8; 126])), Err(SendError::ControlPayloadTooLong(126)));
-    assert!(s.take_output().is_empty());
-    s.send(Message::ping(vec![0u8; 125])).unwrap();
+    assert_eq!(s.writer.send(Message::ping(vec![0u8; 126])), Err(SendError::ControlPayloadTooLong(126)));
+    assert_eq!(s.writer.send(Message::pong(vec![0u8; 126])), Err(SendError::ControlPayloadTooLong(126)));
+    assert!(s.writer.take_output().is_empty());
+    s.writer.send(Message::ping(vec![0u8; 125])).unwrap();
     assert_eq!(output_frames(&mut s)[0].payload.len(), 125);
 }
 
@@ -481,11 +489,11 @@ fn sender_refuses_fragments_out_of_order() {
     // RFC 6455 §5.4 (the sending side): fragments of one message are not
     // interleaved with another data message.
     let mut s = server();
-    s.send_fragment(true, Bytes::from_static(b"a"), false).unwrap();
-    assert_eq!(s.send(Message::text("x")), Err(SendError::FragmentOrder));
-    assert_eq!(s.send(Message::binary(&b"x"[..])), Err(SendError::FragmentOrder));
-    s.send(Message::ping("p")).unwrap(); // control frames may be injected
-    s.send_fragment(true, Bytes::from_static(b"b"), true).unwrap();
+    s.writer.send_fragment(true, Bytes::from_static(b"a"), false).unwrap();
+    assert_eq!(s.writer.send(Message::text("x")), Err(SendError::FragmentOrder));
+    assert_eq!(s.writer.send(Message::binary(&b"x"[..])), Err(SendError::FragmentOrder));
+    s.writer.send(Message::ping("p")).unwrap(); // control frames may be injected
+    s.writer.send_fragment(true, Bytes::from_static(b"b"), true).unwrap();
     let frames = output_frames(&mut s);
     let ops: Vec<(bool, u8)> = frames.iter().map(|f| (f.fin, f.opcode)).collect();
     assert_eq!(ops, vec![(false, TEXT), (true, PING), (true, CONT)]);
@@ -522,8 +530,8 @@ fn sender_uses_minimal_length_form() {
         [(0, 2, 0), (125, 2, 125), (126, 4, 126), (65535, 4, 126), (65536, 10, 127), (70_000, 10, 127)]
     {
         let mut s = server();
-        s.send(Message::binary(vec![0xaa; len])).unwrap();
-        let out = s.take_output();
+        s.writer.send(Message::binary(vec![0xaa; len])).unwrap();
+        let out = s.writer.take_output();
         assert_eq!(out.len(), server_header + len, "payload {len}");
         assert_eq!(out[1] & 0x7f, len7);
         let f = &decode_frames(&out)[0];
@@ -531,15 +539,15 @@ fn sender_uses_minimal_length_form() {
         assert_eq!(f.payload.len(), len);
         // A client adds the 4-byte key, nothing else.
         let mut c = client();
-        c.send(Message::binary(vec![0xaa; len])).unwrap();
+        c.writer.send(Message::binary(vec![0xaa; len])).unwrap();
         let f = &output_frames(&mut c)[0];
         assert_eq!(f.header_len, server_header + 4);
         assert_eq!(f.payload, vec![0xaa; len]);
     }
     // Text and control frames the same way.
     let mut s = server();
-    s.send(Message::text("a".repeat(126))).unwrap();
-    s.send(Message::ping(vec![0; 125])).unwrap();
+    s.writer.send(Message::text("a".repeat(126))).unwrap();
+    s.writer.send(Message::ping(vec![0; 125])).unwrap();
     let f = output_frames(&mut s);
     assert_eq!((f[0].header_len, f[1].header_len), (4, 2));
 }
@@ -700,19 +708,19 @@ fn close_with_valid_code_is_echoed() {
     let valid = [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
     for code in valid {
         for role in [Role::Server, Role::Client] {
-            let mut conn = Connection::new(role, Config::default());
+            let mut conn = Connection::new(role, &Config::default());
             let frame = close_payload(code, b"reason");
             let bytes = if role == Role::Server { cf(FIN | CLOSE, &frame) } else { sf(FIN | CLOSE, &frame) };
             let (msgs, err) = drive(&mut conn, &bytes);
             assert_eq!(err, None);
             assert_eq!(msgs, vec![Message::Close(Some(CloseFrame::new(code, "reason")))]);
-            assert_eq!(conn.close_state(), CloseState::Closed);
+            assert_eq!(conn.writer.close_state(), CloseState::Closed);
             let out = output_frames(&mut conn);
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].close_code(), Some(code), "{role:?}");
             assert!(out[0].fin);
             assert_eq!(out[0].mask.is_some(), role == Role::Client);
-            assert!(conn.should_close_transport());
+            assert!(conn.writer.should_close_transport());
         }
     }
 }
@@ -742,7 +750,7 @@ fn empty_close_is_answered_with_empty_close() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].opcode, CLOSE);
     assert_eq!(out[0].payload, b"");
-    assert_eq!(s.close_state(), CloseState::Closed);
+    assert_eq!(s.writer.close_state(), CloseState::Closed);
 }
 
 #[test]
@@ -756,16 +764,16 @@ fn input_after_close_is_ignored() {
     let (msgs, err) = drive(&mut s, &bytes);
     assert_eq!(err, None);
     assert_eq!(msgs, vec![text("before"), Message::Close(Some(CloseFrame::new(1000, "")))]);
-    let reply = s.take_output();
+    let reply = s.writer.take_output();
     assert_eq!(decode_frames(&reply).len(), 1);
     for later in
         [cf(FIN | TEXT, b"after"), cf(FIN | PING, b"p"), cf(FIN | 0x3, b""), sf(FIN | TEXT, b"\xff"), vec![0xff]]
     {
         assert_eq!(drive(&mut s, &later), (vec![], None));
     }
-    assert!(s.take_output().is_empty(), "nothing is answered after the close");
-    assert_eq!(s.close_state(), CloseState::Closed);
-    assert_eq!(s.receive_eof(), Ok(()));
+    assert!(s.writer.take_output().is_empty(), "nothing is answered after the close");
+    assert_eq!(s.writer.close_state(), CloseState::Closed);
+    assert_eq!(end_of_stream(&mut s), Ok(None));
 }
 
 #[test]
@@ -773,32 +781,32 @@ fn local_close_then_peer_close_is_closed() {
     // RFC 6455 §7.1.2-§7.1.4: we send a close, the peer answers with one;
     // the closing handshake is complete and no second close is sent.
     let mut s = server();
-    s.close(Some(CloseFrame::new(CloseCode::GoingAway, "bye"))).unwrap();
-    assert_eq!(s.close_state(), CloseState::CloseSent);
+    s.writer.close(Some(CloseFrame::new(CloseCode::GoingAway, "bye"))).unwrap();
+    assert_eq!(s.writer.close_state(), CloseState::CloseSent);
     let out = output_frames(&mut s);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].close_code(), Some(1001));
     assert_eq!(out[0].payload[2..], *b"bye");
-    assert!(!s.should_close_transport());
+    assert!(!s.writer.should_close_transport());
     // Messages still arrive until the peer's close.
     let (msgs, err) = drive(&mut s, &cf(FIN | TEXT, b"late"));
     assert_eq!((msgs, err), (vec![text("late")], None));
     let (msgs, err) = drive(&mut s, &cf(FIN | CLOSE, &close_payload(1001, b"")));
     assert_eq!(err, None);
     assert_eq!(msgs, vec![Message::Close(Some(CloseFrame::new(1001, "")))]);
-    assert_eq!(s.close_state(), CloseState::Closed);
-    assert!(s.take_output().is_empty(), "no second close frame");
-    assert!(s.should_close_transport());
-    assert_eq!(s.receive_eof(), Ok(()));
+    assert_eq!(s.writer.close_state(), CloseState::Closed);
+    assert!(s.writer.take_output().is_empty(), "no second close frame");
+    assert!(s.writer.should_close_transport());
+    assert_eq!(end_of_stream(&mut s), Ok(None));
     // The client side the same way, answered with an empty close.
     let mut c = client();
-    c.close(None).unwrap();
+    c.writer.close(None).unwrap();
     let out = output_frames(&mut c);
     assert_eq!((out[0].opcode, out[0].payload.len(), out[0].mask.is_some()), (CLOSE, 0, true));
     let (msgs, _) = drive(&mut c, &sf(FIN | CLOSE, b""));
     assert_eq!(msgs, vec![Message::Close(None)]);
-    assert_eq!(c.close_state(), CloseState::Closed);
-    assert!(c.take_output().is_empty());
+    assert_eq!(c.writer.close_state(), CloseState::Closed);
+    assert!(c.writer.take_output().is_empty());
 }
 
 #[test]
@@ -807,9 +815,9 @@ fn peer_close_then_local_close_is_refused() {
     // user cannot send a second close.
     let mut s = server();
     drive(&mut s, &cf(FIN | CLOSE, &close_payload(1000, b"")));
-    assert_eq!(s.close_state(), CloseState::Closed);
-    assert_eq!(s.close(None), Err(SendError::Closed));
-    assert_eq!(s.send(Message::Close(Some(CloseFrame::new(1000, "")))), Err(SendError::Closed));
+    assert_eq!(s.writer.close_state(), CloseState::Closed);
+    assert_eq!(s.writer.close(None), Err(SendError::Closed));
+    assert_eq!(s.writer.send(Message::Close(Some(CloseFrame::new(1000, "")))), Err(SendError::Closed));
     assert_eq!(output_frames(&mut s).len(), 1);
 }
 
@@ -820,14 +828,17 @@ fn close_with_invalid_code_from_user_is_refused() {
     // 0-999/1016-2999 are not defined for use.
     for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         let mut s = server();
-        assert_eq!(s.close(Some(CloseFrame::new(bad, ""))), Err(SendError::InvalidCloseCode(bad)));
-        assert_eq!(s.send(Message::Close(Some(CloseFrame::new(bad, "")))), Err(SendError::InvalidCloseCode(bad)));
-        assert!(s.take_output().is_empty());
-        assert_eq!(s.close_state(), CloseState::Open);
+        assert_eq!(s.writer.close(Some(CloseFrame::new(bad, ""))), Err(SendError::InvalidCloseCode(bad)));
+        assert_eq!(
+            s.writer.send(Message::Close(Some(CloseFrame::new(bad, "")))),
+            Err(SendError::InvalidCloseCode(bad))
+        );
+        assert!(s.writer.take_output().is_empty());
+        assert_eq!(s.writer.close_state(), CloseState::Open);
     }
     for good in [1000u16, 1001, 1003, 1011, 3000, 4999] {
         let mut s = server();
-        s.close(Some(CloseFrame::new(good, ""))).unwrap();
+        s.writer.close(Some(CloseFrame::new(good, ""))).unwrap();
         assert_eq!(output_frames(&mut s)[0].close_code(), Some(good));
     }
 }
@@ -838,11 +849,11 @@ fn close_reason_over_123_bytes_is_refused() {
     // is at most 123 (after the 2-byte code).
     let mut s = server();
     let long = "r".repeat(124);
-    assert_eq!(s.close(Some(CloseFrame::new(1000, long.as_str()))), Err(SendError::ReasonTooLong(124)));
-    assert!(s.take_output().is_empty());
-    assert_eq!(s.close_state(), CloseState::Open);
+    assert_eq!(s.writer.close(Some(CloseFrame::new(1000, long.as_str()))), Err(SendError::ReasonTooLong(124)));
+    assert!(s.writer.take_output().is_empty());
+    assert_eq!(s.writer.close_state(), CloseState::Open);
     let max = "é".repeat(61) + "r"; // 123 bytes
-    s.close(Some(CloseFrame::new(1000, max.as_str()))).unwrap();
+    s.writer.close(Some(CloseFrame::new(1000, max.as_str()))).unwrap();
     let out = output_frames(&mut s);
     assert_eq!(out[0].payload.len(), 125);
     assert_eq!(out[0].header_len, 2);
@@ -853,23 +864,23 @@ fn sending_after_close_is_refused() {
     // RFC 6455 §5.5.1: "After sending a Close frame, the endpoint MUST NOT
     // send any more data frames".
     let mut c = client();
-    c.send_fragment(false, Bytes::from_static(b"a"), false).unwrap();
-    c.close(None).unwrap();
-    c.take_output();
-    assert_eq!(c.send(Message::text("x")), Err(SendError::Closed));
-    assert_eq!(c.send(Message::binary(&b"x"[..])), Err(SendError::Closed));
-    assert_eq!(c.send_fragment(false, Bytes::from_static(b"b"), true), Err(SendError::Closed));
-    assert_eq!(c.send(Message::ping("p")), Err(SendError::Closed));
-    assert_eq!(c.close(None), Err(SendError::Closed));
-    assert!(c.take_output().is_empty());
+    c.writer.send_fragment(false, Bytes::from_static(b"a"), false).unwrap();
+    c.writer.close(None).unwrap();
+    c.writer.take_output();
+    assert_eq!(c.writer.send(Message::text("x")), Err(SendError::Closed));
+    assert_eq!(c.writer.send(Message::binary(&b"x"[..])), Err(SendError::Closed));
+    assert_eq!(c.writer.send_fragment(false, Bytes::from_static(b"b"), true), Err(SendError::Closed));
+    assert_eq!(c.writer.send(Message::ping("p")), Err(SendError::Closed));
+    assert_eq!(c.writer.close(None), Err(SendError::Closed));
+    assert!(c.writer.take_output().is_empty());
     // Also after the peer's close was received and answered.
     let mut s = server();
     drive(&mut s, &cf(FIN | CLOSE, b""));
-    assert_eq!(s.send(Message::text("x")), Err(SendError::Closed));
+    assert_eq!(s.writer.send(Message::text("x")), Err(SendError::Closed));
     // And after a failure.
     let mut s = server();
     drive(&mut s, &cf(FIN | 0x3, b""));
-    assert_eq!(s.send(Message::text("x")), Err(SendError::Closed));
+    assert_eq!(s.writer.send(Message::text("x")), Err(SendError::Closed));
 }
 
 #[test]
@@ -877,13 +888,13 @@ fn close_frame_fails_connection_only_once() {
     // RFC 6455 §7.1.7: failing sends one close frame; if we already sent one
     // (closing handshake started), no second one is sent.
     let mut s = server();
-    s.close(None).unwrap();
-    s.take_output();
+    s.writer.close(None).unwrap();
+    s.writer.take_output();
     let (_, err) = drive(&mut s, &cf(FIN | TEXT, b"\xff"));
     assert_eq!(err, Some(ProtocolError::InvalidUtf8));
-    assert_eq!(s.close_state(), CloseState::Failed);
-    assert!(s.take_output().is_empty());
-    assert!(s.should_close_transport());
+    assert_eq!(s.writer.close_state(), CloseState::Failed);
+    assert!(s.writer.take_output().is_empty());
+    assert!(s.writer.should_close_transport());
 }
 
 // ---------------------------------------------------------------- ping/pong
@@ -916,12 +927,12 @@ fn ping_is_answered_with_pong_carrying_same_payload() {
 #[test]
 fn no_automatic_pong_when_disabled() {
     // RFC 6455 §5.5.2: the pong is then the application's job.
-    let mut s = Connection::new(Role::Server, Config::default().with_auto_pong(false));
+    let mut s = Connection::new(Role::Server, &Config::default().with_auto_pong(false));
     let (msgs, err) = drive(&mut s, &cf(FIN | PING, b"hi"));
     assert_eq!((msgs, err), (vec![Message::ping("hi")], None));
-    assert!(s.take_output().is_empty());
-    assert!(!s.wants_write());
-    s.send(Message::pong("hi")).unwrap();
+    assert!(s.writer.take_output().is_empty());
+    assert!(!s.writer.wants_write());
+    s.writer.send(Message::pong("hi")).unwrap();
     let out = output_frames(&mut s);
     assert_eq!((out[0].opcode, out[0].payload.as_slice()), (PONG, &b"hi"[..]));
 }
@@ -950,7 +961,7 @@ fn several_pings_pongs_answer_the_latest() {
 
     // With a backlog: only the latest ping is answered.
     let mut s = server();
-    s.send(Message::binary(vec![0u8; 100_000])).unwrap();
+    s.writer.send(Message::binary(vec![0u8; 100_000])).unwrap();
     let (msgs, err) = drive(&mut s, &bytes);
     assert_eq!((msgs.len(), err), (3, None));
     let out = drain_output(&mut s);
@@ -970,11 +981,11 @@ fn ping_received_before_local_close_is_answered() {
     for backlog in [0usize, 100_000] {
         let mut s = server();
         if backlog > 0 {
-            s.send(Message::binary(vec![0u8; backlog])).unwrap();
+            s.writer.send(Message::binary(vec![0u8; backlog])).unwrap();
         }
         let (msgs, err) = drive(&mut s, &cf(FIN | PING, b"before close"));
         assert_eq!((msgs.len(), err), (1, None));
-        s.close(Some(CloseFrame::new(1000, ""))).unwrap();
+        s.writer.close(Some(CloseFrame::new(1000, ""))).unwrap();
         let out = drain_output(&mut s);
         let ops: Vec<(u8, Vec<u8>)> =
             decode_frames(&out).into_iter().filter(|f| f.opcode != BINARY).map(|f| (f.opcode, f.payload)).collect();
@@ -983,7 +994,7 @@ fn ping_received_before_local_close_is_answered() {
     // Once the peer's close is received, a ping that came before it need not
     // be answered; the close reply is the last frame either way.
     let mut s = server();
-    s.send(Message::binary(vec![0u8; 100_000])).unwrap();
+    s.writer.send(Message::binary(vec![0u8; 100_000])).unwrap();
     drive(&mut s, &[cf(FIN | PING, b"p"), cf(FIN | CLOSE, b"")].concat());
     let out = drain_output(&mut s);
     assert_eq!(decode_frames(&out).last().map(|f| f.opcode), Some(CLOSE));
@@ -996,7 +1007,7 @@ fn pong_is_not_answered() {
     let mut s = server();
     let (msgs, err) = drive(&mut s, &cf(FIN | PONG, b"u"));
     assert_eq!((msgs, err), (vec![Message::pong("u")], None));
-    assert!(s.take_output().is_empty());
+    assert!(s.writer.take_output().is_empty());
 }
 
 // ------------------------------------------------------------------- limits
@@ -1018,7 +1029,7 @@ fn frame_over_max_frame_size_fails_with_1009_at_header() {
     assert_eq!(err, ProtocolError::FrameTooBig { size: 1001, max: 1000 });
     assert_eq!(code, 1009);
     // At the limit: accepted.
-    let mut s = Connection::new(Role::Server, config);
+    let mut s = Connection::new(Role::Server, &config);
     let (msgs, err) = drive(&mut s, &cf(FIN | BINARY, &[5u8; 1000]));
     assert_eq!((msgs, err), (vec![Message::binary(vec![5u8; 1000])], None));
 }
@@ -1034,13 +1045,18 @@ fn message_over_max_message_size_fails_with_1009_at_crossing_fragment_header() {
     let (err, code) = expect_failure(Role::Server, config.clone(), &bytes);
     assert_eq!(err, ProtocolError::MessageTooBig { size: 1001, max: 1000 });
     assert_eq!(code, 1009);
-    // A single frame over the message limit, too.
+    // A single frame over the message limit, too: the frame limit in effect
+    // is never over the message limit (`Config::max_frame_size`), whatever
+    // the frame limit configured (64 MiB here).
+    assert_eq!(config.max_frame_size(), 1000);
     let (err, code) = expect_failure(Role::Server, config.clone(), &header(FIN | TEXT, 1001, Some(KEY)));
-    assert_eq!(err, ProtocolError::MessageTooBig { size: 1001, max: 1000 });
+    assert_eq!(err, ProtocolError::FrameTooBig { size: 1001, max: 1000 });
     assert_eq!(code, 1009);
+    let (err, _) = expect_failure(Role::Server, config.clone(), &header(BINARY, 1001, Some(KEY)));
+    assert_eq!(err, ProtocolError::FrameTooBig { size: 1001, max: 1000 });
     // Exactly at the limit, with control frames between fragments (which do
     // not count): accepted.
-    let mut s = Connection::new(Role::Server, config.clone());
+    let mut s = Connection::new(Role::Server, &config);
     let bytes =
         [cf(BINARY, &[1u8; 400]), cf(FIN | PING, &[0u8; 125]), cf(CONT, &[2u8; 400]), cf(FIN | CONT, &[3u8; 200])]
             .concat();
@@ -1062,23 +1078,23 @@ fn eof_without_close_is_abnormal_closure() {
     // Connection Close Code_ is considered to be 1006"; 1006 is never sent
     // (§7.4.1).
     let mut s = server();
-    assert_eq!(s.receive_eof(), Err(ProtocolError::AbnormalClosure));
+    assert_eq!(end_of_stream(&mut s), Err(ProtocolError::AbnormalClosure));
     assert_eq!(ProtocolError::AbnormalClosure.close_code(), CloseCode::Abnormal);
-    assert!(s.take_output().is_empty(), "no close frame is sent for 1006");
-    assert_eq!(s.close_state(), CloseState::Failed);
+    assert!(s.writer.take_output().is_empty(), "no close frame is sent for 1006");
+    assert_eq!(s.writer.close_state(), CloseState::Failed);
     // In the middle of a frame.
     let mut s = server();
     let f = cf(FIN | TEXT, b"partial");
     assert_eq!(drive(&mut s, &f[..f.len() - 2]), (vec![], None));
-    assert_eq!(s.receive_eof(), Err(ProtocolError::AbnormalClosure));
-    assert_eq!(s.next_message(), Ok(None));
+    assert_eq!(end_of_stream(&mut s), Err(ProtocolError::AbnormalClosure));
+    assert_eq!(s.receive(Mode::Whole), Ok(None));
     // After our close but before the peer's.
     let mut c = client();
-    c.close(None).unwrap();
-    c.take_output();
-    assert_eq!(c.receive_eof(), Err(ProtocolError::AbnormalClosure));
+    c.writer.close(None).unwrap();
+    c.writer.take_output();
+    assert_eq!(end_of_stream(&mut c), Err(ProtocolError::AbnormalClosure));
     // After the closing handshake: clean.
     let mut c = client();
     drive(&mut c, &sf(FIN | CLOSE, b""));
-    assert_eq!(c.receive_eof(), Ok(()));
+    assert_eq!(end_of_stream(&mut c), Ok(None));
 }

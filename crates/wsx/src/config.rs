@@ -33,6 +33,9 @@ pub struct Config {
     handshake_timeout: Duration,
     close_timeout: Duration,
     max_handshake_size: usize,
+    /// Keepalive, in milliseconds (0: off).
+    ping_interval_ms: u32,
+    idle_timeout_ms: u32,
     deflate: Deflate,
     /// Client only: how `connect` reaches the server (TLS, proxy).
     client: ClientSettings,
@@ -45,6 +48,8 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
             max_handshake_size: wsx_proto::handshake::DEFAULT_MAX_REQUEST_SIZE,
+            ping_interval_ms: 0,
+            idle_timeout_ms: 0,
             deflate: Deflate::RoleDefault,
             client: ClientSettings::default(),
         }
@@ -102,6 +107,47 @@ impl Config {
         self
     }
 
+    /// Keepalive, for both roles (off by default): ping the peer after
+    /// `ping_interval` in which nothing arrived from it, and close the
+    /// connection (1001 `idle timeout`; the reader ends with
+    /// [`crate::Error::IdleTimeout`]) when nothing, not even a pong, arrived
+    /// for `idle_timeout`. Checked on a timer that ticks every ping interval
+    /// (without pings, every quarter of the idle timeout), so a ping goes
+    /// out one to two intervals into a silence. Zero turns either off. It
+    /// runs while the connection is being read (`recv`, the `Stream`, a
+    /// [`crate::server::Pump`]), as answering pings does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = wsx::Config::default().with_keepalive(Duration::from_secs(20), Duration::from_secs(60));
+    /// assert_eq!(config.ping_interval(), Some(Duration::from_secs(20)));
+    /// ```
+    pub fn with_keepalive(self, ping_interval: Duration, idle_timeout: Duration) -> Self {
+        self.with_ping_interval(ping_interval).with_idle_timeout(idle_timeout)
+    }
+
+    /// The ping interval of [`Config::with_keepalive`] (zero: no pings).
+    pub fn with_ping_interval(mut self, d: Duration) -> Self {
+        self.ping_interval_ms = millis(d);
+        self
+    }
+
+    /// The idle timeout of [`Config::with_keepalive`] (zero: none).
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout_ms = millis(d);
+        self
+    }
+
+    /// See [`Config::with_keepalive`].
+    pub fn ping_interval(&self) -> Option<Duration> {
+        (self.ping_interval_ms > 0).then(|| Duration::from_millis(self.ping_interval_ms.into()))
+    }
+
+    /// See [`Config::with_keepalive`].
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms.into()))
+    }
+
     /// Use permessage-deflate (RFC 7692) with these settings. By default a
     /// client offers [`DeflateConfig::default`] and a server accepts offers
     /// with [`DeflateConfig::server_default`] (no server context takeover).
@@ -144,6 +190,16 @@ impl Config {
     /// See [`Config::with_max_handshake_size`].
     pub fn max_handshake_size(&self) -> usize {
         self.max_handshake_size
+    }
+}
+
+/// A duration as nonzero milliseconds (a nonzero duration stays on: at
+/// least 1 ms; past 49 days, 49 days), or 0.
+fn millis(d: Duration) -> u32 {
+    if d.is_zero() {
+        0
+    } else {
+        u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
     }
 }
 

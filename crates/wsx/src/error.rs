@@ -34,6 +34,11 @@ pub enum Error {
     /// The peer did not finish the closing handshake in time.
     #[error("closing handshake timed out")]
     CloseTimeout,
+    /// Nothing arrived from the peer for the idle timeout
+    /// ([`crate::Config::with_keepalive`]): the connection was closed with
+    /// 1001.
+    #[error("nothing received for the idle timeout")]
+    IdleTimeout,
     /// The connection is closed: nothing more can be sent or received.
     #[error("connection closed")]
     ConnectionClosed,

@@ -8,6 +8,7 @@
 //! (`recv` then `feed`) thus answers a burst of pipelined messages with one
 //! write. [`WebSocket::send`] queues and flushes.
 
+use crate::handle::CloseHandle;
 use crate::io::{poll_drain, poll_fill, poll_write_all};
 use crate::{Config, Error, Result};
 use futures_core::Stream;
@@ -20,7 +21,10 @@ use std::task::{ready, Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
-use wsx_proto::{Chunk, CloseCode, CloseFrame, CloseState, Incoming, Message, Reader, Role, Utf8Bytes, Writer};
+use wsx_proto::{
+    Chunk, CloseCode, CloseFrame, CloseState, Incoming, Message, Mode, ProtocolError, Reader, Received, Role,
+    Utf8Bytes, Writer,
+};
 
 /// Access to the sending side for the receive loop: direct for a whole
 /// connection, through the shared lock for a split one.
@@ -63,6 +67,83 @@ struct RecvCore {
     /// closed: created when the closing handshake starts, boxed because
     /// every open connection holds this field.
     closing: Option<Box<Closing>>,
+    /// Bytes arrived since the last keepalive tick (set per read: the data
+    /// path reads no clock).
+    heard: bool,
+    /// Keepalive and close requests from other tasks: boxed, and only for
+    /// connections that use them.
+    extra: Option<Box<Extra>>,
+}
+
+/// What only some connections need.
+#[derive(Debug, Default)]
+struct Extra {
+    keepalive: Option<Keepalive>,
+    handle: Option<CloseHandle>,
+}
+
+/// Keepalive ([`Config::with_keepalive`]): a timer ticks every ping
+/// interval (without pings, every quarter of the idle timeout). At a tick,
+/// a connection that received nothing since the previous tick is pinged;
+/// one that received nothing, not even a pong, for the idle timeout is
+/// closed with 1001 `idle timeout`, and its reader ends with
+/// [`Error::IdleTimeout`].
+#[derive(Debug)]
+struct Keepalive {
+    ping: Option<Duration>,
+    idle: Option<Duration>,
+    /// Made at the first wait (a timer needs the runtime).
+    timer: Option<Pin<Box<Sleep>>>,
+    last_heard: tokio::time::Instant,
+}
+
+/// How long a connection closed for its idle timeout waits for the peer's
+/// close frame (at most the close timeout).
+const IDLE_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What a keepalive tick asks for.
+enum Tick {
+    Ping,
+    Idle,
+}
+
+impl Keepalive {
+    fn new(config: &Config) -> Option<Self> {
+        let (ping, idle) = (config.ping_interval(), config.idle_timeout());
+        (ping.is_some() || idle.is_some()).then(|| Self {
+            ping,
+            idle,
+            timer: None,
+            last_heard: tokio::time::Instant::now(),
+        })
+    }
+
+    /// The timer's period.
+    fn period(&self) -> Duration {
+        self.ping.or(self.idle.map(|d| d / 4)).unwrap_or(Duration::MAX).max(Duration::from_millis(1))
+    }
+
+    /// Poll the timer; at a tick, what to do. `heard` is taken.
+    fn poll_tick(&mut self, heard: &mut bool, cx: &mut Context<'_>) -> Option<Tick> {
+        let period = self.period();
+        let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        let now = tokio::time::Instant::now();
+        timer.as_mut().reset(now + period);
+        // Registers the new deadline.
+        let _ = timer.as_mut().poll(cx);
+        if std::mem::take(heard) {
+            self.last_heard = now;
+            return None;
+        }
+        match self.idle {
+            Some(idle) if now.duration_since(self.last_heard) >= idle => Some(Tick::Idle),
+            _ if self.ping.is_some() => Some(Tick::Ping),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -79,13 +160,62 @@ impl RecvCore {
             close_timeout_ms: u32::try_from(config.close_timeout().as_millis()).unwrap_or(u32::MAX),
             phase: Phase::Open,
             closing: None,
+            heard: false,
+            extra: Keepalive::new(config).map(|k| Box::new(Extra { keepalive: Some(k), handle: None })),
+        }
+    }
+
+    /// The handle other tasks close this connection with (made at the
+    /// first call).
+    fn close_handle(&mut self) -> CloseHandle {
+        self.extra.get_or_insert_default().handle.get_or_insert_default().clone()
+    }
+
+    /// Close requests and keepalive, checked while the connection is open:
+    /// whether a frame was queued (to be written before waiting).
+    fn poll_extra<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>, waiting: bool) -> bool {
+        let Some(extra) = self.extra.as_mut() else { return false };
+        if let Some(frame) = extra.handle.as_ref().and_then(|h| h.take()) {
+            tracing::debug!(code = %frame.code, reason = %frame.reason, "closing as asked");
+            let _ = io.with_writer(|w| w.close(Some(frame)));
+            self.start_timer();
+            return true;
+        }
+        if !waiting {
+            return false;
+        }
+        if let Some(h) = &extra.handle {
+            h.register(cx.waker());
+        }
+        if self.closing.as_ref().is_some_and(|c| c.timer.is_some()) {
+            // The closing handshake is under way: its own timer bounds it.
+            return false;
+        }
+        match extra.keepalive.as_mut().and_then(|k| k.poll_tick(&mut self.heard, cx)) {
+            None => false,
+            Some(Tick::Ping) => io.with_writer(|w| w.send(Message::Ping(bytes::Bytes::new()))).is_ok(),
+            Some(Tick::Idle) => {
+                tracing::debug!("closing an idle connection");
+                let frame = CloseFrame::new(CloseCode::GoingAway, "idle timeout");
+                let _ = io.with_writer(|w| w.close(Some(frame)));
+                self.closing.get_or_insert_default().error = Some(Error::IdleTimeout);
+                // The peer is probably gone: its close frame is waited for
+                // a second at most.
+                self.start_timer_for(IDLE_CLOSE_WAIT.min(Duration::from_millis(self.close_timeout_ms.into())));
+                true
+            }
         }
     }
 
     fn start_timer(&mut self) {
+        self.start_timer_for(Duration::from_millis(self.close_timeout_ms.into()));
+    }
+
+    /// Start the close timer (unless it runs) with `d`.
+    fn start_timer_for(&mut self, d: Duration) {
         let closing = self.closing.get_or_insert_default();
         if closing.timer.is_none() {
-            closing.timer = Some(Box::pin(tokio::time::sleep(Duration::from_millis(self.close_timeout_ms.into()))));
+            closing.timer = Some(Box::pin(tokio::time::sleep(d)));
         }
     }
 
@@ -105,25 +235,13 @@ impl RecvCore {
     }
 
     fn poll_recv<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
-        self.poll_incoming(io, cx, false).map(|o| {
-            o.map(|r| {
-                r.map(|i| match i {
-                    Incoming::Message(m) => m,
-                    // Not produced when not streaming.
-                    Incoming::Chunk(c) => Message::Binary(c.data),
-                })
-            })
-        })
+        // Whole mode hands out messages only.
+        self.poll_incoming(io, cx, Mode::Whole).map(|o| o.map(|r| r.map(Incoming::into_message)))
     }
 
-    /// The receive loop: whole messages, or (`streaming`) data messages in
-    /// chunks as they arrive.
-    fn poll_incoming<I: Io>(
-        &mut self,
-        io: &mut I,
-        cx: &mut Context<'_>,
-        streaming: bool,
-    ) -> Poll<Option<Result<Incoming>>> {
+    /// The receive loop: whole messages, or data messages in chunks as they
+    /// arrive, as `mode` says.
+    fn poll_incoming<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>, mode: Mode) -> Poll<Option<Result<Incoming>>> {
         loop {
             match self.phase {
                 Phase::Open => {}
@@ -133,30 +251,32 @@ impl RecvCore {
                     continue;
                 }
             }
-            let next = if streaming {
-                self.reader.next_chunk()
-            } else {
-                self.reader.next_message().map(|o| o.map(Incoming::Message))
-            };
-            match next {
+            if self.extra.is_some() {
+                self.poll_extra(io, cx, false);
+            }
+            let Received { result, duty } = self.reader.receive(mode);
+            if let Some(duty) = duty {
+                // Only pings, close frames and failures touch the writer (a
+                // lock for a split connection), never data.
+                io.with_writer(|w| w.perform(duty));
+            }
+            match result {
                 Ok(Some(incoming)) => {
-                    if let Incoming::Message(m) = &incoming {
-                        // Only pings and close frames touch the writer (a lock
-                        // for a split connection), never data.
-                        let auto_pong = self.reader.config().auto_pong();
-                        if Writer::needs_answer(m, auto_pong) {
-                            io.with_writer(|w| w.answer(m, auto_pong));
-                        }
-                        if matches!(m, Message::Close(_)) {
-                            self.enter_finish();
-                        }
+                    if matches!(incoming, Incoming::Message(Message::Close(_))) {
+                        self.enter_finish();
                     }
                     return Poll::Ready(Some(Ok(incoming)));
                 }
                 Ok(None) => {}
+                Err(ProtocolError::AbnormalClosure) => {
+                    // The transport ended without a closing handshake:
+                    // nothing is left to send (1006 is never sent).
+                    self.phase = Phase::Done;
+                    self.stop_timer();
+                    return Poll::Ready(Some(Err(ProtocolError::AbnormalClosure.into())));
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, code = %e.close_code(), "failing the connection");
-                    io.with_writer(|w| w.fail(&e));
                     self.closing.get_or_insert_default().error = Some(e.into());
                     self.enter_finish();
                     continue;
@@ -170,23 +290,24 @@ impl RecvCore {
             }
             match io.poll_fill(&mut self.reader, cx) {
                 Poll::Ready(Ok(0)) => {
-                    self.reader.stop();
-                    match io.with_writer(|w| w.receive_eof()) {
-                        Ok(()) => self.enter_finish(),
-                        Err(e) => {
-                            self.phase = Phase::Done;
-                            self.stop_timer();
-                            return Poll::Ready(Some(Err(e.into())));
-                        }
+                    // End of stream: the next receive reports it, with the
+                    // failure it is if the closing handshake is not complete.
+                    self.reader.end_of_stream();
+                    if self.reader.is_done() {
+                        self.enter_finish();
                     }
                 }
-                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Ok(_)) => self.heard = true,
                 Poll::Ready(Err(e)) => {
                     self.phase = Phase::Done;
                     self.stop_timer();
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Pending => {
+                    if self.extra.is_some() && self.poll_extra(io, cx, true) {
+                        // A ping or close frame was queued: write it.
+                        continue;
+                    }
                     if io.close_sent() {
                         self.start_timer();
                     }
@@ -194,7 +315,9 @@ impl RecvCore {
                         if t.as_mut().poll(cx).is_ready() {
                             self.phase = Phase::Done;
                             self.stop_timer();
-                            return Poll::Ready(Some(Err(Error::CloseTimeout)));
+                            // Why the close started (an idle timeout), else the timeout.
+                            let e = self.closing.as_mut().and_then(|c| c.error.take());
+                            return Poll::Ready(Some(Err(e.unwrap_or(Error::CloseTimeout))));
                         }
                     }
                     self.reader.shrink_idle();
@@ -316,8 +439,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         leftover: &[u8],
         deflate: Option<&wsx_proto::deflate::DeflateParams>,
     ) -> Self {
-        let conn = wsx_proto::Connection::with_deflate(role, config.protocol().clone(), deflate);
-        let (mut reader, writer) = conn.into_parts();
+        let mut reader = Reader::with_deflate(role, config.protocol(), deflate);
+        let writer = Writer::with_deflate(role, config.protocol(), deflate);
         reader.feed(leftover);
         Self { core: RecvCore::new(reader, role, config), io: Whole { io, writer }, negotiated: None }
     }
@@ -364,6 +487,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.core.reader.buffer_capacity() + self.io.writer.buffer_capacity()
     }
 
+    /// A handle that other tasks can close this connection with (see
+    /// [`CloseHandle`]).
+    pub fn close_handle(&mut self) -> CloseHandle {
+        self.core.close_handle()
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.io.io
@@ -393,7 +522,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Poll for the next chunk; see [`WebSocket::recv_chunk`].
     pub fn poll_recv_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Incoming>>> {
-        self.core.poll_incoming(&mut self.io, cx, true)
+        self.core.poll_incoming(&mut self.io, cx, Mode::Streaming)
     }
 
     /// Streaming receive: like [`WebSocket::recv`], but a text or binary
@@ -427,7 +556,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Poll::Ready(Ok(()))
     }
 
-    fn queue(&mut self, msg: Message) -> Result<()> {
+    pub(crate) fn queue(&mut self, msg: Message) -> Result<()> {
         let closing = matches!(msg, Message::Close(_));
         self.io.writer.send(msg)?;
         if closing {
@@ -783,6 +912,12 @@ impl<S: SplitIo + Unpin> WebSocket<S> {
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> WebSocketReader<R, W> {
+    /// A handle that other tasks can close this connection with (see
+    /// [`CloseHandle`]); the read half acts on it.
+    pub fn close_handle(&mut self) -> CloseHandle {
+        self.core.close_handle()
+    }
+
     /// Poll for the next message; see [`WebSocket::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         let mut io = ReadSide { io: &mut self.io, shared: &self.shared };

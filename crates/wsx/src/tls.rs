@@ -286,117 +286,152 @@ pub fn acceptor_from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) ->
 
 // ------------------------------------------------------------ the stream
 
-/// A client connection: plain TCP (`ws://`) or TLS over TCP (`wss://`),
-/// either of them possibly tunnelled through a proxy.
+/// A TCP connection, plain or with TLS over it: what [`crate::connect`]
+/// returns ([`MaybeTlsStream`]) and what a [`crate::server::Server`] serves
+/// ([`crate::server::ServerStream`]). `T` is the TLS stream type.
 #[derive(Debug)]
-pub enum MaybeTlsStream {
+pub enum MaybeTls<T> {
     /// `ws://`.
     Plain(TcpStream),
-    /// `wss://` (boxed: the TLS state is large).
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// `wss://` (boxed: the TLS state is large, and a plain connection
+    /// should not pay for it).
+    Tls(Box<T>),
+}
+
+/// A client connection: plain TCP (`ws://`) or TLS over TCP (`wss://`),
+/// either of them possibly tunnelled through a proxy.
+pub type MaybeTlsStream = MaybeTls<ClientTls>;
+
+/// The TLS stream of a client connection.
+pub type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The TLS stream of a server connection.
+pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
+
+impl<T> MaybeTls<T> {
+    /// Whether this is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
 }
 
 impl MaybeTlsStream {
     /// The TCP stream underneath (to the server, or to the proxy).
     pub fn tcp(&self) -> &TcpStream {
         match self {
-            MaybeTlsStream::Plain(s) => s,
-            MaybeTlsStream::Tls(s) => s.get_ref().0,
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(s) => s.get_ref().0,
         }
-    }
-
-    /// Whether this is TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTlsStream::Tls(_))
     }
 
     /// The TLS session (negotiated protocol version, ALPN, peer
     /// certificates), if this is TLS.
     pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
         match self {
-            MaybeTlsStream::Plain(_) => None,
-            MaybeTlsStream::Tls(s) => Some(s.get_ref().1),
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(s) => Some(s.get_ref().1),
         }
     }
 }
 
-impl AsyncRead for MaybeTlsStream {
+impl MaybeTls<ServerTls> {
+    /// The TCP stream underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            MaybeTls::Plain(s) => s,
+            MaybeTls::Tls(s) => s.get_ref().0,
+        }
+    }
+
+    /// The TLS session (protocol version, ALPN, SNI, client
+    /// certificates), if this is TLS.
+    pub fn tls_connection(&self) -> Option<&rustls::ServerConnection> {
+        match self {
+            MaybeTls::Plain(_) => None,
+            MaybeTls::Tls(s) => Some(s.get_ref().1),
+        }
+    }
+}
+
+/// Forward an I/O call to whichever stream `$s` holds (`$v` is a `&mut`
+/// to the stream itself, the TLS one unboxed).
+macro_rules! either {
+    ($s:expr, $v:ident => $e:expr) => {
+        match $s {
+            MaybeTls::Plain($v) => $e,
+            MaybeTls::Tls(b) => {
+                let $v = &mut **b;
+                $e
+            }
+        }
+    };
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
+    #[inline]
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
-impl AsyncWrite for MaybeTlsStream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
+    #[inline]
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
+    #[inline]
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
+    #[inline]
     fn is_write_vectored(&self) -> bool {
         match self {
-            MaybeTlsStream::Plain(s) => s.is_write_vectored(),
-            MaybeTlsStream::Tls(s) => s.is_write_vectored(),
+            MaybeTls::Plain(s) => s.is_write_vectored(),
+            MaybeTls::Tls(s) => s.is_write_vectored(),
         }
     }
+    #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTlsStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
-type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// The read half of a split [`MaybeTlsStream`]: TCP's own half (no lock)
-/// or a half of the TLS stream (`tokio::io::split`).
+/// The read half of a split [`MaybeTls`]: TCP's own half (no lock) or a
+/// half of the TLS stream (`tokio::io::split`).
 #[derive(Debug)]
-pub enum MaybeTlsReadHalf {
+pub enum MaybeTlsReadHalf<T> {
     /// `ws://`.
     Plain(tokio::net::tcp::OwnedReadHalf),
     /// `wss://`.
-    Tls(tokio::io::ReadHalf<ClientTls>),
+    Tls(tokio::io::ReadHalf<T>),
 }
 
-/// The write half of a split [`MaybeTlsStream`].
+/// The write half of a split [`MaybeTls`].
 #[derive(Debug)]
-pub enum MaybeTlsWriteHalf {
+pub enum MaybeTlsWriteHalf<T> {
     /// `ws://`.
     Plain(tokio::net::tcp::OwnedWriteHalf),
     /// `wss://`.
-    Tls(tokio::io::WriteHalf<ClientTls>),
+    Tls(tokio::io::WriteHalf<T>),
 }
 
-impl SplitIo for MaybeTlsStream {
-    type Read = MaybeTlsReadHalf;
-    type Write = MaybeTlsWriteHalf;
+impl<T: AsyncRead + AsyncWrite + Unpin> SplitIo for MaybeTls<T> {
+    type Read = MaybeTlsReadHalf<T>;
+    type Write = MaybeTlsWriteHalf<T>;
     fn split_io(self) -> (Self::Read, Self::Write) {
         match self {
-            MaybeTlsStream::Plain(s) => {
+            MaybeTls::Plain(s) => {
                 let (r, w) = s.into_split();
                 (MaybeTlsReadHalf::Plain(r), MaybeTlsWriteHalf::Plain(w))
             }
-            MaybeTlsStream::Tls(s) => {
+            MaybeTls::Tls(s) => {
                 let (r, w) = tokio::io::split(*s);
                 (MaybeTlsReadHalf::Tls(r), MaybeTlsWriteHalf::Tls(w))
             }
@@ -404,49 +439,41 @@ impl SplitIo for MaybeTlsStream {
     }
 }
 
-impl AsyncRead for MaybeTlsReadHalf {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTlsReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
+/// Forward an I/O call to whichever half `$s` holds.
+macro_rules! either_half {
+    ($s:expr, $ty:ident, $v:ident => $e:expr) => {
+        match $s {
+            $ty::Plain($v) => $e,
+            $ty::Tls($v) => $e,
         }
+    };
+}
+
+impl<T: AsyncRead> AsyncRead for MaybeTlsReadHalf<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        either_half!(self.get_mut(), MaybeTlsReadHalf, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
-impl AsyncWrite for MaybeTlsWriteHalf {
+impl<T: AsyncWrite> AsyncWrite for MaybeTlsWriteHalf<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_write(cx, buf))
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTlsWriteHalf::Plain(s) => s.is_write_vectored(),
-            MaybeTlsWriteHalf::Tls(s) => s.is_write_vectored(),
-        }
+        either_half!(self, MaybeTlsWriteHalf, s => s.is_write_vectored())
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
+        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTlsWriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTlsWriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_shutdown(cx))
     }
 }
 

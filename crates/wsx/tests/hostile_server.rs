@@ -118,7 +118,7 @@ async fn server_sending_a_decompression_bomb_gets_1009() {
         threshold: 0,
         level: 9,
     };
-    let mut c = wsx::proto::Connection::with_deflate(wsx::Role::Server, Default::default(), Some(&params));
+    let mut c = wsx::proto::Writer::with_deflate(wsx::Role::Server, &Default::default(), Some(&params));
     c.send(Message::binary(vec![0u8; 64 << 20])).unwrap();
     let bomb = c.take_output();
     assert!(bomb.len() < 256 << 10, "{} bytes", bomb.len());

@@ -4,24 +4,14 @@
 
 use super::registry::{self, Slot};
 use super::{CloseEvent, EventType, Pending, ReadyState, Shared};
+use crate::server::{OutboxReceiver, Pump};
 use crate::{CloseFrame, Config, Message, WebSocket as Connection};
-use futures_sink::Sink;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// What the handles ask of the task, in the order they asked.
-#[derive(Debug)]
-pub(super) enum Command {
-    /// Send a message of this many bytes of application data.
-    Send(Message, u64),
-    /// Start the closing handshake.
-    Close(Option<CloseFrame>),
-}
 
 /// Everything the task needs to connect, decided by the constructor.
 pub(super) struct Plan {
@@ -71,9 +61,11 @@ async fn first<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output>
 
 /// Completes when connecting should stop: `close()` was called, or every
 /// handle is gone and nobody listens for events.
-async fn cancelled(shared: &Shared, commands: &mut UnboundedReceiver<Command>) {
+async fn cancelled(shared: &Shared, outbox: &OutboxReceiver) {
     let abandoned = async {
-        while commands.recv().await.is_some() {}
+        // Nothing is queued while connecting (`send()` fails then): this
+        // waits for the last handle to go.
+        while poll_fn(|cx| outbox.poll_take(cx)).await.is_some() {}
         if [EventType::Open, EventType::Message, EventType::Error, EventType::Close]
             .into_iter()
             .any(|t| shared.has_handler(t))
@@ -125,18 +117,18 @@ impl Drop for Finish {
 }
 
 /// The task: connect, run the connection, fire the last events.
-pub(super) async fn run(shared: Arc<Shared>, mut commands: UnboundedReceiver<Command>, mut plan: Plan) {
+pub(super) async fn run(shared: Arc<Shared>, outbox: OutboxReceiver, mut plan: Plan) {
     let finish = Finish { shared: shared.clone(), slot: plan.slot.take(), done: false };
     let outcome = if finish.slot.is_none() {
         tracing::debug!(url = %shared.url, max = registry::max_connections(), "too many WebSocket connections");
         Outcome::failed()
     } else {
-        session(&shared, &mut commands, plan).await
+        session(&shared, outbox, plan).await
     };
     finish.finish(outcome);
 }
 
-async fn session(shared: &Shared, commands: &mut UnboundedReceiver<Command>, plan: Plan) -> Outcome {
+async fn session(shared: &Shared, outbox: OutboxReceiver, plan: Plan) -> Outcome {
     if plan.bad_port {
         tracing::debug!(url = %shared.url, "WebSocket connection to a bad port (Fetch port blocking)");
         return Outcome::failed();
@@ -150,14 +142,14 @@ async fn session(shared: &Shared, commands: &mut UnboundedReceiver<Command>, pla
     };
     // RFC 6455 §4.1, client requirement 2: one connection per host:port
     // in CONNECTING; the others wait for it to open or fail.
-    let turn = match first(registry::wait_turn(plan.host_key), cancelled(shared, commands)).await {
+    let turn = match first(registry::wait_turn(plan.host_key), cancelled(shared, &outbox)).await {
         Either::Left(turn) => turn,
         Either::Right(()) => return Outcome::failed(),
     };
-    let connected = first(crate::connect_with(request, &plan.config), cancelled(shared, commands)).await;
+    let connected = first(crate::connect_with(request, &plan.config), cancelled(shared, &outbox)).await;
     drop(turn);
     match connected {
-        Either::Left(Ok((ws, response))) => established(shared, commands, ws, &response, plan.offered_protocols).await,
+        Either::Left(Ok((ws, response))) => established(shared, outbox, ws, &response, plan.offered_protocols).await,
         Either::Left(Err(e)) => {
             tracing::debug!(url = %shared.url, error = %e, "WebSocket connection failed");
             Outcome::failed()
@@ -177,8 +169,8 @@ enum Step {
 
 async fn established<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
-    commands: &mut UnboundedReceiver<Command>,
-    mut ws: Connection<S>,
+    outbox: OutboxReceiver,
+    ws: Connection<S>,
     response: &http::Response<()>,
     offered_protocols: bool,
 ) -> Outcome {
@@ -210,46 +202,24 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
     let mut received = None;
     let mut failed = false;
     let mut handles = true;
-    // Application bytes handed to the connection's write queue and not yet
-    // known to be written.
-    let mut in_flight: u64 = 0;
     let mut full = pin!(shared.abort.notified());
+    // What the handles queue moves into the connection as its write queue
+    // drains, in order (a close after the data sent before it).
+    let mut pump = Pump::new(ws, outbox);
     loop {
         let step = poll_fn(|cx| {
             if full.as_mut().poll(cx).is_ready() || shared.full.load(Ordering::SeqCst) {
                 return Poll::Ready(Step::Full);
             }
-            // Take commands while the write queue is under its high-water
-            // mark; the rest wait in the channel (and in bufferedAmount).
-            while handles {
-                match Pin::new(&mut ws).poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(_)) | Poll::Pending => break,
-                }
-                match commands.poll_recv(cx) {
-                    Poll::Ready(Some(Command::Send(msg, n))) => match Pin::new(&mut ws).start_send(msg) {
-                        Ok(()) => in_flight += n,
-                        // Closing: discarded, and it stays in bufferedAmount.
-                        Err(e) => tracing::trace!(error = %e, "message discarded"),
-                    },
-                    Poll::Ready(Some(Command::Close(frame))) => {
-                        if let Err(e) = Pin::new(&mut ws).start_send(Message::Close(frame)) {
-                            tracing::trace!(error = %e, "close() after the closing handshake started");
-                        }
-                    }
-                    Poll::Ready(None) => {
-                        handles = false;
-                        return Poll::Ready(Step::Abandoned);
-                    }
-                    Poll::Pending => break,
-                }
-            }
             // Errors of the transport come back from poll_recv.
-            let _ = Pin::new(&mut ws).poll_flush(cx);
-            let r = ws.poll_recv(cx);
-            if in_flight > 0 && ws.buffered_amount() == 0 {
-                shared.buffered.fetch_sub(in_flight, Ordering::SeqCst);
-                in_flight = 0;
+            let r = pump.poll_recv(cx);
+            let written = pump.take_written();
+            if written > 0 {
+                shared.buffered.fetch_sub(written, Ordering::SeqCst);
+            }
+            if r.is_pending() && handles && pump.outbox_abandoned() {
+                handles = false;
+                return Poll::Ready(Step::Abandoned);
             }
             r.map(Step::Received)
         })
@@ -284,7 +254,7 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
                 let mut state = super::lock(&shared.state);
                 if !listened && *state == ReadyState::Open {
                     *state = ReadyState::Closing;
-                    let _ = Pin::new(&mut ws).start_send(Message::Close(None));
+                    let _ = pump.websocket().queue(Message::Close(None));
                 }
             }
             Step::Full => {

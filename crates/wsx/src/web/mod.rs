@@ -47,8 +47,8 @@ mod registry;
 pub use event::{BinaryType, CloseEvent, Data, DomError, Event, EventType, MessageEvent, ReadyState};
 pub use registry::{live_connections, max_connections, set_max_connections};
 
+use crate::server::{Outbox, OutboxConfig};
 use crate::{CloseCode, CloseFrame, Config, Message, Utf8Bytes};
-use driver::Command;
 use futures_core::Stream;
 use std::collections::VecDeque;
 use std::fmt;
@@ -57,7 +57,7 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// The longest close reason, in UTF-8 bytes (a close frame's payload is at
 /// most 125 bytes, two of which are the code).
@@ -340,7 +340,8 @@ fn call(h: &Handler, event: Event) {
 #[derive(Clone)]
 pub struct WebSocket {
     shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
+    /// What `send()` and `close()` queue, in order, for the task.
+    outbox: Outbox,
 }
 
 impl fmt::Debug for WebSocket {
@@ -497,9 +498,10 @@ impl WebSocket {
             queue_cond: Condvar::new(),
             queue_notify: Notify::new(),
         });
-        let (commands, rx) = mpsc::unbounded_channel();
+        // Unbounded: `bufferedAmount` and its limit bound what is queued.
+        let (outbox, rx) = Outbox::new(OutboxConfig::unbounded());
         let task = driver::run(shared.clone(), rx, plan);
-        Ok((Self { shared, commands }, task))
+        Ok((Self { shared, outbox }, task))
     }
 
     /// `url`: the URL, serialized (after `http`→`ws` and `https`→`wss`).
@@ -636,7 +638,7 @@ impl WebSocket {
         };
         // Under the state lock, so nothing follows a close() in the queue.
         // If the task has ended, the data is discarded.
-        let _ = self.commands.send(Command::Send(msg, n));
+        let _ = self.outbox.push(msg);
         Ok(())
     }
 
@@ -683,7 +685,7 @@ impl WebSocket {
                 *state = ReadyState::Closing;
                 self.shared.close_called.store(true, Ordering::SeqCst);
                 let frame = code.map(|c| CloseFrame { code: CloseCode::from(c), reason: Utf8Bytes::from(reason) });
-                let _ = self.commands.send(Command::Close(frame));
+                let _ = self.outbox.push(Message::Close(frame));
             }
         }
         Ok(())

@@ -1,14 +1,15 @@
-//! The server: `accept` and `accept_with` over any stream.
+//! The opening handshake on a stream the caller accepted: [`accept`],
+//! [`accept_with`], and the 101 that [`super::Request::upgrade`] and the
+//! hyper upgrade share.
 
 use crate::{Config, Error, Result, WebSocket};
-use bytes::{Bytes, BytesMut};
-use http::Request;
+use bytes::BytesMut;
 use http::Response;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wsx_proto::handshake::{write_response, Accept, HandshakeError, HeadReader, Reject, UpgradeRequest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use wsx_proto::handshake::{write_response, Accept, Reject, UpgradeRequest};
 use wsx_proto::Role;
 
 /// Accept a WebSocket connection on `stream` with default settings and no
@@ -70,68 +71,13 @@ where
     Handshake::new(config.handshake_timeout(), accept_inner(stream, callback, config))
 }
 
-async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, resp: &Response<Bytes>) -> Result<()> {
-    let mut out = Vec::with_capacity(256);
-    write_response(resp, resp.body(), &mut out);
-    stream.write_all(&out).await?;
-    stream.flush().await?;
-    let _ = stream.shutdown().await;
-    Ok(())
-}
-
-/// Read an HTTP request head from `stream` into `buf`, for servers that
-/// route requests before upgrading (static files, health checks, SSE).
-///
-/// `Ok(Some(Ok((request, len))))`: the head is `buf[..len]`; bytes after it
-/// are the client's first WebSocket (or body) bytes. `Ok(Some(Err(e)))`:
-/// the head is malformed or longer than `max` bytes; answer with
-/// [`HandshakeError::to_response`]. `Ok(None)`: the peer closed before a
-/// whole head. Each byte is searched once, however the head is split into
-/// reads ([`HeadReader`]). Bound the wait with a timeout
-/// ([`Config::handshake_timeout`]).
-///
-/// ```no_run
-/// # async fn run(mut tcp: tokio::net::TcpStream) -> wsx::Result<()> {
-/// use wsx::handshake::UpgradeRequest;
-/// let mut buf = bytes::BytesMut::new();
-/// match wsx::read_request_head(&mut tcp, &mut buf, 16 << 10).await? {
-///     Some(Ok((request, len))) if request.uri().path() == "/ws" => {
-///         let upgrade = UpgradeRequest::from_request(request)?;
-///         let config = wsx::Config::default();
-///         let accept = wsx::handshake::Accept::new();
-///         let ws = wsx::accept_upgrade(tcp, &upgrade, &accept, &config, &buf[len..]).await?;
-///     }
-///     Some(Ok(_)) => { /* another route */ }
-///     Some(Err(e)) => { /* write e.to_response() */ }
-///     None => {}
-/// }
-/// # Ok(()) }
-/// ```
-pub async fn read_request_head<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
-    max: usize,
-) -> Result<Option<std::result::Result<(Request<()>, usize), HandshakeError>>> {
-    let mut reader = HeadReader::new(max);
-    loop {
-        match reader.request(buf) {
-            Ok(Some(r)) => return Ok(Some(Ok(r))),
-            Ok(None) => {}
-            Err(e) => return Ok(Some(Err(e))),
-        }
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(None);
-        }
-    }
-}
-
 async fn accept_inner<S, F>(mut stream: S, callback: F, config: &Config) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Reject>,
 {
     let mut buf = BytesMut::with_capacity(1024);
-    let parsed = read_request_head(&mut stream, &mut buf, config.max_handshake_size())
+    let parsed = super::head::read_request_head(&mut stream, &mut buf, config.max_handshake_size())
         .await?
         .ok_or_else(|| Error::Io(std::io::ErrorKind::UnexpectedEof.into()))?;
     let checked = parsed.and_then(|(request, head_len)| Ok((UpgradeRequest::from_request(request)?, head_len)));
@@ -139,7 +85,7 @@ where
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(error = %e, "refusing upgrade request");
-            respond(&mut stream, &e.to_response()).await?;
+            super::head::respond(&mut stream, &e.to_response(), false).await?;
             return Err(e.into());
         }
     };
@@ -147,31 +93,20 @@ where
         Ok(a) => a,
         Err(reject) => {
             let status = reject.status();
-            respond(&mut stream, reject.response()).await?;
+            super::head::respond(&mut stream, reject.response(), false).await?;
             return Err(Error::Rejected(status));
         }
     };
     accept_upgrade(stream, &upgrade, &accept, config, &buf[head_len..]).await
 }
 
-/// Finish an upgrade whose request head the caller read and checked itself
-/// (a server that also serves plain HTTP on the port, say): negotiate
-/// permessage-deflate as [`accept_with`] does, write the 101 response with
-/// the application's `accept` (subprotocol, headers), and return the
-/// connection. `leftover` holds bytes read past the request head. If the
-/// response cannot be built (a subprotocol the client did not offer), the
-/// error response is sent and the error returned.
-///
-/// ```no_run
-/// # async fn run(mut tcp: tokio::net::TcpStream) -> wsx::Result<()> {
-/// use wsx::handshake::{parse_request, Accept, UpgradeRequest};
-/// # let buf: Vec<u8> = Vec::new();
-/// let (request, head_len) = parse_request(&buf, 16 << 10)?.expect("a whole head");
-/// let upgrade = UpgradeRequest::from_request(request)?;
-/// let ws = wsx::accept_upgrade(tcp, &upgrade, &Accept::new(), &wsx::Config::default(), &buf[head_len..]).await?;
-/// # Ok(()) }
-/// ```
-pub async fn accept_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+/// Finish an upgrade whose request head was read and checked: negotiate
+/// permessage-deflate, write the 101 with the application's `accept`
+/// (subprotocol, headers), and return the connection. `leftover` holds
+/// bytes read past the request head. If the response cannot be built (a
+/// subprotocol the client did not offer), the error response is sent and
+/// the error returned.
+pub(crate) async fn accept_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     upgrade: &UpgradeRequest,
     accept: &Accept,
@@ -181,7 +116,7 @@ pub async fn accept_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let accepted = match Accepted::new(upgrade, accept, config) {
         Ok(a) => a,
         Err(e) => {
-            respond(&mut stream, &e.to_response()).await?;
+            super::head::respond(&mut stream, &e.to_response(), false).await?;
             return Err(e.into());
         }
     };

@@ -1,0 +1,701 @@
+//! The server: the one place that accepts connections.
+//!
+//! A [`Server`] owns what every WebSocket server does around the protocol:
+//! it accepts TCP connections (with TLS when configured), counts each one
+//! against the connection limit from the moment it is accepted (503 at
+//! once past it), reads the request head within the size limit and the
+//! handshake timeout (400 or 431 for a bad one), and hands the request to
+//! your handler as a [`Request`]: [`Request::upgrade`] answers a WebSocket
+//! upgrade (after the origin policy, with permessage-deflate and your
+//! subprotocol), [`Request::respond`] answers anything else. Upgraded
+//! connections get the keepalive of [`crate::Config`] (pings after silence,
+//! a close after the idle timeout), and [`Server::shutdown`] closes every
+//! one of them with 1001, waits for their closing handshakes within the
+//! shutdown timeout, and drops what is left. Messages that other tasks send
+//! to a connection go through its [`Outbox`] and [`Pump`], with one
+//! slow-consumer rule.
+//!
+//! An echo server with static files, keepalive, an origin allowlist, a
+//! connection limit and graceful shutdown on Ctrl-C, as `wsx serve` runs it:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use wsx::server::{Server, StaticFiles};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = Server::builder()
+//!     .config(wsx::Config::default().with_keepalive(Duration::from_secs(20), Duration::from_secs(60)))
+//!     .allow_origins(["https://example.com"])
+//!     .max_connections(10_000)
+//!     .build();
+//! let files = StaticFiles::new("./public")?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! server
+//!     .serve_until(listener, move |req| {
+//!         let files = files.clone();
+//!         async move {
+//!             if !req.is_upgrade() {
+//!                 let page = files.response(req.head().request()).await;
+//!                 return req.respond(page).await;
+//!             }
+//!             let mut ws = req.upgrade(wsx::handshake::Accept::new()).await?;
+//!             while let Some(msg) = ws.recv().await {
+//!                 let msg = msg?;
+//!                 if msg.is_text() || msg.is_binary() {
+//!                     ws.feed(msg).await?;
+//!                 }
+//!             }
+//!             Ok::<_, wsx::Error>(())
+//!         }
+//!     }, async { tokio::signal::ctrl_c().await.ok(); })
+//!     .await
+//! # }
+//! ```
+
+mod accept;
+mod files;
+mod head;
+mod policy;
+mod pump;
+
+#[cfg(feature = "hyper")]
+pub(crate) use accept::Accepted;
+pub use accept::{accept, accept_with, Handshake};
+pub use files::StaticFiles;
+pub use head::RequestHead;
+pub use policy::OriginPolicy;
+pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
+
+use crate::handle::CloseHandle;
+use crate::tls::{MaybeTls, ServerTls, TlsAcceptor};
+use crate::{CloseCode, Config, Error, Result, WebSocket};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::AbortHandle;
+use wsx_proto::handshake::{Accept, Reject, UpgradeRequest};
+
+/// What a [`Server`] serves: a TCP connection, with TLS when the server has
+/// a certificate.
+pub type ServerStream = MaybeTls<ServerTls>;
+
+/// A WebSocket server's accept loop, policies and shutdown; see the
+/// [module documentation](self). Cheap to clone (a handle).
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("connections", &self.connections())
+            .field("shutting_down", &self.is_shutting_down())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Server`].
+#[derive(Clone)]
+pub struct ServerBuilder {
+    config: Config,
+    tls: Option<TlsAcceptor>,
+    origins: OriginPolicy,
+    max_connections: Option<usize>,
+    shutdown_timeout: Duration,
+}
+
+struct Inner {
+    config: Config,
+    tls: Option<TlsAcceptor>,
+    origins: OriginPolicy,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    live: Mutex<Live>,
+    /// Set when shutdown starts.
+    stopping: watch::Sender<bool>,
+    /// The last live connection ended.
+    drained: Notify,
+    /// Connections refused for the connection limit.
+    refused: AtomicU64,
+}
+
+/// The connections being served, from accept to their end.
+#[derive(Default)]
+struct Live {
+    next: u64,
+    entries: HashMap<u64, Entry>,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// The connection's task, to drop it when the shutdown times out.
+    abort: Option<AbortHandle>,
+    /// Set once the connection is a WebSocket: shutdown closes it with 1001.
+    close: Option<CloseHandle>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("tls", &self.tls.is_some())
+            .field("origins", &self.origins)
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            tls: None,
+            origins: OriginPolicy::any(),
+            max_connections: None,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The connections' settings: limits, compression, timeouts (the
+    /// handshake timeout bounds TLS and the request head together),
+    /// keepalive.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Serve `wss://` with this TLS configuration (see
+    /// [`crate::tls::acceptor_from_pem_files`]).
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// Which origins may upgrade (default: any).
+    pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
+        self.origins = policy;
+        self
+    }
+
+    /// Only these origins may upgrade; see [`OriginPolicy::allow`].
+    pub fn allow_origins<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, origins: I) -> Self {
+        self.origins = OriginPolicy::allow(origins).require_origin(self.origins.requires_origin());
+        self
+    }
+
+    /// Refuse upgrades without an `Origin` header; see
+    /// [`OriginPolicy::require_origin`].
+    pub fn require_origin(mut self, on: bool) -> Self {
+        self.origins = self.origins.require_origin(on);
+        self
+    }
+
+    /// At most `n` connections at once (at least 1), counted from the
+    /// moment they are accepted: handshakes in progress and plain HTTP
+    /// requests count. One more gets 503 with `Retry-After: 1` at once,
+    /// without its request being read.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// How long [`Server::shutdown`] waits for closing handshakes before
+    /// it drops the connections left (default 5 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> Server {
+        Server {
+            inner: Arc::new(Inner {
+                config: self.config,
+                tls: self.tls,
+                origins: self.origins,
+                max_connections: self.max_connections.unwrap_or(usize::MAX),
+                shutdown_timeout: self.shutdown_timeout,
+                live: Mutex::new(Live::default()),
+                stopping: watch::channel(false).0,
+                drained: Notify::new(),
+                refused: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// A connection's place among the live ones; freed when dropped.
+struct Slot {
+    server: Server,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut live = self.server.inner.lock();
+        live.entries.remove(&self.id);
+        if live.entries.is_empty() {
+            self.server.inner.drained.notify_waiters();
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+}
+
+/// What a request handler returns: errors are logged (at debug level) as
+/// the connection's end.
+pub trait Handler<S>: Send + Sync + 'static {
+    /// Serve one request.
+    fn call(&self, request: Request<S>) -> impl Future<Output = ()> + Send + 'static;
+}
+
+impl<S, F, Fut, E> Handler<S> for F
+where
+    F: Fn(Request<S>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Display,
+{
+    #[allow(clippy::manual_async_fn)]
+    fn call(&self, request: Request<S>) -> impl Future<Output = ()> + Send + 'static {
+        let fut = self(request);
+        async move {
+            if let Err(e) = fut.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+    }
+}
+
+impl Server {
+    /// Start building a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The connections' settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The origin policy.
+    pub fn origin_policy(&self) -> &OriginPolicy {
+        &self.inner.origins
+    }
+
+    /// Connections being served (from accept to their end).
+    pub fn connections(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+
+    /// Connections refused (503) for the connection limit so far.
+    pub fn refused_connections(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether [`Server::shutdown`] has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.is_stopping()
+    }
+
+    /// Resolves when shutdown starts: a handler that streams a long
+    /// response (Server-Sent Events) ends it then.
+    pub async fn stopping(&self) {
+        stopped(&mut self.inner.stopping.subscribe()).await
+    }
+
+    /// Accept connections on `listener` and serve each in its own task with
+    /// `handler`, until [`Server::shutdown`] starts.
+    pub async fn serve<H: Handler<ServerStream>>(&self, listener: TcpListener, handler: H) -> std::io::Result<()> {
+        let handler = Arc::new(handler);
+        let mut stopping = self.inner.stopping.subscribe();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => self.spawn(tcp, peer, handler.clone()),
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a little.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                () = stopped(&mut stopping) => return Ok(()),
+            }
+        }
+    }
+
+    /// [`Server::serve`] until `signal` completes (Ctrl-C, SIGTERM...),
+    /// then [`Server::shutdown`].
+    pub async fn serve_until<H: Handler<ServerStream>>(
+        &self,
+        listener: TcpListener,
+        handler: H,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        tokio::select! {
+            r = self.serve(listener, handler) => r?,
+            () = signal => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Serve one connection on any stream (a Unix socket, an in-memory
+    /// duplex, a stream accepted elsewhere): counted, limited and shut down
+    /// like the connections [`Server::serve`] accepts, but without TLS.
+    /// Returns when the connection ends.
+    pub async fn serve_stream<S, H>(&self, stream: S, peer: Option<SocketAddr>, handler: &H)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Handler<S>,
+    {
+        let Some(slot) = self.take_slot() else {
+            refuse_busy(stream).await;
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + self.inner.config.handshake_timeout();
+        let opening = Box::pin(read_request(self.clone(), stream, peer, slot.id, deadline));
+        if let Some(req) = opening.await {
+            handler.call(req).await;
+        }
+        drop(slot);
+    }
+
+    /// Shut down gracefully: stop accepting, close every WebSocket with
+    /// 1001 `server shutting down` (upgrades still in progress get 503),
+    /// wait for the connections to end within the shutdown timeout, then
+    /// drop those left. A second call waits like the first.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.stopping.send_replace(true);
+        let handles: Vec<CloseHandle> = inner.lock().entries.values().filter_map(|e| e.close.clone()).collect();
+        for h in &handles {
+            h.close(CloseCode::GoingAway, "server shutting down");
+        }
+        if tokio::time::timeout(inner.shutdown_timeout, self.drained()).await.is_err() {
+            let aborts: Vec<AbortHandle> = inner.lock().entries.values().filter_map(|e| e.abort.clone()).collect();
+            tracing::warn!(left = aborts.len(), "shutdown timeout: dropping connections still open");
+            for a in aborts {
+                a.abort();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.drained()).await;
+        }
+    }
+
+    /// Resolves when no connection is live.
+    async fn drained(&self) {
+        loop {
+            let notified = self.inner.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.lock().entries.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// A place for a new connection, unless the server is full.
+    fn take_slot(&self) -> Option<Slot> {
+        let mut live = self.inner.lock();
+        if live.entries.len() >= self.inner.max_connections {
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        live.next += 1;
+        let id = live.next;
+        live.entries.insert(id, Entry::default());
+        Some(Slot { server: self.clone(), id })
+    }
+
+    /// One accepted connection: its own task, or 503 past the limit.
+    fn spawn<H: Handler<ServerStream>>(&self, tcp: TcpStream, peer: SocketAddr, handler: Arc<H>) {
+        let Some(slot) = self.take_slot() else {
+            tokio::spawn(refuse_busy(tcp));
+            return;
+        };
+        let id = slot.id;
+        let task = tokio::spawn(connection(slot, tcp, peer, handler));
+        if let Some(e) = self.inner.lock().entries.get_mut(&id) {
+            e.abort = Some(task.abort_handle());
+        }
+    }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: dropped here, before any
+    // await of the caller.
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}
+
+/// A connection's task. It lives as long as its connection, and its size
+/// is paid by every idle connection: everything up to the request (TLS,
+/// the head) runs in a boxed future freed before the handler runs, and the
+/// task keeps only its slot and the handler's future.
+fn connection<H: Handler<ServerStream>>(
+    slot: Slot,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<H>,
+) -> impl Future<Output = ()> + Send {
+    let opening = Box::pin(open(slot.server.clone(), tcp, peer, slot.id));
+    async move {
+        // Made in a `let`, then awaited: nothing of the opening stays in
+        // the task beside the handler's future.
+        let serving = match opening.await {
+            Some(req) => handler.call(req),
+            None => return,
+        };
+        serving.await;
+        drop(slot);
+    }
+}
+
+/// TLS (when configured) and the request head, within the handshake
+/// timeout together.
+async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u64) -> Option<Request<ServerStream>> {
+    let _ = tcp.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + server.inner.config.handshake_timeout();
+    let stream = match &server.inner.tls {
+        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return None;
+            }
+        },
+        None => MaybeTls::Plain(tcp),
+    };
+    read_request(server, stream, Some(peer), id, deadline).await
+}
+
+/// Read the request head by `deadline`; a malformed one is answered (400,
+/// 431) here.
+async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+    server: Server,
+    mut stream: S,
+    peer: Option<SocketAddr>,
+    slot: u64,
+    deadline: tokio::time::Instant,
+) -> Option<Request<S>> {
+    let max = server.inner.config.max_handshake_size();
+    let mut buf = BytesMut::with_capacity(1024);
+    let head = tokio::time::timeout_at(deadline, head::read_request_head(&mut stream, &mut buf, max)).await;
+    match head {
+        Ok(Ok(Some(Ok((request, len))))) => Some(Request(Box::new(RequestInner {
+            head: RequestHead::new(request, peer),
+            leftover: buf.split_off(len).freeze(),
+            stream,
+            server,
+            slot,
+        }))),
+        Ok(Ok(Some(Err(e)))) => {
+            tracing::debug!(?peer, error = %e, "bad request head");
+            let _ = head::respond(&mut stream, &e.to_response(), false).await;
+            None
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "reading the request head failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "request head timed out");
+            None
+        }
+    }
+}
+
+/// Past the connection limit: 503 at once. The request is not read; what
+/// the client sends is drained for up to a second (at most 64 KiB) after
+/// the response, so that it reads the 503 rather than a reset.
+async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    let resp = Reject::new(503, "too many connections\n").header("retry-after", "1").into_response();
+    if head::respond(&mut stream, &resp, false).await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// A request that a [`Server`] read: its head, and the connection to answer
+/// it on. Upgrade it to a WebSocket ([`Request::upgrade`]), answer it
+/// ([`Request::respond`]), or take the connection for a response of your
+/// own ([`Request::into_parts`]: Server-Sent Events, say).
+///
+/// Small (one pointer): a handler's future keeps it for the connection's
+/// whole life.
+pub struct Request<S = ServerStream>(Box<RequestInner<S>>);
+
+struct RequestInner<S> {
+    head: RequestHead,
+    stream: S,
+    /// Bytes read past the head.
+    leftover: Bytes,
+    server: Server,
+    slot: u64,
+}
+
+impl<S> std::fmt::Debug for Request<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request").field("head", &self.0.head).finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
+    /// The request head and the peer.
+    pub fn head(&self) -> &RequestHead {
+        &self.0.head
+    }
+
+    /// The path.
+    pub fn path(&self) -> &str {
+        self.0.head.path()
+    }
+
+    /// Whether this asks for a WebSocket.
+    pub fn is_upgrade(&self) -> bool {
+        self.0.head.is_upgrade()
+    }
+
+    /// The subprotocols the client offers, in its order of preference
+    /// (none if the header is malformed: the upgrade then fails with 400).
+    pub fn protocols(&self) -> Vec<String> {
+        wsx_proto::handshake::parse_protocols(self.0.head.request().headers()).unwrap_or_default()
+    }
+
+    /// The server that read it.
+    pub fn server(&self) -> &Server {
+        &self.0.server
+    }
+
+    /// Accept the WebSocket upgrade: the server's origin policy (403), the
+    /// request's validity (400, 405, 426 with the versions we speak, §4.4),
+    /// then the 101 with `accept`'s subprotocol and headers and the
+    /// permessage-deflate the config allows. During shutdown, 503. A
+    /// refusal is answered here and returned as an error.
+    pub async fn upgrade(self, accept: Accept) -> Result<WebSocket<S>> {
+        // Boxed: the handshake's state is freed when it is done instead of
+        // staying in the handler's future for the connection's life.
+        Box::pin(self.upgrade_inner(accept, None)).await
+    }
+
+    /// [`Request::upgrade`] with settings of its own for this WebSocket (an
+    /// endpoint with other limits or keepalive than the server's).
+    pub async fn upgrade_with(self, accept: Accept, config: &Config) -> Result<WebSocket<S>> {
+        Box::pin(self.upgrade_inner(accept, Some(config))).await
+    }
+
+    async fn upgrade_inner(self, accept: Accept, config: Option<&Config>) -> Result<WebSocket<S>> {
+        let RequestInner { head, mut stream, leftover, server, slot } = *self.0;
+        let inner = &server.inner;
+        let config = config.unwrap_or(&inner.config);
+        let refused = if inner.is_stopping() {
+            Err(Reject::new(503, "the server is shutting down\n").header("retry-after", "1"))
+        } else {
+            inner.origins.check(head.origin())
+        };
+        if let Err(reject) = refused {
+            tracing::debug!(origin = ?head.origin(), status = %reject.status(), "upgrade refused");
+            head::respond(&mut stream, reject.response(), false).await?;
+            return Err(Error::Rejected(reject.status()));
+        }
+        let upgrade = match UpgradeRequest::from_request(head.into_request()) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "refusing upgrade request");
+                head::respond(&mut stream, &e.to_response(), false).await?;
+                return Err(e.into());
+            }
+        };
+        let mut ws = accept::accept_upgrade(stream, &upgrade, &accept, config, &leftover).await?;
+        let handle = ws.close_handle();
+        if let Some(e) = inner.lock().entries.get_mut(&slot) {
+            e.close = Some(handle.clone());
+        }
+        if inner.is_stopping() {
+            handle.close(CloseCode::GoingAway, "server shutting down");
+        }
+        Ok(ws)
+    }
+
+    /// Answer with `response` and close the connection. A `HEAD` request
+    /// gets the head alone.
+    pub async fn respond(self, response: http::Response<Bytes>) -> Result<()> {
+        let RequestInner { head, mut stream, .. } = *self.0;
+        head::respond(&mut stream, &response, head.method() == http::Method::HEAD).await
+    }
+
+    /// The head, the connection and the bytes read past the head, for a
+    /// response the handler writes itself (Server-Sent Events, a streamed
+    /// body). The connection still counts against the limit until the
+    /// handler returns.
+    pub fn into_parts(self) -> (RequestHead, S, Bytes) {
+        let RequestInner { head, stream, leftover, .. } = *self.0;
+        (head, stream, leftover)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task is the handler's future plus what the server
+    /// keeps beside it for the connection's life (its slot, the handler,
+    /// the boxed opening's pointer): every idle connection pays it.
+    #[tokio::test]
+    async fn the_server_adds_little_to_a_connection_task() {
+        let server = Server::builder().build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (tcp, peer) = listener.accept().await.unwrap();
+        let handler = Arc::new(|_req: Request| async { Ok::<_, Error>(()) });
+        let handler_size = std::mem::size_of_val(&Handler::call(
+            &*handler,
+            Request(Box::new(RequestInner {
+                head: RequestHead::new(http::Request::new(()), None),
+                stream: MaybeTls::Plain(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap()),
+                leftover: Bytes::new(),
+                server: server.clone(),
+                slot: 0,
+            })),
+        ));
+        let slot = server.take_slot().unwrap();
+        let task = connection(slot, tcp, peer, handler);
+        let overhead = std::mem::size_of_val(&task) - handler_size;
+        assert!(overhead <= 64, "the server keeps {overhead} bytes per connection task");
+    }
+}

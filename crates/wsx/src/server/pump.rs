@@ -1,0 +1,524 @@
+//! The outgoing pump: messages that other tasks send to a connection
+//! (broadcasts, acks, a browser API's `send()`) wait in the connection's
+//! [`Outbox`] and move into its write queue as fast as the socket drains.
+//!
+//! One slow-consumer rule for every server and client built on it: the
+//! pump moves messages from the outbox to the WebSocket while the
+//! WebSocket's write queue holds less than the high-water mark
+//! ([`Pump::with_high_water_mark`], 64 KiB by default), and writes as soon as
+//! the socket takes bytes. Beyond the mark, messages wait in the outbox,
+//! whose limits ([`OutboxConfig`]) decide what a full outbox does
+//! ([`SlowConsumer`]): refuse and let the producer wait, drop the oldest
+//! droppable message, or close the connection with 1008 or 1013. So what a
+//! connection holds for a reader that does not read is bounded by its
+//! outbox limits plus the high-water mark.
+
+use crate::handle::CloseHandle;
+use crate::{CloseCode, Message, Result, WebSocket};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+
+/// What a full [`Outbox`] does with one more message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumer {
+    /// Refuse it: [`Outbox::push`] returns [`Push::Full`], and
+    /// [`Outbox::send`] waits for room (the producer slows down to the
+    /// reader's pace).
+    Wait,
+    /// Make room by dropping the oldest message pushed as droppable
+    /// ([`Outbox::push_droppable`]: broadcasts); with none to drop, drop
+    /// the new one if it is droppable, else queue it. Once the outbox holds
+    /// twice its limit of undroppable messages, the reader does not read at
+    /// all: close with 1008.
+    DropOldest,
+    /// Close the connection with this code (1008 policy violation, or 1013
+    /// try again later) and the reason `slow consumer`; queued messages are
+    /// dropped.
+    Close(CloseCode),
+}
+
+/// The limits of an [`Outbox`] and what happens past them.
+///
+/// ```
+/// use wsx::server::{OutboxConfig, SlowConsumer};
+/// let config = OutboxConfig::default()
+///     .with_max_messages(256)
+///     .with_max_bytes(1 << 20)
+///     .with_slow_consumer(SlowConsumer::DropOldest);
+/// assert_eq!(config.max_messages(), 256);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxConfig {
+    max_messages: usize,
+    max_bytes: usize,
+    slow_consumer: SlowConsumer,
+}
+
+impl Default for OutboxConfig {
+    /// 1024 messages, 16 MiB, then close with 1008.
+    fn default() -> Self {
+        Self { max_messages: 1024, max_bytes: 16 << 20, slow_consumer: SlowConsumer::Close(CloseCode::PolicyViolation) }
+    }
+}
+
+impl OutboxConfig {
+    /// No limits (the producer bounds what it sends, as the browser API
+    /// does with `bufferedAmount`).
+    pub fn unbounded() -> Self {
+        Self { max_messages: usize::MAX, max_bytes: usize::MAX, slow_consumer: SlowConsumer::Wait }
+    }
+
+    /// At most `n` messages waiting (at least 1).
+    pub fn with_max_messages(mut self, n: usize) -> Self {
+        self.max_messages = n.max(1);
+        self
+    }
+
+    /// At most `bytes` of payload waiting (a message larger than that is
+    /// still queued when the outbox is empty).
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// What a full outbox does.
+    pub fn with_slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+
+    /// See [`OutboxConfig::with_max_messages`].
+    pub fn max_messages(&self) -> usize {
+        self.max_messages
+    }
+
+    /// See [`OutboxConfig::with_max_bytes`].
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// See [`OutboxConfig::with_slow_consumer`].
+    pub fn slow_consumer(&self) -> SlowConsumer {
+        self.slow_consumer
+    }
+}
+
+/// What [`Outbox::push`] did with a message.
+#[must_use = "a message may have been dropped or refused"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued.
+    Queued,
+    /// Queued, after dropping this many older droppable messages.
+    Dropped(u64),
+    /// Not queued: the outbox is full of messages that may not be dropped,
+    /// and this one may ([`SlowConsumer::DropOldest`]).
+    Discarded,
+    /// Not queued: the outbox is full and its policy is
+    /// [`SlowConsumer::Wait`].
+    Full,
+    /// Not queued: the outbox was full and the connection is being closed.
+    Overflow,
+    /// Not queued: the connection is closing or gone.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Item {
+    msg: Message,
+    droppable: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Item>,
+    bytes: usize,
+    /// The receiver's waker, while it waits for a message.
+    waker: Option<Waker>,
+    /// Producers wait for room ([`SlowConsumer::Wait`]).
+    waiting: bool,
+    /// No more messages are taken: the connection closes or is gone.
+    ended: bool,
+    /// How to close the connection; until the pump attaches it, a close
+    /// for overflow is kept in `overflow`.
+    handle: Option<CloseHandle>,
+    overflow: Option<CloseCode>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    config: OutboxConfig,
+    /// Live [`Outbox`] handles.
+    senders: AtomicUsize,
+    /// Room was made (producers of [`SlowConsumer::Wait`] wait for it).
+    room: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The sending side of a connection's outgoing queue: any task can push
+/// to it; the connection's [`Pump`] writes what it holds. Cheap to clone;
+/// when every clone is gone, [`Pump::outbox_abandoned`] says so.
+///
+/// ```no_run
+/// # async fn run(ws: wsx::WebSocket<tokio::net::TcpStream>) {
+/// use wsx::server::{Outbox, OutboxConfig, Pump};
+/// let (outbox, receiver) = Outbox::new(OutboxConfig::default());
+/// let mut pump = Pump::new(ws, receiver);
+/// let ticker = outbox.clone();
+/// tokio::spawn(async move {
+///     loop {
+///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///         if ticker.push(wsx::Message::text("tick")) == wsx::server::Push::Closed { break }
+///     }
+/// });
+/// while let Some(Ok(msg)) = pump.recv().await {
+///     let _ = outbox.push(msg); // echo, in order with the ticks
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Outbox {
+    shared: Arc<Shared>,
+}
+
+/// The receiving side of an [`Outbox`], for [`Pump::new`].
+#[derive(Debug)]
+pub struct OutboxReceiver {
+    shared: Arc<Shared>,
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(w) = self.shared.lock().waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl Outbox {
+    /// A new outbox and its receiver.
+    pub fn new(config: OutboxConfig) -> (Outbox, OutboxReceiver) {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            config,
+            senders: AtomicUsize::new(1),
+            room: Notify::new(),
+        });
+        (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
+    }
+
+    /// Queue a message that must not be dropped (an ack, a direct message,
+    /// a close frame).
+    pub fn push(&self, msg: Message) -> Push {
+        self.push_item(Item { msg, droppable: false })
+    }
+
+    /// Queue a message that [`SlowConsumer::DropOldest`] may drop (a
+    /// broadcast).
+    pub fn push_droppable(&self, msg: Message) -> Push {
+        self.push_item(Item { msg, droppable: true })
+    }
+
+    /// Queue a message, waiting for room while the outbox is full (with
+    /// [`SlowConsumer::Wait`]; other policies never wait). `Err` gives the
+    /// message back when the connection is closing or gone, or was closed
+    /// for overflow.
+    pub async fn send(&self, msg: Message) -> std::result::Result<(), Message> {
+        let mut item = Item { msg, droppable: false };
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            // Registered before the attempt, so room made in between wakes it.
+            room.as_mut().enable();
+            match self.try_push(item) {
+                Ok(_) => return Ok(()),
+                Err((it, Push::Full)) => item = it,
+                Err((it, _)) => return Err(it.msg),
+            }
+            room.await;
+        }
+    }
+
+    fn push_item(&self, item: Item) -> Push {
+        match self.try_push(item) {
+            Ok(p) => p,
+            Err((_, p)) => p,
+        }
+    }
+
+    /// Queue `item`, or give it back with why not.
+    fn try_push(&self, item: Item) -> std::result::Result<Push, (Item, Push)> {
+        let config = &self.shared.config;
+        let mut s = self.shared.lock();
+        if s.ended {
+            return Err((item, Push::Closed));
+        }
+        let len = item.msg.len();
+        let full = |s: &State| {
+            !s.items.is_empty()
+                && (s.items.len() >= config.max_messages || s.bytes.saturating_add(len) > config.max_bytes)
+        };
+        let mut dropped = 0u64;
+        if full(&s) {
+            match config.slow_consumer {
+                SlowConsumer::Wait => {
+                    s.waiting = true;
+                    return Err((item, Push::Full));
+                }
+                SlowConsumer::Close(code) => {
+                    overflow(&mut s, code);
+                    return Err((item, Push::Overflow));
+                }
+                SlowConsumer::DropOldest => {
+                    while full(&s) {
+                        let Some(i) = s.items.iter().position(|it| it.droppable) else { break };
+                        if let Some(old) = s.items.remove(i) {
+                            s.bytes -= old.msg.len();
+                            dropped += 1;
+                        }
+                    }
+                    if full(&s) {
+                        if item.droppable {
+                            return Err((item, Push::Discarded));
+                        }
+                        if s.items.len() >= config.max_messages.saturating_mul(2) {
+                            overflow(&mut s, CloseCode::PolicyViolation);
+                            return Err((item, Push::Overflow));
+                        }
+                    }
+                }
+            }
+        }
+        s.bytes += len;
+        s.items.push_back(item);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+        Ok(if dropped > 0 { Push::Dropped(dropped) } else { Push::Queued })
+    }
+
+    /// Messages waiting.
+    pub fn len(&self) -> usize {
+        self.shared.lock().items.len()
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.shared.lock().bytes
+    }
+
+    /// Whether the connection no longer takes messages (it is closing or
+    /// gone).
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().ended
+    }
+}
+
+/// The connection closes for overflow: drop what waits, ask it to close.
+fn overflow(s: &mut State, code: CloseCode) {
+    s.items.clear();
+    s.bytes = 0;
+    s.ended = true;
+    match &s.handle {
+        Some(h) => {
+            h.close(code, "slow consumer");
+        }
+        None => s.overflow = Some(code),
+    }
+    if let Some(w) = s.waker.take() {
+        w.wake();
+    }
+}
+
+impl OutboxReceiver {
+    /// Attach the connection's close handle (a close for overflow that
+    /// came before is applied now).
+    fn attach(&self, handle: CloseHandle) {
+        let mut s = self.shared.lock();
+        if let Some(code) = s.overflow.take() {
+            handle.close(code, "slow consumer");
+        }
+        s.handle = Some(handle);
+    }
+
+    /// The next message, if one waits; else registers `cx` to be woken by
+    /// the next push (or by the last sender going away).
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let mut s = self.shared.lock();
+        match s.items.pop_front() {
+            Some(it) => {
+                s.bytes -= it.msg.len();
+                if std::mem::take(&mut s.waiting) {
+                    self.shared.room.notify_waiters();
+                }
+                Poll::Ready(Some(it.msg))
+            }
+            None if s.ended || self.shared.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
+            None => {
+                match &s.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// No more messages are taken: later pushes return [`Push::Closed`].
+    fn end(&self) {
+        let mut s = self.shared.lock();
+        s.ended = true;
+        s.items = VecDeque::new();
+        s.bytes = 0;
+        s.waker = None;
+        drop(s);
+        self.shared.room.notify_waiters();
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// A WebSocket and its [`Outbox`], driven together: [`Pump::recv`] moves
+/// messages from the outbox into the WebSocket's write queue under the
+/// high-water mark, writes them as the socket takes them, and returns what
+/// the peer sends. Keepalive, close requests and the closing handshake are
+/// the WebSocket's own.
+///
+/// ```no_run
+/// # async fn run(ws: wsx::WebSocket<tokio::net::TcpStream>) {
+/// use wsx::server::{Outbox, OutboxConfig, Pump};
+/// let (outbox, receiver) = Outbox::new(OutboxConfig::default());
+/// let mut pump = Pump::new(ws, receiver);
+/// // Hand `outbox` to whoever sends to this client (a room, a registry).
+/// while let Some(Ok(msg)) = pump.recv().await {
+///     println!("got {msg:?}");
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Pump<S> {
+    ws: WebSocket<S>,
+    rx: OutboxReceiver,
+    high_water_mark: usize,
+    /// Payload bytes of data messages moved into the write queue and not
+    /// yet known to be written.
+    in_flight: u64,
+    /// Payload bytes known written since [`Pump::take_written`] last ran.
+    written: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
+    /// Drive `ws` with the messages of `outbox`. A full outbox's close
+    /// ([`SlowConsumer::Close`]) closes `ws`.
+    pub fn new(mut ws: WebSocket<S>, outbox: OutboxReceiver) -> Self {
+        outbox.attach(ws.close_handle());
+        Self { ws, rx: outbox, high_water_mark: 64 << 10, in_flight: 0, written: 0 }
+    }
+
+    /// Move messages into the write queue only while it holds less than
+    /// `bytes` (default 64 KiB).
+    pub fn with_high_water_mark(mut self, bytes: usize) -> Self {
+        self.high_water_mark = bytes.max(1);
+        self
+    }
+
+    /// The WebSocket (to send directly, ask its state...).
+    pub fn websocket(&mut self) -> &mut WebSocket<S> {
+        &mut self.ws
+    }
+
+    /// The WebSocket; the outbox takes no more messages.
+    pub fn into_inner(self) -> WebSocket<S> {
+        self.ws
+    }
+
+    /// Whether every [`Outbox`] handle is gone (and nothing waits in it).
+    pub fn outbox_abandoned(&self) -> bool {
+        self.rx.shared.senders.load(Ordering::Acquire) == 0 && self.rx.shared.lock().items.is_empty()
+    }
+
+    /// Payload bytes of text and binary messages taken from the outbox and
+    /// written to the socket since the last call (a browser API's
+    /// `bufferedAmount` goes down by this).
+    pub fn take_written(&mut self) -> u64 {
+        std::mem::take(&mut self.written)
+    }
+
+    /// Poll for the next message from the peer; see [`Pump::recv`].
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+        loop {
+            let moved = self.fill(cx);
+            // Writes what is queued before it waits for input.
+            let r = self.ws.poll_recv(cx);
+            if self.in_flight > 0 && self.ws.buffered_amount() == 0 {
+                self.written += std::mem::take(&mut self.in_flight);
+            }
+            // The write made room while messages wait: move them now (the
+            // outbox wakes this task only on a push).
+            if r.is_pending() && moved && self.ws.buffered_amount() < self.high_water_mark {
+                continue;
+            }
+            return r;
+        }
+    }
+
+    /// The next message from the peer (`None` once the connection is
+    /// closed), moving and writing outgoing messages meanwhile.
+    pub async fn recv(&mut self) -> Option<Result<Message>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Move messages from the outbox into the write queue while it is under
+    /// the high-water mark. Whether the mark stopped it with messages left.
+    fn fill(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.ws.close_state() != crate::CloseState::Open {
+            self.rx.end();
+            return false;
+        }
+        while self.ws.buffered_amount() < self.high_water_mark {
+            match self.rx.poll_take(cx) {
+                Poll::Ready(Some(msg)) => {
+                    let data = if msg.is_text() || msg.is_binary() { msg.len() as u64 } else { 0 };
+                    if let Err(e) = self.ws.queue(msg) {
+                        // Only a close already under way refuses a message.
+                        tracing::trace!(error = %e, "message from the outbox discarded");
+                        self.rx.end();
+                        return false;
+                    }
+                    self.in_flight += data;
+                }
+                Poll::Ready(None) | Poll::Pending => return false,
+            }
+        }
+        !self.rx.shared.lock().items.is_empty()
+    }
+}

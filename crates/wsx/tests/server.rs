@@ -1,0 +1,415 @@
+//! The server layer (`wsx::server`): routing, replies, policies, slots,
+//! keepalive, close handles, the outgoing pump and graceful shutdown, each
+//! against a peer that sees what goes over the wire.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use wsx::handshake::Accept;
+use wsx::server::{Outbox, OutboxConfig, Pump, Push, Request, Server, SlowConsumer};
+use wsx::{CloseCode, Config, Message};
+
+/// Serve `server` on an ephemeral port with an echo handler: upgrades are
+/// echoed, other requests get 404.
+async fn start_echo(server: &Server) -> SocketAddr {
+    let (l, addr) = listen().await;
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(l, echo_handler).await });
+    addr
+}
+
+async fn echo_handler(req: Request) -> wsx::Result<()> {
+    if !req.is_upgrade() {
+        return req.respond(wsx::handshake::Reject::new(404, "not found\n").into_response()).await;
+    }
+    let mut ws = req.upgrade(Accept::new()).await?;
+    echo(&mut ws).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn upgrades_are_served_and_other_requests_come_back_to_the_handler() {
+    let server = Server::builder().build();
+    let addr = start_echo(&server).await;
+    let (mut ws, _) = within(wsx::connect(ws_url(addr, "/chat"))).await.unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(within(ws.recv()).await.unwrap().unwrap(), Message::text("hi"));
+
+    let mut raw = Raw::connect(addr).await;
+    raw.write(b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = raw.read_head().await;
+    assert_eq!(status(&head), 404);
+    assert_eq!(raw.read_to_eof().await, b"not found\n");
+
+    // HEAD: the head alone, with the length a GET would get.
+    let mut raw = Raw::connect(addr).await;
+    raw.write(b"HEAD /page HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = raw.read_head().await;
+    assert_eq!(header(&head, "content-length").as_deref(), Some("10"));
+    assert!(raw.read_to_eof().await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_heads_are_answered_by_the_server() {
+    let server = Server::builder().config(Config::default().with_max_handshake_size(1024)).build();
+    let addr = start_echo(&server).await;
+    let mut raw = Raw::connect(addr).await;
+    raw.write(format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(2000)).as_bytes()).await;
+    assert_eq!(status(&raw.read_head().await), 431);
+    let mut raw = Raw::connect(addr).await;
+    raw.write(b"GET / HTTP/1.1\r\nbad header line\r\n\r\n").await;
+    assert_eq!(status(&raw.read_head().await), 400);
+    // An upgrade with an unsupported version: 426 with the versions we speak.
+    let mut raw = Raw::connect(addr).await;
+    raw.write(upgrade_request("/", "").replace("Version: 13", "Version: 12").as_bytes()).await;
+    let head = raw.read_head().await;
+    assert_eq!(status(&head), 426);
+    assert_eq!(header(&head, "sec-websocket-version").as_deref(), Some("13, 8, 7"));
+}
+
+#[tokio::test]
+async fn a_slow_request_head_is_cut_off_at_the_handshake_timeout() {
+    let config = Config::default().with_handshake_timeout(Duration::from_millis(200));
+    let server = Server::builder().config(config).build();
+    let addr = start_echo(&server).await;
+    let mut raw = Raw::connect(addr).await;
+    raw.write(b"GET / HTTP/1.1\r\n").await;
+    raw.expect_eof_within(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn origins_outside_the_allowlist_get_403() {
+    let server = Server::builder().allow_origins(["https://good.example"]).require_origin(true).build();
+    let addr = start_echo(&server).await;
+    for (origin, want) in
+        [("Origin: https://GOOD.example/\r\n", 101), ("Origin: https://evil.example\r\n", 403), ("", 403)]
+    {
+        let mut raw = Raw::connect(addr).await;
+        raw.write(upgrade_request("/", origin).as_bytes()).await;
+        assert_eq!(status(&raw.read_head().await), want, "{origin:?}");
+    }
+}
+
+#[tokio::test]
+async fn connections_count_from_accept_and_the_next_gets_503_at_once() {
+    let server = Server::builder().max_connections(1).build();
+    let addr = start_echo(&server).await;
+    // The first sends nothing: it holds its place while its head is awaited.
+    let _first = Raw::connect(addr).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.connections(), 1);
+    let mut second = Raw::connect(addr).await;
+    let head = second.read_head().await;
+    assert_eq!(status(&head), 503);
+    assert_eq!(header(&head, "retry-after").as_deref(), Some("1"));
+    drop(_first);
+    within(async {
+        while server.connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let (_ws, _) = within(wsx::connect(ws_url(addr, "/"))).await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_websockets_with_1001_and_waits_for_them() {
+    let server = Server::builder().build();
+    let addr = start_echo(&server).await;
+    let mut raw = Raw::upgrade(addr).await;
+    let (mut ws, _) = within(wsx::connect(ws_url(addr, "/"))).await.unwrap();
+    let stopping = tokio::spawn({
+        let s = server.clone();
+        async move { s.shutdown().await }
+    });
+    // The raw peer sees 1001 and answers; the wsx client does so itself.
+    let close = raw.read_frame().await;
+    assert_eq!(close.close_code(), Some(1001));
+    assert_eq!(&close.payload[2..], b"server shutting down");
+    raw.write(&client_frame(0x8, &close_body(1001, ""))).await;
+    raw.expect_eof().await;
+    drop(raw);
+    match within(ws.recv()).await {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::GoingAway),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    assert!(within(ws.recv()).await.is_none());
+    within(stopping).await.unwrap();
+    assert_eq!(server.connections(), 0);
+    // No more connections are accepted.
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err() || {
+            let mut raw = Raw::connect(addr).await;
+            raw.write(upgrade_request("/", "").as_bytes()).await;
+            raw.read_to_eof().await.is_empty()
+        }
+    );
+}
+
+#[tokio::test]
+async fn shutdown_drops_connections_that_do_not_close_in_time() {
+    let server = Server::builder().shutdown_timeout(Duration::from_millis(200)).build();
+    let addr = start_echo(&server).await;
+    let mut raw = Raw::upgrade(addr).await;
+    let started = tokio::time::Instant::now();
+    within(server.shutdown()).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(raw.read_frame().await.close_code(), Some(1001));
+    raw.expect_eof().await;
+}
+
+#[tokio::test]
+async fn keepalive_pings_after_silence_and_closes_an_idle_peer() {
+    let config = Config::default().with_keepalive(Duration::from_millis(100), Duration::from_millis(350));
+    let server = Server::builder().config(config).build();
+    let (l, addr) = listen().await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let s = server.clone();
+    tokio::spawn(async move {
+        s.serve(l, move |req: Request| {
+            let tx = tx.lock().unwrap().take();
+            async move {
+                let mut ws = req.upgrade(Accept::new()).await?;
+                let mut end = None;
+                while let Some(m) = ws.recv().await {
+                    if let Err(e) = m {
+                        end = Some(e);
+                    }
+                }
+                if let Some(tx) = tx {
+                    let _ = tx.send(end);
+                }
+                Ok::<_, wsx::Error>(())
+            }
+        })
+        .await
+    });
+    let mut raw = Raw::upgrade(addr).await;
+    // Silence: a ping within two intervals.
+    let ping = raw.read_frame().await;
+    assert_eq!(ping.opcode, 0x9);
+    // Never answered: closed with 1001 "idle timeout".
+    let close = within(async {
+        loop {
+            let f = raw.read_frame().await;
+            if f.opcode == 0x8 {
+                return f;
+            }
+            assert_eq!(f.opcode, 0x9);
+        }
+    })
+    .await;
+    assert_eq!(close.close_code(), Some(1001));
+    assert_eq!(&close.payload[2..], b"idle timeout");
+    raw.write(&client_frame(0x8, &close_body(1001, ""))).await;
+    let end = within(rx).await.unwrap();
+    assert!(matches!(end, Some(wsx::Error::IdleTimeout)), "{end:?}");
+}
+
+#[tokio::test]
+async fn pongs_keep_a_connection_alive() {
+    let config = Config::default().with_keepalive(Duration::from_millis(50), Duration::from_millis(200));
+    let server = Server::builder().config(config.clone()).build();
+    let addr = start_echo(&server).await;
+    // A wsx client answers pings: it stays connected well past the idle
+    // timeout without sending anything itself.
+    let (mut ws, _) = within(wsx::connect(ws_url(addr, "/"))).await.unwrap();
+    let mut pings = 0;
+    let quiet = tokio::time::timeout(Duration::from_millis(700), async {
+        while let Some(m) = ws.recv().await {
+            if matches!(m.unwrap(), Message::Ping(_)) {
+                pings += 1;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "the connection ended");
+    assert!(pings >= 3, "{pings} pings");
+}
+
+#[tokio::test]
+async fn a_client_pings_a_silent_server_too() {
+    let (l, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut raw = Raw::new(tcp);
+        let head = raw.read_head().await;
+        let key = header(&head, "sec-websocket-key").unwrap();
+        let accept = wsx::handshake::derive_accept_key(key.as_bytes());
+        raw.write(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        let f = raw.read_frame().await;
+        (f.opcode, f.masked)
+    });
+    let config = Config::default().with_ping_interval(Duration::from_millis(50));
+    let (mut ws, _) = within(wsx::connect_with(ws_url(addr, "/"), &config)).await.unwrap();
+    let reading = tokio::spawn(async move { while ws.recv().await.is_some() {} });
+    assert_eq!(within(server).await.unwrap(), (0x9, true));
+    reading.abort();
+}
+
+#[tokio::test]
+async fn a_close_handle_closes_from_another_task() {
+    let (client, mut server) = pair().await;
+    let handle = server.close_handle();
+    let mut client = client;
+    let closer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(handle.close(CloseCode::PolicyViolation, "kicked"));
+    });
+    let c = tokio::spawn(async move { while client.recv().await.is_some() {} });
+    let mut got = None;
+    while let Some(m) = within(server.recv()).await {
+        got = Some(m.unwrap());
+    }
+    match got {
+        Some(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::PolicyViolation),
+        other => panic!("{other:?}"),
+    }
+    closer.await.unwrap();
+    c.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_pump_writes_outbox_messages_in_order_with_replies() {
+    let (mut client, server) = pair().await;
+    let (outbox, rx) = Outbox::new(OutboxConfig::default());
+    let mut pump = Pump::new(server, rx);
+    for i in 0..100 {
+        assert_eq!(outbox.push(Message::text(format!("{i}"))), Push::Queued);
+    }
+    let t = tokio::spawn(async move {
+        while let Some(m) = pump.recv().await {
+            if let Ok(m @ Message::Text(_)) = m {
+                let _ = outbox.push(m);
+            }
+        }
+    });
+    for i in 0..100 {
+        assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text(format!("{i}")));
+    }
+    client.send(Message::text("back")).await.unwrap();
+    assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text("back"));
+    client.close(CloseCode::Normal, "").await.unwrap();
+    while within(client.recv()).await.is_some() {}
+    within(t).await.unwrap();
+}
+
+/// A reader that stops reading, then reads again, gets everything queued
+/// for it meanwhile, without sending anything to wake the server: the
+/// pump writes as soon as the socket takes bytes.
+#[tokio::test]
+async fn a_slow_reader_gets_everything_once_it_reads_again() {
+    let (mut client, server) = pair().await;
+    let (outbox, rx) = Outbox::new(OutboxConfig::default().with_max_messages(10_000).with_max_bytes(64 << 20));
+    let mut pump = Pump::new(server, rx);
+    let t = tokio::spawn(async move { while pump.recv().await.is_some() {} });
+    let payload = "x".repeat(8 << 10);
+    // Far more than the socket buffers and the high-water mark hold.
+    for _ in 0..1500 {
+        assert_eq!(outbox.push(Message::text(payload.clone())), Push::Queued);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..1500 {
+        match within(client.recv()).await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.len(), 8 << 10),
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    drop(outbox);
+    t.abort();
+}
+
+#[tokio::test]
+async fn a_full_outbox_closes_with_its_code() {
+    for code in [CloseCode::PolicyViolation, CloseCode::TryAgainLater] {
+        let (mut client, server) = pair().await;
+        let config = OutboxConfig::default().with_max_messages(4).with_slow_consumer(SlowConsumer::Close(code));
+        let (outbox, rx) = Outbox::new(config);
+        // Not pumped yet: the outbox fills.
+        for _ in 0..4 {
+            assert_eq!(outbox.push(Message::text("m")), Push::Queued);
+        }
+        assert_eq!(outbox.push(Message::text("m")), Push::Overflow);
+        assert_eq!(outbox.push(Message::text("m")), Push::Closed);
+        let mut pump = Pump::new(server, rx);
+        let t = tokio::spawn(async move { while pump.recv().await.is_some() {} });
+        match within(client.recv()).await {
+            Some(Ok(Message::Close(Some(f)))) => {
+                assert_eq!(f.code, code);
+                assert_eq!(f.reason.as_str(), "slow consumer");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Reading on sends the reply to the close.
+        while within(client.recv()).await.is_some() {}
+        within(t).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn drop_oldest_drops_broadcasts_never_direct_messages() {
+    let config = OutboxConfig::default().with_max_messages(2).with_slow_consumer(SlowConsumer::DropOldest);
+    let (outbox, _rx) = Outbox::new(config);
+    assert_eq!(outbox.push(Message::text("ack")), Push::Queued);
+    assert_eq!(outbox.push_droppable(Message::text("b1")), Push::Queued);
+    assert_eq!(outbox.push_droppable(Message::text("b2")), Push::Dropped(1));
+    assert_eq!(outbox.push(Message::text("ack2")), Push::Dropped(1));
+    assert_eq!(outbox.push_droppable(Message::text("b3")), Push::Discarded, "nothing droppable left: b3 goes");
+    assert_eq!(outbox.len(), 2);
+    assert_eq!(outbox.push(Message::text("ack3")), Push::Queued);
+    assert_eq!(outbox.push(Message::text("ack4")), Push::Queued);
+    assert_eq!(outbox.push(Message::text("ack5")), Push::Overflow, "twice the limit of undroppable messages");
+}
+
+#[tokio::test]
+async fn wait_makes_the_producer_wait_for_room() {
+    let (mut client, server) = pair().await;
+    let config = OutboxConfig::default().with_max_messages(1).with_slow_consumer(SlowConsumer::Wait);
+    let (outbox, rx) = Outbox::new(config);
+    assert_eq!(outbox.push(Message::text("1")), Push::Queued);
+    assert_eq!(outbox.push(Message::text("2")), Push::Full);
+    let producer = tokio::spawn(async move {
+        for i in 2..=50 {
+            outbox.send(Message::text(format!("{i}"))).await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!producer.is_finished(), "nothing takes from the outbox yet");
+    let mut pump = Pump::new(server, rx);
+    let t = tokio::spawn(async move { while pump.recv().await.is_some() {} });
+    for i in 1..=50 {
+        assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text(format!("{i}")));
+    }
+    within(producer).await.unwrap();
+    t.abort();
+}
+
+#[tokio::test]
+async fn serve_stream_serves_any_stream() {
+    let server = Server::builder().build();
+    let (a, b) = tokio::io::duplex(4096);
+    let s = server.clone();
+    let task = tokio::spawn(async move {
+        s.serve_stream(a, None, &|req: Request<tokio::io::DuplexStream>| async move {
+            let mut ws = req.upgrade(Accept::new()).await?;
+            echo(&mut ws).await.map(|_| ())
+        })
+        .await
+    });
+    let (mut ws, _) = within(wsx::client_handshake(b, "ws://localhost/", &Config::default())).await.unwrap();
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(within(ws.recv()).await.unwrap().unwrap(), Message::binary(vec![1, 2, 3]));
+    ws.close(CloseCode::Normal, "").await.unwrap();
+    while within(ws.recv()).await.is_some() {}
+    within(task).await.unwrap();
+    assert_eq!(server.connections(), 0);
+}
