@@ -9,7 +9,7 @@ use crate::protocol::{
     self, codes, AckPacket, ConnId, ErrorBody, EventPacket, Member, Packet, PresenceKind, PresencePacket, Wire,
     MAX_NAME_LEN,
 };
-use crate::sse::SseRoom;
+use crate::replay::SseRoom;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -667,7 +667,7 @@ impl Hub {
             });
             self.inner.broker.start(&self.inner.node, inbox);
             if let Some(sse) = &self.inner.s.sse {
-                crate::sse::spawn_sweeper(Arc::downgrade(&self.inner), sse.retention);
+                spawn_sweeper(Arc::downgrade(&self.inner), sse.retention);
             }
         });
     }
@@ -1234,6 +1234,25 @@ pub(crate) fn refusal(id: Option<u64>, error: ErrorBody) -> Packet {
 
 pub(crate) fn unknown_event(id: Option<u64>, name: &str) -> Packet {
     refusal(id, ErrorBody::new(codes::UNKNOWN_EVENT, format!("no handler for {name:?}")))
+}
+
+/// Remove rooms that have neither members nor streams and whose replay
+/// buffers outlived `retention`.
+fn spawn_sweeper(hub: std::sync::Weak<Inner>, retention: Duration) {
+    let every = (retention / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(inner) = hub.upgrade() else { return };
+            let hub = Hub { inner };
+            if hub.is_shutting_down() {
+                return;
+            }
+            let now = Instant::now();
+            hub.lock().rooms.retain(|_, r| !r.is_dead(now, retention));
+        }
+    });
 }
 
 /// Wait until a stop flag is set (or its sender is gone).

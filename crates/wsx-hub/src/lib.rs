@@ -44,6 +44,7 @@ mod hub;
 mod metrics;
 mod policy;
 pub mod protocol;
+mod replay;
 mod server;
 mod sse;
 

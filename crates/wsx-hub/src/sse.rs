@@ -8,112 +8,14 @@
 //! node: resume on the node that served the stream.
 
 use crate::error::HubError;
-use crate::hub::{Hub, Inner};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::protocol::Packet;
-use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use crate::replay::SseRoom;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
-/// One event as streamed.
-#[derive(Debug)]
-pub(crate) struct SseEvent {
-    id: u64,
-    text: String,
-}
-
-/// Events sent to a stream that is this far behind end it (the client
-/// resumes with `Last-Event-ID`).
-const STREAM_BACKLOG: usize = 256;
 /// A write that takes longer ends the stream.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A room's SSE state on this node.
-pub(crate) struct SseRoom {
-    next_id: u64,
-    capacity: usize,
-    replay: VecDeque<Arc<SseEvent>>,
-    subs: Vec<mpsc::Sender<Arc<SseEvent>>>,
-    idle_since: Instant,
-}
-
-impl SseRoom {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self { next_id: 1, capacity, replay: VecDeque::new(), subs: Vec::new(), idle_since: Instant::now() }
-    }
-
-    pub(crate) fn has_streams(&self) -> bool {
-        self.subs.iter().any(|s| !s.is_closed())
-    }
-
-    pub(crate) fn streams(&self) -> usize {
-        self.subs.iter().filter(|s| !s.is_closed()).count()
-    }
-
-    pub(crate) fn touch(&mut self) {
-        self.idle_since = Instant::now();
-    }
-
-    pub(crate) fn expired(&self, now: Instant, retention: Duration) -> bool {
-        !self.has_streams() && now.saturating_duration_since(self.idle_since) >= retention
-    }
-
-    /// Record a room packet: into the replay buffer and to every stream.
-    pub(crate) fn record(&mut self, p: &Packet) {
-        let (name, data) = match p {
-            Packet::Event(e) => (e.event.as_str(), serde_json::to_string(&e.data).unwrap_or_default()),
-            Packet::Presence(pr) => ("presence", serde_json::json!({"kind": pr.kind, "member": pr.member}).to_string()),
-            _ => return,
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        let name: String = name.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
-        let ev = Arc::new(SseEvent { id, text: format!("id: {id}\nevent: {name}\ndata: {data}\n\n") });
-        if self.capacity > 0 {
-            if self.replay.len() >= self.capacity {
-                self.replay.pop_front();
-            }
-            self.replay.push_back(ev.clone());
-        }
-        self.subs.retain(|s| s.try_send(ev.clone()).is_ok());
-        if self.subs.is_empty() {
-            self.touch();
-        }
-    }
-
-    /// A new stream: the events after `last_id` still buffered, and the
-    /// receiver of new ones.
-    fn subscribe(&mut self, last_id: Option<u64>) -> (Vec<Arc<SseEvent>>, mpsc::Receiver<Arc<SseEvent>>) {
-        let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
-        self.subs.push(tx);
-        let replay = match last_id {
-            Some(last) => self.replay.iter().filter(|e| e.id > last).cloned().collect(),
-            None => Vec::new(),
-        };
-        (replay, rx)
-    }
-}
-
-/// Remove rooms that have neither members nor streams and whose replay
-/// buffers outlived `retention`.
-pub(crate) fn spawn_sweeper(hub: Weak<Inner>, retention: Duration) {
-    let every = (retention / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let Some(inner) = hub.upgrade() else { return };
-            let hub = Hub { inner };
-            if hub.is_shutting_down() {
-                return;
-            }
-            let now = Instant::now();
-            hub.lock().rooms.retain(|_, r| !r.is_dead(now, retention));
-        }
-    });
-}
 
 async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(), HubError> {
     match tokio::time::timeout(WRITE_TIMEOUT, async {

@@ -93,7 +93,8 @@ pub async fn connect_with(
     let uri = request.uri();
     let (secure, default_port) = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
         Some("ws") | Some("http") => (false, 80),
-        Some("wss") | Some("https") => (true, 443),
+        Some("wss") | Some("https") if cfg!(feature = "tls") => (true, 443),
+        Some("wss") | Some("https") => return Err(Error::TlsDisabled),
         Some(other) => return Err(Error::Url(format!("scheme {other:?} is not ws or wss"))),
         None => return Err(Error::Url("the URL needs a ws:// or wss:// scheme".into())),
     };
@@ -110,10 +111,22 @@ pub async fn connect_with(
             }
             Some(p) => crate::proxy::tunnel(p, &host, port, config).await?,
         };
-        let stream = if secure { crate::tls::connect(tcp, &host, config).await? } else { MaybeTlsStream::Plain(tcp) };
+        let stream = if secure { tls_connect(tcp, &host, config).await? } else { MaybeTlsStream::Plain(tcp) };
         client_handshake_inner(stream, request, config).await
     };
     Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| Error::HandshakeTimeout)?
+}
+
+#[cfg(feature = "tls")]
+async fn tls_connect(tcp: TcpStream, host: &str, config: &Config) -> Result<MaybeTlsStream> {
+    crate::tls::connect(tcp, host, config).await
+}
+
+/// Without TLS compiled in, `wss://` is refused (before connecting, by
+/// [`connect_with`]'s check of the scheme).
+#[cfg(not(feature = "tls"))]
+async fn tls_connect(_: TcpStream, _: &str, _: &Config) -> Result<MaybeTlsStream> {
+    Err(Error::TlsDisabled)
 }
 
 /// Run the client side of the opening handshake over an established

@@ -2,7 +2,9 @@
 //! `wsx-proto` plus the timers that only an I/O layer can run.
 
 use crate::proxy::{Proxy, ProxyEnv, ProxyMode};
+#[cfg(feature = "tls")]
 use crate::tls::TlsRoots;
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 use wsx_proto::deflate::DeflateConfig;
@@ -207,13 +209,16 @@ fn millis(d: Duration) -> u32 {
 /// `wss://` and the proxy.
 #[derive(Debug, Clone, Default)]
 struct ClientSettings {
+    #[cfg(feature = "tls")]
     tls: Option<Arc<rustls::ClientConfig>>,
+    #[cfg(feature = "tls")]
     tls_roots: TlsRoots,
     proxy: ProxyMode,
 }
 
 /// Client settings: TLS for `wss://` and proxies. Servers ignore them.
 impl Config {
+    #[cfg(feature = "tls")]
     /// Use this rustls configuration for `wss://` (e.g. to trust a private
     /// CA, or to present a client certificate). When it offers no ALPN
     /// protocol, a copy offering `http/1.1` is used. Without it, wsx builds
@@ -233,6 +238,7 @@ impl Config {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// Which root certificates `wss://` trusts when no configuration is
     /// given with [`Config::with_tls_config`] (default: Mozilla's, compiled
     /// in; the platform's with the `native-roots` feature).
@@ -269,11 +275,13 @@ impl Config {
         self
     }
 
+    #[cfg(feature = "tls")]
     /// See [`Config::with_tls_config`].
     pub fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
         self.client.tls.as_ref()
     }
 
+    #[cfg(feature = "tls")]
     /// See [`Config::with_tls_roots`].
     pub fn tls_roots(&self) -> TlsRoots {
         self.client.tls_roots

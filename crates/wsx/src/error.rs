@@ -49,8 +49,13 @@ pub enum Error {
     /// the TLS configuration. Boxed, as `Proxy`: both are rare and large,
     /// and every `Result` of this crate (and so every future awaiting one,
     /// such as a connection's task) is as large as the largest variant.
+    #[cfg(feature = "tls")]
     #[error(transparent)]
     Tls(Box<crate::tls::TlsError>),
+    /// `wss://` was asked for, and this build of wsx has no TLS (its `tls`
+    /// feature is off).
+    #[error("wss:// needs TLS, and this build of wsx has none (the `tls` feature is off)")]
+    TlsDisabled,
     /// The proxy could not open a tunnel to the server.
     #[error("proxy: {0}")]
     Proxy(Box<crate::proxy::ProxyError>),
@@ -61,6 +66,7 @@ pub enum Error {
     Upgrade(#[from] crate::upgrade::UpgradeError),
 }
 
+#[cfg(feature = "tls")]
 impl From<crate::tls::TlsError> for Error {
     fn from(e: crate::tls::TlsError) -> Self {
         Error::Tls(Box::new(e))

@@ -37,15 +37,25 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Beyond plain TCP: [`tls`] (`wss://` with rustls, and
-//! [`tls::acceptor_from_pem_files`] for servers), [`proxy`] (HTTP `CONNECT`
-//! and SOCKS5 proxies for the client, explicit or from the environment as
-//! curl reads it), `upgrade` (feature `hyper`: upgrades inside a hyper 1
-//! server) and `axum` (feature `axum`: the `WebSocketUpgrade` extractor).
-//! Feature `native-roots` lets `wss://` trust the platform's root
-//! certificates.
+//! Servers: [`server`] accepts connections (limits, origins, keepalive,
+//! graceful shutdown, static files, an outgoing pump with one slow-consumer
+//! rule); [`accept`] and [`accept_with`] take one stream you accepted.
+//! Clients: [`connect`], through [`proxy`] (HTTP `CONNECT` and SOCKS5,
+//! explicit or from the environment as curl reads it) when asked. The
+//! browser's API, with its exact semantics: [`web`].
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `tls` | on | `wss://` in both roles with rustls ([`tls`], `ServerBuilder::tls`); without it `wss://` fails with [`Error::TlsDisabled`] |
+//! | `webpki-roots` | on | Mozilla's root certificates, compiled in (the default trust for `wss://`) |
+//! | `native-roots` | off | the platform's root certificates (`TlsRoots::Platform`) |
+//! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server |
+//! | `axum` | off | `axum`: the `WebSocketUpgrade` extractor of axum 0.8 |
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]
 pub mod axum;
@@ -54,9 +64,12 @@ mod config;
 mod error;
 mod handle;
 mod io;
+mod maybe_tls;
+mod percent;
 pub mod proxy;
 pub mod server;
 mod stream;
+#[cfg(feature = "tls")]
 pub mod tls;
 #[cfg(feature = "hyper")]
 pub mod upgrade;
@@ -66,9 +79,11 @@ pub use client::{client_handshake, connect, connect_with, IntoClientRequest};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use handle::CloseHandle;
+#[cfg(not(feature = "tls"))]
+pub use maybe_tls::NoTls;
+pub use maybe_tls::{ClientTls, MaybeTls, MaybeTlsReadHalf, MaybeTlsStream, MaybeTlsWriteHalf, ServerTls};
 pub use server::{accept, accept_with, Handshake};
 pub use stream::{Feed, SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
-pub use tls::MaybeTlsStream;
 pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};
 
 pub use bytes::Bytes;

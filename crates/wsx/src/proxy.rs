@@ -200,8 +200,8 @@ impl Proxy {
             None => None,
             Some(ui) => {
                 let (u, p) = ui.split_once(':').unwrap_or((ui, ""));
-                let u = percent_decode(u).ok_or_else(|| invalid("bad percent-encoding in the user name"))?;
-                let p = percent_decode(p).ok_or_else(|| invalid("bad percent-encoding in the password"))?;
+                let u = crate::percent::decode(u).ok_or_else(|| invalid("bad percent-encoding in the user name"))?;
+                let p = crate::percent::decode(p).ok_or_else(|| invalid("bad percent-encoding in the password"))?;
                 Some((u, p))
             }
         };
@@ -293,23 +293,6 @@ fn redact(url: &str) -> String {
         Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
         None => url.to_owned(),
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 // ---------------------------------------------------------------- no_proxy

@@ -18,16 +18,15 @@
 //! # Ok(()) }
 //! ```
 
+use crate::maybe_tls::MaybeTlsStream;
 use crate::stream::SplitIo;
 use crate::{Config, Result};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 pub use rustls;
@@ -87,6 +86,11 @@ pub enum TlsError {
     /// The platform's root certificates cannot be loaded.
     #[error("cannot load the platform's root certificates: {0}")]
     PlatformRoots(String),
+    /// No root certificates to check a server against: give a
+    /// configuration with [`Config::with_tls_config`], or build with the
+    /// `webpki-roots` or `native-roots` feature.
+    #[error("no root certificates to check the server's certificate against: give a TLS configuration with trusted roots, or build wsx with its webpki-roots or native-roots feature")]
+    NoRoots,
 }
 
 /// A few words on the most common certificate failures.
@@ -106,17 +110,36 @@ fn hint(e: &rustls::Error) -> &'static str {
 
 /// Which root certificates a `wss://` client trusts when no
 /// [`rustls::ClientConfig`] is given ([`Config::with_tls_roots`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// The default is the first compiled in: Mozilla's (feature
+/// `webpki-roots`, on by default), else the platform's (feature
+/// `native-roots`), else none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TlsRoots {
-    /// Mozilla's root certificates, compiled in (`webpki-roots`). The default.
-    #[default]
+    /// Mozilla's root certificates, compiled in (feature `webpki-roots`).
+    #[cfg(feature = "webpki-roots")]
     WebPki,
     /// The platform's trust store (`rustls-native-certs`: the system's
     /// certificate files on Linux, the keychain on macOS, the certificate
     /// store on Windows). Needs the `native-roots` feature.
     #[cfg(feature = "native-roots")]
     Platform,
+    /// No root certificates: `wss://` needs a configuration of its own
+    /// ([`Config::with_tls_config`]), else connecting fails with
+    /// [`TlsError::NoRoots`].
+    Empty,
+}
+
+impl Default for TlsRoots {
+    fn default() -> Self {
+        #[cfg(feature = "webpki-roots")]
+        return TlsRoots::WebPki;
+        #[cfg(all(not(feature = "webpki-roots"), feature = "native-roots"))]
+        return TlsRoots::Platform;
+        #[cfg(not(any(feature = "webpki-roots", feature = "native-roots")))]
+        return TlsRoots::Empty;
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -127,25 +150,36 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// `ring` provider. [`Config::with_tls_config`] takes it (or any other).
 ///
 /// ```
-/// let tls = wsx::tls::client_config(wsx::tls::TlsRoots::WebPki)?;
+/// let tls = wsx::tls::client_config(wsx::tls::TlsRoots::default())?;
 /// assert_eq!(tls.alpn_protocols, [b"http/1.1".to_vec()]);
 /// # Ok::<(), wsx::tls::TlsError>(())
 /// ```
 pub fn client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut store = rustls::RootCertStore::empty();
+    client_config_with_roots(root_store(roots)?)
+}
+
+/// The certificates of `roots`.
+fn root_store(roots: TlsRoots) -> Result<rustls::RootCertStore, TlsError> {
     match roots {
-        TlsRoots::WebPki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        #[cfg(feature = "webpki-roots")]
+        TlsRoots::WebPki => {
+            let mut store = rustls::RootCertStore::empty();
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            Ok(store)
+        }
         #[cfg(feature = "native-roots")]
         TlsRoots::Platform => {
+            let mut store = rustls::RootCertStore::empty();
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
                 let why = found.errors.first().map(|e| e.to_string()).unwrap_or_else(|| "none found".into());
                 return Err(TlsError::PlatformRoots(why));
             }
+            Ok(store)
         }
+        TlsRoots::Empty => Err(TlsError::NoRoots),
     }
-    client_config_with_roots(store)
 }
 
 /// A client configuration trusting exactly `roots` (e.g. a private CA),
@@ -171,19 +205,29 @@ pub fn client_config_with_roots(roots: rustls::RootCertStore) -> Result<Arc<rust
 /// The configuration for `roots`, built once per process (a failure, such
 /// as a machine without root certificates, is not remembered).
 fn default_client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    static WEBPKI: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    #[cfg(feature = "native-roots")]
-    static PLATFORM: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let cell = match roots {
-        TlsRoots::WebPki => &WEBPKI,
-        #[cfg(feature = "native-roots")]
-        TlsRoots::Platform => &PLATFORM,
-    };
+    let Some(cell) = cache(roots) else { return Err(TlsError::NoRoots) };
     if let Some(c) = cell.get() {
         return Ok(c.clone());
     }
     let config = client_config(roots)?;
     Ok(cell.get_or_init(|| config).clone())
+}
+
+/// Where the configuration for `roots` is kept.
+fn cache(roots: TlsRoots) -> Option<&'static OnceLock<Arc<rustls::ClientConfig>>> {
+    match roots {
+        #[cfg(feature = "webpki-roots")]
+        TlsRoots::WebPki => {
+            static WEBPKI: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+            Some(&WEBPKI)
+        }
+        #[cfg(feature = "native-roots")]
+        TlsRoots::Platform => {
+            static PLATFORM: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+            Some(&PLATFORM)
+        }
+        TlsRoots::Empty => None,
+    }
 }
 
 /// A configuration with ALPN `http/1.1` when the given one offers no ALPN
@@ -282,199 +326,6 @@ pub fn server_config_from_pem_files(
 /// ```
 pub fn acceptor_from_pem_files(cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(server_config_from_pem_files(cert, key)?))
-}
-
-// ------------------------------------------------------------ the stream
-
-/// A TCP connection, plain or with TLS over it: what [`crate::connect`]
-/// returns ([`MaybeTlsStream`]) and what a [`crate::server::Server`] serves
-/// ([`crate::server::ServerStream`]). `T` is the TLS stream type.
-#[derive(Debug)]
-pub enum MaybeTls<T> {
-    /// `ws://`.
-    Plain(TcpStream),
-    /// `wss://` (boxed: the TLS state is large, and a plain connection
-    /// should not pay for it).
-    Tls(Box<T>),
-}
-
-/// A client connection: plain TCP (`ws://`) or TLS over TCP (`wss://`),
-/// either of them possibly tunnelled through a proxy.
-pub type MaybeTlsStream = MaybeTls<ClientTls>;
-
-/// The TLS stream of a client connection.
-pub type ClientTls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// The TLS stream of a server connection.
-pub type ServerTls = tokio_rustls::server::TlsStream<TcpStream>;
-
-impl<T> MaybeTls<T> {
-    /// Whether this is TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTls::Tls(_))
-    }
-}
-
-impl MaybeTlsStream {
-    /// The TCP stream underneath (to the server, or to the proxy).
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(s) => s.get_ref().0,
-        }
-    }
-
-    /// The TLS session (negotiated protocol version, ALPN, peer
-    /// certificates), if this is TLS.
-    pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
-        match self {
-            MaybeTls::Plain(_) => None,
-            MaybeTls::Tls(s) => Some(s.get_ref().1),
-        }
-    }
-}
-
-impl MaybeTls<ServerTls> {
-    /// The TCP stream underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(s) => s.get_ref().0,
-        }
-    }
-
-    /// The TLS session (protocol version, ALPN, SNI, client
-    /// certificates), if this is TLS.
-    pub fn tls_connection(&self) -> Option<&rustls::ServerConnection> {
-        match self {
-            MaybeTls::Plain(_) => None,
-            MaybeTls::Tls(s) => Some(s.get_ref().1),
-        }
-    }
-}
-
-/// Forward an I/O call to whichever stream `$s` holds (`$v` is a `&mut`
-/// to the stream itself, the TLS one unboxed).
-macro_rules! either {
-    ($s:expr, $v:ident => $e:expr) => {
-        match $s {
-            MaybeTls::Plain($v) => $e,
-            MaybeTls::Tls(b) => {
-                let $v = &mut **b;
-                $e
-            }
-        }
-    };
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
-    #[inline]
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        either!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
-    #[inline]
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        either!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
-    }
-    #[inline]
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        either!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-    #[inline]
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTls::Plain(s) => s.is_write_vectored(),
-            MaybeTls::Tls(s) => s.is_write_vectored(),
-        }
-    }
-    #[inline]
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
-    }
-}
-
-/// The read half of a split [`MaybeTls`]: TCP's own half (no lock) or a
-/// half of the TLS stream (`tokio::io::split`).
-#[derive(Debug)]
-pub enum MaybeTlsReadHalf<T> {
-    /// `ws://`.
-    Plain(tokio::net::tcp::OwnedReadHalf),
-    /// `wss://`.
-    Tls(tokio::io::ReadHalf<T>),
-}
-
-/// The write half of a split [`MaybeTls`].
-#[derive(Debug)]
-pub enum MaybeTlsWriteHalf<T> {
-    /// `ws://`.
-    Plain(tokio::net::tcp::OwnedWriteHalf),
-    /// `wss://`.
-    Tls(tokio::io::WriteHalf<T>),
-}
-
-impl<T: AsyncRead + AsyncWrite + Unpin> SplitIo for MaybeTls<T> {
-    type Read = MaybeTlsReadHalf<T>;
-    type Write = MaybeTlsWriteHalf<T>;
-    fn split_io(self) -> (Self::Read, Self::Write) {
-        match self {
-            MaybeTls::Plain(s) => {
-                let (r, w) = s.into_split();
-                (MaybeTlsReadHalf::Plain(r), MaybeTlsWriteHalf::Plain(w))
-            }
-            MaybeTls::Tls(s) => {
-                let (r, w) = tokio::io::split(*s);
-                (MaybeTlsReadHalf::Tls(r), MaybeTlsWriteHalf::Tls(w))
-            }
-        }
-    }
-}
-
-/// Forward an I/O call to whichever half `$s` holds.
-macro_rules! either_half {
-    ($s:expr, $ty:ident, $v:ident => $e:expr) => {
-        match $s {
-            $ty::Plain($v) => $e,
-            $ty::Tls($v) => $e,
-        }
-    };
-}
-
-impl<T: AsyncRead> AsyncRead for MaybeTlsReadHalf<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        either_half!(self.get_mut(), MaybeTlsReadHalf, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl<T: AsyncWrite> AsyncWrite for MaybeTlsWriteHalf<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_write(cx, buf))
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-    fn is_write_vectored(&self) -> bool {
-        either_half!(self, MaybeTlsWriteHalf, s => s.is_write_vectored())
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_flush(cx))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either_half!(self.get_mut(), MaybeTlsWriteHalf, s => Pin::new(s).poll_shutdown(cx))
-    }
 }
 
 /// A server's TLS stream splits with `tokio::io::split`.

@@ -73,9 +73,10 @@ impl StaticFiles {
 }
 
 /// The percent-decoded request path as a relative path of plain names;
-/// `None` for `..`, backslashes, NUL, or a path that is not UTF-8.
+/// `None` for `..`, backslashes, NUL, a malformed escape, or a path that
+/// is not UTF-8.
 fn safe_relative_path(path: &str) -> Option<PathBuf> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
+    let decoded = crate::percent::decode(path)?;
     if decoded.contains('\\') || decoded.contains('\0') {
         return None;
     }

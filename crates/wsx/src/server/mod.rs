@@ -67,7 +67,9 @@ pub use policy::OriginPolicy;
 pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
 
 use crate::handle::CloseHandle;
-use crate::tls::{MaybeTls, ServerTls, TlsAcceptor};
+use crate::maybe_tls::{MaybeTls, ServerTls};
+#[cfg(feature = "tls")]
+use crate::tls::TlsAcceptor;
 use crate::{CloseCode, Config, Error, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -107,6 +109,7 @@ impl std::fmt::Debug for Server {
 #[derive(Clone)]
 pub struct ServerBuilder {
     config: Config,
+    #[cfg(feature = "tls")]
     tls: Option<TlsAcceptor>,
     origins: OriginPolicy,
     max_connections: Option<usize>,
@@ -115,6 +118,7 @@ pub struct ServerBuilder {
 
 struct Inner {
     config: Config,
+    #[cfg(feature = "tls")]
     tls: Option<TlsAcceptor>,
     origins: OriginPolicy,
     max_connections: usize,
@@ -146,7 +150,6 @@ struct Entry {
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
-            .field("tls", &self.tls.is_some())
             .field("origins", &self.origins)
             .field("max_connections", &self.max_connections)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -158,6 +161,7 @@ impl Default for ServerBuilder {
     fn default() -> Self {
         Self {
             config: Config::default(),
+            #[cfg(feature = "tls")]
             tls: None,
             origins: OriginPolicy::any(),
             max_connections: None,
@@ -177,6 +181,7 @@ impl ServerBuilder {
 
     /// Serve `wss://` with this TLS configuration (see
     /// [`crate::tls::acceptor_from_pem_files`]).
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
         self.tls = Some(acceptor);
         self
@@ -222,6 +227,7 @@ impl ServerBuilder {
         Server {
             inner: Arc::new(Inner {
                 config: self.config,
+                #[cfg(feature = "tls")]
                 tls: self.tls,
                 origins: self.origins,
                 max_connections: self.max_connections.unwrap_or(usize::MAX),
@@ -261,11 +267,11 @@ impl Inner {
     }
 }
 
-/// What a request handler returns: errors are logged (at debug level) as
-/// the connection's end.
-pub trait Handler<S>: Send + Sync + 'static {
+/// A request handler: `Fn(Request) -> impl Future<Output = Result<(), E>>`.
+/// Its errors are logged (at debug level) as the connection's end.
+pub(crate) trait Handler<S>: Send + Sync + 'static {
     /// Serve one request.
-    fn call(&self, request: Request<S>) -> impl Future<Output = ()> + Send + 'static;
+    fn handle(&self, request: Request<S>) -> impl Future<Output = ()> + Send + 'static;
 }
 
 impl<S, F, Fut, E> Handler<S> for F
@@ -275,7 +281,7 @@ where
     E: Display,
 {
     #[allow(clippy::manual_async_fn)]
-    fn call(&self, request: Request<S>) -> impl Future<Output = ()> + Send + 'static {
+    fn handle(&self, request: Request<S>) -> impl Future<Output = ()> + Send + 'static {
         let fut = self(request);
         async move {
             if let Err(e) = fut.await {
@@ -324,7 +330,12 @@ impl Server {
 
     /// Accept connections on `listener` and serve each in its own task with
     /// `handler`, until [`Server::shutdown`] starts.
-    pub async fn serve<H: Handler<ServerStream>>(&self, listener: TcpListener, handler: H) -> std::io::Result<()> {
+    pub async fn serve<F, Fut, E>(&self, listener: TcpListener, handler: F) -> std::io::Result<()>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Display,
+    {
         let handler = Arc::new(handler);
         let mut stopping = self.inner.stopping.subscribe();
         loop {
@@ -344,12 +355,17 @@ impl Server {
 
     /// [`Server::serve`] until `signal` completes (Ctrl-C, SIGTERM...),
     /// then [`Server::shutdown`].
-    pub async fn serve_until<H: Handler<ServerStream>>(
+    pub async fn serve_until<F, Fut, E>(
         &self,
         listener: TcpListener,
-        handler: H,
+        handler: F,
         signal: impl Future<Output = ()>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<()>
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Display,
+    {
         tokio::select! {
             r = self.serve(listener, handler) => r?,
             () = signal => {}
@@ -363,10 +379,12 @@ impl Server {
     /// duplex, a stream accepted elsewhere): counted, limited and shut down
     /// like the connections [`Server::serve`] accepts, but without TLS.
     /// Returns when the connection ends.
-    pub async fn serve_stream<S, H>(&self, stream: S, peer: Option<SocketAddr>, handler: &H)
+    pub async fn serve_stream<S, F, Fut, E>(&self, stream: S, peer: Option<SocketAddr>, handler: &F)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        H: Handler<S>,
+        F: Fn(Request<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: Display,
     {
         let Some(slot) = self.take_slot() else {
             refuse_busy(stream).await;
@@ -375,7 +393,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + self.inner.config.handshake_timeout();
         let opening = Box::pin(read_request(self.clone(), stream, peer, slot.id, deadline));
         if let Some(req) = opening.await {
-            handler.call(req).await;
+            handler.handle(req).await;
         }
         drop(slot);
     }
@@ -463,7 +481,7 @@ fn connection<H: Handler<ServerStream>>(
         // Made in a `let`, then awaited: nothing of the opening stays in
         // the task beside the handler's future.
         let serving = match opening.await {
-            Some(req) => handler.call(req),
+            Some(req) => handler.handle(req),
             None => return,
         };
         serving.await;
@@ -476,6 +494,7 @@ fn connection<H: Handler<ServerStream>>(
 async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u64) -> Option<Request<ServerStream>> {
     let _ = tcp.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + server.inner.config.handshake_timeout();
+    #[cfg(feature = "tls")]
     let stream = match &server.inner.tls {
         Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
@@ -490,6 +509,8 @@ async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u64) -> Opti
         },
         None => MaybeTls::Plain(tcp),
     };
+    #[cfg(not(feature = "tls"))]
+    let stream = MaybeTls::Plain(tcp);
     read_request(server, stream, Some(peer), id, deadline).await
 }
 
@@ -683,7 +704,7 @@ mod tests {
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (tcp, peer) = listener.accept().await.unwrap();
         let handler = Arc::new(|_req: Request| async { Ok::<_, Error>(()) });
-        let handler_size = std::mem::size_of_val(&Handler::call(
+        let handler_size = std::mem::size_of_val(&Handler::handle(
             &*handler,
             Request(Box::new(RequestInner {
                 head: RequestHead::new(http::Request::new(()), None),

@@ -1,0 +1,86 @@
+//! A room's Server-Sent Events state on this node: the ids, the bounded
+//! replay buffer that `Last-Event-ID` resumes from, and the open streams.
+//! Kept by the hub's rooms ([`crate::hub`]), streamed by [`crate::sse`].
+
+use crate::protocol::Packet;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// One event as streamed.
+#[derive(Debug)]
+pub(crate) struct SseEvent {
+    id: u64,
+    pub(crate) text: String,
+}
+
+/// Events sent to a stream that is this far behind end it (the client
+/// resumes with `Last-Event-ID`).
+const STREAM_BACKLOG: usize = 256;
+
+/// A room's SSE state on this node.
+pub(crate) struct SseRoom {
+    next_id: u64,
+    capacity: usize,
+    replay: VecDeque<Arc<SseEvent>>,
+    pub(crate) subs: Vec<mpsc::Sender<Arc<SseEvent>>>,
+    idle_since: Instant,
+}
+
+impl SseRoom {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { next_id: 1, capacity, replay: VecDeque::new(), subs: Vec::new(), idle_since: Instant::now() }
+    }
+
+    pub(crate) fn has_streams(&self) -> bool {
+        self.subs.iter().any(|s| !s.is_closed())
+    }
+
+    pub(crate) fn streams(&self) -> usize {
+        self.subs.iter().filter(|s| !s.is_closed()).count()
+    }
+
+    pub(crate) fn touch(&mut self) {
+        self.idle_since = Instant::now();
+    }
+
+    pub(crate) fn expired(&self, now: Instant, retention: Duration) -> bool {
+        !self.has_streams() && now.saturating_duration_since(self.idle_since) >= retention
+    }
+
+    /// Record a room packet: into the replay buffer and to every stream.
+    pub(crate) fn record(&mut self, p: &Packet) {
+        let (name, data) = match p {
+            Packet::Event(e) => (e.event.as_str(), serde_json::to_string(&e.data).unwrap_or_default()),
+            Packet::Presence(pr) => ("presence", serde_json::json!({"kind": pr.kind, "member": pr.member}).to_string()),
+            _ => return,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        let name: String = name.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect();
+        let ev = Arc::new(SseEvent { id, text: format!("id: {id}\nevent: {name}\ndata: {data}\n\n") });
+        if self.capacity > 0 {
+            if self.replay.len() >= self.capacity {
+                self.replay.pop_front();
+            }
+            self.replay.push_back(ev.clone());
+        }
+        self.subs.retain(|s| s.try_send(ev.clone()).is_ok());
+        if self.subs.is_empty() {
+            self.touch();
+        }
+    }
+
+    /// A new stream: the events after `last_id` still buffered, and the
+    /// receiver of new ones.
+    pub(crate) fn subscribe(&mut self, last_id: Option<u64>) -> (Vec<Arc<SseEvent>>, mpsc::Receiver<Arc<SseEvent>>) {
+        let (tx, rx) = mpsc::channel(STREAM_BACKLOG);
+        self.subs.push(tx);
+        let replay = match last_id {
+            Some(last) => self.replay.iter().filter(|e| e.id > last).cloned().collect(),
+            None => Vec::new(),
+        };
+        (replay, rx)
+    }
+}
