@@ -61,7 +61,7 @@ impl Connection {
 
     /// The next message or chunk ([`Reader::receive`]), with what it obliges
     /// the connection to send already queued ([`Writer::perform`]).
-    #[inline]
+    #[inline(always)]
     pub fn receive(&mut self, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
         let Received { result, duty } = self.reader.receive(mode);
         if let Some(duty) = duty {

@@ -40,6 +40,7 @@ fn put_header(buf: &mut BytesMut, hb: &[u8; MAX_HEADER_LEN], n: usize) {
 
 impl OutQueue {
     /// Nothing queued.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -52,6 +53,7 @@ impl OutQueue {
     /// Queue one frame: its header, and its payload copied (masked with the
     /// header's key, if any) or, when `owned` is given, unmasked and larger
     /// than `copy_threshold`, shared.
+    #[inline]
     pub(crate) fn push_frame(
         &mut self,
         header: &FrameHeader,
@@ -88,6 +90,7 @@ impl OutQueue {
     }
 
     /// Fill `dst` with the queued slices, in order; how many were filled.
+    #[inline]
     pub(crate) fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for c in &self.chunks {
@@ -115,12 +118,14 @@ impl OutQueue {
     }
 
     /// How many slices hold the queued bytes.
+    #[inline]
     pub(crate) fn slices(&self) -> usize {
         self.chunks.len() + usize::from(!self.tail.is_empty())
     }
 
     /// The queued bytes when they are one slice (the tail alone): the
     /// common case, written without building a vector of slices.
+    #[inline]
     pub(crate) fn contiguous(&self) -> Option<&[u8]> {
         self.chunks.is_empty().then_some(&self.tail[..])
     }

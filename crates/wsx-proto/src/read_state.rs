@@ -71,6 +71,7 @@ pub(crate) struct ReadState {
 
 impl ReadState {
     /// Nothing buffered and nothing in progress.
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.rbuf.is_empty() && self.frame.is_none() && self.msg.is_none()
     }

@@ -306,23 +306,12 @@ impl Reader {
     /// switch to `Whole` finishes it as a message of the bytes not handed
     /// out yet; a switch to `Streaming` hands out what was gathered with the
     /// next chunk.
-    #[inline]
+    #[inline(always)]
     pub fn receive(&mut self, mode: Mode) -> Received {
         if self.nothing_to_parse() {
             return self.nothing_more();
         }
-        match self.parse(mode) {
-            Ok(Some(incoming)) => {
-                let duty = match &incoming {
-                    Incoming::Message(Message::Ping(p)) if self.auto_pong => Some(Duty::Pong(p.clone())),
-                    Incoming::Message(Message::Close(f)) => Some(Duty::CloseReply(f.as_ref().map(|f| f.code))),
-                    _ => None,
-                };
-                Received { result: Ok(Some(incoming)), duty }
-            }
-            Ok(None) => self.nothing_more(),
-            Err(e) => self.fail(e),
-        }
+        self.parse(mode)
     }
 
     /// Nothing to hand out: report the end of stream if it came.
@@ -350,19 +339,36 @@ impl Reader {
         self.st.as_ref().is_none_or(|st| st.rbuf.is_empty() && st.frame.is_none_or(|f| f.len > 0))
     }
 
-    fn parse(&mut self, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
+    /// Parse, and say what is owed. The [`Received`] is built here, where
+    /// the parse is inlined, so that it is written once, in the caller's
+    /// place (a whole message of a few bytes costs about as much to move
+    /// around as to parse).
+    fn parse(&mut self, mode: Mode) -> Received {
         // Taken out while parsing (the helpers borrow the rest of `self`);
         // not put back once input is no longer interpreted (a close frame
         // was parsed).
-        let Some(mut st) = self.st.take() else { return Ok(None) };
-        let r = self.parse_in(&mut st, mode);
+        let Some(mut st) = self.st.take() else { return self.nothing_more() };
+        let mut duty = None;
+        let result = self.parse_in(&mut st, mode, &mut duty);
         if self.recv != Recv::Done {
             self.st = Some(st);
         }
-        r
+        match result {
+            Err(e) => self.fail(e),
+            Ok(None) => self.nothing_more(),
+            // Moved whole, not taken apart: data is handed out as parsed.
+            result => Received { result, duty },
+        }
     }
 
-    fn parse_in(&mut self, st: &mut ReadState, mode: Mode) -> Result<Option<Incoming>, ProtocolError> {
+    /// The parse loop; `duty` is set by a control frame that creates one.
+    #[inline(always)]
+    fn parse_in(
+        &mut self,
+        st: &mut ReadState,
+        mode: Mode,
+        duty: &mut Option<Duty>,
+    ) -> Result<Option<Incoming>, ProtocolError> {
         loop {
             let f = match st.frame.take() {
                 Some(f) => f,
@@ -404,7 +410,7 @@ impl Reader {
                 if let Some(key) = f.mask {
                     apply_mask(&mut payload, key);
                 }
-                return self.control(f.opcode, payload.freeze()).map(Some);
+                return self.control(f.opcode, payload.freeze(), duty).map(Some);
             }
             if let Some(out) = self.data_frame(st, f, mode)? {
                 return Ok(Some(out));
@@ -536,10 +542,18 @@ impl Reader {
         out.map(Some)
     }
 
-    /// A control frame's payload is complete (and unmasked).
-    fn control(&mut self, opcode: OpCode, payload: Bytes) -> Result<Incoming, ProtocolError> {
+    /// A control frame's payload is complete (and unmasked): the message,
+    /// and in `duty` what it obliges the endpoint to send.
+    #[cold]
+    fn control(&mut self, opcode: OpCode, payload: Bytes, duty: &mut Option<Duty>) -> Result<Incoming, ProtocolError> {
         Ok(Incoming::Message(match opcode {
-            OpCode::Ping => Message::Ping(payload),
+            OpCode::Ping => {
+                // §5.5.2: a pong with the same payload.
+                if self.auto_pong {
+                    *duty = Some(Duty::Pong(payload.clone()));
+                }
+                Message::Ping(payload)
+            }
             OpCode::Pong => Message::Pong(payload),
             _ => {
                 let frame = CloseFrame::parse(payload).map_err(|e| match e {
@@ -547,8 +561,10 @@ impl Reader {
                     ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c),
                     ClosePayloadError::InvalidUtf8 => ProtocolError::InvalidCloseReason,
                 })?;
-                // §5.5.1: nothing follows a close frame; later bytes are dropped.
+                // §5.5.1: nothing follows a close frame; later bytes are
+                // dropped. Its sender is owed a close echoing its code.
                 self.recv = Recv::Done;
+                *duty = Some(Duty::CloseReply(frame.as_ref().map(|f| f.code)));
                 Message::Close(frame)
             }
         }))
@@ -620,7 +636,7 @@ impl Reader {
 /// (`header_len` bytes, checked by `parse_header`). Unmasked and (text)
 /// validated in one pass each, without the incremental bookkeeping, and
 /// handed out as a slice of the read buffer; finished as every message is.
-#[inline]
+#[inline(always)]
 fn whole_frame(st: &mut ReadState, f: FrameState, header_len: usize, mode: Mode) -> Result<Incoming, ProtocolError> {
     let text = f.opcode == OpCode::Text;
     let len = f.len as usize;
@@ -644,7 +660,7 @@ fn whole_frame(st: &mut ReadState, f: FrameState, header_len: usize, mode: Mode)
 /// [`Mode::Whole`] only the end is handed out): the one place where a text
 /// message is checked to end on a code point boundary (§8.1) and a message
 /// or chunk is built.
-#[inline]
+#[inline(always)]
 fn finish(m: &mut MessageState, data: Bytes, last: bool, mode: Mode) -> Result<Incoming, ProtocolError> {
     if last && m.text && m.utf8.finish().is_err() {
         return Err(ProtocolError::InvalidUtf8);
