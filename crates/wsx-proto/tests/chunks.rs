@@ -3,8 +3,10 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{Chunk, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
+mod common;
+
+use common::deflate_params;
+use wsx_proto::{Chunk, Config, Connection, Incoming, Message, Mode, ProtocolError, Role, INFLATE_STEP};
 
 fn client_bytes(msgs: Vec<Message>) -> Vec<u8> {
     let mut c = Connection::new(Role::Client, &Config::default());
@@ -131,14 +133,7 @@ fn message_over_the_limit_fails_at_the_header_in_chunk_mode() {
 
 #[test]
 fn compressed_message_is_inflated_in_chunks() {
-    let params = DeflateParams {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        server_max_window_bits: 15,
-        client_max_window_bits: 15,
-        threshold: 0,
-        level: 6,
-    };
+    let params = deflate_params(false);
     let text = "the quick brown fox jumps over the lazy dog ".repeat(5000);
     let mut c = Connection::with_deflate(Role::Client, &Config::default(), Some(&params));
     c.writer.send(Message::text(text.clone())).unwrap();
@@ -228,4 +223,131 @@ fn gather_hands_out_small_messages_whole_and_large_ones_in_large_pieces() {
     let big = bytes::Bytes::from(vec![1u8; Gather::FORWARD_AT]);
     let c = gather.push(Chunk { text: false, data: big.clone(), first: true, last: false }).unwrap();
     assert_eq!(c.data.as_ptr(), big.as_ptr());
+}
+
+/// A client's compressed frames for `msgs`.
+fn compressed_client_bytes(msgs: Vec<Message>) -> Vec<u8> {
+    let mut c = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(false)));
+    for m in msgs {
+        c.writer.send(m).unwrap();
+    }
+    c.writer.take_output()
+}
+
+/// Stream what `server` makes of `wire` (fed at once): the chunks' bytes,
+/// checking that none is over `INFLATE_STEP` and that the reader holds at
+/// most the compressed input and one step; then the error, if any.
+fn stream_bounded(server: &mut Connection, wire: &[u8]) -> (Vec<u8>, usize, Option<ProtocolError>) {
+    server.reader.feed(wire);
+    let (mut got, mut chunks) = (Vec::new(), 0);
+    loop {
+        let held = server.reader.buffer_capacity();
+        assert!(held <= wire.len() + 2 * INFLATE_STEP + 4096, "the reader holds {held} bytes");
+        match server.receive(Mode::Streaming) {
+            Ok(Some(Incoming::Chunk(c))) => {
+                assert!(c.data.len() <= INFLATE_STEP, "a chunk of {} bytes", c.data.len());
+                assert_eq!(c.first, chunks == 0);
+                chunks += 1;
+                got.extend_from_slice(&c.data);
+                if c.last {
+                    return (got, chunks, None);
+                }
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => return (got, chunks, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn a_compressed_message_streams_in_bounded_steps() {
+    // 8 MiB that compresses to a few KiB, in one frame: handed out in steps
+    // of at most 64 KiB, the rest of the frame kept compressed; what the
+    // reader holds is bounded by the step, not by the message (RFC 7692
+    // §6.2 gives the inflated size no bound but the endpoint's limit).
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i / 1000 % 251) as u8).collect();
+    let wire = compressed_client_bytes(vec![Message::binary(data.clone())]);
+    assert!(wire.len() < 1 << 20, "{} bytes", wire.len());
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
+    let (got, chunks, err) = stream_bounded(&mut server, &wire);
+    assert_eq!(err, None);
+    assert!(chunks >= data.len() / INFLATE_STEP, "{chunks} chunks");
+    assert!(got == data, "the streamed bytes differ");
+    // Whole, the same bytes in one message.
+    let mut whole = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
+    whole.reader.feed(&wire);
+    assert_eq!(whole.receive(Mode::Whole).unwrap(), Some(Incoming::Message(Message::binary(data))));
+}
+
+#[test]
+fn a_streamed_decompression_bomb_fails_with_1009_at_the_limit() {
+    // §7.4.1 (1009): the limit is on the message's inflated size, across
+    // steps: what is handed out stays within it, then the connection fails.
+    let wire = compressed_client_bytes(vec![Message::binary(vec![0u8; 16 << 20])]);
+    let config = Config::default().with_max_message_size(1 << 20);
+    let mut server = Connection::with_deflate(Role::Server, &config, Some(&deflate_params(false)));
+    let (got, _, err) = stream_bounded(&mut server, &wire);
+    assert!(got.len() <= 1 << 20, "{} bytes handed out", got.len());
+    assert!(matches!(err, Some(ProtocolError::MessageTooBig { size, max: 0x10_0000 }) if size > 1 << 20), "{err:?}");
+    assert_eq!(&server.writer.take_output()[2..4], &1009u16.to_be_bytes());
+}
+
+#[test]
+fn invalid_utf8_deep_in_a_compressed_text_fails_across_steps() {
+    // §8.1 on the inflated text (RFC 7692 §6.2): checked as each step comes
+    // out, so an invalid byte past the first steps fails with 1007 before
+    // it is handed out; a code point cut between two steps is fine.
+    let mut text = "κόσμε ".repeat(60_000).into_bytes();
+    let bad_at = 300_000 + 1;
+    text[bad_at] = 0xff;
+    // Sent as binary, then marked text: invalid UTF-8 on the wire.
+    let mut wire = compressed_client_bytes(vec![Message::binary(text.clone())]);
+    wire[0] = (wire[0] & 0xf0) | 0x1;
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
+    let (got, chunks, err) = stream_bounded(&mut server, &wire);
+    assert_eq!(err, Some(ProtocolError::InvalidUtf8));
+    assert!(chunks >= 4 && got.len() <= bad_at, "{chunks} chunks, {} bytes", got.len());
+    assert_eq!(&server.writer.take_output()[2..4], &1007u16.to_be_bytes());
+    // The same text, valid: whole again from its steps.
+    text[bad_at] = b'x';
+    text[bad_at - 1] = b'x';
+    let mut wire = compressed_client_bytes(vec![Message::binary(text.clone())]);
+    wire[0] = (wire[0] & 0xf0) | 0x1;
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
+    let (got, _, err) = stream_bounded(&mut server, &wire);
+    assert_eq!((err, got == text), (None, true));
+}
+
+#[test]
+fn switching_modes_inside_a_message_loses_nothing() {
+    // Whole, then streaming: what was gathered goes out with the next chunk.
+    // Streaming, then whole: the rest comes out as one message.
+    for compressed in [false, true] {
+        let mut c = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(false)));
+        let payload: Vec<u8> = (0..30_000u32).map(|i| (i % 7) as u8).collect();
+        if compressed {
+            c.writer.send(Message::binary(payload.clone())).unwrap();
+        } else {
+            c.writer.send_fragment(false, Bytes::copy_from_slice(&payload[..10_000]), false).unwrap();
+            c.writer.send_fragment(false, Bytes::copy_from_slice(&payload[10_000..]), true).unwrap();
+        }
+        let wire = c.writer.take_output();
+        let cut = wire.len() / 2;
+        let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
+        server.reader.feed(&wire[..cut]);
+        assert_eq!(server.receive(Mode::Whole), Ok(None), "compressed={compressed}");
+        server.reader.feed(&wire[cut..]);
+        let Ok(Some(Incoming::Chunk(chunk))) = server.receive(Mode::Streaming) else { panic!("a chunk") };
+        assert!(chunk.first && chunk.last && chunk.data == payload, "compressed={compressed}");
+
+        let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
+        server.reader.feed(&wire[..cut]);
+        let Ok(Some(Incoming::Chunk(head))) = server.receive(Mode::Streaming) else { panic!("a chunk") };
+        assert!(head.first && !head.last);
+        server.reader.feed(&wire[cut..]);
+        let Ok(Some(Incoming::Message(Message::Binary(rest)))) = server.receive(Mode::Whole) else {
+            panic!("the rest")
+        };
+        assert_eq!([&head.data[..], &rest[..]].concat(), payload, "compressed={compressed}");
+    }
 }

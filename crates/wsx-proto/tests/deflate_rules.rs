@@ -1,18 +1,9 @@
 //! permessage-deflate rules on the wire (RFC 7692 §6).
 
-use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
+mod common;
 
-fn params() -> DeflateParams {
-    DeflateParams {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        server_max_window_bits: 15,
-        client_max_window_bits: 15,
-        threshold: 0,
-        level: 6,
-    }
-}
+use common::deflate_params;
+use wsx_proto::{CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
 
 /// A masked client frame with the given first byte and payload.
 fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
@@ -24,7 +15,7 @@ fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn fails_with_1002(wire: &[u8]) {
-    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params()));
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
     server.reader.feed(wire);
     let mut r = server.receive(Mode::Whole);
     while let Ok(Some(_)) = r {
@@ -58,20 +49,20 @@ fn rsv1_without_negotiated_deflate_fails_with_1002() {
 
 #[test]
 fn compressed_message_round_trips_and_sets_rsv1_only_on_the_first_frame() {
-    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params()));
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(false)));
     let text = "abc ".repeat(1000);
     client.writer.send(Message::text(text.clone())).unwrap();
     let wire = client.writer.take_output();
     assert_eq!(wire[0] & 0x40, 0x40, "RSV1 marks a compressed message");
     assert!(wire.len() < text.len() / 4, "compressed: {} bytes", wire.len());
-    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params()));
+    let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(false)));
     server.reader.feed(&wire);
     assert_eq!(server.receive(Mode::Whole).unwrap(), Some(Incoming::Message(Message::text(text))));
 }
 
 #[test]
 fn send_uncompressed_clears_rsv1() {
-    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params()));
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(false)));
     client.writer.send_uncompressed(Message::binary(vec![0u8; 4096])).unwrap();
     let wire = client.writer.take_output();
     assert_eq!(wire[0] & 0x40, 0);
@@ -80,12 +71,15 @@ fn send_uncompressed_clears_rsv1() {
 #[test]
 fn inflated_size_over_the_limit_fails_with_1009() {
     // A decompression bomb: a small frame that inflates past the limit.
-    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&params()));
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(false)));
     client.writer.send(Message::binary(vec![0u8; 4 << 20])).unwrap();
     let wire = client.writer.take_output();
     assert!(wire.len() < 64 << 10);
-    let mut server =
-        Connection::with_deflate(Role::Server, &Config::default().with_max_message_size(1 << 20), Some(&params()));
+    let mut server = Connection::with_deflate(
+        Role::Server,
+        &Config::default().with_max_message_size(1 << 20),
+        Some(&deflate_params(false)),
+    );
     server.reader.feed(&wire);
     assert!(matches!(server.receive(Mode::Whole), Err(ProtocolError::MessageTooBig { .. })));
     assert_eq!(&server.writer.take_output()[2..4], &1009u16.to_be_bytes());

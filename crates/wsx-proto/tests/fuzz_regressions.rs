@@ -11,19 +11,10 @@
 //! compressed messages with a plain zlib inflater, which fails on the old
 //! code with its seed `fuzz/corpus/inflate/raw-bfinal`.
 
-use wsx_proto::deflate::DeflateParams;
-use wsx_proto::{Config, Connection, Incoming, Message, Mode, Role};
+mod common;
 
-fn deflate(no_context_takeover: bool) -> DeflateParams {
-    DeflateParams {
-        server_no_context_takeover: no_context_takeover,
-        client_no_context_takeover: no_context_takeover,
-        server_max_window_bits: 15,
-        client_max_window_bits: 15,
-        threshold: 0,
-        level: 6,
-    }
-}
+use common::deflate_params;
+use wsx_proto::{Config, Connection, Incoming, Message, Mode, Role};
 
 /// RFC 7692 §7.2.3.4: a sender may flush with a DEFLATE block that has
 /// BFINAL set, followed by one 0x00 octet. This is the RFC's own example,
@@ -46,7 +37,7 @@ const HELLO_SYNC: [u8; 9] = [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x0
 #[test]
 fn rfc7692_final_block_messages_inflate() {
     for nct in [false, true] {
-        let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate(nct)));
+        let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(nct)));
         client.reader.feed(&HELLO_BFINAL);
         client.reader.feed(&HELLO_BFINAL);
         client.reader.feed(&HELLO_BFINAL_FRAGMENTED);
@@ -66,7 +57,7 @@ fn rfc7692_final_block_messages_inflate() {
 /// The same, read in chunks (streaming inflates as the bytes arrive).
 #[test]
 fn rfc7692_final_block_messages_inflate_in_chunks() {
-    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate(false)));
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(false)));
     client.reader.feed(&HELLO_BFINAL_FRAGMENTED);
     client.reader.feed(&HELLO_SYNC);
     for _ in 0..2 {
@@ -92,7 +83,7 @@ fn rfc7692_final_block_messages_inflate_in_chunks() {
 fn after_a_final_block_limits_and_errors_still_apply() {
     // 200 bytes after the final block, against a 100-byte message limit.
     let config = Config::default().with_max_message_size(100);
-    let mut client = Connection::with_deflate(Role::Client, &config, Some(&deflate(true)));
+    let mut client = Connection::with_deflate(Role::Client, &config, Some(&deflate_params(true)));
     let mut payload = HELLO_BFINAL[2..].to_vec();
     payload.resize(200, 0xaa);
     let mut frame = vec![0xc1, 126, 0, 200];
@@ -102,7 +93,7 @@ fn after_a_final_block_limits_and_errors_still_apply() {
     assert_eq!(u16::from(e.close_code()), 1009, "{e:?}");
 
     // Not DEFLATE at all.
-    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate(true)));
+    let mut client = Connection::with_deflate(Role::Client, &Config::default(), Some(&deflate_params(true)));
     client.reader.feed(&[0xc1, 0x05, 0xff, 0xff, 0xff, 0xff, 0x00]);
     let e = client.receive(Mode::Whole).unwrap_err();
     assert_eq!(u16::from(e.close_code()), 1007, "{e:?}");
@@ -119,7 +110,7 @@ fn after_a_final_block_limits_and_errors_still_apply() {
 fn invalid_first_fragment_under_a_tiny_limit_is_1007() {
     use wsx_proto::CloseCode;
     let config = Config::default().with_max_message_size(1).with_max_frame_size(1);
-    let mut client = Connection::with_deflate(Role::Client, &config, Some(&deflate(true)));
+    let mut client = Connection::with_deflate(Role::Client, &config, Some(&deflate_params(true)));
     // RSV1 + text, not final, 1 byte; then a continuation of 12 bytes.
     client.reader.feed(&[0x41, 0x01, 0xff]);
     let err = loop {

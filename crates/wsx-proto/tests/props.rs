@@ -7,14 +7,21 @@
 //! 2. a byte stream fed in arbitrary chunks (down to one byte) gives exactly
 //!    what it gives fed whole: messages, error, bytes written, close state;
 //! 3. arbitrary bytes never make a connection panic, and what it buffers
-//!    stays bounded by its limits.
+//!    stays bounded by its limits;
+//! 4. streaming and whole reading are one path: with or without
+//!    permessage-deflate (any parameters), for any split of the input, the
+//!    chunks put together are the whole messages, and no chunk that
+//!    inflation produces is over `INFLATE_STEP`.
 
 use bytes::Bytes;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::io::IoSlice;
-use wsx_proto::{CloseFrame, CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role};
+use wsx_proto::deflate::DeflateParams;
+use wsx_proto::{
+    CloseFrame, CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role, INFLATE_STEP,
+};
 
 // ------------------------------------------------------------------ helpers
 
@@ -261,6 +268,69 @@ struct Outcome {
     state: CloseState,
 }
 
+/// permessage-deflate with any parameters, or none.
+fn deflate_params() -> impl Strategy<Value = Option<DeflateParams>> {
+    proptest::option::weighted(
+        0.8,
+        (any::<(bool, bool)>(), 8u8..=15, 8u8..=15, 0usize..2000, 0u32..=9).prop_map(
+            |((server_nct, client_nct), server_bits, client_bits, threshold, level)| DeflateParams {
+                server_no_context_takeover: server_nct,
+                client_no_context_takeover: client_nct,
+                server_max_window_bits: server_bits,
+                client_max_window_bits: client_bits,
+                threshold,
+                level,
+            },
+        ),
+    )
+}
+
+/// What a receiver makes of `pieces` in `mode`: the messages (chunks put
+/// back together when streaming) and the error, checking each chunk's
+/// flags and size (the pieces are at most `INFLATE_STEP` long, so a chunk
+/// over it can only come from inflation).
+fn read_in_mode(
+    role: Role,
+    deflate: Option<&DeflateParams>,
+    pieces: &[&[u8]],
+    mode: Mode,
+) -> (Vec<Message>, Option<ProtocolError>) {
+    let mut conn = Connection::with_deflate(role, &Config::default(), deflate);
+    let mut messages = Vec::new();
+    let mut partial: Option<(bool, Vec<u8>)> = None;
+    for p in pieces {
+        assert!(p.len() <= INFLATE_STEP);
+        conn.reader.feed(p);
+        loop {
+            match conn.receive(mode) {
+                Ok(Some(Incoming::Chunk(c))) => {
+                    assert_eq!(mode, Mode::Streaming, "a chunk when reading whole messages");
+                    assert!(c.data.len() <= INFLATE_STEP, "a chunk of {} bytes", c.data.len());
+                    assert_eq!(c.first, partial.is_none());
+                    let (text, acc) = partial.get_or_insert_with(|| (c.text, Vec::new()));
+                    acc.extend_from_slice(&c.data);
+                    if c.last {
+                        let (text, acc) = (*text, std::mem::take(acc));
+                        partial = None;
+                        messages.push(if text {
+                            Message::text(String::from_utf8(acc).unwrap())
+                        } else {
+                            Message::binary(acc)
+                        });
+                    }
+                }
+                Ok(Some(Incoming::Message(m))) => {
+                    assert!(mode == Mode::Whole || m.is_control(), "a whole data message when streaming");
+                    messages.push(m);
+                }
+                Ok(None) => break,
+                Err(e) => return (messages, Some(e)),
+            }
+        }
+    }
+    (messages, None)
+}
+
 fn feed_pieces(role: Role, config: Config, pieces: &[&[u8]]) -> Outcome {
     let mut conn = Connection::new(role, &config);
     let mut messages = Vec::new();
@@ -485,6 +555,38 @@ proptest! {
         let eof = end_of_stream(&mut conn);
         prop_assert!(eof == Ok(None) || eof == Err(ProtocolError::AbnormalClosure));
         prop_assert!(conn.reader.read_buf().is_empty());
+    }
+
+    /// (4) Streaming and whole reading give the same messages for any split
+    /// of the input, compressed or not, and inflation hands out chunks of at
+    /// most `INFLATE_STEP`; the messages are those sent.
+    #[test]
+    fn streaming_equals_whole_for_any_split_and_compression(
+        items in vec(item_strategy(size_full()), 0..6),
+        large in proptest::option::weighted(0.3, (any::<bool>(), 65_000usize..300_000, any::<u64>())),
+        deflate in deflate_params(),
+        lens in vec(prop_oneof![1usize..8, 8usize..300, 300usize..=INFLATE_STEP], 1..12),
+        client_sends in any::<bool>(),
+    ) {
+        let (sender_role, receiver_role) =
+            if client_sends { (Role::Client, Role::Server) } else { (Role::Server, Role::Client) };
+        let mut tx = Connection::with_deflate(sender_role, &Config::default(), deflate.as_ref());
+        let mut expected = Vec::new();
+        for item in &items {
+            send_item(&mut tx, item, &mut expected);
+        }
+        if let Some((text, size, seed)) = large {
+            // Several steps of inflated output, from text that compresses.
+            let m = if text { Message::text(text_payload(size, seed)) } else { Message::binary(vec![seed as u8; size]) };
+            tx.writer.send(m.clone()).unwrap();
+            expected.push(m);
+        }
+        let stream = tx.writer.take_output();
+        let pieces = chunks(&stream, &Chunking::Lengths(lens));
+        let whole = read_in_mode(receiver_role, deflate.as_ref(), &pieces, Mode::Whole);
+        let streamed = read_in_mode(receiver_role, deflate.as_ref(), &pieces, Mode::Streaming);
+        prop_assert_eq!(&whole, &(expected, None));
+        prop_assert_eq!(&streamed, &whole);
     }
 
     /// (3b) A peer that sends large fragments: the read buffer and the

@@ -7,7 +7,8 @@
 
 use bytes::Bytes;
 use wsx_proto::{
-    CloseCode, CloseFrame, CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role, SendError,
+    CloseCode, CloseFrame, CloseState, Config, Connection, Duty, Incoming, Message, Mode, ProtocolError, Reader,
+    Received, Role, SendError, Writer,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -157,12 +158,12 @@ fn end_of_stream(conn: &mut Connection) -> Result<Option<Incoming>, ProtocolErro
     conn.receive(Mode::Whole)
 }
 
-/// Everything a connection has to write, including what it held back
+/// Everything a writer has to write, including what it held back
 /// (a pong delayed by a backlog is queued once the backlog is taken).
-fn drain_output(conn: &mut Connection) -> Vec<u8> {
+fn drain_output(writer: &mut Writer) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let chunk = conn.writer.take_output();
+        let chunk = writer.take_output();
         if chunk.is_empty() {
             return out;
         }
@@ -964,7 +965,7 @@ fn several_pings_pongs_answer_the_latest() {
     s.writer.send(Message::binary(vec![0u8; 100_000])).unwrap();
     let (msgs, err) = drive(&mut s, &bytes);
     assert_eq!((msgs.len(), err), (3, None));
-    let out = drain_output(&mut s);
+    let out = drain_output(&mut s.writer);
     let frames = decode_frames(&out);
     assert_eq!(frames[0].opcode, BINARY);
     let pongs: Vec<&[u8]> = frames.iter().filter(|f| f.opcode == PONG).map(|f| f.payload.as_slice()).collect();
@@ -986,7 +987,7 @@ fn ping_received_before_local_close_is_answered() {
         let (msgs, err) = drive(&mut s, &cf(FIN | PING, b"before close"));
         assert_eq!((msgs.len(), err), (1, None));
         s.writer.close(Some(CloseFrame::new(1000, ""))).unwrap();
-        let out = drain_output(&mut s);
+        let out = drain_output(&mut s.writer);
         let ops: Vec<(u8, Vec<u8>)> =
             decode_frames(&out).into_iter().filter(|f| f.opcode != BINARY).map(|f| (f.opcode, f.payload)).collect();
         assert_eq!(ops, vec![(PONG, b"before close".to_vec()), (CLOSE, close_payload(1000, b""))], "backlog {backlog}");
@@ -996,7 +997,7 @@ fn ping_received_before_local_close_is_answered() {
     let mut s = server();
     s.writer.send(Message::binary(vec![0u8; 100_000])).unwrap();
     drive(&mut s, &[cf(FIN | PING, b"p"), cf(FIN | CLOSE, b"")].concat());
-    let out = drain_output(&mut s);
+    let out = drain_output(&mut s.writer);
     assert_eq!(decode_frames(&out).last().map(|f| f.opcode), Some(CLOSE));
 }
 
@@ -1097,4 +1098,116 @@ fn eof_without_close_is_abnormal_closure() {
     let mut c = client();
     drive(&mut c, &sf(FIN | CLOSE, b""));
     assert_eq!(end_of_stream(&mut c), Ok(None));
+}
+
+// ------------------------------------------------------------------ duties
+
+/// One reader call, without the connection's writer: what it hands out and
+/// what it says is owed.
+fn receive_alone(reader: &mut Reader, bytes: &[u8]) -> Received {
+    reader.feed(bytes);
+    reader.receive(Mode::Whole)
+}
+
+#[test]
+fn the_reader_reports_what_is_owed_as_data() {
+    let config = Config::default();
+    // §5.5.2: a ping is owed a pong with its payload (automatic pongs on);
+    // §5.5.3: a pong is owed nothing; data is owed nothing.
+    let mut r = Reader::new(Role::Server, &config);
+    let got = receive_alone(&mut r, &cf(FIN | PING, b"hi"));
+    assert_eq!(got.result, Ok(Some(Incoming::Message(Message::ping("hi")))));
+    assert_eq!(got.duty, Some(Duty::Pong(Bytes::from_static(b"hi"))));
+    assert_eq!(receive_alone(&mut r, &cf(FIN | PONG, b"hi")).duty, None);
+    assert_eq!(receive_alone(&mut r, &cf(FIN | TEXT, b"data")).duty, None);
+    // Automatic pongs off: the ping is handed out, nothing is owed.
+    let mut quiet = Reader::new(Role::Server, &config.clone().with_auto_pong(false));
+    let got = receive_alone(&mut quiet, &cf(FIN | PING, b"hi"));
+    assert_eq!((got.result.is_ok(), got.duty), (true, None));
+    // §5.5.1: the peer's close is owed a close echoing its code; one
+    // without a code, a close without one.
+    let got = receive_alone(&mut r, &cf(FIN | CLOSE, &close_payload(1001, b"bye")));
+    assert_eq!(got.duty, Some(Duty::CloseReply(Some(CloseCode::GoingAway))));
+    assert!(r.is_done());
+    let mut r2 = Reader::new(Role::Client, &config);
+    assert_eq!(receive_alone(&mut r2, &sf(FIN | CLOSE, b"")).duty, Some(Duty::CloseReply(None)));
+    // §7.1.7: a violation is owed the close frame of its code, reported
+    // once; later input is ignored.
+    let mut r3 = Reader::new(Role::Server, &config);
+    let got = receive_alone(&mut r3, &sf(FIN | TEXT, b"unmasked"));
+    assert_eq!(got.result, Err(ProtocolError::UnmaskedFrame));
+    assert_eq!(got.duty, Some(Duty::Fail(CloseCode::ProtocolError)));
+    let again = receive_alone(&mut r3, &cf(FIN | PING, b"x"));
+    assert_eq!((again.result, again.duty), (Ok(None), None));
+}
+
+#[test]
+fn end_of_stream_is_owed_1006_only_before_the_closing_handshake() {
+    let config = Config::default();
+    // §7.1.5: the transport closed with no close frame received: 1006,
+    // which is never sent (§7.4.1).
+    let mut r = Reader::new(Role::Client, &config);
+    r.end_of_stream();
+    let got = r.receive(Mode::Whole);
+    assert_eq!(got.result, Err(ProtocolError::AbnormalClosure));
+    assert_eq!(got.duty, Some(Duty::Fail(CloseCode::Abnormal)));
+    assert!(r.is_done());
+    // What is buffered is read first; a frame cut by the end is the 1006.
+    let mut r = Reader::new(Role::Client, &config);
+    r.feed(&[sf(FIN | TEXT, b"whole"), sf(FIN | TEXT, b"cut")[..3].to_vec()].concat());
+    r.end_of_stream();
+    assert_eq!(r.receive(Mode::Whole).result, Ok(Some(Incoming::Message(text("whole")))));
+    assert_eq!(r.receive(Mode::Whole).duty, Some(Duty::Fail(CloseCode::Abnormal)));
+    // After the peer's close frame, or after a failure: nothing is owed.
+    let mut r = Reader::new(Role::Client, &config);
+    let _ = receive_alone(&mut r, &sf(FIN | CLOSE, b""));
+    r.end_of_stream();
+    let got = r.receive(Mode::Whole);
+    assert_eq!((got.result, got.duty), (Ok(None), None));
+    let mut r = Reader::new(Role::Client, &config);
+    let _ = receive_alone(&mut r, &sf(FIN | 0x3, b""));
+    r.end_of_stream();
+    assert_eq!(r.receive(Mode::Whole).duty, None);
+    // We sent our close and the peer's never came (CloseSent): still 1006,
+    // and the writer fails without sending anything more.
+    let mut w = Writer::new(Role::Client, &config);
+    w.close(None).unwrap();
+    w.take_output();
+    let mut r = Reader::new(Role::Client, &config);
+    r.end_of_stream();
+    let Some(duty) = r.receive(Mode::Whole).duty else { panic!("1006 is owed") };
+    w.perform(duty);
+    assert_eq!(w.close_state(), CloseState::Failed);
+    assert!(w.take_output().is_empty());
+}
+
+#[test]
+fn performing_a_duty_follows_the_closing_handshake() {
+    let config = Config::default();
+    // §5.5.1: the close reply echoes the code; after our own close, the
+    // peer's completes the handshake without a second close frame.
+    let mut w = Writer::new(Role::Server, &config);
+    w.perform(Duty::CloseReply(Some(CloseCode::GoingAway)));
+    assert_eq!(w.close_state(), CloseState::Closed);
+    let frames = decode_frames(&w.take_output());
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].close_code(), Some(1001));
+    let mut w = Writer::new(Role::Server, &config);
+    w.close(None).unwrap();
+    w.take_output();
+    w.perform(Duty::CloseReply(None));
+    assert_eq!(w.close_state(), CloseState::Closed);
+    assert!(w.take_output().is_empty(), "no second close frame");
+    // §5.5.1: nothing is sent after a close frame, not even a pong.
+    w.perform(Duty::Pong(Bytes::from_static(b"late")));
+    assert!(w.take_output().is_empty());
+    // §7.1.7: after a failure's close frame, nothing; a pong owed before it
+    // is dropped.
+    let mut w = Writer::new(Role::Server, &config.clone().with_max_write_buffer(0));
+    w.send(Message::binary(vec![0u8; 70_000])).unwrap();
+    w.perform(Duty::Pong(Bytes::from_static(b"owed")));
+    w.perform(Duty::Fail(CloseCode::InvalidPayload));
+    let frames = decode_frames(&drain_output(&mut w));
+    assert_eq!(frames.iter().map(|f| f.opcode).collect::<Vec<_>>(), [BINARY, CLOSE]);
+    assert_eq!(frames[1].close_code(), Some(1007));
 }
