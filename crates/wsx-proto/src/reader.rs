@@ -110,7 +110,7 @@ enum Recv {
 }
 
 /// The receiving half of a connection: the read buffer, the frame being
-/// parsed and the message being assembled. See the [module](self) for the
+/// parsed and the message being assembled. See [`crate::connection`] for the
 /// driver.
 ///
 /// ```

@@ -54,7 +54,8 @@ struct Extras {
 }
 
 /// The sending half of a connection: the write queue and the closing
-/// handshake (see the [module](self)).
+/// handshake, including the close frames the reader says are owed (see
+/// [`crate::connection`]).
 ///
 /// ```
 /// use wsx_proto::{Config, Message, Role, Writer};
