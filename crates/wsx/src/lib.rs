@@ -64,6 +64,7 @@ mod config;
 mod error;
 mod handle;
 mod io;
+mod keepalive;
 mod maybe_tls;
 mod percent;
 pub mod proxy;
