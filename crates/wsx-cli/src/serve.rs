@@ -110,6 +110,9 @@ pub struct ServeArgs {
 /// The default largest message, without --hub.
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
+/// Each connection's write queue high-water mark.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// Run `wsx serve` until Ctrl-C or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let rt = match args.threads {
@@ -176,6 +179,9 @@ fn site(args: &ServeArgs) -> Result<Site, Failure> {
     let default_max = if args.hub.enabled() { crate::hub::DEFAULT_MAX_MESSAGE_SIZE } else { DEFAULT_MAX_MESSAGE_SIZE };
     let config = wsx::Config::default()
         .with_max_message_size(args.max_message_size.unwrap_or(default_max))
+        // What a client that does not read can make a connection hold:
+        // the echo waits beyond it (a larger message still goes whole).
+        .with_max_write_buffer(WRITE_BUFFER)
         .with_compression(!args.no_compression)
         .with_handshake_timeout(handshake_timeout)
         .with_keepalive(ping, idle);

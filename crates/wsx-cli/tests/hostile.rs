@@ -481,27 +481,66 @@ fn zip_bomb() -> Vec<u8> {
     bomb
 }
 
-/// A compressed message that inflates to 256 MiB against a 1 MiB limit:
-/// 1009 once 1 MiB is inflated, and the server's memory stays bounded.
-#[tokio::test]
-async fn decompression_bomb_gets_1009_with_bounded_memory() {
-    let server = serve(&["--max-message-size", "1048576"]);
+/// Send the bomb (after a small compressed message, to see compression
+/// work) and read what comes back until the close: the echo of what was
+/// inflated, in fragments of the streaming path, then 1009. The bytes
+/// echoed before the close.
+async fn bomb(server: &Server) -> usize {
     let bomb = zip_bomb();
     assert!(bomb.len() < 1 << 20, "the bomb fits in a frame: {} bytes", bomb.len());
     let (mut raw, head) = Raw::upgrade_with(server.addr, "Sec-WebSocket-Extensions: permessage-deflate\r\n").await;
     assert!(head.to_ascii_lowercase().contains("permessage-deflate"), "{head}");
-    // Small compressed messages work.
     let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]; // RFC 7692 §7.2.3.1
     let mut f = client_frame(true, 0x1, &hello);
     f[0] |= 0x40;
     raw.write(&f).await;
     assert_eq!(raw.next_frame().await.unwrap().payload, b"Hello");
-    // The bomb, as one binary frame with RSV1.
     let mut f = client_frame(true, 0x2, &bomb);
     f[0] |= 0x40;
     raw.write(&f).await;
-    raw.expect_failure(1009).await;
+    let mut echoed = 0;
+    loop {
+        let f = raw.next_frame().await.expect("end of stream instead of a close frame");
+        match f.opcode {
+            0x0 | 0x2 => {
+                assert!(!f.fin, "the echo of a message that never ends cannot end");
+                assert!(f.payload.iter().all(|&b| b == 0), "the echo is what was inflated");
+                echoed += f.payload.len();
+            }
+            0x8 => {
+                assert_eq!(f.close_code(), Some(1009));
+                break;
+            }
+            _ => panic!("expected the echo then a close, got opcode {}", f.opcode),
+        }
+    }
+    raw.tcp.write_all(&client_frame(true, 0x8, &1009u16.to_be_bytes())).await.ok();
+    assert_eq!(raw.next_frame().await, None, "the server sent more after failing the connection");
+    echoed
+}
+
+/// A compressed message that inflates to 256 MiB against a 1 MiB limit:
+/// inflated and echoed in steps, then 1009 once 1 MiB is inflated; never
+/// more echoed than the limit, and the server's memory stays bounded.
+#[tokio::test]
+async fn decompression_bomb_gets_1009_with_bounded_memory() {
+    let server = serve(&["--max-message-size", "1048576"]);
+    let echoed = bomb(&server).await;
+    assert!(echoed <= 1 << 20, "{echoed} bytes echoed past the 1 MiB limit");
     server.assert_peak_under(16 * MIB, "decompression bomb");
+    server.assert_serving().await;
+}
+
+/// The same bomb against the default limit (64 MiB): inflation goes in
+/// steps of at most 64 KiB that the echo forwards as they come, so what
+/// the connection holds is bounded by its queues, not by the limit.
+#[tokio::test]
+async fn decompression_bomb_at_the_default_limit_holds_little() {
+    let server = serve(&[]);
+    let echoed = bomb(&server).await;
+    assert!(echoed <= 64 << 20, "{echoed} bytes echoed past the 64 MiB limit");
+    assert!(echoed >= 32 << 20, "only {echoed} bytes echoed before the 1009");
+    server.assert_peak_under(16 * MIB, "decompression bomb, default limit");
     server.assert_serving().await;
 }
 
@@ -782,7 +821,7 @@ async fn silent_peers_are_pinged_then_closed_at_the_idle_timeout() {
 }
 
 /// A client that sends and never reads: the echoes fill the server's
-/// write queue up to its high-water mark (16 MiB), then the server stops
+/// write queue up to its high-water mark (1 MiB), then the server stops
 /// reading that connection (backpressure) and the client's writes stall;
 /// the server's memory stays bounded, other clients are served, and once
 /// the client reads, every message comes back whole.
