@@ -476,16 +476,22 @@ impl Reader {
             let max = self.max_message_size as usize;
             let earlier = m.inflated as usize - before;
             let last = f.fin && complete;
-            let r = inflater.inflate(&st.rbuf[..avail], last, out, max - earlier, max_out).map_err(|e| match e {
+            let limit = max - earlier;
+            let r = inflater.inflate(&st.rbuf[..avail], last, out, limit, max_out);
+            // §8.1 applies to the inflated data (RFC 7692 §6.2). Checked
+            // before any error the inflation met, on what it gave within the
+            // limit: the first violation in the stream is the one reported,
+            // however the input was split (bytes that come out in one call
+            // when fed whole come out over several when fed in pieces).
+            if m.text && m.utf8.feed(&out[before..out.len().min(limit)]).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
+            let r = r.map_err(|e| match e {
                 ProtocolError::MessageTooBig { size, .. } => {
                     ProtocolError::MessageTooBig { size: size + earlier as u64, max }
                 }
                 e => e,
             })?;
-            // §8.1 applies to the inflated data (RFC 7692 §6.2).
-            if m.text && m.utf8.feed(&out[before..]).is_err() {
-                return Err(ProtocolError::InvalidUtf8);
-            }
             // At most the message limit: `inflate` fails past it.
             m.inflated += (out.len() - before) as u32;
             let used = r.consumed as u32;
