@@ -90,3 +90,8 @@ pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, Proto
 pub use bytes::Bytes;
 /// The protocol core, re-exported.
 pub use wsx_proto as proto;
+
+/// The Rust examples of the workspace's README.md, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
