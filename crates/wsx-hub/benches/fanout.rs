@@ -24,7 +24,7 @@
 //! filling the room takes longer: every join costs the node work in
 //! proportion to the room's size (presence to every member, every member
 //! in the ack, and a quadratic merge in `Hub::members`); 10,000 joins took
-//! some 16 minutes on one node of a 2-core machine (README, "Fan-out").
+//! some 16 minutes on one node of a 2-core machine (docs/hub-fanout.md).
 //!
 //! ```sh
 //! cargo bench -p wsx-hub --bench fanout                       # both modes, defaults

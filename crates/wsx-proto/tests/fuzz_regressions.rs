@@ -4,7 +4,7 @@
 //! keeps them fixed. Each test says where its input came from and what was
 //! wrong.
 //!
-//! Fuzz runs so far (README, "Reliability") found no crash in any target
+//! Fuzz runs so far (docs/fuzzing.md) found no crash in any target
 //! and one failed check, in the `inflate` target's own expectation (the
 //! last test). The first bug below was found while writing the seeds of the `inflate` target
 //! from the examples of RFC 7692 §7.2.3; that target now compares raw

@@ -505,7 +505,7 @@ async fn close_rejects_reason_over_123_bytes_with_syntax_error() {
     assert_eq!(log, [Message::Close(Some(wsx::CloseFrame::new(CloseCode::from(3000), reason.as_str())))]);
 }
 
-/// A reason without a code is an InvalidAccessError (see the README for
+/// A reason without a code is an InvalidAccessError (see docs/web.md for
 /// how this relates to the standard); an empty reason counts as none.
 #[tokio::test]
 async fn close_reason_without_code_is_invalid_access() {

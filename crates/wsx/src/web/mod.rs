@@ -647,7 +647,7 @@ impl WebSocket {
     /// `code` must be 1000 or in 3000–4999, else [`DomError::InvalidAccess`];
     /// `reason` at most 123 bytes of UTF-8, else [`DomError::Syntax`]. A
     /// non-empty reason without a code is [`DomError::InvalidAccess`] (a
-    /// deviation: the standard does not throw there; see the README).
+    /// deviation: the standard does not throw there; see docs/web.md).
     /// `close(None, None)` sends a close frame without a body.
     ///
     /// While connecting, the connection is failed instead (`error`, then
