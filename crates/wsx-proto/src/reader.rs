@@ -69,8 +69,9 @@ pub enum Mode {
 pub enum Duty {
     /// The peer pinged: answer with a pong carrying the same payload
     /// (§5.5.2, §5.5.3). Only reported with automatic pongs on
-    /// ([`Config::with_auto_pong`]).
-    Pong(Bytes),
+    /// ([`Config::with_auto_pong`]). Boxed: pings are rare, and every
+    /// [`Received`] has room for a duty (the writer keeps the box).
+    Pong(Box<Bytes>),
     /// The peer's close frame arrived: reply with a close frame echoing its
     /// code (§5.5.1; `None` when it carried none), unless ours was sent. The
     /// closing handshake is then complete.
@@ -121,7 +122,7 @@ enum Recv {
 /// let received = server.receive(Mode::Whole);
 /// assert_eq!(received.result, Ok(Some(Incoming::Message(Message::ping("Hello")))));
 /// // The pong it is owed, for the writer.
-/// assert_eq!(received.duty, Some(Duty::Pong("Hello".into())));
+/// assert_eq!(received.duty, Some(Duty::Pong(Box::new("Hello".into()))));
 /// ```
 #[derive(Debug)]
 pub struct Reader {
@@ -370,7 +371,7 @@ impl Reader {
         duty: &mut Option<Duty>,
     ) -> Result<Option<Incoming>, ProtocolError> {
         loop {
-            let f = match st.frame.take() {
+            let f = match st.frame {
                 Some(f) => f,
                 None => {
                     let Some((f, n)) = self.parse_header(st)? else { return Ok(None) };
@@ -406,6 +407,7 @@ impl Reader {
                     st.frame = Some(f);
                     return Ok(None);
                 }
+                st.frame = None;
                 let mut payload = st.rbuf.split_to(len);
                 if let Some(key) = f.mask {
                     apply_mask(&mut payload, key);
@@ -517,9 +519,7 @@ impl Reader {
                 }
             }
         };
-        if !frame_done {
-            st.frame = Some(f);
-        }
+        st.frame = (!frame_done).then_some(f);
         let last = frame_done && f.fin;
         let data = match mode {
             // Gathered before the caller switched to streaming: it goes first.
@@ -556,7 +556,7 @@ impl Reader {
             OpCode::Ping => {
                 // §5.5.2: a pong with the same payload.
                 if self.auto_pong {
-                    *duty = Some(Duty::Pong(payload.clone()));
+                    *duty = Some(Duty::Pong(Box::new(payload.clone())));
                 }
                 Message::Ping(payload)
             }

@@ -271,7 +271,7 @@ impl Writer {
         match duty {
             Duty::Pong(payload) => {
                 if self.close == CloseState::Open {
-                    self.pending_pong = Some(Box::new(payload));
+                    self.pending_pong = Some(payload);
                     self.flush_pong();
                 }
             }

@@ -1117,7 +1117,7 @@ fn the_reader_reports_what_is_owed_as_data() {
     let mut r = Reader::new(Role::Server, &config);
     let got = receive_alone(&mut r, &cf(FIN | PING, b"hi"));
     assert_eq!(got.result, Ok(Some(Incoming::Message(Message::ping("hi")))));
-    assert_eq!(got.duty, Some(Duty::Pong(Bytes::from_static(b"hi"))));
+    assert_eq!(got.duty, Some(Duty::Pong(Box::new(Bytes::from_static(b"hi")))));
     assert_eq!(receive_alone(&mut r, &cf(FIN | PONG, b"hi")).duty, None);
     assert_eq!(receive_alone(&mut r, &cf(FIN | TEXT, b"data")).duty, None);
     // Automatic pongs off: the ping is handed out, nothing is owed.
@@ -1199,13 +1199,13 @@ fn performing_a_duty_follows_the_closing_handshake() {
     assert_eq!(w.close_state(), CloseState::Closed);
     assert!(w.take_output().is_empty(), "no second close frame");
     // §5.5.1: nothing is sent after a close frame, not even a pong.
-    w.perform(Duty::Pong(Bytes::from_static(b"late")));
+    w.perform(Duty::Pong(Box::new(Bytes::from_static(b"late"))));
     assert!(w.take_output().is_empty());
     // §7.1.7: after a failure's close frame, nothing; a pong owed before it
     // is dropped.
     let mut w = Writer::new(Role::Server, &config.clone().with_max_write_buffer(0));
     w.send(Message::binary(vec![0u8; 70_000])).unwrap();
-    w.perform(Duty::Pong(Bytes::from_static(b"owed")));
+    w.perform(Duty::Pong(Box::new(Bytes::from_static(b"owed"))));
     w.perform(Duty::Fail(CloseCode::InvalidPayload));
     let frames = decode_frames(&drain_output(&mut w));
     assert_eq!(frames.iter().map(|f| f.opcode).collect::<Vec<_>>(), [BINARY, CLOSE]);
