@@ -1,8 +1,9 @@
 //! The client: `connect` over TCP, or `client_handshake` over any stream.
 
+use crate::refused::Refused;
 use crate::MaybeTlsStream;
 use crate::{Config, Error, Result, WebSocket};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,8 +33,13 @@ impl IntoClientRequest for Uri {
 }
 
 impl IntoClientRequest for &str {
+    /// Parse and check the URL: a `ws://` or `wss://` scheme (`http://`
+    /// and `https://` are taken as their WebSocket equivalents) with two
+    /// slashes, a host, and a port from 1 to 65535 when one is given.
     fn into_client_request(self) -> Result<Request<()>> {
+        check_slashes(self)?;
         let uri: Uri = self.parse().map_err(|e| Error::Url(format!("{self:?}: {e}")))?;
+        target(&uri)?;
         uri.into_client_request()
     }
 }
@@ -91,35 +97,111 @@ pub async fn connect_with(
 ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
     let request = request.into_client_request()?;
     let uri = request.uri();
-    let (secure, default_port) = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
-        Some("ws") | Some("http") => (false, 80),
-        Some("wss") | Some("https") if cfg!(feature = "tls") => (true, 443),
-        Some("wss") | Some("https") => return Err(Error::TlsDisabled),
-        Some(other) => return Err(Error::Url(format!("scheme {other:?} is not ws or wss"))),
-        None => return Err(Error::Url("the URL needs a ws:// or wss:// scheme".into())),
-    };
-    let host = uri.host().ok_or_else(|| Error::Url("the URL has no host".into()))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = uri.port_u16().unwrap_or(default_port);
+    let Target { secure, host, port } = target(uri)?;
+    if secure && !cfg!(feature = "tls") {
+        return Err(Error::TlsDisabled);
+    }
     let proxy = config.proxy_mode().proxy_for(uri)?;
     let fut = async move {
         let tcp = match &proxy {
             None => {
-                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                let tcp = TcpStream::connect((host.as_str(), port))
+                    .await
+                    .map_err(|source| Error::Connect { address: host_port(&host, port), source })?;
                 tcp.set_nodelay(true)?;
                 tcp
             }
             Some(p) => crate::proxy::tunnel(p, &host, port, config).await?,
         };
-        let stream = if secure { tls_connect(tcp, &host, config).await? } else { MaybeTlsStream::Plain(tcp) };
-        client_handshake_inner(stream, request, config).await
+        if !secure {
+            return client_handshake_inner(MaybeTlsStream::Plain(tcp), request, config).await;
+        }
+        let stream = tls_connect(tcp, &host, config).await?;
+        client_handshake_inner(stream, request, config).await.map_err(|e| tls_failure(e, &host))
     };
     Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| Error::HandshakeTimeout)?
+}
+
+/// Where a WebSocket URL leads.
+struct Target {
+    /// `wss://` (or `https://`).
+    secure: bool,
+    /// The host, without the brackets of an IPv6 address.
+    host: String,
+    port: u16,
+}
+
+/// Check that `uri` names a WebSocket server: its scheme, host and port.
+fn target(uri: &Uri) -> Result<Target> {
+    let (secure, default_port) = match uri.scheme_str().map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("ws") | Some("http") => (false, 80),
+        Some("wss") | Some("https") => (true, 443),
+        Some(other) => return Err(Error::Url(format!("scheme {other:?} is not ws or wss"))),
+        None => return Err(Error::Url("the URL needs a ws:// or wss:// scheme".into())),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| Error::Url("the URL has no host".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    // `Uri::port` is `None` for a port that is not a u16: the authority's
+    // text is read instead, so that such a port is an error, not the
+    // scheme's default port.
+    let port = match uri.authority().and_then(|a| port_text(a.as_str())) {
+        Some("") | None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(Error::Url(format!("port {p} is out of range (1 to 65535)"))),
+        },
+    };
+    Ok(Target { secure, host, port })
+}
+
+/// The port of an authority (`user@host:port`, `[::1]:port`), as written.
+fn port_text(authority: &str) -> Option<&str> {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let after_host = match host_port.strip_prefix('[') {
+        Some(rest) => &rest[rest.find(']')? + 1..],
+        None => host_port,
+    };
+    after_host.rsplit_once(':').map(|(_, port)| port)
+}
+
+/// `ws:/host` (one slash) would otherwise parse as a relative reference or
+/// as host "ws": say what is wrong instead.
+fn check_slashes(url: &str) -> Result<()> {
+    let Some((scheme, rest)) = url.split_once(':') else { return Ok(()) };
+    if ["ws", "wss", "http", "https"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) && !rest.starts_with("//") {
+        return Err(Error::Url(format!("{url:?} needs two slashes after the scheme ({scheme}://host/path)")));
+    }
+    Ok(())
+}
+
+/// host:port as dialled (an IPv6 address in brackets).
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 #[cfg(feature = "tls")]
 async fn tls_connect(tcp: TcpStream, host: &str, config: &Config) -> Result<MaybeTlsStream> {
     crate::tls::connect(tcp, host, config).await
+}
+
+/// A failure of the handshake over TLS: the TLS failure in an I/O error
+/// (TLS 1.3 servers refuse a client certificate after the client's TLS
+/// handshake is done) becomes a TLS error.
+#[cfg(feature = "tls")]
+fn tls_failure(e: Error, host: &str) -> Error {
+    match e {
+        Error::Io(io) => crate::tls::io_error(io, host),
+        other => other,
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_failure(e: Error, _: &str) -> Error {
+    e
 }
 
 /// Without TLS compiled in, `wss://` is refused (before connecting, by
@@ -164,6 +246,11 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     let mut reader = HeadReader::new(config.max_handshake_size());
     let mut buf = BytesMut::with_capacity(1024);
     let (response, head_len) = loop {
+        // A TLS record (an alert or a handshake message) where an HTTP
+        // response should be: the server wants TLS.
+        if matches!(buf.first(), Some(0x15 | 0x16)) && buf.get(1).is_none_or(|&b| b == 0x03) {
+            return Err(Error::WrongScheme { use_scheme: "wss" });
+        }
         if let Some(r) = reader.response(&buf)? {
             break r;
         }
@@ -171,7 +258,15 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
     };
-    let negotiated = handshake.check_response(&response)?;
+    let negotiated = match handshake.check_response(&response) {
+        Ok(n) => n,
+        Err(wsx_proto::handshake::HandshakeError::UnexpectedStatus(_)) => {
+            let body = read_body(&mut stream, &mut buf, head_len, &response).await;
+            let (parts, ()) = response.into_parts();
+            return Err(Error::Refused(Box::new(Refused { response: Response::from_parts(parts, body) })));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let params = wsx_proto::deflate::client_accept_response(&deflate.unwrap_or_default(), &negotiated.extensions)
         .map_err(|e| wsx_proto::handshake::HandshakeError::InvalidExtensionResponse(e.to_string()))?;
     let ext_header =
@@ -179,4 +274,67 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     let ws = WebSocket::from_negotiated(stream, Role::Client, config, &buf[head_len..], params.as_ref())
         .with_negotiated(negotiated.protocol, ext_header);
     Ok((ws, response))
+}
+
+/// The most of a refusal's body that is kept.
+const MAX_REFUSAL_BODY: usize = 4096;
+
+/// Read the body of a refusal: up to its `Content-Length` (or the end of
+/// its chunks, or of the connection), at most [`MAX_REFUSAL_BODY`] bytes,
+/// and for at most half a second (the head is what matters).
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    head_len: usize,
+    response: &Response<()>,
+) -> Bytes {
+    let headers = response.headers();
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok())
+        .map(|n| n.min(MAX_REFUSAL_BODY));
+    let chunked = headers
+        .get(http::header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        let body = &buf[head_len..];
+        let complete = match length {
+            Some(n) => body.len() >= n,
+            None if chunked => body.windows(5).any(|w| w == b"0\r\n\r\n"),
+            None => false,
+        };
+        if complete || body.len() >= MAX_REFUSAL_BODY {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
+    let body = &buf[head_len..];
+    let body = if chunked { dechunk(body) } else { body.to_vec() };
+    let keep = length.unwrap_or(MAX_REFUSAL_BODY).min(body.len());
+    Bytes::copy_from_slice(&body[..keep])
+}
+
+/// The data of a chunked body, as far as it is complete.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..eol]).ok().and_then(|l| {
+            let hex = l.split(';').next().unwrap_or_default().trim();
+            usize::from_str_radix(hex, 16).ok()
+        });
+        let Some(size) = size.filter(|&n| n > 0) else { break };
+        let data = &raw[eol + 2..];
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        if take < size || data.len() < size + 2 {
+            break;
+        }
+        raw = &data[size + 2..];
+    }
+    out
 }

@@ -213,6 +213,8 @@ struct ClientSettings {
     tls: Option<Arc<rustls::ClientConfig>>,
     #[cfg(feature = "tls")]
     tls_roots: TlsRoots,
+    #[cfg(feature = "tls")]
+    tls_options: crate::tls::ClientTlsOptions,
     proxy: ProxyMode,
 }
 
@@ -221,8 +223,10 @@ impl Config {
     #[cfg(feature = "tls")]
     /// Use this rustls configuration for `wss://` (e.g. to trust a private
     /// CA, or to present a client certificate). When it offers no ALPN
-    /// protocol, a copy offering `http/1.1` is used. Without it, wsx builds
-    /// one with the roots of [`Config::with_tls_roots`].
+    /// protocol, a copy offering `http/1.1` is used. It takes the place of
+    /// every other TLS setting; without it, wsx builds one from them
+    /// ([`Config::with_tls_ca`], [`Config::with_tls_insecure`],
+    /// [`Config::with_tls_client_cert`], [`Config::with_tls_roots`]...).
     ///
     /// ```no_run
     /// # async fn run(ca_der: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
@@ -245,6 +249,101 @@ impl Config {
     pub fn with_tls_roots(mut self, roots: TlsRoots) -> Self {
         self.client.tls_roots = roots;
         self
+    }
+
+    #[cfg(feature = "tls")]
+    /// Trust the certificates of this PEM file instead of the default
+    /// roots, as curl's `--cacert` does (call it again to add another
+    /// file): a private CA, or a server's own self-signed certificate,
+    /// which is then trusted as it is, even when it is marked as a CA as
+    /// the first certificate `openssl req -x509` makes is (its name is
+    /// checked, its dates are not). The file is read when a `wss://`
+    /// connection needs it: [`Config::tls_client_config`] reads it now.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = wsx::Config::default().with_tls_ca("dev-cert.pem");
+    /// let (ws, _) = wsx::connect_with("wss://localhost:9443/", &config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tls_ca(mut self, pem_file: impl Into<std::path::PathBuf>) -> Self {
+        self.client.tls_options.add_ca_file(pem_file.into());
+        self
+    }
+
+    #[cfg(feature = "tls")]
+    /// Read `SSL_CERT_FILE` (a PEM file) and `SSL_CERT_DIR` (directories
+    /// of PEM files, `:`-separated) as OpenSSL-based tools do: when either
+    /// is set, trust their certificates instead of the default roots.
+    /// [`Config::with_tls_ca`] files come first: with them, the
+    /// environment is not read.
+    ///
+    /// ```
+    /// let config = wsx::Config::default().with_tls_roots_from_env();
+    /// # let _ = config;
+    /// ```
+    pub fn with_tls_roots_from_env(mut self) -> Self {
+        self.client.tls_options.set_roots_from_env(true);
+        self
+    }
+
+    #[cfg(feature = "tls")]
+    /// Do not check the server's certificate at all (curl's `-k`): any
+    /// certificate, for any name, is accepted. For development only: the
+    /// connection is encrypted, but to whoever answers.
+    ///
+    /// ```
+    /// let config = wsx::Config::default().with_tls_insecure(true);
+    /// assert!(config.tls_insecure());
+    /// ```
+    pub fn with_tls_insecure(mut self, on: bool) -> Self {
+        self.client.tls_options.set_insecure(on);
+        self
+    }
+
+    #[cfg(feature = "tls")]
+    /// Present this client certificate (PEM chain, leaf first) with its
+    /// private key (PEM PKCS#8, PKCS#1 or SEC1) to servers that ask for
+    /// one.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = wsx::Config::default().with_tls_ca("ca.pem").with_tls_client_cert("client.pem", "client-key.pem");
+    /// let (ws, _) = wsx::connect_with("wss://internal.example/", &config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_tls_client_cert(
+        mut self,
+        cert_pem_file: impl Into<std::path::PathBuf>,
+        key_pem_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.client.tls_options.set_client_cert(cert_pem_file.into(), key_pem_file.into());
+        self
+    }
+
+    #[cfg(feature = "tls")]
+    /// The rustls configuration `wss://` connections use: the one given
+    /// with [`Config::with_tls_config`], else one built from the other TLS
+    /// settings, reading their files now (to report a missing or invalid
+    /// file before connecting).
+    ///
+    /// ```
+    /// let err = wsx::Config::default().with_tls_ca("/nonexistent/ca.pem").tls_client_config().unwrap_err();
+    /// assert!(err.to_string().contains("/nonexistent/ca.pem"));
+    /// ```
+    pub fn tls_client_config(&self) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
+        crate::tls::client_config_for(self)
+    }
+
+    #[cfg(feature = "tls")]
+    /// See [`Config::with_tls_insecure`].
+    pub fn tls_insecure(&self) -> bool {
+        self.client.tls_options.insecure()
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_options(&self) -> &crate::tls::ClientTlsOptions {
+        &self.client.tls_options
     }
 
     /// Connect through this proxy ([`ProxyMode::Fixed`]).

@@ -42,9 +42,32 @@ pub enum Error {
     /// The connection is closed: nothing more can be sent or received.
     #[error("connection closed")]
     ConnectionClosed,
-    /// The URL cannot be used.
+    /// The URL cannot be used (no or another scheme, no host, a port out
+    /// of range...); the text says what is wrong with it.
     #[error("invalid URL: {0}")]
     Url(String),
+    /// The TCP connection to `address` (the server's host:port, or the
+    /// proxy's) could not be opened.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// host:port, as dialled.
+        address: String,
+        /// Why (refused, unreachable, DNS...).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server speaks the other scheme: it answered a `ws://` request
+    /// with TLS, or a `wss://` TLS handshake with plain HTTP. `use_scheme`
+    /// is the one to use: `"wss"` or `"ws"`.
+    #[error("{}", wrong_scheme(use_scheme))]
+    WrongScheme {
+        /// The scheme the server speaks.
+        use_scheme: &'static str,
+    },
+    /// The server answered the opening handshake with another status than
+    /// 101: the response (status, headers and the start of its body).
+    #[error(transparent)]
+    Refused(Box<crate::refused::Refused>),
     /// TLS failed: the handshake (untrusted certificate, wrong name...) or
     /// the TLS configuration. Boxed, as `Proxy`: both are rare and large,
     /// and every `Result` of this crate (and so every future awaiting one,
@@ -76,6 +99,14 @@ impl From<crate::tls::TlsError> for Error {
 impl From<crate::proxy::ProxyError> for Error {
     fn from(e: crate::proxy::ProxyError) -> Self {
         Error::Proxy(Box::new(e))
+    }
+}
+
+fn wrong_scheme(use_scheme: &str) -> &'static str {
+    if use_scheme == "wss" {
+        "the server answered with TLS: use wss:// instead of ws://"
+    } else {
+        "the server answered in plain HTTP, not TLS: use ws:// instead of wss://"
     }
 }
 

@@ -68,6 +68,7 @@ mod keepalive;
 mod maybe_tls;
 mod percent;
 pub mod proxy;
+mod refused;
 pub mod server;
 mod stream;
 #[cfg(feature = "tls")]
@@ -83,6 +84,7 @@ pub use handle::CloseHandle;
 #[cfg(not(feature = "tls"))]
 pub use maybe_tls::NoTls;
 pub use maybe_tls::{ClientTls, MaybeTls, MaybeTlsReadHalf, MaybeTlsStream, MaybeTlsWriteHalf, ServerTls};
+pub use refused::Refused;
 pub use server::{accept, accept_with, Handshake};
 pub use stream::{Feed, SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
 pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};

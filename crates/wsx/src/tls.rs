@@ -18,15 +18,23 @@
 //! # Ok(()) }
 //! ```
 
+mod provider;
+mod verify;
+
 use crate::maybe_tls::MaybeTlsStream;
 use crate::stream::SplitIo;
-use crate::{Config, Result};
+use crate::{Config, Error, Result};
+pub use provider::provider as crypto_provider;
+use provider::provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::future::{poll_fn, Future};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 pub use rustls;
@@ -42,9 +50,13 @@ pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// The TLS handshake with `server_name` failed; `source` says why
-    /// (e.g. `invalid peer certificate: certificate not valid for name ...`).
-    #[error("TLS handshake with {server_name:?} failed: {source}{}", hint(source))]
+    /// The TLS handshake with `server_name` failed; `source` says why.
+    /// The message is one sentence that says what to do, e.g. "the
+    /// server's certificate is not signed by a trusted certificate
+    /// authority: pass --ca FILE (Config::with_tls_ca) with that
+    /// authority's certificate, or -k (Config::with_tls_insecure) to skip
+    /// the check".
+    #[error("TLS handshake with {server_name:?} failed: {}", explain(source))]
     Handshake {
         /// The name the client checked the certificate against.
         server_name: String,
@@ -76,6 +88,16 @@ pub enum TlsError {
     /// The certificate file holds no certificate.
     #[error("{}: no certificate found (expected PEM \"BEGIN CERTIFICATE\" blocks)", .0.display())]
     NoCertificates(PathBuf),
+    /// A certificate of a file given to trust (`Config::with_tls_ca`,
+    /// `SSL_CERT_FILE`) cannot be used as a trust anchor.
+    #[error("{}: a certificate cannot be trusted: {source}", path.display())]
+    BadTrustedCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
     /// The key file holds no private key.
     #[error("{}: no private key found (expected a PEM PKCS#8, PKCS#1 or SEC1 private key)", .0.display())]
     NoPrivateKey(PathBuf),
@@ -93,19 +115,62 @@ pub enum TlsError {
     NoRoots,
 }
 
-/// A few words on the most common certificate failures.
-fn hint(e: &rustls::Error) -> &'static str {
-    use rustls::CertificateError as C;
+/// A rustls failure as one plain sentence that says what to do (the flags
+/// are `wsx connect`'s, the methods the library's).
+fn explain(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C};
+    const TRUST: &str = "pass --ca FILE (Config::with_tls_ca) with that authority's certificate, or -k \
+                         (Config::with_tls_insecure) to skip the check";
     match e {
         rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
-            " (the certificate is not signed by a trusted root certificate)"
+            format!("the server's certificate is not signed by a trusted certificate authority: {TRUST}")
+        }
+        rustls::Error::InvalidCertificate(C::Other(other)) if is_ca_used_as_end_entity(other) => {
+            "the server's certificate is a CA certificate used as its own: trust it with --ca FILE \
+             (Config::with_tls_ca), or pass -k (Config::with_tls_insecure) to skip the check"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForNameContext { presented, .. }) if !presented.is_empty() => {
+            format!(
+                "the server's certificate is for another name ({}): connect by one of those names, or pass -k \
+                 (Config::with_tls_insecure) to skip the check",
+                presented.iter().map(|n| name_of(n)).collect::<Vec<_>>().join(", ")
+            )
         }
         rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
-            " (the certificate is for another host name)"
+            "the server's certificate is for another name: connect by a name it has, or pass -k \
+             (Config::with_tls_insecure) to skip the check"
+                .into()
         }
-        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => " (the certificate has expired)",
-        _ => "",
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired: renew it, or pass -k (Config::with_tls_insecure) to skip the check"
+                .into()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet: check this machine's clock".into()
+        }
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            "the server wants a client certificate: pass --cert FILE --key FILE (Config::with_tls_client_cert)".into()
+        }
+        rustls::Error::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateUnknown) => {
+            format!("the server refused the client certificate ({e}): check --cert and --key")
+        }
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the server's answer is not TLS: if it is a plain server, use ws://".into()
+        }
+        other => format!("{other}"),
     }
+}
+
+/// A name of a certificate as webpki writes it (`DnsName("example.com")`),
+/// without the wrapping.
+fn name_of(presented: &str) -> &str {
+    presented.strip_prefix("DnsName(\"").and_then(|n| n.strip_suffix("\")")).unwrap_or(presented)
+}
+
+/// Whether webpki said that the server's certificate is a CA's.
+fn is_ca_used_as_end_entity(e: &rustls::OtherError) -> bool {
+    matches!(e.0.downcast_ref::<webpki::Error>(), Some(webpki::Error::CaUsedAsEndEntity))
 }
 
 /// Which root certificates a `wss://` client trusts when no
@@ -142,10 +207,6 @@ impl Default for TlsRoots {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// A client configuration with the given roots, ALPN `http/1.1` and the
 /// `ring` provider. [`Config::with_tls_config`] takes it (or any other).
 ///
@@ -156,6 +217,167 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// ```
 pub fn client_config(roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     client_config_with_roots(root_store(roots)?)
+}
+
+/// How a `wss://` client checks the server and what it presents: set with
+/// `Config::with_tls_ca`, `with_tls_roots_from_env`, `with_tls_insecure`
+/// and `with_tls_client_cert`; the files are read when a connection needs
+/// them (then kept, with the configuration built from them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientTlsOptions {
+    ca_files: Vec<PathBuf>,
+    roots_from_env: bool,
+    insecure: bool,
+    client_cert: Option<(PathBuf, PathBuf)>,
+    /// The configuration built from these options (shared by the clones
+    /// of a `Config`; a new one after any change).
+    built: Arc<OnceLock<Arc<rustls::ClientConfig>>>,
+}
+
+impl ClientTlsOptions {
+    pub(crate) fn add_ca_file(&mut self, path: PathBuf) {
+        self.ca_files.push(path);
+        self.built = Arc::default();
+    }
+
+    pub(crate) fn set_roots_from_env(&mut self, on: bool) {
+        self.roots_from_env = on;
+        self.built = Arc::default();
+    }
+
+    pub(crate) fn set_insecure(&mut self, on: bool) {
+        self.insecure = on;
+        self.built = Arc::default();
+    }
+
+    pub(crate) fn set_client_cert(&mut self, cert: PathBuf, key: PathBuf) {
+        self.client_cert = Some((cert, key));
+        self.built = Arc::default();
+    }
+
+    pub(crate) fn insecure(&self) -> bool {
+        self.insecure
+    }
+
+    fn is_default(&self) -> bool {
+        self.ca_files.is_empty() && !self.roots_from_env && !self.insecure && self.client_cert.is_none()
+    }
+}
+
+/// The client configuration `wss://` connections with `config` use: the
+/// one given with `Config::with_tls_config`, else one built from the TLS
+/// options and roots.
+pub(crate) fn client_config_for(config: &Config) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    if let Some(c) = config.tls_config() {
+        return Ok(c.clone());
+    }
+    let options = config.tls_options();
+    if options.is_default() {
+        return default_client_config(config.tls_roots());
+    }
+    if let Some(c) = options.built.get() {
+        return Ok(c.clone());
+    }
+    let built = build_client_config(options, config.tls_roots())?;
+    Ok(options.built.get_or_init(|| built).clone())
+}
+
+fn build_client_config(options: &ClientTlsOptions, roots: TlsRoots) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?;
+    let builder = if options.insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(verify::NoVerification(provider)))
+    } else {
+        let trusted = trusted_files(options)?;
+        if trusted.is_empty() {
+            builder.with_root_certificates(root_store(roots)?)
+        } else {
+            let mut store = rustls::RootCertStore::empty();
+            let mut certificates = Vec::new();
+            for (path, certs) in trusted {
+                for cert in certs {
+                    store
+                        .add(cert.clone())
+                        .map_err(|source| TlsError::BadTrustedCertificate { path: path.clone(), source })?;
+                    certificates.push(cert);
+                }
+            }
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider)
+                .build()
+                .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verify::TrustedAsIs { webpki, certificates }))
+        }
+    };
+    let mut config = match &options.client_cert {
+        Some((cert, key)) => {
+            builder.with_client_auth_cert(read_certificates(cert)?, read_key(key)?).map_err(TlsError::Config)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_HTTP_1_1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The certificates to trust instead of the default roots, by file: the
+/// `--ca` files, else `SSL_CERT_FILE` and the files of `SSL_CERT_DIR` (a
+/// `:`-separated list of directories) when asked and set; none means the
+/// roots of [`TlsRoots`].
+fn trusted_files(options: &ClientTlsOptions) -> Result<Vec<(PathBuf, Vec<CertificateDer<'static>>)>, TlsError> {
+    if !options.ca_files.is_empty() {
+        return options.ca_files.iter().map(|p| Ok((p.clone(), read_certificates(p)?))).collect();
+    }
+    if !options.roots_from_env {
+        return Ok(Vec::new());
+    }
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let mut found = Vec::new();
+    if let Some(file) = var("SSL_CERT_FILE") {
+        let path = PathBuf::from(file);
+        found.push((path.clone(), read_certificates(&path)?));
+    }
+    if let Some(dirs) = var("SSL_CERT_DIR") {
+        for dir in std::env::split_paths(&dirs) {
+            let entries = std::fs::read_dir(&dir).map_err(|source| TlsError::ReadFile { path: dir.clone(), source })?;
+            let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+            files.sort();
+            // A certificate directory also holds other files (CRLs, keys,
+            // notes): only the certificates count.
+            for path in files {
+                let Ok(pem) = std::fs::read(&path) else { continue };
+                let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(|c| c.ok()).collect();
+                if !certs.is_empty() {
+                    found.push((path, certs));
+                }
+            }
+            if found.is_empty() {
+                return Err(TlsError::NoCertificates(dir));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The PEM certificates of `path` (at least one).
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::ReadFile { path: path.to_owned(), source })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { path: path.to_owned(), source })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificates(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+/// The PEM private key of `path` (PKCS#8, PKCS#1 or SEC1).
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::ReadFile { path: path.to_owned(), source })?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey(path.to_owned()),
+        source => TlsError::Pem { path: path.to_owned(), source },
+    })
 }
 
 /// The certificates of `roots`.
@@ -242,20 +464,43 @@ pub(crate) fn with_alpn(config: Arc<rustls::ClientConfig>) -> Arc<rustls::Client
 }
 
 /// Run the client side of the TLS handshake over `tcp` for `host` (the
-/// server name sent with SNI and checked against the certificate).
+/// server name sent with SNI and checked against the certificate). A plain
+/// HTTP answer to the ClientHello (first bytes `HTTP/`) fails at once with
+/// [`Error::WrongScheme`].
 pub(crate) async fn connect(tcp: TcpStream, host: &str, config: &Config) -> Result<MaybeTlsStream> {
-    let tls = match config.tls_config() {
-        Some(c) => c.clone(),
-        None => default_client_config(config.tls_roots())?,
-    };
+    let tls = client_config_for(config)?;
     let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError::InvalidServerName(host.to_owned()))?;
     let connector = tokio_rustls::TlsConnector::from(tls);
-    match connector.connect(name, tcp).await {
-        Ok(s) => Ok(MaybeTlsStream::Tls(Box::new(s))),
-        Err(e) => Err(match rustls_error(&e) {
-            Some(source) => TlsError::Handshake { server_name: host.to_owned(), source }.into(),
-            None => e.into(),
-        }),
+    let mut handshake = connector.connect(name, tcp);
+    // The server's first bytes are peeked at (left for rustls to read)
+    // before each turn of the handshake, until some have arrived.
+    let mut sniffed = false;
+    let result = poll_fn(|cx| {
+        if !sniffed {
+            if let Some(tcp) = handshake.get_ref() {
+                let mut first = [0u8; 5];
+                let mut buf = ReadBuf::new(&mut first);
+                if let Poll::Ready(r) = tcp.poll_peek(cx, &mut buf) {
+                    sniffed = true;
+                    if r.is_ok() && buf.filled().starts_with(b"HTTP/") {
+                        return Poll::Ready(Err(Error::WrongScheme { use_scheme: "ws" }));
+                    }
+                }
+            }
+        }
+        Pin::new(&mut handshake).poll(cx).map_err(|e| io_error(e, host))
+    })
+    .await?;
+    Ok(MaybeTlsStream::Tls(Box::new(result)))
+}
+
+/// An I/O error of a TLS connection to `host`: the TLS failure inside it,
+/// if there is one (e.g. the server's alert when it wants a client
+/// certificate, which TLS 1.3 sends after the client's handshake is done).
+pub(crate) fn io_error(e: io::Error, host: &str) -> Error {
+    match rustls_error(&e) {
+        Some(source) => TlsError::Handshake { server_name: host.to_owned(), source }.into(),
+        None => Error::Io(e),
     }
 }
 
@@ -271,20 +516,8 @@ pub fn server_config_from_pem_files(
     cert: impl AsRef<Path>,
     key: impl AsRef<Path>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (cert, key) = (cert.as_ref(), key.as_ref());
-    let read = |p: &Path| std::fs::read(p).map_err(|source| TlsError::ReadFile { path: p.to_owned(), source });
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem { path: cert.to_owned(), source })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificates(cert.to_owned()));
-    }
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPrivateKey(key.to_owned()),
-        source => TlsError::Pem { path: key.to_owned(), source },
-    })?;
+    let chain = read_certificates(cert.as_ref())?;
+    let key_der = read_key(key.as_ref())?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Config)?

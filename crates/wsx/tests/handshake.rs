@@ -116,7 +116,18 @@ async fn callback_rejection_is_sent_as_response_and_reported_on_both_sides() {
     });
     let request = http::Request::get(ws_url(addr, "/")).header("Origin", "https://evil.example").body(()).unwrap();
     let err = within(wsx::connect(request)).await.unwrap_err();
-    assert!(matches!(err, Error::Handshake(HandshakeError::UnexpectedStatus(s)) if s == 403), "client got {err:?}");
+    // The client keeps the response: status, headers, the body's first line.
+    match &err {
+        Error::Refused(r) => {
+            assert_eq!(r.status(), 403);
+            assert_eq!(r.body_line(), Some("origin not allowed"), "{r:?}");
+        }
+        other => panic!("client got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "the server answered 403 Forbidden instead of 101 Switching Protocols: origin not allowed"
+    );
     let err = within(server).await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Rejected(s) if s == 403), "server got {err:?}");
 

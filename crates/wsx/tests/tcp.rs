@@ -299,17 +299,73 @@ async fn wss_to_plaintext_server_fails_without_plaintext_fallback() {
         raw.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
     });
     let err = within(wsx::connect(format!("wss://{addr}/"))).await.unwrap_err();
-    assert!(matches!(err, Error::Tls(_) | Error::Io(_)), "{err:?}");
+    // The plain HTTP answer is recognised: use ws://.
+    assert!(matches!(err, Error::WrongScheme { use_scheme: "ws" }), "{err:?}");
+    assert_eq!(err.to_string(), "the server answered in plain HTTP, not TLS: use ws:// instead of wss://");
     within(server).await.unwrap();
 }
 
-/// Connecting to a port nobody listens on is an I/O error.
+/// `ws://` to a TLS server: its first bytes are a TLS record (here an
+/// alert, as rustls sends for a plaintext request), and the client says at
+/// once to use wss://, without waiting for the connection to end.
 #[tokio::test]
-async fn connect_to_closed_port_is_io_error() {
+async fn ws_to_a_tls_server_says_to_use_wss() {
+    let (l, addr) = listen().await;
+    let _server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut raw = Raw::new(tcp);
+        let mut first = [0u8; 3];
+        raw.stream.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"GET");
+        // A fatal TLS alert (protocol version), then silence.
+        raw.write(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]).await;
+        tokio::time::sleep(LIMIT).await;
+    });
+    let start = std::time::Instant::now();
+    let err = within(wsx::connect(ws_url(addr, "/"))).await.unwrap_err();
+    assert!(matches!(err, Error::WrongScheme { use_scheme: "wss" }), "{err:?}");
+    assert_eq!(err.to_string(), "the server answered with TLS: use wss:// instead of ws://");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+}
+
+/// Connecting to a port nobody listens on is a connect error that names
+/// the address dialled.
+#[tokio::test]
+async fn connect_to_closed_port_names_the_address() {
     let (l, addr) = listen().await;
     drop(l);
     let err = within(wsx::connect(ws_url(addr, "/"))).await.unwrap_err();
-    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    match &err {
+        Error::Connect { address, source } => {
+            assert_eq!(address, &addr.to_string());
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    assert!(err.to_string().starts_with(&format!("cannot connect to {addr}: ")), "{err}");
+}
+
+/// A port out of range is an invalid URL, never the scheme's default port;
+/// so are `ws:/host` (one slash) and port 0. The error names the problem.
+#[tokio::test]
+async fn a_port_out_of_range_or_one_slash_is_an_invalid_url() {
+    for (url, says) in [
+        ("ws://127.0.0.1:99999/", "port 99999 is out of range"),
+        ("wss://localhost:65536/", "port 65536 is out of range"),
+        ("ws://127.0.0.1:0/", "port 0 is out of range"),
+        ("ws:/127.0.0.1:9001/", "needs two slashes"),
+        ("WS:127.0.0.1/", "needs two slashes"),
+    ] {
+        let err = within(wsx::connect(url)).await.unwrap_err();
+        assert!(matches!(&err, Error::Url(m) if m.contains(says)), "{url}: {err:?}");
+        // The same check for a Uri or a request built elsewhere.
+        if let Ok(uri) = url.parse::<http::Uri>() {
+            let err = within(wsx::connect(uri)).await.unwrap_err();
+            assert!(matches!(&err, Error::Url(_)), "{url} as a Uri: {err:?}");
+        }
+    }
+    // An empty port is the scheme's default (the URL standard's rule).
+    assert!(wsx::IntoClientRequest::into_client_request("ws://example.com:/").is_ok());
 }
 
 /// The client's handshake timeout bounds a server that accepts TCP but

@@ -222,10 +222,7 @@ async fn hyper_applies_the_config_limits() {
 async fn hyper_application_refusal() {
     let addr = hyper_server().await;
     let err = within(wsx::connect(request(addr, "/strict", ""))).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Handshake(wsx::handshake::HandshakeError::UnexpectedStatus(s)) if s == 403),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Error::Refused(r) if r.status() == 403), "{err:?}");
     let mut req = request(addr, "/strict", "");
     req.headers_mut().insert("cookie", "session=1".parse().unwrap());
     let (mut ws, _) = within(wsx::connect(req)).await.unwrap();

@@ -57,6 +57,18 @@ impl Ca {
     }
 }
 
+/// A development certificate as `openssl req -x509 -newkey rsa:2048 -nodes
+/// -subj /CN=localhost -addext subjectAltName=...` makes it: self-signed,
+/// and marked as a CA (basicConstraints CA:TRUE, OpenSSL's default).
+pub fn self_signed_ca_cert(names: &[&str]) -> ServerCert {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    ServerCert { cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+}
+
 /// A fresh directory under the system's temporary directory, removed on
 /// drop.
 pub struct TempDir(pub PathBuf);
