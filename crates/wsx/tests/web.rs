@@ -193,7 +193,7 @@ fn close_of(e: &Event) -> &CloseEvent {
 /// not clean, no reason.
 fn assert_failed(events: &[Event]) {
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(events[0], Event::Error);
+    assert!(matches!(&events[0], Event::Error(e) if !e.message().is_empty()), "{events:?}");
     let c = close_of(&events[1]);
     assert_eq!((c.code(), c.reason(), c.was_clean()), (1006, "", false));
 }
@@ -308,13 +308,16 @@ async fn protocol_is_the_subprotocol_the_server_selected() {
 }
 
 /// Establishing: subprotocols were offered and the server selected none:
-/// the connection fails.
+/// the connection fails, and the error event says so.
 #[tokio::test]
 async fn server_selecting_no_offered_protocol_fails_the_connection() {
     let _g = REGISTRY.read().await;
     let server = echo_server().await;
-    let ws = WebSocket::new(&server.url("/"), &["chat"]).unwrap();
-    assert_failed(&rest(&ws).await);
+    let ws = WebSocket::new(&server.url("/"), &["chat", "superchat"]).unwrap();
+    let events = rest(&ws).await;
+    assert_failed(&events);
+    let Event::Error(e) = &events[0] else { unreachable!() };
+    assert_eq!(e.message(), "the server selected none of the subprotocols offered (chat, superchat)");
     assert_eq!(ws.protocol(), "");
 }
 
@@ -694,7 +697,7 @@ async fn callbacks_receive_events_in_order() {
         closer.close(Some(1000), Some("thanks")).unwrap();
     });
     let l = log.clone();
-    ws.on_error(move || l.lock().unwrap().push("error".to_owned()));
+    ws.on_error(move |_| l.lock().unwrap().push("error".to_owned()));
     let l = log.clone();
     ws.on_close(move |c| {
         l.lock().unwrap().push(format!("close {} {}", c.code(), c.was_clean()));

@@ -67,7 +67,7 @@ pub struct Timeout;
 ///             println!("{:?}", m.data());
 ///             ws.close(None, None)?;
 ///         }
-///         Event::Error => eprintln!("failed"),
+///         Event::Error(e) => eprintln!("failed: {}", e.message()),
 ///         Event::Close(c) => println!("closed with {}", c.code()),
 ///     }
 /// }
@@ -304,10 +304,10 @@ impl WebSocket {
     ///
     /// ```no_run
     /// # fn run(ws: wsx::web::blocking::WebSocket) {
-    /// ws.on_error(|| eprintln!("failed"));
+    /// ws.on_error(|e| eprintln!("failed: {}", e.message()));
     /// # }
     /// ```
-    pub fn on_error(&self, f: impl FnMut() + Send + 'static) {
+    pub fn on_error(&self, f: impl FnMut(super::ErrorEvent) + Send + 'static) {
         self.inner.on_error(f)
     }
 

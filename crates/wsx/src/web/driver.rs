@@ -3,7 +3,7 @@
 //! connection, and fire the events.
 
 use super::registry::{self, Slot};
-use super::{CloseEvent, EventType, Pending, ReadyState, Shared};
+use super::{CloseEvent, ErrorEvent, EventType, Pending, ReadyState, Shared};
 use crate::server::{OutboxReceiver, Pump};
 use crate::{CloseFrame, Config, Message, WebSocket as Connection};
 use std::future::{poll_fn, Future};
@@ -17,7 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub(super) struct Plan {
     pub(super) request: Result<http::Request<()>, String>,
     pub(super) config: Config,
-    pub(super) offered_protocols: bool,
+    /// The subprotocols offered, as sent ("" for none).
+    pub(super) offered_protocols: String,
     pub(super) host_key: String,
     pub(super) bad_port: bool,
     /// A place under the cap on connections; `None` when it was reached.
@@ -30,11 +31,15 @@ struct Outcome {
     received: Option<Option<CloseFrame>>,
     /// The connection did not end with a completed closing handshake.
     failed: bool,
+    /// Why it was failed, for the `error` event.
+    why: Option<String>,
 }
 
 impl Outcome {
-    fn failed() -> Self {
-        Self { received: None, failed: true }
+    fn failed(why: impl Into<String>) -> Self {
+        let why = why.into();
+        tracing::debug!(error = %why, "WebSocket connection failed");
+        Self { received: None, failed: true, why: Some(why) }
     }
 }
 
@@ -100,7 +105,8 @@ impl Finish {
         // handlers may open a new connection.
         drop(self.slot.take());
         if fire_error {
-            self.shared.dispatch(Pending::Error);
+            let why = outcome.why.unwrap_or_else(|| "the connection was lost without a close frame".into());
+            self.shared.dispatch(Pending::Error(ErrorEvent::new(why)));
         }
         self.shared.dispatch(Pending::Close(CloseEvent::new(code, reason, was_clean)));
         self.shared.end();
@@ -120,8 +126,10 @@ impl Drop for Finish {
 pub(super) async fn run(shared: Arc<Shared>, outbox: OutboxReceiver, mut plan: Plan) {
     let finish = Finish { shared: shared.clone(), slot: plan.slot.take(), done: false };
     let outcome = if finish.slot.is_none() {
-        tracing::debug!(url = %shared.url, max = registry::max_connections(), "too many WebSocket connections");
-        Outcome::failed()
+        Outcome::failed(format!(
+            "too many WebSocket connections: at most {} may be live (wsx::web::set_max_connections)",
+            registry::max_connections()
+        ))
     } else {
         session(&shared, outbox, plan).await
     };
@@ -130,33 +138,28 @@ pub(super) async fn run(shared: Arc<Shared>, outbox: OutboxReceiver, mut plan: P
 
 async fn session(shared: &Shared, outbox: OutboxReceiver, plan: Plan) -> Outcome {
     if plan.bad_port {
-        tracing::debug!(url = %shared.url, "WebSocket connection to a bad port (Fetch port blocking)");
-        return Outcome::failed();
+        return Outcome::failed(format!("{}: browsers block this port (Fetch's bad ports)", shared.url));
     }
     let request = match plan.request {
         Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(url = %shared.url, error = %e, "WebSocket URL cannot be requested");
-            return Outcome::failed();
-        }
+        Err(e) => return Outcome::failed(format!("{}: the URL cannot be requested: {e}", shared.url)),
     };
     // RFC 6455 §4.1, client requirement 2: one connection per host:port
     // in CONNECTING; the others wait for it to open or fail.
     let turn = match first(registry::wait_turn(plan.host_key), cancelled(shared, &outbox)).await {
         Either::Left(turn) => turn,
-        Either::Right(()) => return Outcome::failed(),
+        Either::Right(()) => return Outcome::failed(CLOSED_WHILE_CONNECTING),
     };
     let connected = first(crate::connect_with(request, &plan.config), cancelled(shared, &outbox)).await;
     drop(turn);
     match connected {
-        Either::Left(Ok((ws, response))) => established(shared, outbox, ws, &response, plan.offered_protocols).await,
-        Either::Left(Err(e)) => {
-            tracing::debug!(url = %shared.url, error = %e, "WebSocket connection failed");
-            Outcome::failed()
-        }
-        Either::Right(()) => Outcome::failed(),
+        Either::Left(Ok((ws, response))) => established(shared, outbox, ws, &response, &plan.offered_protocols).await,
+        Either::Left(Err(e)) => Outcome::failed(e.to_string()),
+        Either::Right(()) => Outcome::failed(CLOSED_WHILE_CONNECTING),
     }
 }
+
+const CLOSED_WHILE_CONNECTING: &str = "close() was called before the connection was established";
 
 /// One turn of the connection loop.
 enum Step {
@@ -172,13 +175,12 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
     outbox: OutboxReceiver,
     ws: Connection<S>,
     response: &http::Response<()>,
-    offered_protocols: bool,
+    offered_protocols: &str,
 ) -> Outcome {
     // WebSockets Standard, "establish a WebSocket connection": a server that
     // selects none of the subprotocols offered fails the connection.
-    if offered_protocols && ws.protocol().is_none() {
-        tracing::debug!(url = %shared.url, "the server selected none of the subprotocols offered");
-        return Outcome::failed();
+    if !offered_protocols.is_empty() && ws.protocol().is_none() {
+        return Outcome::failed(format!("the server selected none of the subprotocols offered ({offered_protocols})"));
     }
     let extensions = response
         .headers()
@@ -191,7 +193,7 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
         let mut state = super::lock(&shared.state);
         if *state != ReadyState::Connecting {
             // close() was called while the handshake finished.
-            return Outcome::failed();
+            return Outcome::failed(CLOSED_WHILE_CONNECTING);
         }
         let _ = shared.protocol.set(ws.protocol().unwrap_or_default().to_owned());
         let _ = shared.extensions.set(extensions);
@@ -200,7 +202,7 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
     shared.dispatch(Pending::Open);
 
     let mut received = None;
-    let mut failed = false;
+    let mut failed = None;
     let mut handles = true;
     let mut full = pin!(shared.abort.notified());
     // What the handles queue moves into the connection as its write queue
@@ -239,7 +241,7 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
             },
             Step::Received(Some(Err(e))) => {
                 tracing::debug!(url = %shared.url, error = %e, "WebSocket connection failed");
-                failed = true;
+                failed = Some(e.to_string());
                 let mut state = super::lock(&shared.state);
                 if *state == ReadyState::Open {
                     *state = ReadyState::Closing;
@@ -258,11 +260,13 @@ async fn established<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Step::Full => {
-                tracing::debug!(url = %shared.url, "bufferedAmount over its limit: WebSocket flagged as full");
                 // "Close the WebSocket connection": drop the transport.
-                return Outcome::failed();
+                return Outcome::failed(format!(
+                    "bufferedAmount went over its limit of {} bytes (WebOptions::with_max_buffered_amount)",
+                    shared.max_buffered
+                ));
             }
         }
     }
-    Outcome { received, failed }
+    Outcome { received, failed: failed.is_some(), why: failed }
 }

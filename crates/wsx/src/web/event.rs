@@ -231,6 +231,33 @@ impl CloseEvent {
     }
 }
 
+/// The `error` event: the connection was failed, and why ("connection
+/// refused", "the server selected none of the subprotocols offered
+/// (chat)"...). Browsers give no reason, so that scripts cannot tell
+/// failures apart; a Rust program is not such a script, and gets one.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wsx::web::DomError> {
+/// let ws = wsx::web::WebSocket::new("ws://127.0.0.1:9001/", &["chat"])?;
+/// ws.on_error(|e| eprintln!("failed: {}", e.message()));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorEvent {
+    message: String,
+}
+
+impl ErrorEvent {
+    pub(crate) fn new(message: String) -> Self {
+        Self { message }
+    }
+
+    /// Why the connection was failed, as one sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 /// The type of an event: `"open"`, `"message"`, `"error"` or `"close"`.
 ///
 /// ```
@@ -272,7 +299,7 @@ impl EventType {
 ///     match event {
 ///         Event::Open => ws.send("hello")?,
 ///         Event::Message(m) => println!("{:?}", m.data()),
-///         Event::Error => println!("failed"),
+///         Event::Error(e) => println!("failed: {}", e.message()),
 ///         Event::Close(c) => println!("closed with {}", c.code()),
 ///     }
 /// }
@@ -284,10 +311,8 @@ pub enum Event {
     Open,
     /// `message`: a message arrived.
     Message(MessageEvent),
-    /// `error`: the connection was failed. No detail is given (the
-    /// standard forbids telling failures apart); it is logged through
-    /// `tracing` at debug level.
-    Error,
+    /// `error`: the connection was failed; the event says why.
+    Error(ErrorEvent),
     /// `close`: the connection is closed.
     Close(CloseEvent),
 }
@@ -298,7 +323,7 @@ impl Event {
         match self {
             Event::Open => EventType::Open,
             Event::Message(_) => EventType::Message,
-            Event::Error => EventType::Error,
+            Event::Error(_) => EventType::Error,
             Event::Close(_) => EventType::Close,
         }
     }

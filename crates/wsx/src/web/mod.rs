@@ -13,11 +13,13 @@
 //! handled by callbacks ([`WebSocket::on_message`] and friends).
 //! [`blocking::WebSocket`] is the same API for plain threads.
 //!
+//! Against `wsx serve` (an echo server on 127.0.0.1:9001):
+//!
 //! ```no_run
 //! use wsx::web::{Event, WebSocket};
 //!
 //! # async fn run() -> Result<(), wsx::web::DomError> {
-//! let ws = WebSocket::new("ws://127.0.0.1:9001/chat", &["chat"])?; // state: Connecting
+//! let ws = WebSocket::new("ws://127.0.0.1:9001/", &[])?; // state: Connecting
 //! while let Some(event) = ws.next_event().await {
 //!     match event {
 //!         Event::Open => ws.send("hello")?,
@@ -25,12 +27,16 @@
 //!             println!("got {:?}", m.data());
 //!             ws.close(Some(1000), Some("bye"))?;
 //!         }
-//!         Event::Error => eprintln!("connection failed"),
+//!         Event::Error(e) => eprintln!("connection failed: {}", e.message()),
 //!         Event::Close(c) => println!("closed: {} {}", c.code(), c.reason()),
 //!     }
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Offering subprotocols (`&["chat"]`) needs a server that selects one of
+//! them (`wsx serve --subprotocol chat`): when it selects none, the
+//! connection fails, and the `error` event says so.
 //!
 //! Where Rust and the standard's JavaScript differ: there is no event
 //! loop, so `readyState`, `protocol` and `bufferedAmount` change when the
@@ -44,7 +50,7 @@ mod driver;
 mod event;
 mod registry;
 
-pub use event::{BinaryType, CloseEvent, Data, DomError, Event, EventType, MessageEvent, ReadyState};
+pub use event::{BinaryType, CloseEvent, Data, DomError, ErrorEvent, Event, EventType, MessageEvent, ReadyState};
 pub use registry::{live_connections, max_connections, set_max_connections};
 
 use crate::server::{Outbox, OutboxConfig};
@@ -126,7 +132,7 @@ type Handler = Arc<Mutex<Box<dyn FnMut(Event) + Send>>>;
 enum Pending {
     Open,
     Message(Message),
-    Error,
+    Error(ErrorEvent),
     Close(CloseEvent),
 }
 
@@ -135,7 +141,7 @@ impl Pending {
         match self {
             Pending::Open => EventType::Open,
             Pending::Message(_) => EventType::Message,
-            Pending::Error => EventType::Error,
+            Pending::Error(_) => EventType::Error,
             Pending::Close(_) => EventType::Close,
         }
     }
@@ -233,7 +239,7 @@ impl Shared {
                 let event = match p {
                     Pending::Open => Some(Event::Open),
                     Pending::Message(m) => self.message_event(m),
-                    Pending::Error => Some(Event::Error),
+                    Pending::Error(e) => Some(Event::Error(e)),
                     Pending::Close(c) => Some(Event::Close(c)),
                 };
                 if let Some(event) = event {
@@ -275,7 +281,7 @@ impl Shared {
                 // would find readyState CLOSING).
                 Pending::Message(m) if !self.close_called.load(Ordering::SeqCst) => self.message_event(m),
                 Pending::Message(_) => None,
-                Pending::Error => Some(Event::Error),
+                Pending::Error(e) => Some(Event::Error(e)),
                 Pending::Close(c) => Some(Event::Close(c)),
             };
             if let Some(e) = event {
@@ -476,7 +482,7 @@ impl WebSocket {
         let plan = driver::Plan {
             request: handshake_request(&record, protocols).map_err(|e| e.to_string()),
             config: options.config.clone(),
-            offered_protocols: !protocols.is_empty(),
+            offered_protocols: protocols.join(", "),
             host_key: format!("{host}:{port}"),
             bad_port: registry::is_bad_port(port),
             slot: registry::Slot::reserve(),
@@ -730,16 +736,23 @@ impl WebSocket {
         );
     }
 
-    /// `onerror`: call `f` when the connection is failed; see
+    /// `onerror`: call `f` when the connection is failed, with why; see
     /// [`on_open`](WebSocket::on_open).
     ///
     /// ```no_run
     /// # async fn run(ws: wsx::web::WebSocket) {
-    /// ws.on_error(|| eprintln!("connection failed"));
+    /// ws.on_error(|e| eprintln!("connection failed: {}", e.message()));
     /// # }
     /// ```
-    pub fn on_error(&self, mut f: impl FnMut() + Send + 'static) {
-        self.set_handler(EventType::Error, Box::new(move |_| f()));
+    pub fn on_error(&self, mut f: impl FnMut(ErrorEvent) + Send + 'static) {
+        self.set_handler(
+            EventType::Error,
+            Box::new(move |e| {
+                if let Event::Error(e) = e {
+                    f(e)
+                }
+            }),
+        );
     }
 
     /// `onclose`: call `f` when the connection is closed; see
