@@ -16,7 +16,7 @@
 //! `--idle N` opens N connections, reports, and holds them open (for memory
 //! measurements of a server).
 
-use crate::{io_phrase, seconds, status, Failure};
+use crate::{connect_failure, io_phrase, parse_url, seconds, status, Failure};
 use bytes::Bytes;
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -322,29 +322,10 @@ async fn open_all(
     (open, failed)
 }
 
-fn connect_failure(url: &str, e: &wsx::Error) -> Failure {
-    let why = match e {
-        wsx::Error::Io(io) => io_phrase(io),
-        wsx::Error::HandshakeTimeout => "timed out".into(),
-        wsx::Error::Handshake(h) => h.to_string(),
-        wsx::Error::Url(m) => return Failure::error(format!("invalid URL: {m}")),
-        other => other.to_string(),
-    };
-    Failure { status: status::CONNECT, message: format!("cannot connect to {url}: {why}") }
-}
-
-fn check_url(url: &str) -> Result<(), Failure> {
-    let uri: http::Uri = url.parse().map_err(|e| Failure::error(format!("invalid URL {url:?}: {e}")))?;
-    match uri.scheme_str() {
-        Some("ws" | "wss") => Ok(()),
-        _ => Err(Failure::error(format!("invalid URL {url:?}: the scheme must be ws:// or wss://"))),
-    }
-}
-
 // ------------------------------------------------------------------ bench
 
 async fn bench(args: BenchArgs) -> Result<u8, Failure> {
-    check_url(&args.url)?;
+    parse_url(&args.url)?;
     let duration = seconds("--duration", args.duration)?;
     let warmup = seconds("--warmup", args.warmup)?;
     let drain = seconds("--drain-timeout", args.drain_timeout)?;
@@ -680,11 +661,7 @@ async fn open_loop(mut ws: WebSocket<MaybeTlsStream>, plan: &Plan, offset: Durat
 /// A progress bar on stdout with the live rate, updated 5 times a second.
 fn spawn_progress(plan: Arc<Plan>) -> (ProgressBar, tokio::task::JoinHandle<()>) {
     let total_ms = (plan.end - plan.start).as_millis() as u64;
-    let bar = ProgressBar::with_draw_target(Some(total_ms), ProgressDrawTarget::stdout());
-    let style = ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed:>4} / {len_s}  {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
+    let bar = progress_bar(plan.end - plan.start, ProgressDrawTarget::stdout());
     let b = bar.clone();
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -703,6 +680,18 @@ fn spawn_progress(plan: Arc<Plan>) -> (ProgressBar, tokio::task::JoinHandle<()>)
         }
     });
     (bar, task)
+}
+
+/// A bar over `total` (warm-up and measurement; its position in
+/// milliseconds) that shows the time elapsed and the total.
+fn progress_bar(total: Duration, target: ProgressDrawTarget) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total.as_millis() as u64), target);
+    // `{elapsed}` is compact ("3s"); the total is written the same way.
+    let template = format!("{{spinner}} [{{bar:30}}] {{elapsed:>4}} / {:#}  {{msg}}", indicatif::HumanDuration(total));
+    let style =
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ");
+    bar.set_style(style);
+    bar
 }
 
 /// 1234567 → "1,234,567".
@@ -789,7 +778,7 @@ struct IdleReport {
 
 /// Open `n` connections and hold them for `--duration` seconds.
 async fn idle(args: BenchArgs, n: usize) -> Result<u8, Failure> {
-    check_url(&args.url)?;
+    parse_url(&args.url)?;
     let hold = seconds("--duration", args.duration)?;
     let (sockets, failed) = open_all(&args.url, n, args.connect_concurrency, &config_for(0, args.compression)).await;
     if sockets.is_empty() && n > 0 {
@@ -823,6 +812,51 @@ async fn idle(args: BenchArgs, n: usize) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A terminal that keeps what is written to it.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<std::sync::Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            100
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_progress_bar_shows_the_total_time() {
+        let screen = Screen::default();
+        let bar = progress_bar(Duration::from_secs(6), ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.set_position(1500);
+        bar.finish();
+        let shown = screen.0.lock().unwrap().clone();
+        assert!(shown.contains(" / 6s"), "{shown:?}");
+    }
 
     /// Message `seq` checked in pieces split at every pair of positions.
     fn check_split(p: &Payload, bytes: &[u8], seq: u64) -> Result<(), &'static str> {

@@ -1,17 +1,21 @@
 //! `wsx connect URL`: an interactive client in the spirit of wscat.
 //!
 //! Each stdin line goes out as a text (or, with `--binary`, binary)
-//! message and every message received is printed on its own line. It works
-//! the same in a pipe: at the end of stdin it sends close 1000, waits for the
-//! server's close, and exits. `-x` sends messages given on the command line
-//! instead, prints replies for `--wait` seconds, then closes. `--json`
-//! prints one JSON object per event for scripts.
+//! message and every message received is printed on its own line; `--raw`
+//! sends stdin's bytes unchanged instead, and `--slash` reads `/ping` and
+//! `/close CODE REASON` lines as commands. It works the same in a pipe: at
+//! the end of stdin it prints replies until none has come for `--wait`
+//! seconds, sends close 1000, waits for the server's close, and exits. `-x`
+//! sends messages given on the command line instead of stdin. `--json`
+//! prints one JSON object per event for scripts. TLS flags (`--ca`, `-k`,
+//! `--cert`/`--key`) map onto the library's client TLS settings.
 
-use crate::{io_phrase, seconds, status, Failure};
+use crate::{connect_failure, io_phrase, parse_url, seconds, status, Failure};
 use base64::Engine;
 use clap::{Args, ValueEnum};
 use http::header::{HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_PROTOCOL};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -29,7 +33,13 @@ Examples:
   wsx connect ws://127.0.0.1:9001/                 # type lines, see replies
   echo hello | wsx connect ws://127.0.0.1:9001/    # prints hello, exits 0
   wsx connect ws://127.0.0.1:9001/ -x one -x two --wait 1
-  wsx connect ws://127.0.0.1:9001/ --json -H 'Authorization: Bearer t' --subprotocol chat";
+  wsx connect ws://127.0.0.1:9001/ --json -H 'Authorization: Bearer t' --subprotocol chat
+  wsx connect ws://127.0.0.1:9001/ --raw --split 4096 < image.png   # binary, 4 KiB messages
+  wsx connect wss://localhost:9443/ --ca cert.pem  # trust a development certificate
+  wsx connect ws://127.0.0.1:9001/ --slash         # then: /ping, /close 4000 done
+
+TLS: wss:// trusts Mozilla's root certificates, or those of SSL_CERT_FILE /
+SSL_CERT_DIR when set, or only those of --ca files.";
 
 /// How binary messages are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,18 +74,34 @@ pub struct ConnectArgs {
     /// Send a ping every SECS seconds.
     #[arg(long, value_name = "SECS")]
     ping_interval: Option<f64>,
+    /// Send stdin's bytes unchanged as binary messages, not line by line:
+    /// all of stdin as one message, or one message per --split bytes.
+    #[arg(long, conflicts_with_all = ["binary", "slash"])]
+    raw: bool,
+    /// With --raw: send a message every BYTES bytes (the last may be
+    /// shorter) as stdin arrives.
+    #[arg(long, value_name = "BYTES", requires = "raw")]
+    split: Option<usize>,
+    /// Read lines starting with / as commands: /ping [DATA], /pong [DATA],
+    /// /close [CODE [REASON]]; //text sends /text.
+    #[arg(long)]
+    slash: bool,
     /// Send MSG once connected (repeatable, in order), print replies until
-    /// --wait expires, then close and exit. Stdin is not read.
+    /// none has arrived for --wait seconds, then close and exit. Stdin is
+    /// not read.
     #[arg(short = 'x', long = "execute", value_name = "MSG")]
     execute: Vec<String>,
-    /// With -x: seconds to print replies before closing.
-    #[arg(short = 'w', long, value_name = "SECS", default_value_t = 2.0)]
+    /// After the input ends (stdin, or the -x messages sent): print replies
+    /// until none has arrived for SECS seconds, then close (0: at once).
+    #[arg(short = 'w', long, value_name = "SECS", default_value_t = 1.0)]
     wait: f64,
     /// Print one JSON object per line for each event (open, message, ping,
-    /// pong, close, error), each with an RFC 3339 "time".
+    /// pong, close, error; refused with --show-handshake), each with an
+    /// RFC 3339 "time".
     #[arg(long)]
     json: bool,
-    /// Print the handshake response: status line and headers.
+    /// Print the handshake response: status line and headers (and, when
+    /// the server refuses, the start of the body).
     #[arg(long)]
     show_handshake: bool,
     /// Seconds allowed for the TCP connection and the opening handshake.
@@ -95,9 +121,24 @@ pub struct ConnectArgs {
     /// name, as curl does.
     #[arg(long, conflicts_with = "proxy")]
     proxy_from_env: bool,
+    /// wss://: trust the PEM certificates of FILE instead of the default
+    /// roots (repeatable), as curl's --cacert: a private CA, or the server's
+    /// own certificate (even a self-signed one marked as a CA).
+    #[arg(long = "ca", value_name = "FILE")]
+    ca: Vec<PathBuf>,
+    /// wss://: do not check the server's certificate at all (development
+    /// only; a warning is printed).
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// wss://: present this client certificate (PEM chain), with --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// wss://: the private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
-/// One line of input from stdin.
+/// One line of input from stdin (or, with `--raw`, one message's bytes).
 type Line = Vec<u8>;
 
 /// Run `wsx connect`; returns the exit status.
@@ -110,27 +151,24 @@ pub fn run(args: ConnectArgs) -> Result<u8, Failure> {
     rt.block_on(session(args, printer))
 }
 
-/// The URL with `ws://` added when it has no scheme.
+/// The URL with `ws://` added when it has no scheme (`ws:/host`, one
+/// slash, has one: the library says what is wrong with it).
 fn normalize_url(url: &str) -> String {
-    if url.contains("://") {
+    let has_scheme = url.contains("://")
+        || url
+            .split_once(':')
+            .is_some_and(|(s, _)| ["ws", "wss", "http", "https"].iter().any(|k| s.eq_ignore_ascii_case(k)));
+    if has_scheme {
         url.to_owned()
     } else {
         format!("ws://{url}")
     }
 }
 
-/// The handshake request: URL, headers, Origin, subprotocols.
+/// The handshake request: the URL (checked by the library), headers,
+/// Origin, subprotocols.
 fn build_request(url: &str, args: &ConnectArgs) -> Result<http::Request<()>, Failure> {
-    let uri: http::Uri = url.parse().map_err(|e| Failure::error(format!("invalid URL {url:?}: {e}")))?;
-    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("ws" | "wss") => {}
-        _ => return Err(Failure::error(format!("invalid URL {url:?}: the scheme must be ws:// or wss://"))),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(Failure::error(format!("invalid URL {url:?}: no host")));
-    }
-    let mut request = http::Request::new(());
-    *request.uri_mut() = uri;
+    let mut request = parse_url(url)?;
     let headers = request.headers_mut();
     for h in &args.headers {
         let bad = || Failure::error(format!("invalid header {h:?}: expected \"Name: value\""));
@@ -151,16 +189,38 @@ fn build_request(url: &str, args: &ConnectArgs) -> Result<http::Request<()>, Fai
     Ok(request)
 }
 
-/// Why connecting failed, as one phrase, and the exit status.
-fn connect_failure(url: &str, e: wsx::Error) -> Failure {
-    let (status, why) = match &e {
-        wsx::Error::Io(io) => (status::CONNECT, io_phrase(io)),
-        wsx::Error::HandshakeTimeout => (status::CONNECT, "timed out".to_owned()),
-        wsx::Error::Handshake(h) => (status::CONNECT, h.to_string()),
-        wsx::Error::Url(m) => (status::ERROR, format!("invalid URL: {m}")),
-        other => (status::CONNECT, other.to_string()),
-    };
-    Failure { status, message: format!("cannot connect to {url}: {why}") }
+/// The client settings the flags ask for; TLS files are read now, so that
+/// a missing one is a bad argument (status 1), not a failure to connect.
+fn client_config(args: &ConnectArgs, url: &str, connect_timeout: std::time::Duration) -> Result<wsx::Config, Failure> {
+    let mut config = wsx::Config::default()
+        .with_max_message_size(args.max_message_size)
+        .with_max_frame_size(args.max_message_size)
+        .with_handshake_timeout(connect_timeout)
+        .with_compression(!args.no_compression)
+        .with_tls_roots_from_env()
+        .with_tls_insecure(args.insecure);
+    for ca in &args.ca {
+        config = config.with_tls_ca(ca);
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        config = config.with_tls_client_cert(cert, key);
+    }
+    if let Some(p) = &args.proxy {
+        match wsx::proxy::Proxy::parse(p) {
+            Ok(p) => config = config.with_proxy(p),
+            Err(e) => return Err(Failure::error(format!("--proxy {p}: {e}"))),
+        }
+    } else if args.proxy_from_env {
+        config = config.with_proxy_from_env();
+    }
+    let secure = ["wss:", "https:"].iter().any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
+    if secure {
+        config.tls_client_config().map_err(|e| Failure::error(e.to_string()))?;
+        if args.insecure {
+            eprintln!("wsx: warning: -k: the server's certificate is not checked; anyone can answer for it");
+        }
+    }
+    Ok(config)
 }
 
 async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
@@ -175,25 +235,19 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
         },
         None => None,
     };
-    let mut config = wsx::Config::default()
-        .with_max_message_size(args.max_message_size)
-        .with_max_frame_size(args.max_message_size)
-        .with_handshake_timeout(connect_timeout)
-        .with_compression(!args.no_compression);
-    if let Some(p) = &args.proxy {
-        match wsx::proxy::Proxy::parse(p) {
-            Ok(p) => config = config.with_proxy(p),
-            Err(e) => return Err(Failure::error(format!("--proxy {p}: {e}"))),
-        }
-    } else if args.proxy_from_env {
-        config = config.with_proxy_from_env();
+    if args.split == Some(0) {
+        return Err(Failure::error("--split must be at least 1 byte"));
     }
+    let config = client_config(&args, &url, connect_timeout)?;
 
     let (mut ws, response) = match wsx::connect_with(request, &config).await {
         Ok(x) => x,
         Err(e) => {
             // main prints the failure on stderr; --json also gets an event.
-            let f = connect_failure(&url, e);
+            if let (wsx::Error::Refused(r), true) = (&e, args.show_handshake) {
+                out.refused(r.response());
+            }
+            let f = connect_failure(&url, &e);
             if out.json {
                 out.error(&f.message);
             }
@@ -202,7 +256,7 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
     };
     out.open(&url, ws.protocol(), args.show_handshake.then_some(&response));
 
-    let text = !args.binary;
+    let text = !args.binary && !args.raw;
     let to_message = |line: Line| -> Result<Message, String> {
         if text {
             String::from_utf8(line).map(Message::from).map_err(|_| "input line is not UTF-8 (use --binary)".to_owned())
@@ -212,9 +266,10 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
     };
 
     let mut input = None;
-    let mut deadline = None;
+    // Once the input has ended: when to close if nothing arrives before.
+    let mut quiet_until = None;
     if args.execute.is_empty() {
-        input = Some(spawn_stdin_reader());
+        input = Some(if args.raw { spawn_raw_reader(args.split) } else { spawn_stdin_reader() });
     } else {
         for m in &args.execute {
             if let Ok(msg) = to_message(m.clone().into_bytes()) {
@@ -223,7 +278,7 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
                 }
             }
         }
-        deadline = Some(Instant::now() + wait);
+        quiet_until = Some(Instant::now() + wait);
     }
     let mut pinger = ping_every.map(|d| tokio::time::interval_at(Instant::now() + d, d));
     let mut pings_sent: u64 = 0;
@@ -236,36 +291,62 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
 
     loop {
         tokio::select! {
-            msg = ws.recv() => match msg {
-                Some(Ok(Message::Close(frame))) => {
-                    initiator.get_or_insert("server");
-                    server_close = Some(frame);
+            msg = ws.recv() => {
+                // Anything that arrives starts the quiet period again.
+                if let Some(q) = quiet_until.as_mut() {
+                    *q = Instant::now() + wait;
                 }
-                Some(Ok(Message::Ping(p))) => out.control("ping", &p),
-                Some(Ok(Message::Pong(p))) => out.control("pong", &p),
-                Some(Ok(m)) => out.message(&m),
-                Some(Err(e)) => {
-                    failed = true;
-                    out.error(&describe(&e));
+                match msg {
+                    Some(Ok(Message::Close(frame))) => {
+                        initiator.get_or_insert("server");
+                        server_close = Some(frame);
+                    }
+                    Some(Ok(Message::Ping(p))) => out.control("ping", &p),
+                    Some(Ok(Message::Pong(p))) => out.control("pong", &p),
+                    Some(Ok(m)) => out.message(&m),
+                    Some(Err(e)) => {
+                        failed = true;
+                        out.error(&describe(&e));
+                    }
+                    None => break,
                 }
-                None => break,
-            },
+            }
             line = next_line(&mut input), if !we_closed && server_close.is_none() && input.is_some() => match line {
-                Some(line) => match to_message(line) {
-                    // Queued: `recv` (polled on every turn of this loop) writes
-                    // it, and keeps reading while the socket is full, so a
-                    // large pipe cannot deadlock against an echo server.
-                    Ok(msg) => if let Err(e) = ws.feed(msg).await {
-                        out.error(&format!("cannot send: {}", describe(&e)));
-                    },
-                    Err(why) => out.error(&why),
-                },
+                Some(line) => {
+                    let command = if args.slash { slash_command(line) } else { Command::Send(line) };
+                    match command {
+                        // Queued: `recv` (polled on every turn of this loop)
+                        // writes it, and keeps reading while the socket is
+                        // full, so a large pipe cannot deadlock against an
+                        // echo server.
+                        Command::Send(line) => match to_message(line) {
+                            Ok(msg) => if let Err(e) = ws.feed(msg).await {
+                                out.error(&format!("cannot send: {}", describe(&e)));
+                            },
+                            Err(why) => out.error(&why),
+                        },
+                        Command::Ping(data) => if let Err(e) = ws.ping(data).await {
+                            out.error(&format!("cannot send a ping: {}", describe(&e)));
+                        },
+                        Command::Pong(data) => if let Err(e) = ws.send(Message::pong(data)).await {
+                            out.error(&format!("cannot send a pong: {}", describe(&e)));
+                        },
+                        Command::Close(code, reason) => match ws.close(code, &reason).await {
+                            Ok(()) => {
+                                initiator.get_or_insert("client");
+                                we_closed = true;
+                            }
+                            Err(e) => out.error(&format!("cannot close: {}", describe(&e))),
+                        },
+                        Command::Unknown(why) => out.error(&why),
+                    }
+                }
                 None => {
                     input = None;
-                    we_closed = start_close(&mut ws, &mut out, &mut initiator).await;
+                    quiet_until = Some(Instant::now() + wait);
                 }
             },
-            _ = sleep_until(deadline), if !we_closed && server_close.is_none() && deadline.is_some() => {
+            _ = sleep_until(quiet_until), if !we_closed && server_close.is_none() && quiet_until.is_some() => {
                 we_closed = start_close(&mut ws, &mut out, &mut initiator).await;
             }
             _ = tick(&mut pinger), if !we_closed && server_close.is_none() && pinger.is_some() => {
@@ -293,7 +374,7 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
         None => (u16::from(CloseCode::Abnormal), "", false),
     };
     let clean = clean && !failed;
-    out.close(code, reason, initiator, clean);
+    out.close(code, reason, initiator, clean, server_close.is_some());
     Ok(if clean { status::OK } else { status::ABNORMAL })
 }
 
@@ -311,6 +392,47 @@ async fn start_close(
         }
     }
     true
+}
+
+/// What a line of input asks for with `--slash`.
+#[derive(Debug, PartialEq)]
+enum Command {
+    /// A message (a plain line, or `//text` as `/text`).
+    Send(Line),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(CloseCode, String),
+    /// Not a command: why.
+    Unknown(String),
+}
+
+const COMMANDS: &str = "/ping [DATA], /pong [DATA], /close [CODE [REASON]], //text to send /text";
+
+/// Read a `--slash` line: `/ping [DATA]`, `/pong [DATA]`,
+/// `/close [CODE [REASON]]`, `//text` (sends `/text`), or a message.
+fn slash_command(line: Line) -> Command {
+    if line.starts_with(b"//") || !line.starts_with(b"/") {
+        let skip = usize::from(line.starts_with(b"/"));
+        return Command::Send(line[skip..].to_vec());
+    }
+    let text = String::from_utf8_lossy(&line[1..]).into_owned();
+    let (name, rest) = text.split_once(' ').unwrap_or((&text, ""));
+    match name {
+        "ping" => Command::Ping(rest.as_bytes().to_vec()),
+        "pong" => Command::Pong(rest.as_bytes().to_vec()),
+        "close" => {
+            let rest = rest.trim_start();
+            let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            if code.is_empty() {
+                return Command::Close(CloseCode::Normal, String::new());
+            }
+            match code.parse::<u16>() {
+                Ok(n) => Command::Close(CloseCode::from(n), reason.to_owned()),
+                Err(_) => Command::Unknown(format!("/close takes a close code (e.g. 1000 or 4000), not {code:?}")),
+            }
+        }
+        _ => Command::Unknown(format!("unknown command /{name}: {COMMANDS}")),
+    }
 }
 
 /// A library error as one phrase.
@@ -368,6 +490,33 @@ fn spawn_stdin_reader() -> mpsc::Receiver<Line> {
                     }
                 }
             }
+        }
+    });
+    rx
+}
+
+/// Read stdin's bytes unchanged on a thread of their own: one message per
+/// `split` bytes as they arrive, or all of stdin as one message at its end.
+fn spawn_raw_reader(split: Option<usize>) -> mpsc::Receiver<Line> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut pending = Vec::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            match stdin.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            }
+            while let Some(size) = split.filter(|&size| pending.len() >= size) {
+                let rest = pending.split_off(size);
+                if tx.blocking_send(std::mem::replace(&mut pending, rest)).is_err() {
+                    return;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let _ = tx.blocking_send(pending);
         }
     });
     rx
@@ -474,16 +623,47 @@ impl Printer {
         }
     }
 
-    fn close(&mut self, code: u16, reason: &str, initiator: &str, clean: bool) {
+    /// The end of the connection; when it did not end cleanly, the line
+    /// goes to stderr even when it is not a terminal (scripts need it).
+    fn close(&mut self, code: u16, reason: &str, initiator: &str, clean: bool, close_frame: bool) {
         if self.json {
             self.emit(serde_json::json!({
                 "event": "close", "code": code, "reason": reason, "initiator": initiator, "clean": clean,
             }));
-        } else if reason.is_empty() {
-            self.status(&format!("closed ({code}) by the {initiator}"));
-        } else {
-            self.status(&format!("closed ({code} {reason}) by the {initiator}"));
+            return;
         }
+        let line = match (close_frame, reason.is_empty()) {
+            (false, _) => format!("the connection ended without a close frame ({code})"),
+            (true, true) => format!("closed ({code}) by the {initiator}"),
+            (true, false) => format!("closed ({code} {reason}) by the {initiator}"),
+        };
+        if clean {
+            self.status(&line);
+        } else {
+            eprintln!("wsx: {line}");
+        }
+    }
+
+    /// A refused handshake's response (`--show-handshake`): status line,
+    /// headers and the start of the body.
+    fn refused(&mut self, r: &http::Response<bytes::Bytes>) {
+        let body = String::from_utf8_lossy(r.body());
+        if self.json {
+            let headers: Vec<serde_json::Value> = r
+                .headers()
+                .iter()
+                .map(|(k, v)| serde_json::json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+                .collect();
+            self.emit(serde_json::json!({
+                "event": "refused", "status": r.status().as_u16(), "headers": headers, "body": body,
+            }));
+            return;
+        }
+        let mut head = format!("HTTP/1.1 {}\n", r.status());
+        for (k, v) in r.headers() {
+            head.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
+        }
+        self.stdout_line(&format!("{head}\n{}", body.trim_end()));
     }
 
     fn error(&mut self, message: &str) {

@@ -14,6 +14,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 use std::fmt;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -104,6 +105,40 @@ pub fn io_phrase(e: &std::io::Error) -> String {
     }
 }
 
+/// Why connecting to `url` failed, as one line, and the exit status (an
+/// invalid URL is a bad argument).
+pub fn connect_failure(url: &str, e: &wsx::Error) -> Failure {
+    let (status, why) = match e {
+        wsx::Error::Io(io) => (status::CONNECT, io_phrase(io)),
+        // The address, when the URL does not show it (a default port).
+        wsx::Error::Connect { address, source } if !url.contains(address.as_str()) => {
+            (status::CONNECT, format!("{address}: {}", io_phrase(source)))
+        }
+        wsx::Error::Connect { source, .. } => (status::CONNECT, io_phrase(source)),
+        wsx::Error::HandshakeTimeout => (status::CONNECT, "timed out".to_owned()),
+        wsx::Error::Handshake(h) => (status::CONNECT, h.to_string()),
+        wsx::Error::Url(m) => (status::ERROR, format!("invalid URL: {m}")),
+        other => (status::CONNECT, other.to_string()),
+    };
+    Failure { status, message: format!("cannot connect to {url}: {why}") }
+}
+
+/// Parse and check a `ws://` or `wss://` URL as the library does for
+/// `wsx::connect`; an invalid one is a bad argument.
+pub fn parse_url(url: &str) -> Result<http::Request<()>, Failure> {
+    use wsx::IntoClientRequest;
+    url.into_client_request().map_err(|e| match e {
+        wsx::Error::Url(why) => Failure::error(format!("invalid URL {url:?}: {why}")),
+        other => Failure::error(format!("invalid URL {url:?}: {other}")),
+    })
+}
+
+/// Whether log lines may be coloured: only on a terminal, and not when
+/// NO_COLOR is set to anything but the empty string (no-color.org).
+fn log_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -123,6 +158,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
         .init();
     let result = match cli.command {
         Command::Connect(args) => connect::run(args),
@@ -135,5 +171,18 @@ fn main() -> ExitCode {
             eprintln!("wsx: {f}");
             ExitCode::from(f.status)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some("".into())));
+        assert!(!log_colour(true, Some("1".into())));
+        assert!(!log_colour(false, None));
     }
 }
