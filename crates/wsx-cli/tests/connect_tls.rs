@@ -30,7 +30,8 @@ fn connect(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.arg("connect").args(args).args(["--wait", "0.2"]);
     cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR").envs(env.iter().copied());
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"hi\n").unwrap();
+    // A bad argument ends wsx before it reads: the pipe may be closed.
+    let _ = child.stdin.take().unwrap().write_all(b"hi\n");
     child.wait_with_output().unwrap()
 }
 
@@ -112,4 +113,22 @@ fn ws_to_a_tls_server_says_to_use_wss() {
         format!("wsx: cannot connect to {url}: the server answered with TLS: use wss:// instead of ws://\n")
     );
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+}
+
+/// `wss://` to plain `wsx serve`, which waits for an HTTP request and so
+/// never answers the TLS handshake: after --connect-timeout, the error
+/// says to use ws://.
+#[test]
+fn wss_to_a_plain_server_says_to_use_ws_after_the_timeout() {
+    let server = serve(&[]);
+    let url = server.url.replace("ws://", "wss://");
+    let out = connect(&[&url, "--connect-timeout", "0.5"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "wsx: cannot connect to {url}: the server sent nothing back to the TLS handshake in time: if it is a \
+             plain server, use ws:// instead of wss://\n"
+        )
+    );
 }

@@ -5,6 +5,7 @@ use crate::MaybeTlsStream;
 use crate::{Config, Error, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response, Uri};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wsx_proto::handshake::{ClientHandshake, HeadReader};
@@ -102,7 +103,10 @@ pub async fn connect_with(
         return Err(Error::TlsDisabled);
     }
     let proxy = config.proxy_mode().proxy_for(uri)?;
-    let fut = async move {
+    // Set while the TLS handshake waits for the server's first byte: a
+    // plain server that waits for an HTTP request never sends one.
+    let tls_unanswered = AtomicBool::new(false);
+    let fut = async {
         let tcp = match &proxy {
             None => {
                 let tcp = TcpStream::connect((host.as_str(), port))
@@ -116,10 +120,14 @@ pub async fn connect_with(
         if !secure {
             return client_handshake_inner(MaybeTlsStream::Plain(tcp), request, config).await;
         }
-        let stream = tls_connect(tcp, &host, config).await?;
+        let stream = tls_connect(tcp, &host, config, &tls_unanswered).await?;
         client_handshake_inner(stream, request, config).await.map_err(|e| tls_failure(e, &host))
     };
-    Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| Error::HandshakeTimeout)?
+    let timed_out = || match tls_unanswered.load(Ordering::Relaxed) {
+        true => Error::TlsUnanswered,
+        false => Error::HandshakeTimeout,
+    };
+    Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| timed_out())?
 }
 
 /// Where a WebSocket URL leads.
@@ -184,8 +192,8 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 #[cfg(feature = "tls")]
-async fn tls_connect(tcp: TcpStream, host: &str, config: &Config) -> Result<MaybeTlsStream> {
-    crate::tls::connect(tcp, host, config).await
+async fn tls_connect(tcp: TcpStream, host: &str, config: &Config, unanswered: &AtomicBool) -> Result<MaybeTlsStream> {
+    crate::tls::connect(tcp, host, config, unanswered).await
 }
 
 /// A failure of the handshake over TLS: the TLS failure in an I/O error
@@ -207,7 +215,7 @@ fn tls_failure(e: Error, _: &str) -> Error {
 /// Without TLS compiled in, `wss://` is refused (before connecting, by
 /// [`connect_with`]'s check of the scheme).
 #[cfg(not(feature = "tls"))]
-async fn tls_connect(_: TcpStream, _: &str, _: &Config) -> Result<MaybeTlsStream> {
+async fn tls_connect(_: TcpStream, _: &str, _: &Config, _: &AtomicBool) -> Result<MaybeTlsStream> {
     Err(Error::TlsDisabled)
 }
 

@@ -64,6 +64,11 @@ pub enum Error {
         /// The scheme the server speaks.
         use_scheme: &'static str,
     },
+    /// The handshake timeout expired while the TLS handshake waited for
+    /// the server's first byte: a plain server that waits for an HTTP
+    /// request (a `ws://` server) does that.
+    #[error("the server sent nothing back to the TLS handshake in time: if it is a plain server, use ws:// instead of wss://")]
+    TlsUnanswered,
     /// The server answered the opening handshake with another status than
     /// 101: the response (status, headers and the start of its body).
     #[error(transparent)]

@@ -466,8 +466,13 @@ pub(crate) fn with_alpn(config: Arc<rustls::ClientConfig>) -> Arc<rustls::Client
 /// Run the client side of the TLS handshake over `tcp` for `host` (the
 /// server name sent with SNI and checked against the certificate). A plain
 /// HTTP answer to the ClientHello (first bytes `HTTP/`) fails at once with
-/// [`Error::WrongScheme`].
-pub(crate) async fn connect(tcp: TcpStream, host: &str, config: &Config) -> Result<MaybeTlsStream> {
+/// [`Error::WrongScheme`]; `unanswered` is set while nothing has come back.
+pub(crate) async fn connect(
+    tcp: TcpStream,
+    host: &str,
+    config: &Config,
+    unanswered: &std::sync::atomic::AtomicBool,
+) -> Result<MaybeTlsStream> {
     let tls = client_config_for(config)?;
     let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError::InvalidServerName(host.to_owned()))?;
     let connector = tokio_rustls::TlsConnector::from(tls);
@@ -475,6 +480,7 @@ pub(crate) async fn connect(tcp: TcpStream, host: &str, config: &Config) -> Resu
     // The server's first bytes are peeked at (left for rustls to read)
     // before each turn of the handshake, until some have arrived.
     let mut sniffed = false;
+    unanswered.store(true, std::sync::atomic::Ordering::Relaxed);
     let result = poll_fn(|cx| {
         if !sniffed {
             if let Some(tcp) = handshake.get_ref() {
@@ -482,6 +488,7 @@ pub(crate) async fn connect(tcp: TcpStream, host: &str, config: &Config) -> Resu
                 let mut buf = ReadBuf::new(&mut first);
                 if let Poll::Ready(r) = tcp.poll_peek(cx, &mut buf) {
                     sniffed = true;
+                    unanswered.store(false, std::sync::atomic::Ordering::Relaxed);
                     if r.is_ok() && buf.filled().starts_with(b"HTTP/") {
                         return Poll::Ready(Err(Error::WrongScheme { use_scheme: "ws" }));
                     }

@@ -349,7 +349,7 @@ async fn platform_roots_do_not_trust_the_test_ca() {
 }
 
 /// A plain TCP server that never speaks TLS: the client's handshake
-/// timeout bounds the wait.
+/// timeout bounds the wait, and the error says that nothing came back.
 #[tokio::test]
 async fn silent_server_times_out_the_tls_handshake() {
     let (l, addr) = listen().await;
@@ -360,7 +360,8 @@ async fn silent_server_times_out_the_tls_handshake() {
     });
     let config = Config::default().with_handshake_timeout(std::time::Duration::from_millis(200));
     let err = within(wsx::connect_with(format!("wss://127.0.0.1:{}/", addr.port()), &config)).await.unwrap_err();
-    assert!(matches!(err, Error::HandshakeTimeout), "{err:?}");
+    assert!(matches!(err, Error::TlsUnanswered), "{err:?}");
+    assert!(err.to_string().ends_with("if it is a plain server, use ws:// instead of wss://"), "{err}");
 }
 
 /// A plaintext HTTP server on the wss:// port: an error that says to use
