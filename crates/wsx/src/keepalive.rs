@@ -23,6 +23,11 @@ pub(crate) struct Keepalive {
     idle: Option<Duration>,
     /// Made at the first wait (a timer needs the runtime).
     timer: Option<Pin<Box<Sleep>>>,
+    /// The timer was polled since it was set: it wakes the task that
+    /// polled it, and while that task waits again, whether it fired is read
+    /// from it without polling (a poll takes the task's budget and swaps
+    /// wakers, per wait of every connection).
+    armed: bool,
     last_heard: tokio::time::Instant,
 }
 
@@ -43,6 +48,7 @@ impl Keepalive {
             ping,
             idle,
             timer: None,
+            armed: false,
             last_heard: tokio::time::Instant::now(),
         })
     }
@@ -52,16 +58,19 @@ impl Keepalive {
         self.ping.or(self.idle.map(|d| d / 4)).unwrap_or(Duration::MAX).max(Duration::from_millis(1))
     }
 
-    /// Poll the timer; at a tick, what to do. `heard` is taken.
-    pub(crate) fn poll_tick(&mut self, heard: &mut bool, cx: &mut Context<'_>) -> Option<Tick> {
+    /// Check the timer; at a tick, what to do. `heard` is taken.
+    /// `same_task`: the timer was last polled by the task `cx` wakes.
+    pub(crate) fn poll_tick(&mut self, heard: &mut bool, cx: &mut Context<'_>, same_task: bool) -> Option<Tick> {
         let period = self.period();
         let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
-        if timer.as_mut().poll(cx).is_pending() {
+        let fired = if self.armed && same_task { timer.is_elapsed() } else { timer.as_mut().poll(cx).is_ready() };
+        self.armed = true;
+        if !fired {
             return None;
         }
         let now = tokio::time::Instant::now();
-        timer.as_mut().reset(now + period);
-        // Registers the new deadline.
+        timer.as_mut().reset(now.checked_add(period).unwrap_or(now));
+        // Registers the new deadline with this task.
         let _ = timer.as_mut().poll(cx);
         if std::mem::take(heard) {
             self.last_heard = now;

@@ -81,6 +81,10 @@ struct RecvCore {
 struct Extra {
     keepalive: Option<Keepalive>,
     handle: Option<CloseHandle>,
+    /// The waker the handle and the keepalive timer were last registered
+    /// with: while the connection is polled by the same task, they are not
+    /// registered again at every wait.
+    registered: Option<Waker>,
 }
 
 #[derive(Debug, Default)]
@@ -98,14 +102,20 @@ impl RecvCore {
             phase: Phase::Open,
             closing: None,
             heard: false,
-            extra: Keepalive::new(config).map(|k| Box::new(Extra { keepalive: Some(k), handle: None })),
+            extra: Keepalive::new(config)
+                .map(|k| Box::new(Extra { keepalive: Some(k), handle: None, registered: None })),
         }
     }
 
     /// The handle other tasks close this connection with (made at the
     /// first call).
     fn close_handle(&mut self) -> CloseHandle {
-        self.extra.get_or_insert_default().handle.get_or_insert_default().clone()
+        let extra = self.extra.get_or_insert_default();
+        if extra.handle.is_none() {
+            // A new handle is registered at the next wait.
+            extra.registered = None;
+        }
+        extra.handle.get_or_insert_default().clone()
     }
 
     /// Close requests and keepalive, checked while the connection is open:
@@ -121,14 +131,18 @@ impl RecvCore {
         if !waiting {
             return false;
         }
-        if let Some(h) = &extra.handle {
-            h.register(cx.waker());
+        let same_task = extra.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if !same_task {
+            if let Some(h) = &extra.handle {
+                h.register(cx.waker());
+            }
+            extra.registered = Some(cx.waker().clone());
         }
         if self.closing.as_ref().is_some_and(|c| c.timer.is_some()) {
             // The closing handshake is under way: its own timer bounds it.
             return false;
         }
-        match extra.keepalive.as_mut().and_then(|k| k.poll_tick(&mut self.heard, cx)) {
+        match extra.keepalive.as_mut().and_then(|k| k.poll_tick(&mut self.heard, cx, same_task)) {
             None => false,
             Some(Tick::Ping) => io.with_writer(|w| w.send(Message::Ping(bytes::Bytes::new()))).is_ok(),
             Some(Tick::Idle) => {

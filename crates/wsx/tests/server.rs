@@ -413,3 +413,44 @@ async fn serve_stream_serves_any_stream() {
     within(task).await.unwrap();
     assert_eq!(server.connections(), 0);
 }
+
+/// The timer and the close handle wake the task that polls the connection
+/// now, not the one that polled it first.
+#[tokio::test]
+async fn keepalive_follows_the_connection_to_another_task() {
+    let config = Config::default().with_ping_interval(Duration::from_millis(50));
+    let (l, addr) = listen().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        wsx::accept_with(tcp, |_: &wsx::handshake::UpgradeRequest| Ok(Accept::new()), &config).await.unwrap()
+    });
+    let mut raw = Raw::upgrade(addr).await;
+    let mut ws = within(server).await.unwrap();
+    // Polled (and its timer registered) in this task...
+    assert!(tokio::time::timeout(Duration::from_millis(20), ws.recv()).await.is_err());
+    // ...then read in another one: its pings still go out.
+    let reader = tokio::spawn(async move { while ws.recv().await.is_some() {} });
+    assert_eq!(raw.read_frame().await.opcode, 0x9);
+    assert_eq!(raw.read_frame().await.opcode, 0x9);
+    reader.abort();
+}
+
+#[tokio::test]
+async fn a_close_handle_made_while_keepalive_runs_wakes_the_reader() {
+    let config = Config::default().with_keepalive(Duration::from_secs(30), Duration::from_secs(60));
+    let (mut client, mut server) = pair_with(&config).await;
+    assert!(tokio::time::timeout(Duration::from_millis(20), server.recv()).await.is_err());
+    let handle = server.close_handle();
+    let closer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        handle.close(CloseCode::GoingAway, "bye");
+    });
+    let c = tokio::spawn(async move { while client.recv().await.is_some() {} });
+    let mut last = None;
+    while let Some(m) = within(server.recv()).await {
+        last = Some(m.unwrap());
+    }
+    assert!(matches!(last, Some(Message::Close(Some(f))) if f.code == CloseCode::GoingAway));
+    closer.await.unwrap();
+    c.await.unwrap();
+}
