@@ -61,6 +61,7 @@ impl CloseHandle {
     }
 
     /// Whether a close was asked for.
+    #[inline]
     pub fn is_requested(&self) -> bool {
         self.0.requested.load(Ordering::Acquire)
     }

@@ -60,10 +60,19 @@ impl Keepalive {
 
     /// Check the timer; at a tick, what to do. `heard` is taken.
     /// `same_task`: the timer was last polled by the task `cx` wakes.
+    #[inline]
     pub(crate) fn poll_tick(&mut self, heard: &mut bool, cx: &mut Context<'_>, same_task: bool) -> Option<Tick> {
+        if self.armed && same_task && self.timer.as_ref().is_some_and(|t| !t.is_elapsed()) {
+            return None;
+        }
+        self.poll_timer(heard, cx)
+    }
+
+    /// Poll the timer (registering this task); at a tick, reset it.
+    fn poll_timer(&mut self, heard: &mut bool, cx: &mut Context<'_>) -> Option<Tick> {
         let period = self.period();
         let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
-        let fired = if self.armed && same_task { timer.is_elapsed() } else { timer.as_mut().poll(cx).is_ready() };
+        let fired = timer.as_mut().poll(cx).is_ready();
         self.armed = true;
         if !fired {
             return None;

@@ -118,14 +118,19 @@ impl RecvCore {
         extra.handle.get_or_insert_default().clone()
     }
 
+    /// Whether another task asked this connection to close (an atomic
+    /// load, checked for every message).
+    #[inline]
+    fn close_requested(&self) -> bool {
+        self.extra.as_ref().and_then(|e| e.handle.as_ref()).is_some_and(CloseHandle::is_requested)
+    }
+
     /// Close requests and keepalive, checked while the connection is open:
     /// whether a frame was queued (to be written before waiting).
     fn poll_extra<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>, waiting: bool) -> bool {
         let Some(extra) = self.extra.as_mut() else { return false };
-        if let Some(frame) = extra.handle.as_ref().and_then(|h| h.take()) {
-            tracing::debug!(code = %frame.code, reason = %frame.reason, "closing as asked");
-            let _ = io.with_writer(|w| w.close(Some(frame)));
-            self.start_timer();
+        if let Some(frame) = extra.handle.as_ref().filter(|h| h.is_requested()).and_then(CloseHandle::take) {
+            self.close_as_asked(io, frame);
             return true;
         }
         if !waiting {
@@ -144,8 +149,25 @@ impl RecvCore {
         }
         match extra.keepalive.as_mut().and_then(|k| k.poll_tick(&mut self.heard, cx, same_task)) {
             None => false,
-            Some(Tick::Ping) => io.with_writer(|w| w.send(Message::Ping(bytes::Bytes::new()))).is_ok(),
-            Some(Tick::Idle) => {
+            Some(tick) => self.keepalive_tick(io, tick),
+        }
+    }
+
+    /// Another task asked for this close.
+    #[cold]
+    fn close_as_asked<I: Io>(&mut self, io: &mut I, frame: CloseFrame) {
+        tracing::debug!(code = %frame.code, reason = %frame.reason, "closing as asked");
+        let _ = io.with_writer(|w| w.close(Some(frame)));
+        self.start_timer();
+    }
+
+    /// A ping after silence, or the close of an idle connection: whether a
+    /// frame was queued.
+    #[cold]
+    fn keepalive_tick<I: Io>(&mut self, io: &mut I, tick: Tick) -> bool {
+        match tick {
+            Tick::Ping => io.with_writer(|w| w.send(Message::Ping(bytes::Bytes::new()))).is_ok(),
+            Tick::Idle => {
                 tracing::debug!("closing an idle connection");
                 let frame = CloseFrame::new(CloseCode::GoingAway, "idle timeout");
                 let _ = io.with_writer(|w| w.close(Some(frame)));
@@ -205,7 +227,7 @@ impl RecvCore {
                     continue;
                 }
             }
-            if self.extra.is_some() {
+            if self.close_requested() {
                 self.poll_extra(io, cx, false);
             }
             let Received { result, duty } = self.reader.receive(mode);
