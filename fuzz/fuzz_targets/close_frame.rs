@@ -9,11 +9,11 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use wsx_proto::close::ClosePayloadError;
-use wsx_proto::{CloseCode, CloseFrame};
+use wsx_proto::fuzzing::{encode_close, parse_close};
+use wsx_proto::{CloseCode, ProtocolError};
 
 fuzz_target!(|data: &[u8]| {
-    let r = CloseFrame::parse(Bytes::copy_from_slice(data));
+    let r = parse_close(Bytes::copy_from_slice(data));
     let expected_ok = match data {
         [] => true,
         [_] => false,
@@ -29,15 +29,16 @@ fuzz_target!(|data: &[u8]| {
             assert!(f.code.is_sendable());
             assert_eq!(f.reason.as_bytes(), &data[2..]);
             let mut out = BytesMut::new();
-            f.encode(&mut out);
+            encode_close(&f, &mut out);
             assert_eq!(&out[..], data);
             let _ = f.to_string();
         }
-        Err(ClosePayloadError::OneByte) => assert_eq!(data.len(), 1),
-        Err(ClosePayloadError::InvalidCode(c)) => {
+        Err(ProtocolError::InvalidClosePayload) => assert_eq!(data.len(), 1),
+        Err(ProtocolError::InvalidCloseCode(c)) => {
             assert_eq!(c, u16::from_be_bytes([data[0], data[1]]));
             assert!(!CloseCode::from(c).is_sendable());
         }
-        Err(ClosePayloadError::InvalidUtf8) => assert!(std::str::from_utf8(&data[2..]).is_err()),
+        Err(ProtocolError::InvalidCloseReason) => assert!(std::str::from_utf8(&data[2..]).is_err()),
+        Err(e) => panic!("a close payload refused as {e:?}"),
     }
 });

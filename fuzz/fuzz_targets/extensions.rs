@@ -12,7 +12,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wsx_proto::deflate::{client_accept_response, server_negotiate, DeflateConfig, DeflateParams};
-use wsx_proto::extensions::{format_extensions, parse_extension_headers, parse_extensions};
+use wsx_proto::fuzzing::{format_extensions, parse_extension_headers, parse_extensions};
 
 #[derive(Arbitrary, Debug)]
 struct Side {

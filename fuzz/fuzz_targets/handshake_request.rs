@@ -2,26 +2,24 @@
 //!
 //! Checked: no panic; a head is never longer than the limit nor than the
 //! input; `UpgradeRequest::from_request` and every accessor work on what
-//! `parse_request` returns; an accepted request gets a 101 whose
+//! a `HeadReader` returns; an accepted request gets a 101 whose
 //! `Sec-WebSocket-Accept` is derived from the key, with the negotiated
-//! subprotocol and extensions, and that `parse_response` reads back the
+//! subprotocol and extensions, and that a `HeadReader` reads back the
 //! same; a refused one gets a response with the error's status that
-//! `parse_response` reads back too.
+//! reads back too.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wsx_proto::deflate::{server_negotiate, DeflateConfig};
-use wsx_proto::extensions::parse_extensions;
-use wsx_proto::handshake::{
-    derive_accept_key, parse_request, parse_response, write_response, Accept, UpgradeRequest, MAX_HEADERS,
-};
+use wsx_proto::fuzzing::{derive_accept_key, is_token, parse_extensions};
+use wsx_proto::handshake::{write_response, Accept, HeadReader, UpgradeRequest, MAX_HEADERS};
 
 /// Serialize a response and read it back: the same status and headers.
 fn round_trip<B>(resp: &http::Response<B>, body: &[u8]) {
     let mut bytes = Vec::new();
     write_response(resp, body, &mut bytes);
-    let (back, n) = parse_response(&bytes, bytes.len() + 1).expect("our response parses").expect("complete");
+    let (back, n) = HeadReader::new(bytes.len() + 1).response(&bytes).expect("our response parses").expect("complete");
     assert_eq!(n, bytes.len() - body.len());
     assert_eq!(back.status(), resp.status());
     for (k, v) in resp.headers() {
@@ -36,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         Some((_, rest)) => (16 << 10, rest),
         None => return,
     };
-    let parsed = match parse_request(data, max) {
+    let parsed = match HeadReader::new(max).request(data) {
         Ok(Some(p)) => p,
         Ok(None) => {
             assert!(data.len() < max, "incomplete at the limit must be an error");
@@ -64,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(matches!(upgrade.version(), 13 | 8 | 7));
     assert!(!upgrade.key().is_empty());
     for p in upgrade.protocols() {
-        assert!(wsx_proto::extensions::is_token(p));
+        assert!(is_token(p));
     }
 
     // Accept with the client's first subprotocol and the deflate offer.

@@ -14,7 +14,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsx_proto::deflate::{client_accept_response, DeflateConfig};
-use wsx_proto::handshake::{parse_response, ClientHandshake, Negotiated};
+use wsx_proto::fuzzing::derive_accept_key;
+use wsx_proto::handshake::{ClientHandshake, HeadReader, Negotiated};
 
 const MARK: &[u8] = b"@ACCEPT@";
 
@@ -49,12 +50,12 @@ fuzz_target!(|data: &[u8]| {
     let (request_bytes, client) = ClientHandshake::new(req).expect("a valid request");
     assert!(request_bytes.ends_with(b"\r\n\r\n"));
     // The accept key for this run's key.
-    let (sent, _) = wsx_proto::handshake::parse_request(&request_bytes, 1 << 16).unwrap().unwrap();
+    let (sent, _) = HeadReader::new(1 << 16).request(&request_bytes).unwrap().unwrap();
     let key = sent.headers().get("sec-websocket-key").unwrap().as_bytes().to_vec();
-    let accept = wsx_proto::handshake::derive_accept_key(&key);
+    let accept = derive_accept_key(&key);
     let data = replace_mark(data, accept.as_bytes());
 
-    let (resp, head_len) = match parse_response(&data, max) {
+    let (resp, head_len) = match HeadReader::new(max).response(&data) {
         Ok(Some(r)) => r,
         Ok(None) => {
             assert!(data.len() < max);

@@ -10,7 +10,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use wsx_proto::utf8::{validate, Utf8Validator};
+use wsx_proto::fuzzing::{validate, Utf8Validator};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {

@@ -11,8 +11,7 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use wsx_proto::deflate::DeflateParams;
-use wsx_proto::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
-use wsx_proto::mask::apply_mask;
+use wsx_proto::fuzzing::{apply_mask, parse_close, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use wsx_proto::{CloseState, Config, Connection, Incoming, Message, Mode, ProtocolError, Role, INFLATE_STEP};
 
 /// What a connection reported, in order: messages, then at most one error.
@@ -238,7 +237,7 @@ pub fn check_output(role: Role, compression: bool, out: &[u8], state: &mut OutSt
             if let Some(k) = h.mask {
                 apply_mask(&mut body, k);
             }
-            let f = wsx_proto::CloseFrame::parse(Bytes::from(body)).expect("a valid close body");
+            let f = parse_close(Bytes::from(body)).expect("a valid close body");
             state.close = Some(f.map(|f| u16::from(f.code)));
             state.closed = true;
         }

@@ -1,12 +1,13 @@
 //! Micro benchmarks of the hot functions: masking, UTF-8 validation, frame
-//! encode and decode. Run: `cargo bench -p wsx-proto --bench proto`.
+//! encode and decode. Run: `cargo bench -p wsx-proto --bench proto`. The
+//! masking loops and the UTF-8 validator are internals, reached through the
+//! hidden `wsx_proto::fuzzing` module (the dev-dependency turns it on).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use wsx_proto::mask::{apply_mask, apply_mask_naive, apply_mask_portable};
-use wsx_proto::utf8::{Utf8Bytes, Utf8Validator};
-use wsx_proto::{Config, Connection, Gather, Incoming, Message, Mode, Role};
+use wsx_proto::fuzzing::{apply_mask, apply_mask_naive, apply_mask_portable, Utf8Validator};
+use wsx_proto::{Config, Connection, Gather, Incoming, Message, Mode, Role, Utf8Bytes};
 
 fn masking(c: &mut Criterion) {
     let mut g = c.benchmark_group("mask");
@@ -56,7 +57,7 @@ fn utf8(c: &mut Criterion) {
 /// slowloris peer): the second costs one scan of each byte, not one scan of
 /// the whole buffer per byte.
 fn handshake(c: &mut Criterion) {
-    use wsx_proto::handshake::{parse_request, HeadReader};
+    use wsx_proto::handshake::HeadReader;
     let mut head = String::from("GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n");
     while head.len() < 16 << 10 {
         // 1 KiB header lines: 16 of them, well under the 128-line limit.
@@ -67,7 +68,7 @@ fn handshake(c: &mut Criterion) {
     let max = 32 << 10;
     let mut g = c.benchmark_group("handshake");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("head/whole/16KiB", |b| b.iter(|| parse_request(bytes, max).unwrap().unwrap()));
+    g.bench_function("head/whole/16KiB", |b| b.iter(|| HeadReader::new(max).request(bytes).unwrap().unwrap()));
     g.bench_function("head/byte_by_byte/16KiB", |b| {
         b.iter(|| {
             let mut reader = HeadReader::new(max);

@@ -1,4 +1,6 @@
-//! Close codes and close frames (RFC 6455 §5.5.1, §7.4).
+//! Close codes and close frames (RFC 6455 §5.5.1, §7.4). Public as
+//! `wsx_proto::close` only for `wsx`'s close handle; the items are
+//! documented at the crate root.
 
 use crate::utf8::{self, Utf8Bytes};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -129,9 +131,10 @@ pub struct CloseFrame {
 /// The longest reason that fits in a close frame (125 - 2 bytes of code).
 pub const MAX_REASON_LEN: usize = 123;
 
-/// Why a close frame payload was refused.
+/// Why a close frame payload was refused (the reader reports it as a
+/// [`crate::ProtocolError`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClosePayloadError {
+pub(crate) enum ClosePayloadError {
     /// A payload of exactly one byte cannot hold a status code (§5.5.1).
     OneByte,
     /// The status code may not be sent on the wire (§7.4).
@@ -148,7 +151,7 @@ impl CloseFrame {
 
     /// Parse a received close payload (RFC 6455 §5.5.1): empty (no status),
     /// or a 2-byte big-endian code followed by a UTF-8 reason.
-    pub fn parse(payload: Bytes) -> Result<Option<CloseFrame>, ClosePayloadError> {
+    pub(crate) fn parse(payload: Bytes) -> Result<Option<CloseFrame>, ClosePayloadError> {
         match payload.len() {
             0 => Ok(None),
             1 => Err(ClosePayloadError::OneByte),
@@ -166,7 +169,7 @@ impl CloseFrame {
     }
 
     /// Encode as a close payload.
-    pub fn encode(&self, dst: &mut BytesMut) {
+    pub(crate) fn encode(&self, dst: &mut BytesMut) {
         dst.put_u16(self.code.into());
         dst.extend_from_slice(self.reason.as_bytes());
     }

@@ -26,6 +26,11 @@ use crate::reader::Duty;
 /// writer what the reader says is owed. Feed bytes to `reader`; send with
 /// `writer` and take what it has to write from it.
 ///
+/// Use it when one owner drives the whole connection. When the halves live
+/// apart (a read task and a write task), keep a [`Reader`] and a [`Writer`]
+/// instead and make the two calls of [`Connection::receive`] yourself; on
+/// tokio, use `wsx::WebSocket`.
+///
 /// ```
 /// use wsx_proto::{Config, Connection, Incoming, Message, Mode, Role};
 /// let mut server = Connection::new(Role::Server, &Config::default());

@@ -78,7 +78,7 @@ fn put_decompressor(bits: u8, d: Decompress) {
 }
 
 /// The extension token.
-pub const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
+pub(crate) const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
 
 /// The four bytes a sync flush ends with, removed by senders (§7.2.1).
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -304,20 +304,35 @@ fn parse_params(ext: &Extension) -> Result<Params, InvalidDeflateParams> {
     Ok(out)
 }
 
-/// Server side (§7.1): take the first acceptable permessage-deflate offer.
+/// Server side (§7.1): take the first acceptable permessage-deflate offer
+/// among the extensions a request offers ([`UpgradeRequest::extensions`]).
 /// Offers with unknown, repeated or invalid parameters are declined, as are
 /// other extensions (`x-webkit-deflate-frame`, `deflate-stream` are never
-/// negotiated). Returns the negotiated parameters and the response header
-/// value.
+/// negotiated). Returns the negotiated parameters, for the connection, and
+/// the `Sec-WebSocket-Extensions` value, for the 101 response.
 ///
 /// ```
-/// use wsx_proto::deflate::{DeflateConfig, server_negotiate};
-/// use wsx_proto::extensions::parse_extensions;
-/// let offers = parse_extensions("permessage-deflate; client_max_window_bits").unwrap();
-/// let (params, header) = server_negotiate(&DeflateConfig::server_default(), &offers).unwrap();
+/// use wsx_proto::deflate::{server_negotiate, DeflateConfig};
+/// use wsx_proto::handshake::{Accept, UpgradeRequest};
+/// use wsx_proto::{Config, Connection, Role};
+/// let request = http::Request::get("/chat")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")
+///     .body(()).unwrap();
+/// let upgrade = UpgradeRequest::from_request(request).unwrap();
+/// let (params, header) = server_negotiate(&DeflateConfig::server_default(), upgrade.extensions()).unwrap();
 /// assert_eq!(header, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
-/// assert!(params.client_no_context_takeover);
+/// let response = upgrade.accept(&Accept::new(), Some(&header)).unwrap();
+/// assert_eq!(response.headers()["sec-websocket-extensions"], header.as_str());
+/// let server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params));
+/// assert!(server.writer.compression_enabled());
 /// ```
+///
+/// [`UpgradeRequest::extensions`]: crate::handshake::UpgradeRequest::extensions
 pub fn server_negotiate(config: &DeflateConfig, offers: &[Extension]) -> Option<(DeflateParams, String)> {
     for offer in offers.iter().filter(|e| e.name.eq_ignore_ascii_case(PERMESSAGE_DEFLATE)) {
         let Ok(p) = parse_params(offer) else { continue };
@@ -359,11 +374,36 @@ pub fn server_negotiate(config: &DeflateConfig, offers: &[Extension]) -> Option<
     None
 }
 
-/// Client side (§7.1): check the server's response to our offer. `Ok(None)`
-/// when the server did not accept permessage-deflate; an error (the client
-/// must fail the connection) when the response has an unknown, repeated or
-/// invalid parameter, a parameter the offer did not allow, lacks one the
-/// server had to include, or names the extension more than once.
+/// Client side (§7.1): check the server's response to our offer
+/// ([`DeflateConfig::client_offer`], sent as `Sec-WebSocket-Extensions`),
+/// given the extensions the response accepted ([`Negotiated::extensions`]).
+/// `Ok(None)` when the server did not accept permessage-deflate; an error
+/// (the client must fail the connection) when the response has an unknown,
+/// repeated or invalid parameter, a parameter the offer did not allow,
+/// lacks one the server had to include, or names the extension more than
+/// once.
+///
+/// ```
+/// use wsx_proto::deflate::{client_accept_response, DeflateConfig};
+/// use wsx_proto::handshake::ClientHandshake;
+/// let config = DeflateConfig::default();
+/// let request = http::Request::get("ws://example.com/chat")
+///     .header("sec-websocket-extensions", config.client_offer())
+///     .body(()).unwrap();
+/// let (_bytes, client) = ClientHandshake::new_with_key(request, [7; 16]).unwrap();
+/// let response = http::Response::builder()
+///     .status(101)
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-accept", "CdXSYUsvsaMthlEXWDNURGWA/1o=")
+///     .header("sec-websocket-extensions", "permessage-deflate; server_max_window_bits=10")
+///     .body(()).unwrap();
+/// let negotiated = client.check_response(&response).unwrap();
+/// let params = client_accept_response(&config, &negotiated.extensions).unwrap().unwrap();
+/// assert_eq!(params.server_max_window_bits, 10);
+/// ```
+///
+/// [`Negotiated::extensions`]: crate::handshake::Negotiated::extensions
 pub fn client_accept_response(
     config: &DeflateConfig,
     response: &[Extension],

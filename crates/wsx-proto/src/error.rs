@@ -1,7 +1,7 @@
 //! Errors of the protocol core. Each protocol violation is a variant of
 //! [`ProtocolError`] and maps to the close code RFC 6455 §7.4.1 gives it.
 
-use crate::close::CloseCode;
+use crate::close::{CloseCode, ClosePayloadError};
 
 /// The peer broke a rule of RFC 6455; the connection is failed with the
 /// close code of [`ProtocolError::close_code`].
@@ -81,6 +81,16 @@ impl ProtocolError {
             AbnormalClosure => CloseCode::Abnormal,
             InvalidCompressedData => CloseCode::InvalidPayload,
             _ => CloseCode::ProtocolError,
+        }
+    }
+
+    /// The error that a refused close frame payload fails the connection
+    /// with.
+    pub(crate) fn from_close_payload(e: ClosePayloadError) -> Self {
+        match e {
+            ClosePayloadError::OneByte => ProtocolError::InvalidClosePayload,
+            ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c),
+            ClosePayloadError::InvalidUtf8 => ProtocolError::InvalidCloseReason,
         }
     }
 }

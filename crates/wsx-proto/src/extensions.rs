@@ -10,12 +10,10 @@
 //!
 //! A quoted value must be a token once unquoted (§9.1).
 //!
-//! ```
-//! use wsx_proto::extensions::parse_extensions;
-//! let exts = parse_extensions(r#"permessage-deflate; client_max_window_bits, permessage-deflate; server_max_window_bits="10""#).unwrap();
-//! assert_eq!(exts.len(), 2);
-//! assert_eq!(exts[1].params[0].value.as_deref(), Some("10"));
-//! ```
+//! Internal: [`Extension`], [`ExtensionParam`] and [`ExtensionParseError`]
+//! are public as `wsx_proto::handshake::*` (the handshake hands them out);
+//! the grammar's functions are reachable only through the hidden `fuzzing`
+//! module.
 
 use std::fmt;
 
@@ -49,7 +47,7 @@ pub struct ExtensionParseError {
 
 /// Whether `b` is a `tchar` (RFC 7230 §3.2.6).
 #[inline]
-pub fn is_tchar(b: u8) -> bool {
+fn is_tchar(b: u8) -> bool {
     matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
         || b.is_ascii_alphanumeric()
 }
@@ -201,6 +199,7 @@ impl fmt::Display for Extension {
 }
 
 /// Format a list of extensions as a header value.
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn format_extensions(exts: &[Extension]) -> String {
     exts.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
 }
@@ -212,6 +211,16 @@ mod tests {
 
     fn p(name: &str, value: Option<&str>) -> ExtensionParam {
         ExtensionParam { name: name.into(), value: value.map(Into::into) }
+    }
+
+    #[test]
+    fn two_offers_one_with_a_quoted_value() {
+        let exts = parse_extensions(
+            r#"permessage-deflate; client_max_window_bits, permessage-deflate; server_max_window_bits="10""#,
+        )
+        .unwrap();
+        assert_eq!(exts.len(), 2);
+        assert_eq!(exts[1].params[0].value.as_deref(), Some("10"));
     }
 
     #[test]

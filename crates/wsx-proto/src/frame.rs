@@ -1,5 +1,6 @@
 //! Frame headers (RFC 6455 §5.2): opcodes, the 7/16/64-bit payload length,
-//! the mask bit and key, and the FIN/RSV bits.
+//! the mask bit and key, and the FIN/RSV bits. Internal: what is `pub` here
+//! is reachable only through the hidden `fuzzing` module.
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -57,7 +58,7 @@ impl OpCode {
 
     /// The 4-bit wire value.
     #[inline]
-    pub fn as_u8(self) -> u8 {
+    pub(crate) fn as_u8(self) -> u8 {
         match self {
             OpCode::Continuation => 0x0,
             OpCode::Text => 0x1,
@@ -187,17 +188,6 @@ impl FrameHeader {
         }
         pos
     }
-
-    /// The encoded length of this header.
-    #[inline]
-    pub fn encoded_len(&self) -> usize {
-        let len = match self.payload_len {
-            0..=125 => 2,
-            126..=0xffff => 4,
-            _ => 10,
-        };
-        len + if self.mask.is_some() { 4 } else { 0 }
-    }
 }
 
 #[cfg(test)]
@@ -207,6 +197,17 @@ mod tests {
 
     fn header(len: u64, mask: Option<[u8; 4]>) -> FrameHeader {
         FrameHeader { fin: true, rsv1: false, rsv2: false, rsv3: false, opcode: 2, mask, payload_len: len }
+    }
+
+    /// The encoded length of a header: the minimal length form (§5.2) and
+    /// the key.
+    fn encoded_len(h: &FrameHeader) -> usize {
+        let len = match h.payload_len {
+            0..=125 => 2,
+            126..=0xffff => 4,
+            _ => 10,
+        };
+        len + if h.mask.is_some() { 4 } else { 0 }
     }
 
     #[test]
@@ -259,7 +260,7 @@ mod tests {
             let h = FrameHeader { fin, rsv1, rsv2, rsv3, opcode, mask, payload_len: len };
             let mut b = [0u8; MAX_HEADER_LEN];
             let n = h.encode(&mut b);
-            prop_assert_eq!(n, h.encoded_len());
+            prop_assert_eq!(n, encoded_len(&h));
             prop_assert_eq!(FrameHeader::parse(&b[..n]), Ok(Some((h, n))));
         }
     }

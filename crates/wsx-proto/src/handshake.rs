@@ -1,17 +1,24 @@
 //! The opening handshake (RFC 6455 §4), both roles, without I/O.
 //!
-//! Server: [`parse_request`] reads a request head (bounded, 431 past the
-//! limit), [`UpgradeRequest::from_request`] checks every rule of §4.2.1 and
-//! negotiates the version (13, 8 or 7; anything else is 426 with
-//! `Sec-WebSocket-Version: 13, 8, 7`), [`UpgradeRequest::accept`] builds the
-//! 101 response with the subprotocol the application picked, and
-//! [`HandshakeError::to_response`] the refusal.
+//! Server: a [`HeadReader`] reads the request head as it arrives (bounded,
+//! 431 past the limit), [`UpgradeRequest::from_request`] checks every rule
+//! of §4.2.1 and negotiates the version (13, 8 or 7; anything else is 426
+//! with `Sec-WebSocket-Version: 13, 8, 7`), [`UpgradeRequest::accept`]
+//! builds the 101 response with the subprotocol the application picked
+//! ([`Accept`]), [`Reject`] or [`HandshakeError::to_response`] the refusal,
+//! and [`write_response`] the bytes of either.
 //!
 //! Client: [`ClientHandshake::new`] completes a request with a fresh random
-//! key (§4.1, from a CSPRNG) and the required headers, [`parse_response`]
+//! key (§4.1, from a CSPRNG) and the required headers, a [`HeadReader`]
 //! reads the response head and [`ClientHandshake::check_response`] checks
 //! the status, `Upgrade`, `Connection`, `Sec-WebSocket-Accept`, and that
 //! the subprotocol and extensions are ones the client offered (§4.2.2).
+//!
+//! permessage-deflate is negotiated on the extensions each side sees
+//! ([`UpgradeRequest::extensions`], [`Negotiated::extensions`]) with
+//! [`crate::deflate`]; then the connection starts
+//! ([`crate::Connection::with_deflate`]), with the bytes that followed the
+//! head as its first input.
 //!
 //! ```
 //! use wsx_proto::handshake::*;
@@ -20,15 +27,23 @@
 //!     .body(()).unwrap();
 //! let (bytes, client) = ClientHandshake::new(req).unwrap();
 //!
-//! let (request, _) = parse_request(&bytes, DEFAULT_MAX_REQUEST_SIZE).unwrap().unwrap();
+//! // The server reads the head (here whole; a `HeadReader` takes it in pieces too).
+//! let (request, head_len) = HeadReader::new(DEFAULT_MAX_REQUEST_SIZE).request(&bytes).unwrap().unwrap();
+//! assert_eq!(head_len, bytes.len());
 //! let upgrade = UpgradeRequest::from_request(request).unwrap();
 //! assert_eq!(upgrade.protocols(), ["chat", "superchat"]);
 //! let response = upgrade.accept(&Accept::new().protocol("chat"), None).unwrap();
+//! let mut out = Vec::new();
+//! write_response(&response, &[], &mut out);
+//!
+//! // The client reads the response head and checks it.
+//! let (response, _) = HeadReader::new(DEFAULT_MAX_REQUEST_SIZE).response(&out).unwrap().unwrap();
 //! let negotiated = client.check_response(&response).unwrap();
 //! assert_eq!(negotiated.protocol.as_deref(), Some("chat"));
 //! ```
 
-use crate::extensions::{self, is_token, Extension, ExtensionParseError};
+use crate::extensions;
+pub use crate::extensions::{Extension, ExtensionParam, ExtensionParseError};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use bytes::Bytes;
@@ -37,25 +52,19 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use sha1::{Digest, Sha1};
 
 /// The GUID of RFC 6455 §1.3, appended to the key to derive the accept key.
-pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// The versions this implementation speaks, for the 426 response (§4.4).
-pub const SUPPORTED_VERSIONS: &str = "13, 8, 7";
+const SUPPORTED_VERSIONS: &str = "13, 8, 7";
 
 /// Default limit on the size of a request or response head: 16 KiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 16 << 10;
 
-/// Most header lines accepted in a handshake head.
+/// Most header lines accepted in a handshake head (431 past it).
 pub const MAX_HEADERS: usize = 128;
 
 /// Derive `Sec-WebSocket-Accept` from `Sec-WebSocket-Key` (§4.2.2 step 5.4).
-///
-/// ```
-/// // RFC 6455 §1.3.
-/// assert_eq!(wsx_proto::handshake::derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-///            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-/// ```
-pub fn derive_accept_key(key: &[u8]) -> String {
+pub(crate) fn derive_accept_key(key: &[u8]) -> String {
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(GUID.as_bytes());
@@ -171,14 +180,15 @@ fn head_end_from(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, H
     }
 }
 
-/// Reads an HTTP head that arrives in pieces, looking at each byte once.
+/// Reads an HTTP head (a request on the server, the response on the
+/// client) that arrives in pieces, looking at each byte once.
 ///
-/// [`parse_request`] and [`parse_response`] search the whole buffer for the
-/// end of the head on every call, so a peer that sends a 16 KiB head one
-/// byte per packet costs 16 KiB × 16 K comparisons. `HeadReader` remembers
-/// how far it has searched: each call scans only the bytes added since the
-/// last one (and the 3 before them, where a `\r\n\r\n` may begin), and
-/// parses the head once, when its end is there.
+/// Searching the whole buffer for the end of the head on every read would
+/// make a peer that sends a 16 KiB head one byte per packet cost 16 KiB ×
+/// 16 K comparisons. `HeadReader` remembers how far it has searched: each
+/// call scans only the bytes added since the last one (and the 3 before
+/// them, where a `\r\n\r\n` may begin), and parses the head once, when its
+/// end is there. The bytes after the head belong to the WebSocket stream.
 ///
 /// ```
 /// use wsx_proto::handshake::{HeadReader, DEFAULT_MAX_REQUEST_SIZE};
@@ -213,8 +223,10 @@ impl HeadReader {
         Ok(end)
     }
 
-    /// The request head at the start of `buf`, as [`parse_request`] gives it,
-    /// once it is complete.
+    /// The request head at the start of `buf` and its length, once it is
+    /// complete; `Ok(None)` while it is not. [`HandshakeError::TooLarge`]
+    /// once `max` bytes hold no complete head, [`HandshakeError::TooManyHeaders`]
+    /// past [`MAX_HEADERS`] lines.
     pub fn request(&mut self, buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
         match self.end(buf)? {
             Some(end) => parse_request_head(&buf[..end]).map(|r| Some((r, end))),
@@ -222,8 +234,8 @@ impl HeadReader {
         }
     }
 
-    /// The response head at the start of `buf`, as [`parse_response`] gives
-    /// it, once it is complete.
+    /// The response head at the start of `buf` and its length, once it is
+    /// complete; see [`HeadReader::request`].
     pub fn response(&mut self, buf: &[u8]) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
         match self.end(buf)? {
             Some(end) => parse_response_head(&buf[..end]).map(|r| Some((r, end))),
@@ -250,11 +262,9 @@ fn copy_headers(src: &[httparse::Header<'_>], dst: &mut HeaderMap) -> Result<(),
     Ok(())
 }
 
-/// Parse a request head from the start of `buf`. `Ok(None)` while the head
-/// is incomplete; [`HandshakeError::TooLarge`] once `max` bytes hold no
-/// complete head. Returns the request and the length of the head; bytes after
-/// it belong to the WebSocket stream.
-pub fn parse_request(buf: &[u8], max: usize) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
+/// A request head read in one go (the tests').
+#[cfg(test)]
+fn parse_request(buf: &[u8], max: usize) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
     HeadReader::new(max).request(buf)
 }
 
@@ -278,8 +288,9 @@ fn parse_request_head(head: &[u8]) -> Result<Request<()>, HandshakeError> {
     Ok(out)
 }
 
-/// Parse a response head from the start of `buf`; see [`parse_request`].
-pub fn parse_response(buf: &[u8], max: usize) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
+/// A response head read in one go (the tests').
+#[cfg(test)]
+fn parse_response(buf: &[u8], max: usize) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
     HeadReader::new(max).response(buf)
 }
 
@@ -302,6 +313,11 @@ fn parse_response_head(head: &[u8]) -> Result<Response<()>, HandshakeError> {
 
 /// Whether a comma-separated header (all its lines) contains `token`,
 /// compared case-insensitively.
+///
+/// Not part of the API: public for `wsx` (its server's `RequestHead` and
+/// hyper upgrades look at requests that are not checked upgrades); use
+/// [`UpgradeRequest::from_request`].
+#[doc(hidden)]
 pub fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
         .get_all(name)
@@ -312,6 +328,10 @@ pub fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> b
 }
 
 /// A cookie's value from all `Cookie` header lines (quotes removed).
+///
+/// Not part of the API: public for `wsx` (its server's `RequestHead`); use
+/// [`UpgradeRequest::cookie`].
+#[doc(hidden)]
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
@@ -321,6 +341,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Parse the `Sec-WebSocket-Protocol` lines into a list of tokens; refuses
 /// invalid tokens and duplicates (§4.1: unique, ordered by preference).
+///
+/// Not part of the API: public for `wsx` (its server's `Request::protocols`,
+/// before the request is checked); use [`UpgradeRequest::protocols`].
+#[doc(hidden)]
 pub fn parse_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeError> {
     let mut out: Vec<String> = Vec::new();
     for v in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
@@ -330,7 +354,7 @@ pub fn parse_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeErro
             if p.is_empty() {
                 continue;
             }
-            if !is_token(p) {
+            if !extensions::is_token(p) {
                 return Err(HandshakeError::InvalidProtocols(format!("{p:?} is not a token")));
             }
             if out.iter().any(|q| q == p) {
@@ -340,6 +364,17 @@ pub fn parse_protocols(headers: &HeaderMap) -> Result<Vec<String>, HandshakeErro
         }
     }
     Ok(out)
+}
+
+/// Whether `s` is an HTTP token (RFC 7230 §3.2.6), as a subprotocol must
+/// be (§4.1).
+///
+/// Not part of the API: public for `wsx::web`, whose constructor refuses
+/// any other subprotocol at once (a `SyntaxError`, as browsers do); a
+/// [`ClientHandshake`] refuses them with [`HandshakeError::InvalidProtocols`].
+#[doc(hidden)]
+pub fn is_token(s: &str) -> bool {
+    extensions::is_token(s)
 }
 
 fn parse_extension_list(headers: &HeaderMap) -> Result<Vec<Extension>, HandshakeError> {
@@ -617,7 +652,19 @@ impl From<HandshakeError> for Reject {
 }
 
 /// Serialize a response head and `body` into bytes (the response's own body
-/// is not used, so a `Response<()>` head can be written with any body).
+/// is not used, so a `Response<()>` head can be written with any body): the
+/// 101 of [`UpgradeRequest::accept`], or a refusal ([`Reject::response`],
+/// [`HandshakeError::to_response`]). A `Content-Length` is added to any
+/// response but a 101 that has none.
+///
+/// ```
+/// use wsx_proto::handshake::{write_response, Reject};
+/// let refusal = Reject::new(403, "origin not allowed");
+/// let mut out = Vec::new();
+/// write_response(refusal.response(), refusal.response().body(), &mut out);
+/// assert!(out.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+/// assert!(out.ends_with(b"content-length: 18\r\n\r\norigin not allowed"));
+/// ```
 pub fn write_response<B>(resp: &Response<B>, body: &[u8], dst: &mut Vec<u8>) {
     let status = resp.status();
     dst.extend_from_slice(b"HTTP/1.1 ");

@@ -10,13 +10,16 @@
 //! seed is given to make runs replayable.
 
 /// The largest message or frame size that can be configured: 2 GiB.
-pub const MAX_SIZE_LIMIT: usize = 1 << 31;
+pub(crate) const MAX_SIZE_LIMIT: usize = 1 << 31;
 
 /// Default max frame and message size: 64 MiB.
-pub const DEFAULT_MAX_SIZE: usize = 64 << 20;
+pub(crate) const DEFAULT_MAX_SIZE: usize = 64 << 20;
 
-/// Settings of a connection. Build one from [`Config::default`] with the
-/// `with_*` methods.
+/// Settings of a connection: the limits on every buffer a peer can make
+/// it fill (a frame, a message, after inflation too, the outgoing queue
+/// when the peer does not read), whether pings are answered, and where a
+/// client's masking keys come from. Build one from [`Config::default`] with
+/// the `with_*` methods.
 ///
 /// ```
 /// use wsx_proto::Config;
@@ -58,9 +61,10 @@ impl Default for Config {
 
 impl Config {
     /// Largest frame payload accepted; a larger frame closes the connection
-    /// with 1009 before its payload is buffered. Clamped to 2 GiB. A frame
-    /// is part of a message, so the limit in effect is never more than
-    /// [`Config::with_max_message_size`]: see [`Config::max_frame_size`].
+    /// with 1009 before its payload is buffered. Default 64 MiB, clamped to
+    /// 2 GiB. A frame is part of a message, so the limit in effect is never
+    /// more than [`Config::with_max_message_size`]: see
+    /// [`Config::max_frame_size`].
     pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = clamp_u32(bytes.min(MAX_SIZE_LIMIT));
         self
@@ -68,14 +72,15 @@ impl Config {
 
     /// Largest message accepted (all fragments together, and the inflated
     /// size when compressed); a larger one closes with 1009 as soon as its
-    /// declared size passes the limit. Clamped to 2 GiB.
+    /// declared size passes the limit. Default 64 MiB, clamped to 2 GiB.
     pub fn with_max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = clamp_u32(bytes.min(MAX_SIZE_LIMIT));
         self
     }
 
     /// High-water mark of the outgoing queue: above it, the I/O layer
-    /// applies backpressure (a `Sink` is not ready, `send` waits).
+    /// applies backpressure (a `Sink` is not ready, `send` waits). Default
+    /// 16 MiB.
     pub fn with_max_write_buffer(mut self, bytes: usize) -> Self {
         self.max_write_buffer = clamp_u32(bytes);
         self

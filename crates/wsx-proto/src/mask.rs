@@ -1,4 +1,5 @@
-//! Payload masking (RFC 6455 §5.3).
+//! Payload masking (RFC 6455 §5.3). Internal: what is `pub` here is
+//! reachable only through the hidden `fuzzing` module.
 //!
 //! Masking XORs every payload byte `i` with `key[i % 4]`. It runs over every
 //! byte a client sends and a server receives, so it is word-wide: the key is
@@ -16,12 +17,6 @@ const BLOCK: usize = 64;
 /// offset 0.
 ///
 /// Masking is its own inverse: applying it twice gives back the input.
-///
-/// ```
-/// let mut data = *b"Hello";
-/// wsx_proto::mask::apply_mask(&mut data, [0x37, 0xfa, 0x21, 0x3d]);
-/// assert_eq!(data, [0x7f, 0x9f, 0x4d, 0x51, 0x58]); // RFC 6455 §5.7
-/// ```
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     apply_mask_offset(buf, key, 0);
@@ -31,7 +26,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
 /// payload offset `offset`. Lets a payload that arrives in pieces be unmasked
 /// piece by piece.
 #[inline]
-pub fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
+pub(crate) fn apply_mask_offset(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // Rotate the key so that key[0] applies to buf[0].
     let key = rotate(key, offset);
     if buf.len() < BLOCK {
@@ -55,9 +50,9 @@ fn mask_large(buf: &mut [u8], key: [u8; 4]) {
     mask_wide(buf, key);
 }
 
-/// [`apply_mask_offset`] without the AVX2 path: the portable loop, for tests
+/// `apply_mask_offset` without the AVX2 path: the portable loop, for tests
 /// and benchmarks.
-#[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask_wide(buf, rotate(key, offset));
 }
@@ -117,17 +112,8 @@ fn mask_small(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
-/// Copy `src` into `dst` masked with `key` (payload offset 0). `dst` must be
-/// exactly as long as `src`. Used by the client, which masks while copying a
-/// payload into its write buffer, so the user's buffer is never touched.
-#[inline]
-pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4]) {
-    dst.copy_from_slice(src);
-    apply_mask(dst, key);
-}
-
 /// Byte-by-byte reference implementation, kept for tests and benchmarks.
-#[doc(hidden)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub fn apply_mask_naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= key[(i + offset) & 3];

@@ -22,7 +22,7 @@
 //! as its bytes arrive, so invalid UTF-8 fails the connection at the first
 //! bad byte (§8.1), even in a frame that is not complete yet.
 
-use crate::close::{CloseCode, CloseFrame, ClosePayloadError};
+use crate::close::{CloseCode, CloseFrame};
 use crate::deflate::{DeflateParams, Inflater};
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
@@ -111,8 +111,8 @@ enum Recv {
 }
 
 /// The receiving half of a connection: the read buffer, the frame being
-/// parsed and the message being assembled. See [`crate::connection`] for the
-/// driver.
+/// parsed and the message being assembled. See the [crate documentation](crate)
+/// for the driver.
 ///
 /// ```
 /// use wsx_proto::{Config, Duty, Incoming, Message, Mode, Reader, Role};
@@ -562,11 +562,7 @@ impl Reader {
             }
             OpCode::Pong => Message::Pong(payload),
             _ => {
-                let frame = CloseFrame::parse(payload).map_err(|e| match e {
-                    ClosePayloadError::OneByte => ProtocolError::InvalidClosePayload,
-                    ClosePayloadError::InvalidCode(c) => ProtocolError::InvalidCloseCode(c),
-                    ClosePayloadError::InvalidUtf8 => ProtocolError::InvalidCloseReason,
-                })?;
+                let frame = CloseFrame::parse(payload).map_err(ProtocolError::from_close_payload)?;
                 // §5.5.1: nothing follows a close frame; later bytes are
                 // dropped. Its sender is owed a close echoing its code.
                 self.recv = Recv::Done;

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use std::fmt;
 use std::ops::Deref;
 
-/// An incremental UTF-8 validator for one message.
+/// An incremental UTF-8 validator for one message. Internal (reachable only
+/// through the hidden `fuzzing` module).
 #[derive(Debug, Default, Clone)]
 pub struct Utf8Validator {
     /// Bytes of an incomplete code point carried over from the last piece.
@@ -21,7 +22,7 @@ pub struct Utf8Validator {
     partial_len: u8,
 }
 
-/// The input is not valid UTF-8.
+/// The input is not valid UTF-8 ([`Utf8Bytes::try_from_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidUtf8;
 
@@ -91,11 +92,6 @@ impl Utf8Validator {
         } else {
             Ok(())
         }
-    }
-
-    /// Whether the validator is between code points.
-    pub fn is_complete(&self) -> bool {
-        self.partial_len == 0
     }
 }
 

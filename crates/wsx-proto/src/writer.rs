@@ -54,8 +54,8 @@ struct Extras {
 }
 
 /// The sending half of a connection: the write queue and the closing
-/// handshake, including the close frames the reader says are owed (see
-/// [`crate::connection`]).
+/// handshake, including the close frames the reader says are owed (see the
+/// [crate documentation](crate)).
 ///
 /// ```
 /// use wsx_proto::{Config, Message, Role, Writer};

@@ -142,9 +142,9 @@ fn deflated(data: &[u8]) -> Vec<u8> {
     let mut w = wsx_proto::Writer::with_deflate(Role::Server, &Config::default(), Some(&deflate_params(true)));
     w.send(wsx_proto::Message::binary(data.to_vec())).unwrap();
     let frame = w.take_output();
-    let (h, n) = wsx_proto::frame::FrameHeader::parse(&frame).unwrap().unwrap();
+    let h = common::header(&frame);
     assert!(h.rsv1, "compressed");
-    frame[n..].to_vec()
+    frame[h.len..].to_vec()
 }
 
 /// Every error `receive` reports for `wire` in `mode`, fed in pieces of

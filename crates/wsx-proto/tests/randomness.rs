@@ -4,8 +4,10 @@
 //! seed (`Config::with_rng_seed`) or a key (`ClientHandshake::new_with_key`),
 //! a run writes the same bytes every time, so it can be replayed.
 
+mod common;
+
 use bytes::Bytes;
-use wsx_proto::handshake::ClientHandshake;
+use wsx_proto::handshake::{Accept, ClientHandshake, HeadReader, UpgradeRequest};
 use wsx_proto::{CloseFrame, Config, Connection, Incoming, Message, Mode, Role};
 
 /// What a client made with `config` writes for a fixed script of sends:
@@ -25,9 +27,9 @@ fn client_output(config: &Config) -> Vec<u8> {
 fn masking_keys(mut wire: &[u8]) -> Vec<[u8; 4]> {
     let mut keys = Vec::new();
     while !wire.is_empty() {
-        let (h, n) = wsx_proto::frame::FrameHeader::parse(wire).unwrap().unwrap();
+        let h = common::header(wire);
         keys.push(h.mask.expect("a client masks every frame (§5.2)"));
-        wire = &wire[n + h.payload_len as usize..];
+        wire = &wire[h.len + h.payload_len..];
     }
     keys
 }
@@ -98,14 +100,11 @@ fn handshake_nonce_is_random_unless_given() {
     let (c, hs_c) = ClientHandshake::new_with_key(request(), [1; 16]).unwrap();
     let (d, _) = ClientHandshake::new_with_key(request(), [1; 16]).unwrap();
     assert_eq!(c, d);
-    let accept = wsx_proto::handshake::derive_accept_key(b"AQEBAQEBAQEBAQEBAQEBAQ==");
-    let response = http::Response::builder()
-        .status(101)
-        .header("upgrade", "websocket")
-        .header("connection", "Upgrade")
-        .header("sec-websocket-accept", accept)
-        .body(())
-        .unwrap();
+    // A server's answer to that request carries the key's accept value.
+    let (sent, _) = HeadReader::new(16 << 10).request(&c).unwrap().unwrap();
+    let upgrade = UpgradeRequest::from_request(sent).unwrap();
+    assert_eq!(upgrade.key(), "AQEBAQEBAQEBAQEBAQEBAQ==");
+    let response = upgrade.accept(&Accept::new(), None).unwrap();
     assert!(hs_c.check_response(&response).is_ok());
 }
 

@@ -237,7 +237,7 @@ async fn a_client_pings_a_silent_server_too() {
         let mut raw = Raw::new(tcp);
         let head = raw.read_head().await;
         let key = header(&head, "sec-websocket-key").unwrap();
-        let accept = wsx::handshake::derive_accept_key(key.as_bytes());
+        let accept = accept_key(&key);
         raw.write(
             format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

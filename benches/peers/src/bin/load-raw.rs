@@ -34,10 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wsx::proto::frame::{FrameHeader, MAX_HEADER_LEN};
-use wsx::proto::handshake::{parse_response, ClientHandshake};
-use wsx::proto::mask::apply_mask;
+use wsx::proto::handshake::{ClientHandshake, HeadReader};
 use wsx::IntoClientRequest;
+use wsx_proto::fuzzing::{apply_mask, FrameHeader, MAX_HEADER_LEN};
 
 struct Args {
     url: String,
@@ -177,11 +176,12 @@ async fn handshake(url: &str) -> Result<TcpStream, Box<dyn std::error::Error>> {
     s.set_nodelay(true)?;
     s.write_all(&head).await?;
     let mut buf = Vec::new();
+    let mut reader = HeadReader::new(16 << 10);
     loop {
         if s.read_buf(&mut buf).await? == 0 {
             return Err("closed during the handshake".into());
         }
-        if let Some((response, used)) = parse_response(&buf, 16 << 10)? {
+        if let Some((response, used)) = reader.response(&buf)? {
             client.check_response(&response)?;
             if used != buf.len() {
                 return Err("bytes after the handshake response".into());

@@ -374,7 +374,7 @@ fn parse(url: &str, protocols: &[&str]) -> Result<url::Url, DomError> {
         return Err(DomError::Syntax);
     }
     for (i, p) in protocols.iter().enumerate() {
-        if !wsx_proto::extensions::is_token(p) || protocols[..i].contains(p) {
+        if !wsx_proto::handshake::is_token(p) || protocols[..i].contains(p) {
             return Err(DomError::Syntax);
         }
     }

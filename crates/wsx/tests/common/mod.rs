@@ -16,6 +16,22 @@ use wsx::{Config, MaybeTlsStream, Message, WebSocket};
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
+/// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (RFC 6455
+/// §4.2.2), as a wsx server answers that key.
+pub fn accept_key(key: &str) -> String {
+    let request = http::Request::get("/")
+        .header("host", "localhost")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", key)
+        .body(())
+        .unwrap();
+    let upgrade = wsx::handshake::UpgradeRequest::from_request(request).expect("a valid key");
+    let response = upgrade.accept(&wsx::handshake::Accept::new(), None).unwrap();
+    response.headers()["sec-websocket-accept"].to_str().unwrap().to_owned()
+}
+
 /// Upper bound for anything a test waits for, so a broken behaviour fails
 /// the test instead of hanging it.
 pub const LIMIT: Duration = Duration::from_secs(5);
@@ -298,7 +314,7 @@ pub async fn raw_server_upgrade_with(l: &TcpListener, extra: &str, after: &[u8])
     let mut raw = Raw::new(tcp);
     let head = raw.read_head().await;
     let key = header(&head, "sec-websocket-key").expect("no key");
-    let accept = wsx::handshake::derive_accept_key(key.as_bytes());
+    let accept = accept_key(&key);
     let resp = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
