@@ -44,6 +44,19 @@
 //! explicit or from the environment as curl reads it) when asked. The
 //! browser's API, with its exact semantics: [`web`].
 //!
+//! ## Driving a connection
+//!
+//! Every way of opening a connection gives a [`WebSocket`], the one driver
+//! of a connection on tokio: [`WebSocket::recv`] (or
+//! [`WebSocket::recv_chunk`], for messages in pieces) reads and answers
+//! pings and closes; [`WebSocket::feed`], [`WebSocket::flush`] and
+//! [`WebSocket::send`] write; [`WebSocket::split`] gives a
+//! [`WebSocketReader`] and a [`WebSocketWriter`] for two tasks. What else
+//! takes a connection is built on it: a [`server::Pump`] (messages from
+//! other tasks through an outbox), [`web::WebSocket`] (the browser's API),
+//! wsx-hub. Without tokio, drive the sans-I/O core ([`proto`]) yourself:
+//! [`proto::Connection`], or [`proto::Reader`] and [`proto::Writer`].
+//!
 //! ## Features
 //!
 //! | feature | default | what it adds |
@@ -87,7 +100,17 @@ pub use maybe_tls::{ClientTls, MaybeTls, MaybeTlsReadHalf, MaybeTlsStream, Maybe
 pub use refused::Refused;
 pub use server::{accept, accept_with, Handshake};
 pub use stream::{Feed, SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
-pub use wsx_proto::{handshake, CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};
+pub use wsx_proto::{CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};
+
+/// The opening handshake as a server application takes part in it: the
+/// checked request it sees ([`UpgradeRequest`](handshake::UpgradeRequest))
+/// and what it answers ([`Accept`](handshake::Accept) or
+/// [`Reject`](handshake::Reject)); [`HandshakeError`](handshake::HandshakeError)
+/// says why a handshake failed. The handshake without I/O (reading heads,
+/// the client's side, writing responses) is [`proto::handshake`].
+pub mod handshake {
+    pub use wsx_proto::handshake::{Accept, HandshakeError, Reject, UpgradeRequest};
+}
 
 pub use bytes::Bytes;
 /// The protocol core, re-exported.

@@ -147,7 +147,7 @@ pub struct Proxy {
 }
 
 /// The port of a proxy URL without one (curl's default).
-pub const DEFAULT_PROXY_PORT: u16 = 1080;
+pub(crate) const DEFAULT_PROXY_PORT: u16 = 1080;
 
 impl Proxy {
     /// A proxy of `kind` at `host:port`, without credentials.
@@ -231,12 +231,6 @@ impl Proxy {
         Ok(Self { kind, host: host.to_ascii_lowercase(), port, credentials })
     }
 
-    /// The proxy to use for `target` (a `ws://` or `wss://` URL) according
-    /// to the process environment; see [`ProxyEnv::proxy_for`].
-    pub fn from_env_for(target: &Uri) -> Result<Option<Self>, ProxyError> {
-        ProxyEnv::process().proxy_for(target)
-    }
-
     /// The protocol spoken to the proxy.
     pub fn kind(&self) -> ProxyKind {
         self.kind
@@ -297,26 +291,9 @@ fn redact(url: &str) -> String {
 
 // ---------------------------------------------------------------- no_proxy
 
-/// A `no_proxy` list, matched as curl does: comma- (or space-) separated
-/// entries; `*` matches every host; a host name matches itself and its
-/// subdomains (`example.com` and `.example.com` both match `example.com`
-/// and `a.example.com`, not `notexample.com`); IP addresses match exactly,
-/// CIDR blocks (`10.0.0.0/8`, `fd00::/8`) match the addresses inside;
-/// an entry with a port (`example.com:8080`, `[::1]:8080`) matches only that
-/// port. Case-insensitive; a trailing dot is ignored.
-///
-/// ```
-/// use wsx::proxy::NoProxy;
-/// let no = NoProxy::parse("localhost, .internal.example, 10.0.0.0/8, api.example.com:8443");
-/// assert!(no.matches("localhost", 80));
-/// assert!(no.matches("db.internal.example", 443));
-/// assert!(no.matches("10.1.2.3", 80));
-/// assert!(no.matches("api.example.com", 8443));
-/// assert!(!no.matches("api.example.com", 443));
-/// assert!(!no.matches("example.org", 443));
-/// ```
+/// A `no_proxy` list ([`ProxyEnv::proxy_for`] says how it matches).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NoProxy {
+pub(crate) struct NoProxy {
     all: bool,
     entries: Vec<NoProxyEntry>,
 }
@@ -350,7 +327,7 @@ fn in_cidr(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
 impl NoProxy {
     /// Parse a list. Entries that cannot be understood are ignored (they
     /// match nothing).
-    pub fn parse(list: &str) -> Self {
+    pub(crate) fn parse(list: &str) -> Self {
         let mut out = NoProxy::default();
         for raw in list.split(|c: char| c == ',' || c.is_whitespace()) {
             let e = raw.trim().to_ascii_lowercase();
@@ -400,7 +377,7 @@ impl NoProxy {
     }
 
     /// Whether a connection to `host:port` bypasses the proxy.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn matches(&self, host: &str, port: u16) -> bool {
         if self.all {
             return true;
         }
@@ -466,7 +443,7 @@ impl ProxyEnv {
     }
 
     /// A variable's value, if set and not empty.
-    pub fn var(&self, name: &str) -> Option<String> {
+    fn var(&self, name: &str) -> Option<String> {
         let v = match &self.lookup {
             Some(f) => f(name),
             None => std::env::var(name).ok(),
@@ -483,6 +460,32 @@ impl ProxyEnv {
     /// `http_proxy` for `ws://` (lowercase only, as curl, since
     /// `HTTP_PROXY` can be set by a CGI request header); then `all_proxy` /
     /// `ALL_PROXY`. `None` means a direct connection.
+    ///
+    /// `no_proxy` is matched as curl does: comma- (or space-) separated
+    /// entries; `*` matches every host; a host name matches itself and its
+    /// subdomains (`example.com` and `.example.com` both match
+    /// `example.com` and `a.example.com`, not `notexample.com`); IP
+    /// addresses match exactly, CIDR blocks (`10.0.0.0/8`, `fd00::/8`)
+    /// match the addresses inside; an entry with a port
+    /// (`example.com:8080`, `[::1]:8080`) matches only that port.
+    /// Case-insensitive; a trailing dot is ignored; entries that cannot be
+    /// understood match nothing.
+    ///
+    /// ```
+    /// use wsx::proxy::ProxyEnv;
+    /// let env = ProxyEnv::from_fn(|name| match name {
+    ///     "all_proxy" => Some("http://proxy.example:3128".into()),
+    ///     "no_proxy" => Some("localhost, .internal.example, 10.0.0.0/8, api.example.com:8443".into()),
+    ///     _ => None,
+    /// });
+    /// let direct = |url: &str| env.proxy_for(&url.parse().unwrap()).unwrap().is_none();
+    /// assert!(direct("ws://localhost/"));
+    /// assert!(direct("wss://db.internal.example/"));
+    /// assert!(direct("ws://10.1.2.3/"));
+    /// assert!(direct("wss://api.example.com:8443/"));
+    /// assert!(!direct("wss://api.example.com/"));
+    /// assert!(!direct("wss://example.org/"));
+    /// ```
     pub fn proxy_for(&self, target: &Uri) -> Result<Option<Proxy>, ProxyError> {
         let secure = matches!(target.scheme_str().map(str::to_ascii_lowercase).as_deref(), Some("wss" | "https"));
         let host = target.host().unwrap_or("");
@@ -515,7 +518,7 @@ pub enum ProxyMode {
 
 impl ProxyMode {
     /// The proxy to use for `target`, if any.
-    pub fn proxy_for(&self, target: &Uri) -> Result<Option<Proxy>, ProxyError> {
+    pub(crate) fn proxy_for(&self, target: &Uri) -> Result<Option<Proxy>, ProxyError> {
         match self {
             ProxyMode::Direct => Ok(None),
             ProxyMode::Fixed(p) => Ok(Some(p.clone())),

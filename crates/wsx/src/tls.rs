@@ -42,7 +42,7 @@ pub use tokio_rustls;
 pub use tokio_rustls::TlsAcceptor;
 
 /// The ALPN protocol wsx offers (a WebSocket handshake is HTTP/1.1).
-pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+pub(crate) const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 
 /// What went wrong with TLS: a failed handshake (untrusted certificate,
 /// wrong name, ...), or a certificate, key or configuration that cannot be
