@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use wsx::handshake::Reject;
 use wsx::server::{OriginPolicy, Outbox, OutboxConfig, Push, Server, SlowConsumer};
 use wsx::{CloseCode, CloseHandle, Message};
@@ -140,8 +140,8 @@ impl Ctx {
     }
 }
 
-/// The future an event handler returns.
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, HandlerError>> + Send>>;
+/// The future an event handler returns, boxed.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Value, HandlerError>> + Send>>;
 pub(crate) type HandlerFn = Arc<dyn Fn(Ctx, Event) -> HandlerFuture + Send + Sync>;
 type AuthFn = Arc<dyn Fn(&ConnectRequest) -> Result<Value, AuthError> + Send + Sync>;
 type ConnectFn = Arc<dyn Fn(ConnectInfo) -> Pin<Box<dyn Future<Output = Result<(), Reject>> + Send>> + Send + Sync>;
@@ -1256,6 +1256,7 @@ fn spawn_sweeper(hub: std::sync::Weak<Inner>, retention: Duration) {
 }
 
 /// Wait until a stop flag is set (or its sender is gone).
-pub(crate) async fn flag_set(rx: &mut watch::Receiver<bool>) {
+#[cfg(feature = "redis")]
+pub(crate) async fn flag_set(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }

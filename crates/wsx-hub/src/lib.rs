@@ -49,7 +49,7 @@ mod server;
 mod sse;
 
 pub use error::{AckError, BrokerError, HandlerError, HubError};
-pub use hub::{ConnInfo, ConnectInfo, Ctx, Event, HandlerFuture, Hub, HubBuilder, RoomInfo, SseSettings};
+pub use hub::{ConnInfo, ConnectInfo, Ctx, Event, Hub, HubBuilder, RoomInfo, SseSettings};
 pub use metrics::MetricsSnapshot;
 pub use policy::{AuthError, Backoff, ConnectRequest, RateLimit};
 pub use protocol::{ConnId, Member, PresenceKind};
