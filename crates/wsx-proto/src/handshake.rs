@@ -385,6 +385,29 @@ fn parse_extension_list(headers: &HeaderMap) -> Result<Vec<Extension>, Handshake
 
 /// A checked WebSocket upgrade request, as the server application sees it:
 /// the whole HTTP request plus what the handshake extracted from it.
+///
+/// ```
+/// use wsx_proto::handshake::{Accept, HandshakeError, UpgradeRequest};
+/// let request = http::Request::get("/chat?room=7")
+///     .header("host", "example.com")
+///     .header("upgrade", "websocket")
+///     .header("connection", "Upgrade")
+///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+///     .header("origin", "https://example.com")
+///     .body(()).unwrap();
+/// let upgrade = UpgradeRequest::from_request(request).unwrap();
+/// assert_eq!((upgrade.path(), upgrade.query_param("room")), ("/chat", Some("7")));
+/// assert_eq!(upgrade.origin(), Some("https://example.com"));
+/// let response = upgrade.accept(&Accept::new(), None).unwrap();
+/// assert_eq!(response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="); // RFC 6455 §1.3
+///
+/// // Not an upgrade: the error has the status to answer with.
+/// let plain = http::Request::get("/").header("host", "example.com").body(()).unwrap();
+/// let refused = UpgradeRequest::from_request(plain).unwrap_err();
+/// assert_eq!(refused, HandshakeError::NoUpgradeWebsocket);
+/// assert_eq!(refused.to_response().status(), 400);
+/// ```
 #[derive(Debug, Clone)]
 pub struct UpgradeRequest {
     request: Request<()>,

@@ -221,6 +221,17 @@ async fn tls_connect(_: TcpStream, _: &str, _: &Config, _: &AtomicBool) -> Resul
 
 /// Run the client side of the opening handshake over an established
 /// stream (TCP, TLS, a proxy tunnel...), bounded by the handshake timeout.
+/// [`connect`] and [`connect_with`] open the stream and call it; use it for
+/// a stream of your own.
+///
+/// ```no_run
+/// # async fn run() -> wsx::Result<()> {
+/// // A WebSocket over a Unix socket (any AsyncRead + AsyncWrite will do).
+/// let stream = tokio::net::UnixStream::connect("/run/app.sock").await?;
+/// let (mut ws, _response) = wsx::client_handshake(stream, "ws://localhost/feed", &wsx::Config::default()).await?;
+/// ws.send(wsx::Message::text("hello")).await?;
+/// # Ok(()) }
+/// ```
 pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     request: impl IntoClientRequest,

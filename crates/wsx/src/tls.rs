@@ -518,7 +518,17 @@ fn rustls_error(e: &io::Error) -> Option<rustls::Error> {
 
 /// A server configuration from PEM files: the certificate chain (leaf
 /// first) and its private key (PKCS#8, PKCS#1 or SEC1), ALPN `http/1.1`,
-/// the `ring` provider. See [`acceptor_from_pem_files`].
+/// the `ring` provider. See [`acceptor_from_pem_files`], which wraps it;
+/// take this one to change rustls settings first.
+///
+/// ```no_run
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut config = (*wsx::tls::server_config_from_pem_files("cert.pem", "key.pem")?).clone();
+/// config.max_fragment_size = Some(4096); // any rustls setting
+/// let acceptor = wsx::tls::TlsAcceptor::from(std::sync::Arc::new(config));
+/// let server = wsx::server::Server::builder().tls(acceptor).build();
+/// # Ok(()) }
+/// ```
 pub fn server_config_from_pem_files(
     cert: impl AsRef<Path>,
     key: impl AsRef<Path>,
