@@ -12,6 +12,12 @@ mod connect;
 mod hub;
 mod serve;
 
+/// mimalloc packs the small, 128-byte-aligned blocks of idle connections
+/// (docs/performance.md, idle footprint).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::fmt;
 use std::io::IsTerminal;

@@ -10,12 +10,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use wsx::handshake::{Accept, Reject};
-use wsx::proto::{Gather, Incoming};
 use wsx::server::{Outbox, OutboxConfig, Pump, Request, Server, ServerStream, SlowConsumer, StaticFiles};
-use wsx::{CloseCode, Message, WebSocket};
+use wsx::{CloseCode, Message};
 
 const AFTER_HELP: &str = "\
 Origins: browsers always send Origin, other clients usually do not. With
@@ -287,7 +285,7 @@ fn connection(shared: Arc<Shared>, req: Request) -> impl std::future::Future<Out
             // Its own statement: the `?` would otherwise keep a second copy
             // of the WebSocket beside the loop.
             let ws = req.upgrade(accept).await?;
-            return echo(ws).await;
+            return wsx::server::echo(ws).await;
         };
         Box::pin(broadcast(room, req, accept)).await
     }
@@ -300,32 +298,6 @@ async fn http(req: Request, files: Option<&StaticFiles>) -> wsx::Result<()> {
         None => Reject::new(404, "not found: this is a WebSocket server\n").into_response(),
     };
     req.respond(resp).await
-}
-
-/// Echo with the streaming receive, regrouped by `Gather`: a message that
-/// ends within 64 KiB goes back whole (compressed if negotiated); a larger
-/// one goes back in fragments of at least 64 KiB as its bytes arrive, so
-/// the echo of a large message starts before its last byte is in, with at
-/// most 64 KiB held per connection besides the write queue.
-#[allow(clippy::manual_async_fn)]
-fn echo<S: AsyncRead + AsyncWrite + Unpin + Send>(
-    mut ws: WebSocket<S>,
-) -> impl std::future::Future<Output = wsx::Result<()>> + Send {
-    async move {
-        let mut gather = Gather::default();
-        loop {
-            // Matched in a `let`: nothing received stays in the task across
-            // the feed's await (a `while let` scrutinee would).
-            let chunk = match ws.recv_chunk().await {
-                Some(Ok(Incoming::Chunk(chunk))) => chunk,
-                Some(Ok(Incoming::Message(_))) => continue,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
-            };
-            let Some(out) = gather.push(chunk) else { continue };
-            ws.feed_chunk(out).await?;
-        }
-    }
 }
 
 /// The clients of `--broadcast`, each with its outbox.
@@ -397,8 +369,8 @@ mod task_size {
     #[tokio::test]
     async fn the_echo_loop_future_stays_small() {
         let (a, _b) = tokio::io::duplex(64);
-        let ws = WebSocket::from_raw(a, wsx::Role::Server, &wsx::Config::default(), &[]);
-        let size = std::mem::size_of_val(&echo(ws));
+        let ws = wsx::WebSocket::from_raw(a, wsx::Role::Server, &wsx::Config::default(), &[]);
+        let size = std::mem::size_of_val(&wsx::server::echo(ws));
         eprintln!("echo future: {size} bytes");
         assert!(size <= 232, "the echo future is {size} bytes");
     }

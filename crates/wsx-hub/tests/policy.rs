@@ -51,7 +51,7 @@ async fn origin_auth_limit_subprotocol_and_hook() {
     while b.recv().await.is_some() {}
     eventually(|| hub.connections().len() == 1).await;
     // The connect hook.
-    assert!(matches!(try_raw(addr, "/?room=closed&token=letmein", &[]).await, Err(wsx::Error::Handshake(_))));
+    assert!(matches!(try_raw(addr, "/?room=closed&token=letmein", &[]).await, Err(wsx::Error::Refused(_))));
     let mut c = try_raw(addr, "/?room=open&token=letmein", &[]).await.unwrap();
     assert!(matches!(next(&mut c).await, Packet::Welcome(_)));
     let text = hub.metrics_text();

@@ -85,6 +85,11 @@ pub enum HandshakeError {
     /// The head is not valid HTTP/1.1 (400).
     #[error("malformed HTTP head: {0}")]
     Malformed(String),
+    /// The request starts with a TLS record (a `wss://` client at a plain
+    /// `ws://` server): answered with 400 at once, in plain HTTP, which such
+    /// a client can recognize.
+    #[error("a TLS handshake reached a plain (ws://) server: connect with ws://, or to the server's TLS port")]
+    TlsToPlainServer,
     /// The request method is not GET (§4.1) (405).
     #[error("method must be GET")]
     MethodNotGet,
@@ -228,6 +233,11 @@ impl HeadReader {
     /// once `max` bytes hold no complete head, [`HandshakeError::TooManyHeaders`]
     /// past [`MAX_HEADERS`] lines.
     pub fn request(&mut self, buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HandshakeError> {
+        // A request line starts with a method, a token of visible ASCII; a
+        // TLS handshake record starts with 0x16 (RFC 8446 §5.1).
+        if buf.first() == Some(&0x16) {
+            return Err(HandshakeError::TlsToPlainServer);
+        }
         match self.end(buf)? {
             Some(end) => parse_request_head(&buf[..end]).map(|r| Some((r, end))),
             None => Ok(None),
@@ -738,6 +748,30 @@ impl ClientHandshake {
     pub fn new(request: Request<()>) -> Result<(Vec<u8>, ClientHandshake), HandshakeError> {
         // §4.1: the nonce "MUST be selected randomly for each connection".
         Self::new_with_key(request, rand::random())
+    }
+
+    /// [`ClientHandshake::new`], with the nonce drawn from a generator
+    /// seeded with `seed` when one is given (a run that
+    /// [`Config::with_rng_seed`](crate::Config::with_rng_seed) makes
+    /// replayable), else from the thread's CSPRNG.
+    ///
+    /// ```
+    /// use wsx_proto::handshake::ClientHandshake;
+    /// let request = || http::Request::get("ws://example.com/chat").body(()).unwrap();
+    /// let (a, _) = ClientHandshake::with_seed(request(), Some(7)).unwrap();
+    /// let (b, _) = ClientHandshake::with_seed(request(), Some(7)).unwrap();
+    /// assert_eq!(a, b);
+    /// ```
+    pub fn with_seed(request: Request<()>, seed: Option<u64>) -> Result<(Vec<u8>, ClientHandshake), HandshakeError> {
+        match seed {
+            // Its own stream: not the first masking keys of the same seed.
+            Some(seed) => {
+                use rand::{Rng, SeedableRng};
+                let key = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6e6f_6e63_6521_6b65).random();
+                Self::new_with_key(request, key)
+            }
+            None => Self::new(request),
+        }
     }
 
     /// Like [`ClientHandshake::new`], with the 16 bytes of the nonce

@@ -263,6 +263,25 @@ impl Reader {
         }
     }
 
+    /// The message being received, if one is under way: the payload bytes
+    /// its frames declared so far (as sent) and the bytes it has produced
+    /// so far (inflated, for a compressed message; else as sent). An echo
+    /// compares them to tell a large message from a decompression bomb.
+    ///
+    /// ```
+    /// use wsx_proto::{Config, Mode, Reader, Role};
+    /// let mut reader = Reader::new(Role::Client, &Config::default());
+    /// assert_eq!(reader.message_progress(), None);
+    /// reader.feed(&[0x02, 0x03, b'a', b'b', b'c']); // the first fragment of a binary message
+    /// let _ = reader.receive(Mode::Streaming);
+    /// assert_eq!(reader.message_progress(), Some((3, 3)));
+    /// ```
+    pub fn message_progress(&self) -> Option<(usize, usize)> {
+        let m = self.st.as_ref()?.msg.as_ref()?;
+        let produced = if m.compressed { m.inflated } else { m.size };
+        Some((m.size as usize, produced as usize))
+    }
+
     /// Heap bytes held by the read side.
     pub fn buffer_capacity(&self) -> usize {
         self.st.as_ref().map_or(0, |st| st.buffer_capacity())

@@ -379,6 +379,13 @@ impl Writer {
         self.queued() >= self.max_write_buffer as usize
     }
 
+    /// The write queue's high-water mark
+    /// ([`Config::with_max_write_buffer`](crate::Config::with_max_write_buffer)).
+    #[inline]
+    pub fn high_water_mark(&self) -> usize {
+        self.max_write_buffer as usize
+    }
+
     /// Fill `dst` with the queued bytes, in order; returns how many slices
     /// were filled. Write them with one vectored write, then call
     /// [`Writer::advance_write`] with the number of bytes written.

@@ -259,7 +259,7 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-    let (bytes, handshake) = ClientHandshake::new(request)?;
+    let (bytes, handshake) = ClientHandshake::with_seed(request, config.protocol().rng_seed())?;
     stream.write_all(&bytes).await?;
     stream.flush().await?;
     let mut reader = HeadReader::new(config.max_handshake_size());

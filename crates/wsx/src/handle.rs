@@ -7,7 +7,7 @@ use futures_util::task::AtomicWaker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
-use wsx_proto::close::MAX_REASON_LEN;
+use wsx_proto::MAX_REASON_LEN;
 
 /// Asks a connection to close, from any task: the server's graceful
 /// shutdown (1001), a slow consumer (1008), a kick by an administrator.

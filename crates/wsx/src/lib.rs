@@ -75,6 +75,7 @@ pub mod axum;
 mod client;
 mod config;
 mod error;
+mod group;
 mod handle;
 mod io;
 mod keepalive;

@@ -8,9 +8,10 @@
 //! (`recv` then `feed`) thus answers a burst of pipelined messages with one
 //! write. [`WebSocket::send`] queues and flushes.
 
+use crate::group::Group;
 use crate::handle::CloseHandle;
 use crate::io::{poll_drain, poll_fill, poll_write_all};
-use crate::keepalive::{Keepalive, Tick, IDLE_CLOSE_WAIT};
+use crate::keepalive::{OwnClock, Settings, Tick, IDLE_CLOSE_WAIT};
 use crate::{Config, Error, Result};
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -68,23 +69,40 @@ struct RecvCore {
     /// closed: created when the closing handshake starts, boxed because
     /// every open connection holds this field.
     closing: Option<Box<Closing>>,
-    /// Bytes arrived since the last keepalive tick (set per read: the data
-    /// path reads no clock).
-    heard: bool,
-    /// Keepalive and close requests from other tasks: boxed, and only for
-    /// connections that use them.
+    /// Keepalive ticks since something last arrived (zeroed per read: the
+    /// data path reads no clock).
+    silent: u16,
+    /// Keepalive, group membership and close requests from other tasks:
+    /// boxed, and only for connections that use them.
     extra: Option<Box<Extra>>,
 }
 
-/// What only some connections need.
+/// What only some connections need. Small: a server holds one per
+/// connection.
 #[derive(Debug, Default)]
 struct Extra {
-    keepalive: Option<Keepalive>,
+    /// The group the connection is a member of (a server's), and its place:
+    /// the group's close request, and its clock when `shared`.
+    group: Option<Arc<Group>>,
+    id: u32,
+    /// The group's clock tick last seen.
+    seen: u32,
+    /// The task the handle, the group and the timer were last registered
+    /// with (its waker's data pointer; 0: none): while the connection is
+    /// polled by the same task, they are not registered again at every
+    /// wait.
+    registered: usize,
+    /// Keeps alive with the group's settings and clock.
+    shared: bool,
+    /// Keepalive of its own and a close handle.
+    own: Option<Box<Own>>,
+}
+
+/// A connection's own keepalive and close handle.
+#[derive(Debug, Default)]
+struct Own {
+    keepalive: Option<(Settings, OwnClock)>,
     handle: Option<CloseHandle>,
-    /// The waker the handle and the keepalive timer were last registered
-    /// with: while the connection is polled by the same task, they are not
-    /// registered again at every wait.
-    registered: Option<Waker>,
 }
 
 #[derive(Debug, Default)]
@@ -101,53 +119,107 @@ impl RecvCore {
             close_timeout_ms: u32::try_from(config.close_timeout().as_millis()).unwrap_or(u32::MAX),
             phase: Phase::Open,
             closing: None,
-            heard: false,
-            extra: Keepalive::new(config)
-                .map(|k| Box::new(Extra { keepalive: Some(k), handle: None, registered: None })),
+            silent: 0,
+            extra: Settings::new(config).map(|k| {
+                let own = Own { keepalive: Some((k, OwnClock::default())), handle: None };
+                Box::new(Extra { own: Some(Box::new(own)), ..Extra::default() })
+            }),
         }
+    }
+
+    /// Make the connection a member of `group` (in place `id`): it closes
+    /// when the group does, and ticks with its clock when its keepalive is
+    /// the group's.
+    fn join_group(&mut self, group: Arc<Group>, id: u32) {
+        let extra = self.extra.get_or_insert_default();
+        let own = extra.own.as_ref().and_then(|o| o.keepalive.as_ref().map(|(k, _)| *k));
+        if own.is_some() && own == group.keepalive() {
+            // The group's clock instead of a timer of its own.
+            extra.shared = true;
+            extra.seen = group.epoch();
+            if let Some(o) = extra.own.as_mut() {
+                o.keepalive = None;
+            }
+            if extra.own.as_ref().is_some_and(|o| o.handle.is_none()) {
+                extra.own = None;
+            }
+            group.start_clock();
+        }
+        extra.group = Some(group);
+        extra.id = id;
+        extra.registered = 0;
     }
 
     /// The handle other tasks close this connection with (made at the
     /// first call).
     fn close_handle(&mut self) -> CloseHandle {
         let extra = self.extra.get_or_insert_default();
-        if extra.handle.is_none() {
+        let own = extra.own.get_or_insert_default();
+        if own.handle.is_none() {
             // A new handle is registered at the next wait.
-            extra.registered = None;
+            extra.registered = 0;
         }
-        extra.handle.get_or_insert_default().clone()
+        own.handle.get_or_insert_default().clone()
     }
 
     /// Whether another task asked this connection to close (an atomic
     /// load, checked for every message).
     #[inline]
     fn close_requested(&self) -> bool {
-        self.extra.as_ref().and_then(|e| e.handle.as_ref()).is_some_and(CloseHandle::is_requested)
+        self.extra.as_ref().is_some_and(|e| {
+            e.group.as_ref().is_some_and(|g| g.is_closing())
+                || e.own.as_ref().and_then(|o| o.handle.as_ref()).is_some_and(CloseHandle::is_requested)
+        })
     }
 
     /// Close requests and keepalive, checked while the connection is open:
     /// whether a frame was queued (to be written before waiting).
     fn poll_extra<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>, waiting: bool) -> bool {
         let Some(extra) = self.extra.as_mut() else { return false };
-        if let Some(frame) = extra.handle.as_ref().filter(|h| h.is_requested()).and_then(CloseHandle::take) {
+        let handle = extra.own.as_ref().and_then(|o| o.handle.as_ref());
+        if let Some(frame) = handle.filter(|h| h.is_requested()).and_then(CloseHandle::take) {
             self.close_as_asked(io, frame);
             return true;
+        }
+        if let Some(group) = extra.group.take_if(|g| g.is_closing()) {
+            // Acted on once: the connection leaves its group's watch.
+            extra.shared = false;
+            if let Some(frame) = group.close_frame() {
+                self.close_as_asked(io, frame);
+                return true;
+            }
         }
         if !waiting {
             return false;
         }
-        let same_task = extra.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        // A waker's data pointer names its task (a tokio task's waker points
+        // to the task); a waker with none (null) never counts as the same.
+        let task = cx.waker().data() as usize;
+        let same_task = task != 0 && extra.registered == task;
         if !same_task {
-            if let Some(h) = &extra.handle {
+            if let Some(h) = extra.own.as_ref().and_then(|o| o.handle.as_ref()) {
                 h.register(cx.waker());
             }
-            extra.registered = Some(cx.waker().clone());
+            if let Some(g) = &extra.group {
+                g.register(extra.id, cx.waker());
+            }
+            extra.registered = task;
         }
         if self.closing.as_ref().is_some_and(|c| c.timer.is_some()) {
             // The closing handshake is under way: its own timer bounds it.
             return false;
         }
-        match extra.keepalive.as_mut().and_then(|k| k.poll_tick(&mut self.heard, cx, same_task)) {
+        let tick = match (&extra.group, extra.own.as_deref_mut()) {
+            (Some(g), _) if extra.shared => {
+                let ticks = g.ticks_since(&mut extra.seen);
+                ticks.and_then(|t| g.keepalive().and_then(|k| k.after(&mut self.silent, t)))
+            }
+            (_, Some(Own { keepalive: Some((k, clock)), .. })) => {
+                clock.poll(k.period(), cx, same_task).and_then(|t| k.after(&mut self.silent, t))
+            }
+            _ => None,
+        };
+        match tick {
             None => false,
             Some(tick) => self.keepalive_tick(io, tick),
         }
@@ -273,7 +345,7 @@ impl RecvCore {
                         self.enter_finish();
                     }
                 }
-                Poll::Ready(Ok(_)) => self.heard = true,
+                Poll::Ready(Ok(_)) => self.silent = 0,
                 Poll::Ready(Err(e)) => {
                     self.phase = Phase::Done;
                     self.stop_timer();
@@ -469,6 +541,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.core.close_handle()
     }
 
+    /// Make the connection a member of `group`, in place `id`.
+    pub(crate) fn join_group(&mut self, group: Arc<Group>, id: u32) {
+        self.core.join_group(group, id)
+    }
+
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.io.io
@@ -530,6 +607,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ready!(self.io.poll_write_all(cx))?;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Room to queue the echo of what is being received: as
+    /// [`WebSocket::feed`]'s, except that while a message is being
+    /// received and what it produced is covered by what the peer sent plus
+    /// the high-water mark, it writes what it can and does not wait. A peer
+    /// that sends a large message before it reads the echo keeps being
+    /// read (the echo is bounded by the message size limit), while a
+    /// decompression bomb, whose output the peer did not send, waits at
+    /// the mark.
+    pub(crate) fn poll_echo_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if !self.io.writer.write_backpressure() {
+            return Poll::Ready(Ok(()));
+        }
+        let mark = self.io.writer.high_water_mark();
+        let progress = self.core.reader.message_progress();
+        if progress.is_some_and(|(sent, produced)| produced <= sent.saturating_add(mark)) {
+            if let Poll::Ready(Err(e)) = self.io.poll_write_all(cx) {
+                return Poll::Ready(Err(e.into()));
+            }
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_ready_inner(cx)
+    }
+
+    /// Queue a chunk as [`WebSocket::feed_chunk`] does, without waiting.
+    pub(crate) fn queue_chunk(&mut self, chunk: Chunk) -> Result<()> {
+        if chunk.first && chunk.last {
+            self.queue(chunk.into_message())
+        } else {
+            self.io.writer.send_fragment(chunk.text, chunk.data, chunk.last).map_err(Into::into)
+        }
     }
 
     pub(crate) fn queue(&mut self, msg: Message) -> Result<()> {

@@ -364,3 +364,23 @@ async fn frames_sent_with_the_handshake_are_not_lost() {
     assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::binary(vec![7u8, 7, 7]));
     within(fake).await.unwrap();
 }
+
+/// `Config::with_rng_seed` makes the client's handshake nonce replayable
+/// too (the masking keys are checked in wsx-proto); without a seed, it is
+/// drawn afresh.
+#[tokio::test]
+async fn a_seeded_client_sends_the_same_nonce() {
+    async fn key_sent(config: Config) -> String {
+        let (l, addr) = listen().await;
+        let server = tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let mut raw = Raw::new(tcp);
+            header(&raw.read_head().await, "sec-websocket-key").unwrap()
+        });
+        let _ = tokio::time::timeout(Duration::from_millis(300), wsx::connect_with(ws_url(addr, "/"), &config)).await;
+        within(server).await.unwrap()
+    }
+    let seeded = || Config::default().with_protocol(wsx::proto::Config::default().with_rng_seed(42));
+    assert_eq!(key_sent(seeded()).await, key_sent(seeded()).await);
+    assert_ne!(key_sent(Config::default()).await, key_sent(Config::default()).await);
+}

@@ -454,3 +454,44 @@ async fn a_close_handle_made_while_keepalive_runs_wakes_the_reader() {
     closer.await.unwrap();
     c.await.unwrap();
 }
+
+/// A server's WebSockets tick with its one clock; one upgraded with
+/// settings of its own keeps its own period.
+#[tokio::test]
+async fn an_endpoint_with_its_own_keepalive_keeps_its_own_period() {
+    let server = Server::builder().config(Config::default().with_ping_interval(Duration::from_secs(30))).build();
+    let (l, addr) = listen().await;
+    let s = server.clone();
+    tokio::spawn(async move {
+        s.serve(l, |req: Request| async move {
+            let fast = Config::default().with_ping_interval(Duration::from_millis(50));
+            let config = if req.path() == "/fast" { fast } else { req.server().config().clone() };
+            let mut ws = req.upgrade_with(Accept::new(), &config).await?;
+            echo(&mut ws).await.map(|_| ())
+        })
+        .await
+    });
+    let mut slow = Raw::connect(addr).await;
+    slow.write(upgrade_request("/", "").as_bytes()).await;
+    assert_eq!(status(&slow.read_head().await), 101);
+    let mut fast = Raw::connect(addr).await;
+    fast.write(upgrade_request("/fast", "").as_bytes()).await;
+    assert_eq!(status(&fast.read_head().await), 101);
+    assert_eq!(fast.read_frame().await.opcode, 0x9);
+    assert_eq!(fast.read_frame().await.opcode, 0x9);
+    slow.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// A `wss://` client at a plain server gets a plain 400 at once (which a
+/// client can recognize as the wrong scheme), not the handshake timeout.
+#[tokio::test]
+async fn a_tls_client_hello_at_a_plain_server_gets_400_at_once() {
+    let server = Server::builder().build();
+    let addr = start_echo(&server).await;
+    let mut raw = Raw::connect(addr).await;
+    // The start of a TLS 1.2/1.3 ClientHello record.
+    raw.write(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]).await;
+    let head = within(raw.read_head()).await;
+    assert_eq!(status(&head), 400);
+    assert!(String::from_utf8_lossy(&raw.read_to_eof().await).contains("ws://"));
+}

@@ -53,6 +53,7 @@
 //! ```
 
 mod accept;
+mod echo;
 mod files;
 mod head;
 mod policy;
@@ -61,30 +62,29 @@ mod pump;
 #[cfg(feature = "hyper")]
 pub(crate) use accept::Accepted;
 pub use accept::{accept, accept_with, Handshake};
+pub use echo::echo;
 pub use files::StaticFiles;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
 pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
 
-use crate::handle::CloseHandle;
+use crate::group::Group;
 use crate::maybe_tls::{MaybeTls, ServerTls};
 #[cfg(feature = "tls")]
 use crate::tls::TlsAcceptor;
 use crate::{CloseCode, Config, Error, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
-use tokio::task::AbortHandle;
+use tokio::sync::watch;
 use wsx_proto::handshake::{Accept, Reject, UpgradeRequest};
 
 /// What a [`Server`] serves: a TCP connection, with TLS when the server has
@@ -125,38 +125,13 @@ struct Inner {
     origins: OriginPolicy,
     max_connections: usize,
     shutdown_timeout: Duration,
-    live: Mutex<Live>,
+    /// The connections being served, from accept to their end: their
+    /// count, their tasks, and the close and keepalive clock they share.
+    group: Arc<Group>,
     /// Set when shutdown starts.
     stopping: watch::Sender<bool>,
-    /// The last live connection ended.
-    drained: Notify,
     /// Connections refused for the connection limit.
     refused: AtomicU64,
-}
-
-/// The connections being served, from accept to their end.
-#[derive(Default)]
-struct Live {
-    next: u64,
-    entries: HashMap<u64, Entry>,
-}
-
-#[derive(Default)]
-struct Entry {
-    /// The connection's task, to drop it when the shutdown times out.
-    abort: Option<AbortHandle>,
-    /// Set once the connection is a WebSocket: shutdown closes it with 1001.
-    close: Option<CloseHandle>,
-}
-
-impl std::fmt::Debug for ServerBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBuilder")
-            .field("origins", &self.origins)
-            .field("max_connections", &self.max_connections)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Default for ServerBuilder {
@@ -226,6 +201,7 @@ impl ServerBuilder {
 
     /// The server.
     pub fn build(self) -> Server {
+        let group = Group::new(crate::keepalive::Settings::new(&self.config));
         Server {
             inner: Arc::new(Inner {
                 config: self.config,
@@ -234,9 +210,8 @@ impl ServerBuilder {
                 origins: self.origins,
                 max_connections: self.max_connections.unwrap_or(usize::MAX),
                 shutdown_timeout: self.shutdown_timeout,
-                live: Mutex::new(Live::default()),
+                group,
                 stopping: watch::channel(false).0,
-                drained: Notify::new(),
                 refused: AtomicU64::new(0),
             }),
         }
@@ -246,24 +221,16 @@ impl ServerBuilder {
 /// A connection's place among the live ones; freed when dropped.
 struct Slot {
     server: Server,
-    id: u64,
+    id: u32,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut live = self.server.inner.lock();
-        live.entries.remove(&self.id);
-        if live.entries.is_empty() {
-            self.server.inner.drained.notify_waiters();
-        }
+        self.server.inner.group.leave(self.id);
     }
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Live> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
     }
@@ -318,7 +285,7 @@ impl Server {
 
     /// Connections being served (from accept to their end).
     pub fn connections(&self) -> usize {
-        self.inner.lock().entries.len()
+        self.inner.group.len()
     }
 
     /// Connections refused (503) for the connection limit so far.
@@ -414,43 +381,20 @@ impl Server {
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.stopping.send_replace(true);
-        let handles: Vec<CloseHandle> = inner.lock().entries.values().filter_map(|e| e.close.clone()).collect();
-        for h in &handles {
-            h.close(CloseCode::GoingAway, "server shutting down");
-        }
-        if tokio::time::timeout(inner.shutdown_timeout, self.drained()).await.is_err() {
-            let aborts: Vec<AbortHandle> = inner.lock().entries.values().filter_map(|e| e.abort.clone()).collect();
-            tracing::warn!(left = aborts.len(), "shutdown timeout: dropping connections still open");
-            for a in aborts {
-                a.abort();
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.drained()).await;
-        }
-    }
-
-    /// Resolves when no connection is live.
-    async fn drained(&self) {
-        loop {
-            let notified = self.inner.drained.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.lock().entries.is_empty() {
-                return;
-            }
-            notified.await;
+        inner.group.close_all(CloseCode::GoingAway, "server shutting down");
+        if tokio::time::timeout(inner.shutdown_timeout, inner.group.emptied()).await.is_err() {
+            let left = inner.group.abort_all();
+            tracing::warn!(left, "shutdown timeout: dropping connections still open");
+            let _ = tokio::time::timeout(Duration::from_secs(1), inner.group.emptied()).await;
         }
     }
 
     /// A place for a new connection, unless the server is full.
     fn take_slot(&self) -> Option<Slot> {
-        let mut live = self.inner.lock();
-        if live.entries.len() >= self.inner.max_connections {
+        let Some(id) = self.inner.group.join(self.inner.max_connections) else {
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
             return None;
-        }
-        live.next += 1;
-        let id = live.next;
-        live.entries.insert(id, Entry::default());
+        };
         Some(Slot { server: self.clone(), id })
     }
 
@@ -462,9 +406,7 @@ impl Server {
         };
         let id = slot.id;
         let task = tokio::spawn(connection(slot, tcp, peer, handler));
-        if let Some(e) = self.inner.lock().entries.get_mut(&id) {
-            e.abort = Some(task.abort_handle());
-        }
+        self.inner.group.set_abort(id, task.abort_handle());
     }
 }
 
@@ -536,12 +478,15 @@ where
 
 /// TLS (when configured) and the request head, within the handshake
 /// timeout together.
-async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u64) -> Option<Request<ServerStream>> {
+async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u32) -> Option<Request<ServerStream>> {
     let _ = tcp.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + server.inner.config.handshake_timeout();
     #[cfg(feature = "tls")]
     let stream = match &server.inner.tls {
-        Some(acceptor) => match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        // Boxed: the TLS handshake's state would make every plain
+        // connection's opening as large (10,000 handshakes at once are
+        // 10,000 openings).
+        Some(acceptor) => match Box::pin(tokio::time::timeout_at(deadline, acceptor.accept(tcp))).await {
             Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -560,39 +505,40 @@ async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u64) -> Opti
 }
 
 /// Read the request head by `deadline`; a malformed one is answered (400,
-/// 431) here.
-async fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
+/// 431) here. Not an `async fn`, which would keep its arguments twice: many
+/// handshakes at once are this future each.
+#[allow(clippy::manual_async_fn)]
+fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
     server: Server,
     mut stream: S,
     peer: Option<SocketAddr>,
-    slot: u64,
+    slot: u32,
     deadline: tokio::time::Instant,
-) -> Option<Request<S>> {
-    let max = server.inner.config.max_handshake_size();
-    let mut buf = BytesMut::with_capacity(1024);
-    let head = tokio::time::timeout_at(deadline, head::read_request_head(&mut stream, &mut buf, max)).await;
-    match head {
-        Ok(Ok(Some(Ok((request, len))))) => Some(Request(Box::new(RequestInner {
-            head: RequestHead::new(request, peer),
-            leftover: buf.split_off(len).freeze(),
-            stream,
-            server,
-            slot,
-        }))),
-        Ok(Ok(Some(Err(e)))) => {
-            tracing::debug!(?peer, error = %e, "bad request head");
-            let _ = head::respond(&mut stream, &e.to_response(), false).await;
-            None
-        }
-        Ok(Ok(None)) => None,
-        Ok(Err(e)) => {
-            tracing::debug!(?peer, error = %e, "reading the request head failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(?peer, "request head timed out");
-            None
-        }
+) -> impl Future<Output = Option<Request<S>>> {
+    async move {
+        let max = server.inner.config.max_handshake_size();
+        let mut buf = BytesMut::with_capacity(1024);
+        let head = tokio::time::timeout_at(deadline, head::read_request_head(&mut stream, &mut buf, max)).await;
+        let bad = match head {
+            Ok(Ok(Some(Ok((request, len))))) => {
+                let leftover = buf.split_off(len).freeze();
+                let head = RequestHead::new(request, peer);
+                return Some(Request(Box::new(RequestInner { head, leftover, stream, server, slot })));
+            }
+            Ok(Ok(Some(Err(e)))) => e,
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => {
+                tracing::debug!(?peer, error = %e, "reading the request head failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(?peer, "request head timed out");
+                return None;
+            }
+        };
+        tracing::debug!(?peer, error = %bad, "bad request head");
+        let _ = Box::pin(head::respond(&mut stream, &bad.to_response(), false)).await;
+        None
     }
 }
 
@@ -632,7 +578,7 @@ struct RequestInner<S> {
     /// Bytes read past the head.
     leftover: Bytes,
     server: Server,
-    slot: u64,
+    slot: u32,
 }
 
 impl<S> std::fmt::Debug for Request<S> {
@@ -708,13 +654,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
             }
         };
         let mut ws = accept::accept_upgrade(stream, &upgrade, &accept, config, &leftover).await?;
-        let handle = ws.close_handle();
-        if let Some(e) = inner.lock().entries.get_mut(&slot) {
-            e.close = Some(handle.clone());
-        }
-        if inner.is_stopping() {
-            handle.close(CloseCode::GoingAway, "server shutting down");
-        }
+        // Closed by the server's shutdown (even one that started meanwhile),
+        // and ticking with its keepalive clock.
+        ws.join_group(inner.group.clone(), slot);
         Ok(ws)
     }
 
