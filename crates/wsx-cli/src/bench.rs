@@ -292,7 +292,7 @@ struct Plan {
 /// `--compression` (by default a load test of the framing).
 fn config_for(size: usize, compression: bool) -> wsx::Config {
     let max = size.max(64 << 20);
-    wsx::Config::default().with_max_message_size(max).with_max_frame_size(max).with_compression(compression)
+    wsx::Config::default().with_max_message_size(max).with_compression(compression)
 }
 
 /// Open `n` connections, `concurrency` at a time.

@@ -194,7 +194,6 @@ fn build_request(url: &str, args: &ConnectArgs) -> Result<http::Request<()>, Fai
 fn client_config(args: &ConnectArgs, url: &str, connect_timeout: std::time::Duration) -> Result<wsx::Config, Failure> {
     let mut config = wsx::Config::default()
         .with_max_message_size(args.max_message_size)
-        .with_max_frame_size(args.max_message_size)
         .with_handshake_timeout(connect_timeout)
         .with_compression(!args.no_compression)
         .with_tls_roots_from_env()
