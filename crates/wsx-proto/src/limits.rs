@@ -48,7 +48,8 @@ fn clamp_u32(v: usize) -> u32 {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            max_frame_size: DEFAULT_MAX_SIZE as u32,
+            // Unset: the message limit (see `max_frame_size`).
+            max_frame_size: u32::MAX,
             max_message_size: DEFAULT_MAX_SIZE as u32,
             max_write_buffer: 16 << 20,
             copy_threshold: 2 << 10,
@@ -61,9 +62,9 @@ impl Default for Config {
 
 impl Config {
     /// Largest frame payload accepted; a larger frame closes the connection
-    /// with 1009 before its payload is buffered. Default 64 MiB, clamped to
-    /// 2 GiB. A frame is part of a message, so the limit in effect is never
-    /// more than [`Config::with_max_message_size`]: see
+    /// with 1009 before its payload is buffered. Default: the message limit
+    /// ([`Config::with_max_message_size`]), which also bounds a limit set
+    /// here (a frame is part of a message); clamped to 2 GiB. See
     /// [`Config::max_frame_size`].
     pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = clamp_u32(bytes.min(MAX_SIZE_LIMIT));
@@ -108,15 +109,17 @@ impl Config {
         self
     }
 
-    /// The largest frame accepted: the smaller of
-    /// [`Config::with_max_frame_size`] and [`Config::with_max_message_size`]
-    /// (a frame larger than a message can never be accepted, so lowering
-    /// the message limit lowers this one too, and its payload is refused at
-    /// its header, before it is buffered).
+    /// The largest frame accepted: the message limit, or the frame limit
+    /// set with [`Config::with_max_frame_size`] if that is lower (a frame
+    /// larger than a message can never be accepted; its payload is refused
+    /// at its header, before it is buffered). One limit, the message's,
+    /// is all most users set.
     ///
     /// ```
     /// use wsx_proto::Config;
+    /// assert_eq!(Config::default().max_frame_size(), 64 << 20);
     /// assert_eq!(Config::default().with_max_message_size(1000).max_frame_size(), 1000);
+    /// assert_eq!(Config::default().with_max_message_size(1 << 30).max_frame_size(), 1 << 30);
     /// assert_eq!(Config::default().with_max_frame_size(10).with_max_message_size(1000).max_frame_size(), 10);
     /// ```
     pub fn max_frame_size(&self) -> usize {

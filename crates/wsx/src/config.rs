@@ -71,7 +71,8 @@ impl Config {
         self
     }
 
-    /// See [`wsx_proto::Config::with_max_frame_size`] (default 64 MiB).
+    /// See [`wsx_proto::Config::with_max_frame_size`] (default: the message
+    /// limit).
     pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
         self.protocol = self.protocol.with_max_frame_size(bytes);
         self
