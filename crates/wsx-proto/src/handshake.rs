@@ -120,11 +120,20 @@ pub enum HandshakeError {
     /// The application picked a subprotocol the client did not offer (500).
     #[error("subprotocol {0:?} was not offered by the client")]
     ProtocolNotOffered(String),
+    /// HTTP/2 or HTTP/3: a `CONNECT` without `:protocol`, a tunnel request
+    /// this server, which is not a proxy, does not serve (405).
+    #[error("CONNECT without :protocol: this server is not a proxy")]
+    ConnectWithoutProtocol,
+    /// HTTP/2 or HTTP/3: an extended `CONNECT` for another protocol than
+    /// `websocket` (RFC 8441 §4) (501).
+    #[error("extended CONNECT for protocol {0:?}: only \"websocket\" is served")]
+    UnsupportedProtocol(String),
     /// Client: the URL cannot be used for a WebSocket request.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
-    /// Client: the server answered with another status than 101.
-    #[error("server answered {0} instead of 101 Switching Protocols")]
+    /// Client: the server answered with another status than 101 (200 on
+    /// HTTP/2 and HTTP/3).
+    #[error("server answered {0} instead of accepting the WebSocket")]
     UnexpectedStatus(StatusCode),
     /// Client: `Sec-WebSocket-Accept` does not match the key (§4.2.2).
     #[error("Sec-WebSocket-Accept does not match the key")]
@@ -146,7 +155,8 @@ impl HandshakeError {
         use HandshakeError::*;
         match self {
             TooLarge(_) | TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            MethodNotGet => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotGet | ConnectWithoutProtocol => StatusCode::METHOD_NOT_ALLOWED,
+            UnsupportedProtocol(_) => StatusCode::NOT_IMPLEMENTED,
             UnsupportedVersion(_) => StatusCode::UPGRADE_REQUIRED,
             ProtocolNotOffered(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -421,6 +431,7 @@ fn parse_extension_list(headers: &HeaderMap) -> Result<Vec<Extension>, Handshake
 #[derive(Debug, Clone)]
 pub struct UpgradeRequest {
     request: Request<()>,
+    /// Empty for an extended CONNECT (RFC 8441 §5: no key).
     key: String,
     version: u8,
     protocols: Vec<String>,
@@ -477,6 +488,73 @@ impl UpgradeRequest {
         Ok(Self { request, key, version, protocols, extensions })
     }
 
+    /// Check an HTTP/2 (RFC 8441 §5) or HTTP/3 (RFC 9220 §3) extended
+    /// `CONNECT`, the WebSocket handshake of those versions. `protocol` is
+    /// the request's `:protocol` pseudo-header (the HTTP/2 library carries
+    /// it beside the request). The rules: method `CONNECT`, `:protocol`
+    /// `websocket` (none is a plain tunnel request: 405, another protocol:
+    /// 501), an `:authority` (the URI's, in place of `Host`), and
+    /// `Sec-WebSocket-Version: 13` (426 otherwise). There is no
+    /// `Sec-WebSocket-Key` (a stray one is ignored: the key and accept
+    /// headers "are not used", §5), and `Connection` / `Upgrade` are
+    /// connection-specific fields the HTTP/2 layer refuses before this
+    /// point (RFC 9113 §8.2.2). Subprotocols and extensions are negotiated
+    /// as on HTTP/1.1, and [`UpgradeRequest::accept`] answers 200.
+    ///
+    /// ```
+    /// use wsx_proto::handshake::{Accept, HandshakeError, UpgradeRequest};
+    /// let request = http::Request::connect("https://example.com/chat")
+    ///     .version(http::Version::HTTP_2)
+    ///     .header("sec-websocket-version", "13")
+    ///     .header("sec-websocket-protocol", "chat")
+    ///     .body(()).unwrap();
+    /// let upgrade = UpgradeRequest::from_extended_connect(request, Some("websocket")).unwrap();
+    /// let response = upgrade.accept(&Accept::new().protocol("chat"), None).unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert!(response.headers().get("sec-websocket-accept").is_none());
+    ///
+    /// let tunnel = http::Request::connect("example.com:443").version(http::Version::HTTP_2).body(()).unwrap();
+    /// let refused = UpgradeRequest::from_extended_connect(tunnel, None).unwrap_err();
+    /// assert_eq!(refused.status(), 405);
+    /// ```
+    pub fn from_extended_connect(request: Request<()>, protocol: Option<&str>) -> Result<Self, HandshakeError> {
+        if request.method() != Method::CONNECT {
+            return Err(HandshakeError::MethodNotGet);
+        }
+        match protocol {
+            None => return Err(HandshakeError::ConnectWithoutProtocol),
+            Some(p) if !p.eq_ignore_ascii_case("websocket") => {
+                return Err(HandshakeError::UnsupportedProtocol(p.to_owned()))
+            }
+            Some(_) => {}
+        }
+        if request.version() < Version::HTTP_2 {
+            return Err(HandshakeError::HttpVersion);
+        }
+        if request.uri().authority().is_none_or(|a| a.as_str().is_empty()) {
+            return Err(HandshakeError::MissingHost);
+        }
+        let h = request.headers();
+        let mut versions = h.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+        match (versions.next(), versions.next()) {
+            (Some(v), None) if v.as_bytes().trim_ascii() == b"13" => {}
+            (Some(v), None) => {
+                return Err(HandshakeError::UnsupportedVersion(v.to_str().unwrap_or("").trim().to_owned()))
+            }
+            (None, _) => return Err(HandshakeError::UnsupportedVersion(String::new())),
+            (Some(_), Some(_)) => return Err(HandshakeError::UnsupportedVersion("several".into())),
+        }
+        let protocols = parse_protocols(h)?;
+        let extensions = parse_extension_list(h)?;
+        Ok(Self { request, key: String::new(), version: 13, protocols, extensions })
+    }
+
+    /// Whether this is an HTTP/2 or HTTP/3 extended `CONNECT` (answered
+    /// with 200) rather than an HTTP/1.1 upgrade (answered with 101).
+    pub fn is_extended_connect(&self) -> bool {
+        self.request.method() == Method::CONNECT
+    }
+
     /// The HTTP request (method, URI, headers).
     pub fn request(&self) -> &Request<()> {
         &self.request
@@ -525,7 +603,8 @@ impl UpgradeRequest {
         self.version
     }
 
-    /// The `Sec-WebSocket-Key`.
+    /// The `Sec-WebSocket-Key` (empty for an extended `CONNECT`, which has
+    /// none).
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -541,23 +620,33 @@ impl UpgradeRequest {
     }
 
     /// Build the 101 response (§4.2.2 step 5): `Upgrade`, `Connection`,
-    /// `Sec-WebSocket-Accept`, the chosen subprotocol (which must be one the
+    /// `Sec-WebSocket-Accept` (for an extended `CONNECT`, 200 without
+    /// them, RFC 8441 §5), the chosen subprotocol (which must be one the
     /// client offered), the accepted extensions header and the application's
     /// extra headers.
     pub fn accept(&self, accept: &Accept, extensions: Option<&str>) -> Result<Response<()>, HandshakeError> {
         let mut resp = Response::new(());
-        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = resp.headers_mut();
         for (k, v) in &accept.headers {
-            h.append(k.clone(), v.clone());
+            resp.headers_mut().append(k.clone(), v.clone());
         }
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        let accept_key = derive_accept_key(self.key.as_bytes());
-        h.insert(
-            header::SEC_WEBSOCKET_ACCEPT,
-            HeaderValue::from_str(&accept_key).map_err(|_| HandshakeError::InvalidKey)?,
-        );
+        if self.is_extended_connect() {
+            // RFC 8441 §5: 200, and no upgrade headers (which HTTP/2 forbids).
+            *resp.status_mut() = StatusCode::OK;
+            resp.headers_mut().remove(header::CONNECTION);
+            resp.headers_mut().remove(header::UPGRADE);
+            resp.headers_mut().remove(header::TRANSFER_ENCODING);
+        } else {
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = resp.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            let accept_key = derive_accept_key(self.key.as_bytes());
+            h.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept_key).map_err(|_| HandshakeError::InvalidKey)?,
+            );
+        }
+        let h = resp.headers_mut();
         if let Some(p) = &accept.protocol {
             if !self.protocols.iter().any(|o| o == p) {
                 return Err(HandshakeError::ProtocolNotOffered(p.clone()));
@@ -731,7 +820,9 @@ pub struct Negotiated {
 /// expects back.
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
-    accept_key: String,
+    /// The `Sec-WebSocket-Accept` expected; `None` for an extended
+    /// `CONNECT`, answered with 200 and no key (RFC 8441 §5).
+    accept_key: Option<String>,
     protocols: Vec<String>,
     offered_extensions: Vec<String>,
     request: Request<()>,
@@ -834,8 +925,61 @@ impl ClientHandshake {
             bytes.extend_from_slice(b"\r\n");
         }
         bytes.extend_from_slice(b"\r\n");
-        let accept_key = derive_accept_key(key.as_bytes());
+        let accept_key = Some(derive_accept_key(key.as_bytes()));
         Ok((bytes, ClientHandshake { accept_key, protocols, offered_extensions, request }))
+    }
+
+    /// The extended `CONNECT` of HTTP/2 (RFC 8441 §5) or HTTP/3 (RFC 9220)
+    /// for `request` (a `ws://` or `wss://` URI): method `CONNECT`, the
+    /// URI with scheme `http` or `https` (its `:scheme`, `:authority` and
+    /// `:path`), `Sec-WebSocket-Version: 13`, the caller's headers (a
+    /// `Host` becomes the authority), and no key, `Upgrade` or
+    /// `Connection`. The caller sends it with the `:protocol` pseudo-header
+    /// `websocket` (the HTTP/2 library's request extension), and only to a
+    /// server that sent `SETTINGS_ENABLE_CONNECT_PROTOCOL` = 1 (§3).
+    ///
+    /// ```
+    /// use wsx_proto::handshake::{ClientHandshake, UpgradeRequest, Accept};
+    /// let request = http::Request::get("wss://example.com/chat?room=1")
+    ///     .header("sec-websocket-protocol", "chat")
+    ///     .body(()).unwrap();
+    /// let (connect, client) = ClientHandshake::extended_connect(request).unwrap();
+    /// assert_eq!(connect.method(), "CONNECT");
+    /// assert_eq!(connect.uri(), "https://example.com/chat?room=1");
+    ///
+    /// let upgrade = UpgradeRequest::from_extended_connect(connect, Some("websocket")).unwrap();
+    /// let response = upgrade.accept(&Accept::new().protocol("chat"), None).unwrap();
+    /// assert_eq!(client.check_response(&response).unwrap().protocol.as_deref(), Some("chat"));
+    /// ```
+    pub fn extended_connect(mut request: Request<()>) -> Result<(Request<()>, ClientHandshake), HandshakeError> {
+        let uri = request.uri().clone();
+        let scheme = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("wss" | "https") => "https",
+            Some("ws" | "http") => "http",
+            Some(other) => return Err(HandshakeError::InvalidUrl(format!("scheme {other:?} is not ws or wss"))),
+            None => return Err(HandshakeError::InvalidUrl("no scheme".into())),
+        };
+        let headers = request.headers_mut();
+        let authority = match headers.remove(header::HOST) {
+            Some(host) => host.to_str().map_err(|_| HandshakeError::InvalidUrl("host".into()))?.to_owned(),
+            None => uri.authority().ok_or_else(|| HandshakeError::InvalidUrl("no host".into()))?.as_str().to_owned(),
+        };
+        let path = uri.path_and_query().map(|p| p.as_str()).filter(|p| !p.is_empty()).unwrap_or("/");
+        let target = format!("{scheme}://{authority}{}", if path.starts_with('/') { "" } else { "/" });
+        let uri: Uri = format!("{target}{path}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| HandshakeError::InvalidUrl(e.to_string()))?;
+        for name in [header::UPGRADE, header::CONNECTION, header::SEC_WEBSOCKET_KEY] {
+            headers.remove(name);
+        }
+        headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let protocols = parse_protocols(headers)?;
+        let offered_extensions = parse_extension_list(headers)?.into_iter().map(|e| e.name).collect();
+        *request.method_mut() = Method::CONNECT;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_2;
+        let client = ClientHandshake { accept_key: None, protocols, offered_extensions, request: request.clone() };
+        Ok((request, client))
     }
 
     /// The request as sent.
@@ -851,20 +995,27 @@ impl ClientHandshake {
     /// Check the server's response (§4.2.2, §4.1 "the client MUST Fail the
     /// WebSocket Connection" rules).
     pub fn check_response<B>(&self, resp: &Response<B>) -> Result<Negotiated, HandshakeError> {
-        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(HandshakeError::UnexpectedStatus(resp.status()));
-        }
         let h = resp.headers();
-        if !header_has_token(h, header::UPGRADE, "websocket") {
-            return Err(HandshakeError::NoUpgradeWebsocket);
-        }
-        if !header_has_token(h, header::CONNECTION, "upgrade") {
-            return Err(HandshakeError::NoConnectionUpgrade);
-        }
-        let mut accepts = h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
-        match (accepts.next(), accepts.next()) {
-            (Some(v), None) if v.as_bytes() == self.accept_key.as_bytes() => {}
-            _ => return Err(HandshakeError::AcceptMismatch),
+        match &self.accept_key {
+            // RFC 8441 §5: "it MUST respond with a 200 (OK) status code".
+            None if resp.status() != StatusCode::OK => return Err(HandshakeError::UnexpectedStatus(resp.status())),
+            None => {}
+            Some(_) if resp.status() != StatusCode::SWITCHING_PROTOCOLS => {
+                return Err(HandshakeError::UnexpectedStatus(resp.status()))
+            }
+            Some(accept_key) => {
+                if !header_has_token(h, header::UPGRADE, "websocket") {
+                    return Err(HandshakeError::NoUpgradeWebsocket);
+                }
+                if !header_has_token(h, header::CONNECTION, "upgrade") {
+                    return Err(HandshakeError::NoConnectionUpgrade);
+                }
+                let mut accepts = h.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+                match (accepts.next(), accepts.next()) {
+                    (Some(v), None) if v.as_bytes() == accept_key.as_bytes() => {}
+                    _ => return Err(HandshakeError::AcceptMismatch),
+                }
+            }
         }
         let selected = parse_protocols(h)?;
         let protocol = match selected.as_slice() {
@@ -1088,5 +1239,119 @@ mod tests {
         assert_eq!(&bytes[n..], b"\x81\x00");
         assert_eq!(parsed.headers()["x-a"], "b");
         client.check_response(&parsed).unwrap();
+    }
+
+    /// An RFC 8441 §5 extended CONNECT, as a browser sends it on HTTP/2.
+    fn connect(version: Option<&str>) -> http::request::Builder {
+        let b = Request::connect("https://server.example.com/chat")
+            .version(Version::HTTP_2)
+            .header("origin", "https://example.com")
+            .header("sec-websocket-protocol", "chat, superchat");
+        match version {
+            Some(v) => b.header("sec-websocket-version", v),
+            None => b,
+        }
+    }
+
+    /// RFC 8441 §5: the server "MUST respond with a 200 (OK)"; no
+    /// Sec-WebSocket-Accept, and none of HTTP/1.1's upgrade headers (RFC
+    /// 9113 §8.2.2 makes them malformed on HTTP/2). Subprotocols and
+    /// extensions negotiate as on HTTP/1.1.
+    #[test]
+    fn extended_connect_is_answered_with_200_and_no_upgrade_headers() {
+        let req = connect(Some("13"))
+            .header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")
+            .body(())
+            .unwrap();
+        let up = UpgradeRequest::from_extended_connect(req, Some("websocket")).unwrap();
+        assert!(up.is_extended_connect());
+        assert_eq!((up.version(), up.key(), up.path()), (13, "", "/chat"));
+        assert_eq!(up.protocols(), ["chat", "superchat"]);
+        assert_eq!(up.extensions()[0].name, "permessage-deflate");
+        let resp = up
+            .accept(&Accept::new().protocol("superchat").header("connection", "close"), Some("permessage-deflate"))
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        for absent in ["sec-websocket-accept", "upgrade", "connection"] {
+            assert!(resp.headers().get(absent).is_none(), "{absent} on an HTTP/2 response");
+        }
+        assert_eq!(resp.headers()["sec-websocket-protocol"], "superchat");
+        assert_eq!(resp.headers()["sec-websocket-extensions"], "permessage-deflate");
+        // The protocol name is a token: its case does not matter.
+        let req = connect(Some("13")).body(()).unwrap();
+        assert!(UpgradeRequest::from_extended_connect(req, Some("WebSocket")).is_ok());
+    }
+
+    /// The refusals of an extended CONNECT: a plain CONNECT is a tunnel
+    /// request to a server that is no proxy (405), another `:protocol` is
+    /// not implemented (501), a version other than 13 is 426 with the
+    /// version we speak (RFC 6455 §4.4; RFC 8441 carries the header over),
+    /// and the `:authority` stands in for `Host` (400 without it).
+    #[test]
+    fn extended_connect_refusals_have_their_statuses() {
+        let refuse = |req: Request<()>, protocol: Option<&str>| {
+            UpgradeRequest::from_extended_connect(req, protocol).unwrap_err()
+        };
+        let e = refuse(Request::connect("server.example.com:443").version(Version::HTTP_2).body(()).unwrap(), None);
+        assert_eq!((e.clone(), e.status()), (HandshakeError::ConnectWithoutProtocol, StatusCode::METHOD_NOT_ALLOWED));
+        let e = refuse(connect(Some("13")).body(()).unwrap(), Some("webtransport"));
+        assert_eq!(e.status(), StatusCode::NOT_IMPLEMENTED);
+        for bad in [None, Some("8"), Some("14")] {
+            let e = refuse(connect(bad).body(()).unwrap(), Some("websocket"));
+            assert!(matches!(e, HandshakeError::UnsupportedVersion(_)), "{bad:?}: {e:?}");
+            assert_eq!(e.status(), StatusCode::UPGRADE_REQUIRED);
+        }
+        let twice = connect(Some("13")).header("sec-websocket-version", "13").body(()).unwrap();
+        assert!(matches!(refuse(twice, Some("websocket")), HandshakeError::UnsupportedVersion(_)));
+        let no_authority = Request::connect("/chat").version(Version::HTTP_2).header("sec-websocket-version", "13");
+        assert_eq!(refuse(no_authority.body(()).unwrap(), Some("websocket")), HandshakeError::MissingHost);
+        let h1 = connect(Some("13")).version(Version::HTTP_11).body(()).unwrap();
+        assert_eq!(refuse(h1, Some("websocket")), HandshakeError::HttpVersion);
+        let get = Request::get("https://server.example.com/").version(Version::HTTP_2).body(()).unwrap();
+        assert_eq!(refuse(get, Some("websocket")), HandshakeError::MethodNotGet);
+        let bad_protocols = connect(Some("13")).header("sec-websocket-protocol", "a b").body(()).unwrap();
+        assert!(matches!(refuse(bad_protocols, Some("websocket")), HandshakeError::InvalidProtocols(_)));
+        // §5: the key "is not used": a stray one neither helps nor hurts.
+        let keyed = connect(Some("13")).header("sec-websocket-key", "x").body(()).unwrap();
+        assert!(UpgradeRequest::from_extended_connect(keyed, Some("websocket")).is_ok());
+    }
+
+    /// The client's extended CONNECT (RFC 8441 §5): `:scheme` https for
+    /// wss and http for ws, the authority from the URI or `Host`, version
+    /// 13, no key and no upgrade headers; it accepts 200 alone, with the
+    /// same subprotocol and extension checks as §4.1.
+    #[test]
+    fn client_extended_connect_request_and_response() {
+        let req = Request::get("ws://h.example:8080/a?b=1")
+            .header("sec-websocket-protocol", "chat")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        let (connect, client) = ClientHandshake::extended_connect(req).unwrap();
+        assert_eq!((connect.method(), connect.version()), (&Method::CONNECT, Version::HTTP_2));
+        assert_eq!(connect.uri(), "http://h.example:8080/a?b=1");
+        assert_eq!(connect.headers()["sec-websocket-version"], "13");
+        for absent in ["sec-websocket-key", "upgrade", "connection", "host"] {
+            assert!(connect.headers().get(absent).is_none(), "{absent} in an extended CONNECT");
+        }
+        let with_host = Request::get("wss://10.0.0.1/").header("host", "example.com").body(()).unwrap();
+        assert_eq!(ClientHandshake::extended_connect(with_host).unwrap().0.uri(), "https://example.com/");
+        let ftp = Request::get("ftp://example.com/").body(()).unwrap();
+        assert!(matches!(ClientHandshake::extended_connect(ftp), Err(HandshakeError::InvalidUrl(_))));
+
+        let ok = |status: u16, protocol: Option<&str>| {
+            let mut b = Response::builder().status(status);
+            if let Some(p) = protocol {
+                b = b.header("sec-websocket-protocol", p);
+            }
+            client.check_response(&b.body(()).unwrap())
+        };
+        assert_eq!(ok(200, Some("chat")).unwrap().protocol.as_deref(), Some("chat"));
+        assert_eq!(ok(200, None).unwrap().protocol, None);
+        assert_eq!(ok(101, None), Err(HandshakeError::UnexpectedStatus(StatusCode::SWITCHING_PROTOCOLS)));
+        assert_eq!(ok(204, None), Err(HandshakeError::UnexpectedStatus(StatusCode::NO_CONTENT)));
+        assert_eq!(ok(200, Some("other")), Err(HandshakeError::UnrequestedProtocol("other".into())));
+        let ext = Response::builder().status(200).header("sec-websocket-extensions", "permessage-deflate");
+        assert!(matches!(client.check_response(&ext.body(()).unwrap()), Err(HandshakeError::UnrequestedExtension(_))));
     }
 }

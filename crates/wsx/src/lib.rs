@@ -77,6 +77,9 @@ mod config;
 mod error;
 mod group;
 mod handle;
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub mod http2;
 mod io;
 mod keepalive;
 mod maybe_tls;

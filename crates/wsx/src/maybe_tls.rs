@@ -1,7 +1,8 @@
-//! A TCP connection with or without TLS over it: [`MaybeTls`], the type of
-//! what [`crate::connect`] returns ([`MaybeTlsStream`]) and of what a
-//! [`crate::server::Server`] serves ([`crate::server::ServerStream`]). It
-//! exists without the `tls` feature too (then it is always plain).
+//! A TCP connection with or without TLS over it, or a stream of an HTTP/2
+//! connection: [`MaybeTls`], the type of what [`crate::connect`] returns
+//! ([`MaybeTlsStream`]) and of what a [`crate::server::Server`] serves
+//! ([`crate::server::ServerStream`]). It exists without the `tls` feature
+//! too (then it is always plain).
 
 use crate::stream::SplitIo;
 use std::io;
@@ -10,9 +11,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP connection, plain or with TLS over it: what [`crate::connect`]
-/// returns ([`MaybeTlsStream`]) and what a [`crate::server::Server`] serves
-/// ([`crate::server::ServerStream`]). `T` is the TLS stream type.
+/// A TCP connection, plain or with TLS over it, or one stream of an HTTP/2
+/// connection: what [`crate::connect`] returns ([`MaybeTlsStream`]) and
+/// what a [`crate::server::Server`] serves ([`crate::server::ServerStream`]).
+/// `T` is the TLS stream type.
 #[derive(Debug)]
 pub enum MaybeTls<T> {
     /// `ws://`.
@@ -20,6 +22,10 @@ pub enum MaybeTls<T> {
     /// `wss://` (boxed: the TLS state is large, and a plain connection
     /// should not pay for it).
     Tls(Box<T>),
+    /// A WebSocket over HTTP/2 (RFC 8441): one stream of a connection that
+    /// others share.
+    #[cfg(feature = "http2")]
+    H2(Box<crate::http2::H2Stream>),
 }
 
 /// A client connection: plain TCP (`ws://`) or TLS over TCP (`wss://`),
@@ -69,48 +75,66 @@ impl AsyncWrite for NoTls {
 }
 
 impl<T> MaybeTls<T> {
-    /// Whether this is TLS.
+    /// Whether this is TLS (an HTTP/2 stream is: wsx speaks HTTP/2 over
+    /// TLS only).
     pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTls::Tls(_))
+        !matches!(self, MaybeTls::Plain(_))
+    }
+
+    /// The HTTP version the WebSocket runs on: 1.1 (an upgraded
+    /// connection of its own) or 2 (a stream of a shared connection).
+    pub fn http_version(&self) -> http::Version {
+        match self {
+            #[cfg(feature = "http2")]
+            MaybeTls::H2(_) => http::Version::HTTP_2,
+            _ => http::Version::HTTP_11,
+        }
     }
 }
 
 #[cfg(feature = "tls")]
 impl MaybeTlsStream {
-    /// The TCP stream underneath (to the server, or to the proxy).
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP stream underneath (to the server, or to the proxy); `None`
+    /// for a stream of a shared HTTP/2 connection.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(s) => s.get_ref().0,
+            MaybeTls::Plain(s) => Some(s),
+            MaybeTls::Tls(s) => Some(s.get_ref().0),
+            #[cfg(feature = "http2")]
+            MaybeTls::H2(_) => None,
         }
     }
 
     /// The TLS session (negotiated protocol version, ALPN, peer
-    /// certificates), if this is TLS.
+    /// certificates), if this is TLS of its own (not a stream of a shared
+    /// HTTP/2 connection).
     pub fn tls_connection(&self) -> Option<&rustls::ClientConnection> {
         match self {
-            MaybeTls::Plain(_) => None,
             MaybeTls::Tls(s) => Some(s.get_ref().1),
+            _ => None,
         }
     }
 }
 
 #[cfg(feature = "tls")]
 impl MaybeTls<ServerTls> {
-    /// The TCP stream underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP stream underneath; `None` for a stream of a shared HTTP/2
+    /// connection.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            MaybeTls::Plain(s) => s,
-            MaybeTls::Tls(s) => s.get_ref().0,
+            MaybeTls::Plain(s) => Some(s),
+            MaybeTls::Tls(s) => Some(s.get_ref().0),
+            #[cfg(feature = "http2")]
+            MaybeTls::H2(_) => None,
         }
     }
 
     /// The TLS session (protocol version, ALPN, SNI, client
-    /// certificates), if this is TLS.
+    /// certificates), if this is TLS of its own.
     pub fn tls_connection(&self) -> Option<&rustls::ServerConnection> {
         match self {
-            MaybeTls::Plain(_) => None,
             MaybeTls::Tls(s) => Some(s.get_ref().1),
+            _ => None,
         }
     }
 }
@@ -122,6 +146,11 @@ macro_rules! either {
         match $s {
             MaybeTls::Plain($v) => $e,
             MaybeTls::Tls(b) => {
+                let $v = &mut **b;
+                $e
+            }
+            #[cfg(feature = "http2")]
+            MaybeTls::H2(b) => {
                 let $v = &mut **b;
                 $e
             }
@@ -154,6 +183,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
         match self {
             MaybeTls::Plain(s) => s.is_write_vectored(),
             MaybeTls::Tls(s) => s.is_write_vectored(),
+            #[cfg(feature = "http2")]
+            MaybeTls::H2(s) => s.is_write_vectored(),
         }
     }
     #[inline]
@@ -173,6 +204,9 @@ pub enum MaybeTlsReadHalf<T> {
     Plain(tokio::net::tcp::OwnedReadHalf),
     /// `wss://`.
     Tls(tokio::io::ReadHalf<T>),
+    /// An HTTP/2 stream's receiving half.
+    #[cfg(feature = "http2")]
+    H2(crate::http2::H2Recv),
 }
 
 /// The write half of a split [`MaybeTls`].
@@ -182,6 +216,9 @@ pub enum MaybeTlsWriteHalf<T> {
     Plain(tokio::net::tcp::OwnedWriteHalf),
     /// `wss://`.
     Tls(tokio::io::WriteHalf<T>),
+    /// An HTTP/2 stream's sending half.
+    #[cfg(feature = "http2")]
+    H2(crate::http2::H2Send),
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> SplitIo for MaybeTls<T> {
@@ -197,6 +234,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> SplitIo for MaybeTls<T> {
                 let (r, w) = tokio::io::split(*s);
                 (MaybeTlsReadHalf::Tls(r), MaybeTlsWriteHalf::Tls(w))
             }
+            #[cfg(feature = "http2")]
+            MaybeTls::H2(s) => {
+                let (r, w) = s.split_io();
+                (MaybeTlsReadHalf::H2(r), MaybeTlsWriteHalf::H2(w))
+            }
         }
     }
 }
@@ -207,6 +249,8 @@ macro_rules! either_half {
         match $s {
             $ty::Plain($v) => $e,
             $ty::Tls($v) => $e,
+            #[cfg(feature = "http2")]
+            $ty::H2($v) => $e,
         }
     };
 }
