@@ -42,7 +42,8 @@ Examples:
   wsx bench ws://127.0.0.1:9001/ -c 100 -s 20 --duration 5
   wsx bench ws://127.0.0.1:9001/ -c 100 -s 20 --depth 16 --threads 1 --json
   wsx bench ws://127.0.0.1:9001/ -c 10 --rate 20000 --duration 30   # open loop
-  wsx bench ws://127.0.0.1:9001/ --idle 10000 --duration 60";
+  wsx bench ws://127.0.0.1:9001/ --idle 10000 --duration 60
+  wsx bench wss://localhost:9443/ --ca cert.pem --http2 -c 100   # 100 streams, shared connections";
 
 /// Options of `wsx bench`.
 #[derive(Args, Debug, Clone)]
@@ -95,6 +96,22 @@ pub struct BenchArgs {
     /// them as lost.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     drain_timeout: f64,
+    /// wss://: run every WebSocket over HTTP/2 (RFC 8441), many on each
+    /// connection, or fail. By default HTTP/2 is used when the server takes
+    /// WebSockets over it.
+    #[arg(long, conflicts_with = "http1")]
+    http2: bool,
+    /// wss://: HTTP/1.1 only, one connection per WebSocket.
+    #[arg(long)]
+    http1: bool,
+    /// wss://: trust the PEM certificates of FILE instead of the default
+    /// roots (repeatable): a private CA, or the server's own certificate.
+    #[arg(long = "ca", value_name = "FILE")]
+    ca: Vec<std::path::PathBuf>,
+    /// wss://: do not check the server's certificate at all (development
+    /// only).
+    #[arg(short = 'k', long)]
+    insecure: bool,
 }
 
 /// Run `wsx bench`; returns the exit status.
@@ -235,6 +252,9 @@ struct Report {
     total_messages: u64,
     /// Connections that could not be opened (also counted in `errors`).
     connect_errors: usize,
+    /// WebSockets opened over HTTP/2 (streams of shared connections); the
+    /// others are HTTP/1.1 connections of their own.
+    over_http2: usize,
 }
 
 /// What one connection measured.
@@ -289,10 +309,32 @@ struct Plan {
 }
 
 /// The client settings: messages up to `size`; no compression unless
-/// `--compression` (by default a load test of the framing).
-fn config_for(size: usize, compression: bool) -> wsx::Config {
+/// `--compression` (by default a load test of the framing); the HTTP
+/// version and TLS trust of the flags, TLS files read now (a missing one is
+/// a bad argument).
+fn config_for(args: &BenchArgs, size: usize) -> Result<wsx::Config, Failure> {
     let max = size.max(64 << 20);
-    wsx::Config::default().with_max_message_size(max).with_compression(compression)
+    let mut config = wsx::Config::default()
+        .with_max_message_size(max)
+        .with_compression(args.compression)
+        .with_tls_roots_from_env()
+        .with_tls_insecure(args.insecure);
+    for ca in &args.ca {
+        config = config.with_tls_ca(ca);
+    }
+    let secure = ["wss:", "https:"].iter().any(|s| args.url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
+    if args.http2 && !secure {
+        return Err(Failure::error("--http2 needs a wss:// URL: HTTP/2 goes over TLS only"));
+    }
+    if args.http2 {
+        config = config.with_http2(wsx::http2::Mode::Required);
+    } else if args.http1 {
+        config = config.with_http2(wsx::http2::Mode::Off);
+    }
+    if secure {
+        config.tls_client_config().map_err(|e| Failure::error(e.to_string()))?;
+    }
+    Ok(config)
 }
 
 /// Open `n` connections, `concurrency` at a time.
@@ -348,8 +390,9 @@ async fn bench(args: BenchArgs) -> Result<u8, Failure> {
     };
     let text = args.text;
 
-    let config = config_for(args.size, args.compression);
+    let config = config_for(&args, args.size)?;
     let (sockets, failed) = open_all(&args.url, args.connections, args.connect_concurrency, &config).await;
+    let over_http2 = sockets.iter().filter(|ws| ws.get_ref().http_version() == http::Version::HTTP_2).count();
     if sockets.is_empty() {
         let e = failed.first().map(|e| connect_failure(&args.url, e));
         return Err(e.unwrap_or_else(|| Failure::error("no connection")));
@@ -446,6 +489,7 @@ async fn bench(args: BenchArgs) -> Result<u8, Failure> {
         error_kinds,
         total_messages: total,
         connect_errors: failed.len(),
+        over_http2,
     };
     if args.json {
         let line = serde_json::to_string(&report).map_err(|e| Failure::error(e.to_string()))?;
@@ -731,8 +775,13 @@ fn print_table(r: &Report) {
         Some(rate) => format!("open loop at {} msg/s", group(rate as u64)),
         None => format!("depth {}", r.depth),
     };
+    let over = match r.over_http2 {
+        0 => String::new(),
+        n if n + r.connect_errors == r.connections => " over HTTP/2".to_owned(),
+        n => format!(" ({n} over HTTP/2)"),
+    };
     println!(
-        "wsx bench {}: {} connections × {} {}, {}, {} s measured after {} s warm-up",
+        "wsx bench {}: {} connections{over} × {} {}, {}, {} s measured after {} s warm-up",
         r.url,
         r.connections,
         human_size(r.size),
@@ -780,7 +829,7 @@ struct IdleReport {
 async fn idle(args: BenchArgs, n: usize) -> Result<u8, Failure> {
     parse_url(&args.url)?;
     let hold = seconds("--duration", args.duration)?;
-    let (sockets, failed) = open_all(&args.url, n, args.connect_concurrency, &config_for(0, args.compression)).await;
+    let (sockets, failed) = open_all(&args.url, n, args.connect_concurrency, &config_for(&args, 0)?).await;
     if sockets.is_empty() && n > 0 {
         let e = failed.first().map(|e| connect_failure(&args.url, e));
         return Err(e.unwrap_or_else(|| Failure::error("no connection")));

@@ -39,7 +39,11 @@ Examples:
   wsx connect ws://127.0.0.1:9001/ --slash         # then: /ping, /close 4000 done
 
 TLS: wss:// trusts Mozilla's root certificates, or those of SSL_CERT_FILE /
-SSL_CERT_DIR when set, or only those of --ca files.";
+SSL_CERT_DIR when set, or only those of --ca files.
+
+HTTP/2: wss:// goes over HTTP/2 (RFC 8441) when the server takes WebSockets
+over it, else HTTP/1.1; --http2 requires HTTP/2, --http1 forbids it. ws:// is
+always HTTP/1.1.";
 
 /// How binary messages are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +140,13 @@ pub struct ConnectArgs {
     /// wss://: the private key of --cert (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// wss://: open the WebSocket over HTTP/2 (RFC 8441) or fail. By
+    /// default HTTP/2 is used when the server takes WebSockets over it.
+    #[arg(long, conflicts_with = "http1")]
+    http2: bool,
+    /// wss://: HTTP/1.1 only (TLS offers ALPN http/1.1 alone).
+    #[arg(long)]
+    http1: bool,
 }
 
 /// One line of input from stdin (or, with `--raw`, one message's bytes).
@@ -213,6 +224,14 @@ fn client_config(args: &ConnectArgs, url: &str, connect_timeout: std::time::Dura
         config = config.with_proxy_from_env();
     }
     let secure = ["wss:", "https:"].iter().any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
+    if args.http2 && !secure {
+        return Err(Failure::error("--http2 needs a wss:// URL: HTTP/2 goes over TLS only"));
+    }
+    if args.http2 {
+        config = config.with_http2(wsx::http2::Mode::Required);
+    } else if args.http1 {
+        config = config.with_http2(wsx::http2::Mode::Off);
+    }
     if secure {
         config.tls_client_config().map_err(|e| Failure::error(e.to_string()))?;
         if args.insecure {
@@ -253,7 +272,7 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
             return Err(f);
         }
     };
-    out.open(&url, ws.protocol(), args.show_handshake.then_some(&response));
+    out.open(&url, ws.protocol(), ws.get_ref().http_version(), args.show_handshake.then_some(&response));
 
     let text = !args.binary && !args.raw;
     let to_message = |line: Line| -> Result<Message, String> {
@@ -570,9 +589,16 @@ impl Printer {
         }
     }
 
-    fn open(&mut self, url: &str, protocol: Option<&str>, response: Option<&http::Response<()>>) {
+    fn open(
+        &mut self,
+        url: &str,
+        protocol: Option<&str>,
+        version: http::Version,
+        response: Option<&http::Response<()>>,
+    ) {
+        let http = version_text(version);
         if self.json {
-            let mut ev = serde_json::json!({ "event": "open", "url": url, "protocol": protocol });
+            let mut ev = serde_json::json!({ "event": "open", "url": url, "protocol": protocol, "http": http });
             if let Some(r) = response {
                 let headers: Vec<serde_json::Value> = r
                     .headers()
@@ -586,15 +612,19 @@ impl Printer {
             return;
         }
         if let Some(r) = response {
-            let mut head = format!("HTTP/1.1 {}\n", r.status());
+            let mut head = format!("{http} {}\n", r.status());
             for (k, v) in r.headers() {
                 head.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
             }
             self.stdout_line(&head);
         }
+        let over = match version {
+            http::Version::HTTP_2 => " over HTTP/2",
+            _ => "",
+        };
         match protocol {
-            Some(p) => self.status(&format!("connected to {url} (subprotocol {p})")),
-            None => self.status(&format!("connected to {url}")),
+            Some(p) => self.status(&format!("connected to {url}{over} (subprotocol {p})")),
+            None => self.status(&format!("connected to {url}{over}")),
         }
     }
 
@@ -658,7 +688,7 @@ impl Printer {
             }));
             return;
         }
-        let mut head = format!("HTTP/1.1 {}\n", r.status());
+        let mut head = format!("{} {}\n", version_text(r.version()), r.status());
         for (k, v) in r.headers() {
             head.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
         }
@@ -671,5 +701,14 @@ impl Printer {
         } else {
             eprintln!("wsx: {message}");
         }
+    }
+}
+
+/// An HTTP version as a status line writes it.
+fn version_text(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
     }
 }

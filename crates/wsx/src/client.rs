@@ -75,11 +75,20 @@ pub async fn connect(request: impl IntoClientRequest) -> Result<(WebSocket<Maybe
 /// Open a WebSocket connection with the given settings. The request may
 /// carry extra headers; subprotocols are offered with
 /// `Sec-WebSocket-Protocol`. `wss://` runs TLS with the server name of the
-/// URL (SNI, certificate check) and ALPN `http/1.1`, configured by
-/// [`Config::with_tls_config`] / [`Config::with_tls_roots`]; a proxy is
-/// used when [`Config::with_proxy`] or [`Config::with_proxy_from_env`] says
-/// so. The whole of connecting (proxy, TLS) and the handshake is bounded by
-/// the handshake timeout.
+/// URL (SNI, certificate check), configured by [`Config::with_tls_config`]
+/// / [`Config::with_tls_roots`]; a proxy is used when
+/// [`Config::with_proxy`] or [`Config::with_proxy_from_env`] says so. The
+/// whole of connecting (proxy, TLS) and the handshake is bounded by the
+/// handshake timeout.
+///
+/// With the `http2` feature (on by default), `wss://` chooses its HTTP
+/// version as browsers do: TLS offers ALPN `h2` and `http/1.1`, and when
+/// the server picks `h2` and allows extended `CONNECT`
+/// (`SETTINGS_ENABLE_CONNECT_PROTOCOL`, RFC 8441 §3), the WebSocket is a
+/// stream of an HTTP/2 connection that the WebSockets to the same origin
+/// share; otherwise it is HTTP/1.1. [`Config::with_http2`] requires or
+/// forbids HTTP/2; [`crate::http2`] says how connections are shared.
+/// `ws://` is always HTTP/1.1.
 ///
 /// ```no_run
 /// # async fn run() -> wsx::Result<()> {
@@ -98,30 +107,35 @@ pub async fn connect_with(
 ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>)> {
     let request = request.into_client_request()?;
     let uri = request.uri();
-    let Target { secure, host, port } = target(uri)?;
-    if secure && !cfg!(feature = "tls") {
+    let target = target(uri)?;
+    if target.secure && !cfg!(feature = "tls") {
         return Err(Error::TlsDisabled);
+    }
+    #[cfg(feature = "http2")]
+    if !target.secure && config.http2() == crate::http2::Mode::Required {
+        return Err(Error::Http2Unavailable(crate::http2::Unavailable::NotTls));
     }
     let proxy = config.proxy_mode().proxy_for(uri)?;
     // Set while the TLS handshake waits for the server's first byte: a
     // plain server that waits for an HTTP request never sends one.
     let tls_unanswered = AtomicBool::new(false);
+    let route = Route { target: &target, proxy: proxy.as_ref(), config, tls_unanswered: &tls_unanswered };
     let fut = async {
-        let tcp = match &proxy {
-            None => {
-                let tcp = TcpStream::connect((host.as_str(), port))
-                    .await
-                    .map_err(|source| Error::Connect { address: host_port(&host, port), source })?;
-                tcp.set_nodelay(true)?;
-                tcp
-            }
-            Some(p) => crate::proxy::tunnel(p, &host, port, config).await?,
-        };
-        if !secure {
-            return client_handshake_inner(MaybeTlsStream::Plain(tcp), request, config).await;
+        if !target.secure {
+            return client_handshake_inner(MaybeTlsStream::Plain(route.tcp().await?), request, config).await;
         }
-        let stream = tls_connect(tcp, &host, config, &tls_unanswered).await?;
-        client_handshake_inner(stream, request, config).await.map_err(|e| tls_failure(e, &host))
+        #[cfg(feature = "http2")]
+        let stream = match crate::http2::open(&request, &route).await.map_err(|e| tls_failure(e, &target.host))? {
+            crate::http2::Opened::WebSocket(opened) => return Ok(*opened),
+            crate::http2::Opened::Http1(stream) => stream,
+        };
+        #[cfg(not(feature = "http2"))]
+        let stream = None;
+        let stream = match stream {
+            Some(s) => s,
+            None => route.tls(Offer::Http11).await?,
+        };
+        client_handshake_inner(stream, request, config).await.map_err(|e| tls_failure(e, &target.host))
     };
     let timed_out = || match tls_unanswered.load(Ordering::Relaxed) {
         true => Error::TlsUnanswered,
@@ -130,13 +144,55 @@ pub async fn connect_with(
     Box::pin(tokio::time::timeout(config.handshake_timeout(), fut)).await.map_err(|_| timed_out())?
 }
 
+/// How to reach the server of one [`connect_with`]: the URL's target, the
+/// proxy and the settings.
+pub(crate) struct Route<'a> {
+    pub(crate) target: &'a Target,
+    pub(crate) proxy: Option<&'a crate::proxy::Proxy>,
+    pub(crate) config: &'a Config,
+    tls_unanswered: &'a AtomicBool,
+}
+
+impl Route<'_> {
+    /// A TCP connection to the server, or a tunnel to it through the proxy.
+    pub(crate) async fn tcp(&self) -> Result<TcpStream> {
+        let Target { host, port, .. } = self.target;
+        match self.proxy {
+            None => {
+                let tcp = TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(|source| Error::Connect { address: host_port(host, *port), source })?;
+                tcp.set_nodelay(true)?;
+                Ok(tcp)
+            }
+            Some(p) => crate::proxy::tunnel(p, host, *port, self.config).await,
+        }
+    }
+
+    /// A TLS connection to the server that offers `offer` by ALPN.
+    pub(crate) async fn tls(&self, offer: Offer) -> Result<MaybeTlsStream> {
+        let tcp = self.tcp().await?;
+        tls_connect(tcp, &self.target.host, self.config, offer, self.tls_unanswered).await
+    }
+}
+
+/// What a client offers by ALPN on one TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// `http/1.1` alone.
+    Http11,
+    /// `h2`, then `http/1.1` (the server picks, RFC 7301 §3.2).
+    #[cfg(feature = "http2")]
+    H2AndHttp11,
+}
+
 /// Where a WebSocket URL leads.
-struct Target {
+pub(crate) struct Target {
     /// `wss://` (or `https://`).
-    secure: bool,
+    pub(crate) secure: bool,
     /// The host, without the brackets of an IPv6 address.
-    host: String,
-    port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 /// Check that `uri` names a WebSocket server: its scheme, host and port.
@@ -192,15 +248,21 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 #[cfg(feature = "tls")]
-async fn tls_connect(tcp: TcpStream, host: &str, config: &Config, unanswered: &AtomicBool) -> Result<MaybeTlsStream> {
-    crate::tls::connect(tcp, host, config, unanswered).await
+async fn tls_connect(
+    tcp: TcpStream,
+    host: &str,
+    config: &Config,
+    offer: Offer,
+    unanswered: &AtomicBool,
+) -> Result<MaybeTlsStream> {
+    crate::tls::connect(tcp, host, config, offer, unanswered).await
 }
 
 /// A failure of the handshake over TLS: the TLS failure in an I/O error
 /// (TLS 1.3 servers refuse a client certificate after the client's TLS
 /// handshake is done) becomes a TLS error.
 #[cfg(feature = "tls")]
-fn tls_failure(e: Error, host: &str) -> Error {
+pub(crate) fn tls_failure(e: Error, host: &str) -> Error {
     match e {
         Error::Io(io) => crate::tls::io_error(io, host),
         other => other,
@@ -208,14 +270,14 @@ fn tls_failure(e: Error, host: &str) -> Error {
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls_failure(e: Error, _: &str) -> Error {
+pub(crate) fn tls_failure(e: Error, _: &str) -> Error {
     e
 }
 
 /// Without TLS compiled in, `wss://` is refused (before connecting, by
 /// [`connect_with`]'s check of the scheme).
 #[cfg(not(feature = "tls"))]
-async fn tls_connect(_: TcpStream, _: &str, _: &Config, _: &AtomicBool) -> Result<MaybeTlsStream> {
+async fn tls_connect(_: TcpStream, _: &str, _: &Config, _: Offer, _: &AtomicBool) -> Result<MaybeTlsStream> {
     Err(Error::TlsDisabled)
 }
 
@@ -248,17 +310,7 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
     mut request: Request<()>,
     config: &Config,
 ) -> Result<(WebSocket<S>, Response<()>)> {
-    // RFC 7692 §5: offer permessage-deflate unless the caller wrote its own
-    // extension offer.
-    let deflate = config.deflate(Role::Client);
-    if let Some(cfg) = &deflate {
-        let h = request.headers_mut();
-        if !h.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS) {
-            if let Ok(v) = http::HeaderValue::from_str(&cfg.client_offer()) {
-                h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, v);
-            }
-        }
-    }
+    let deflate = offer_deflate(&mut request, config);
     let (bytes, handshake) = ClientHandshake::with_seed(request, config.protocol().rng_seed())?;
     stream.write_all(&bytes).await?;
     stream.flush().await?;
@@ -281,22 +333,57 @@ async fn client_handshake_inner<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(n) => n,
         Err(wsx_proto::handshake::HandshakeError::UnexpectedStatus(_)) => {
             let body = read_body(&mut stream, &mut buf, head_len, &response).await;
-            let (parts, ()) = response.into_parts();
-            return Err(Error::Refused(Box::new(Refused { response: Response::from_parts(parts, body) })));
+            return Err(refused(response, body));
         }
         Err(e) => return Err(e.into()),
     };
+    let ws = negotiated_websocket(stream, config, deflate, negotiated, &response, &buf[head_len..])?;
+    Ok((ws, response))
+}
+
+/// RFC 7692 §5: offer permessage-deflate unless the caller wrote its own
+/// extension offer. Returns the settings offered, `None` when off.
+pub(crate) fn offer_deflate(request: &mut Request<()>, config: &Config) -> Option<wsx_proto::deflate::DeflateConfig> {
+    let deflate = config.deflate(Role::Client);
+    if let Some(cfg) = &deflate {
+        let h = request.headers_mut();
+        if !h.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS) {
+            if let Ok(v) = http::HeaderValue::from_str(&cfg.client_offer()) {
+                h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, v);
+            }
+        }
+    }
+    deflate
+}
+
+/// The client's WebSocket on `stream` once the server accepted: the
+/// extensions of `response` checked against the `deflate` offer (RFC 7692
+/// §5.1), `leftover` the bytes that came after the response's head.
+pub(crate) fn negotiated_websocket<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    config: &Config,
+    deflate: Option<wsx_proto::deflate::DeflateConfig>,
+    negotiated: wsx_proto::handshake::Negotiated,
+    response: &Response<()>,
+    leftover: &[u8],
+) -> Result<WebSocket<S>> {
     let params = wsx_proto::deflate::client_accept_response(&deflate.unwrap_or_default(), &negotiated.extensions)
         .map_err(|e| wsx_proto::handshake::HandshakeError::InvalidExtensionResponse(e.to_string()))?;
     let ext_header =
         response.headers().get(http::header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let ws = WebSocket::from_negotiated(stream, Role::Client, config, &buf[head_len..], params.as_ref())
-        .with_negotiated(negotiated.protocol, ext_header);
-    Ok((ws, response))
+    Ok(WebSocket::from_negotiated(stream, Role::Client, config, leftover, params.as_ref())
+        .with_negotiated(negotiated.protocol, ext_header))
+}
+
+/// The server refused the handshake with `response` (`body`: the start of
+/// its body).
+pub(crate) fn refused(response: Response<()>, body: Bytes) -> Error {
+    let (parts, ()) = response.into_parts();
+    Error::Refused(Box::new(Refused { response: Response::from_parts(parts, body) }))
 }
 
 /// The most of a refusal's body that is kept.
-const MAX_REFUSAL_BODY: usize = 4096;
+pub(crate) const MAX_REFUSAL_BODY: usize = 4096;
 
 /// Read the body of a refusal: up to its `Content-Length` (or the end of
 /// its chunks, or of the connection), at most [`MAX_REFUSAL_BODY`] bytes,

@@ -217,14 +217,18 @@ struct ClientSettings {
     #[cfg(feature = "tls")]
     tls_options: crate::tls::ClientTlsOptions,
     proxy: ProxyMode,
+    #[cfg(feature = "http2")]
+    http2: crate::http2::Mode,
 }
 
 /// Client settings: TLS for `wss://` and proxies. Servers ignore them.
 impl Config {
     #[cfg(feature = "tls")]
     /// Use this rustls configuration for `wss://` (e.g. to trust a private
-    /// CA, or to present a client certificate). When it offers no ALPN
-    /// protocol, a copy offering `http/1.1` is used. It takes the place of
+    /// CA, or to present a client certificate). Its ALPN protocols are not
+    /// used: each connection offers those its HTTP versions allow (`h2`
+    /// and `http/1.1`, or `http/1.1` alone; see `Config::with_http2`). It
+    /// takes the place of
     /// every other TLS setting; without it, wsx builds one from them
     /// ([`Config::with_tls_ca`], [`Config::with_tls_insecure`],
     /// [`Config::with_tls_client_cert`], [`Config::with_tls_roots`]...).
@@ -390,5 +394,35 @@ impl Config {
     /// See [`Config::with_proxy_mode`].
     pub fn proxy_mode(&self) -> &ProxyMode {
         &self.client.proxy
+    }
+
+    #[cfg(feature = "http2")]
+    /// Which HTTP versions `wss://` may open a WebSocket over (RFC 8441):
+    /// [`Mode::Auto`](crate::http2::Mode::Auto) (the default) chooses as
+    /// browsers do, HTTP/2 when the server takes WebSockets over it, else
+    /// HTTP/1.1; [`Mode::Required`](crate::http2::Mode::Required) fails
+    /// with [`Error::Http2Unavailable`](crate::Error::Http2Unavailable)
+    /// when the server cannot; [`Mode::Off`](crate::http2::Mode::Off) is
+    /// HTTP/1.1 alone. `ws://` is always HTTP/1.1 (wsx speaks HTTP/2 over
+    /// TLS only, not as cleartext h2c): `Required` refuses it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> wsx::Result<()> {
+    /// use wsx::http2::Mode;
+    /// let config = wsx::Config::default().with_http2(Mode::Required);
+    /// let (ws, response) = wsx::connect_with("wss://example.com/chat", &config).await?;
+    /// assert_eq!(response.version(), http::Version::HTTP_2);
+    /// assert_eq!(ws.get_ref().http_version(), http::Version::HTTP_2);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_http2(mut self, mode: crate::http2::Mode) -> Self {
+        self.client.http2 = mode;
+        self
+    }
+
+    #[cfg(feature = "http2")]
+    /// See [`Config::with_http2`].
+    pub fn http2(&self) -> crate::http2::Mode {
+        self.client.http2
     }
 }

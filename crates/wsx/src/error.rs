@@ -84,6 +84,12 @@ pub enum Error {
     /// feature is off).
     #[error("wss:// needs TLS, and this build of wsx has none (the `tls` feature is off)")]
     TlsDisabled,
+    /// HTTP/2 was required (`Config::with_http2(Mode::Required)`) and the
+    /// server cannot carry a WebSocket over it; the value says what it
+    /// lacks.
+    #[cfg(feature = "http2")]
+    #[error("HTTP/2 was required: {0}")]
+    Http2Unavailable(crate::http2::Unavailable),
     /// The proxy could not open a tunnel to the server.
     #[error("proxy: {0}")]
     Proxy(Box<crate::proxy::ProxyError>),

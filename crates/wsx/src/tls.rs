@@ -1,9 +1,13 @@
 //! TLS with rustls (the `ring` provider): the client side of `wss://`
-//! (server name indication, ALPN `http/1.1`, Mozilla's root certificates by
-//! default, the platform's with the `native-roots` feature, or any
+//! (server name indication, ALPN, Mozilla's root certificates by default,
+//! the platform's with the `native-roots` feature, or any
 //! [`rustls::ClientConfig`]), [`MaybeTlsStream`] (what [`crate::connect`]
 //! returns: plain TCP or TLS over TCP), and [`acceptor_from_pem_files`] for
 //! servers.
+//!
+//! A client offers by ALPN what `Config::with_http2` allows: `h2` and
+//! `http/1.1` by default, as browsers do, or `http/1.1` alone; it sets the
+//! list of each connection itself, whatever the configuration says.
 //!
 //! A server accepts `wss://` by running the TLS handshake first and then
 //! [`crate::accept`] (or [`crate::accept_with`]) on the TLS stream:
@@ -21,6 +25,7 @@
 mod provider;
 mod verify;
 
+use crate::client::Offer;
 use crate::maybe_tls::MaybeTlsStream;
 use crate::stream::SplitIo;
 use crate::{Config, Error, Result};
@@ -41,8 +46,21 @@ pub use rustls;
 pub use tokio_rustls;
 pub use tokio_rustls::TlsAcceptor;
 
-/// The ALPN protocol wsx offers (a WebSocket handshake is HTTP/1.1).
+/// The ALPN protocol of an HTTP/1.1 WebSocket handshake.
 pub(crate) const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
+
+/// The ALPN protocol of HTTP/2 over TLS (RFC 9113 §3.2).
+#[cfg(feature = "http2")]
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+
+/// The ALPN protocols of `offer`, in the client's order of preference.
+fn alpn_protocols(offer: Offer) -> Vec<Vec<u8>> {
+    match offer {
+        Offer::Http11 => vec![ALPN_HTTP_1_1.to_vec()],
+        #[cfg(feature = "http2")]
+        Offer::H2AndHttp11 => vec![ALPN_H2.to_vec(), ALPN_HTTP_1_1.to_vec()],
+    }
+}
 
 /// What went wrong with TLS: a failed handshake (untrusted certificate,
 /// wrong name, ...), or a certificate, key or configuration that cannot be
@@ -208,7 +226,9 @@ impl Default for TlsRoots {
 }
 
 /// A client configuration with the given roots, ALPN `http/1.1` and the
-/// `ring` provider. [`Config::with_tls_config`] takes it (or any other).
+/// `ring` provider. [`Config::with_tls_config`] takes it (or any other);
+/// a connection offers the ALPN protocols its HTTP versions allow, `h2`
+/// too by default.
 ///
 /// ```
 /// let tls = wsx::tls::client_config(wsx::tls::TlsRoots::default())?;
@@ -463,17 +483,50 @@ pub(crate) fn with_alpn(config: Arc<rustls::ClientConfig>) -> Arc<rustls::Client
     Arc::new(c)
 }
 
+/// `base` offering `offer` by ALPN: `base` itself when it already does,
+/// else a copy, made once per configuration and offer (the copy shares
+/// `base`'s session cache, so resumption works across offers).
+fn offering(base: Arc<rustls::ClientConfig>, offer: Offer) -> Arc<rustls::ClientConfig> {
+    let protocols = alpn_protocols(offer);
+    if base.alpn_protocols == protocols {
+        return base;
+    }
+    type Copies = Vec<(std::sync::Weak<rustls::ClientConfig>, Offer, Arc<rustls::ClientConfig>)>;
+    static COPIES: std::sync::Mutex<Copies> = std::sync::Mutex::new(Vec::new());
+    let mut copies = COPIES.lock().unwrap_or_else(|p| p.into_inner());
+    // The base is held while its copy is looked up: its address cannot be
+    // another configuration's.
+    copies.retain(|(b, _, _)| b.strong_count() > 0);
+    let found = copies.iter().find(|(b, o, _)| *o == offer && std::ptr::eq(b.as_ptr(), Arc::as_ptr(&base)));
+    if let Some((_, _, copy)) = found {
+        return copy.clone();
+    }
+    let mut copy = (*base).clone();
+    copy.alpn_protocols = protocols;
+    let copy = Arc::new(copy);
+    copies.push((Arc::downgrade(&base), offer, copy.clone()));
+    copy
+}
+
+/// Whether the server chose HTTP/2 by ALPN on `stream`.
+#[cfg(feature = "http2")]
+pub(crate) fn negotiated_h2(stream: &MaybeTlsStream) -> bool {
+    stream.tls_connection().and_then(|c| c.alpn_protocol()) == Some(ALPN_H2)
+}
+
 /// Run the client side of the TLS handshake over `tcp` for `host` (the
-/// server name sent with SNI and checked against the certificate). A plain
-/// HTTP answer to the ClientHello (first bytes `HTTP/`) fails at once with
-/// [`Error::WrongScheme`]; `unanswered` is set while nothing has come back.
+/// server name sent with SNI and checked against the certificate),
+/// offering `offer` by ALPN. A plain HTTP answer to the ClientHello (first
+/// bytes `HTTP/`) fails at once with [`Error::WrongScheme`]; `unanswered`
+/// is set while nothing has come back.
 pub(crate) async fn connect(
     tcp: TcpStream,
     host: &str,
     config: &Config,
+    offer: Offer,
     unanswered: &std::sync::atomic::AtomicBool,
 ) -> Result<MaybeTlsStream> {
-    let tls = client_config_for(config)?;
+    let tls = offering(client_config_for(config)?, offer);
     let name = ServerName::try_from(host.to_owned()).map_err(|_| TlsError::InvalidServerName(host.to_owned()))?;
     let connector = tokio_rustls::TlsConnector::from(tls);
     let mut handshake = connector.connect(name, tcp);

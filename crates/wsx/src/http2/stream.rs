@@ -23,6 +23,7 @@ pub struct H2Recv {
     body: h2::RecvStream,
     /// A DATA frame's bytes not read yet.
     pending: Bytes,
+    _held: Held,
 }
 
 /// The sending half of an [`H2Stream`].
@@ -30,14 +31,30 @@ pub struct H2Recv {
 pub struct H2Send {
     stream: h2::SendStream<Bytes>,
     ended: bool,
+    _held: Held,
 }
+
+/// What the stream keeps alive while either half lives (a client's place
+/// on a shared connection, given back when the WebSocket is gone).
+type Held = Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>;
 
 impl H2Stream {
     /// The stream of `send` and `recv`: on a server, what
     /// `SendResponse::send_response` returned and the request's body; on a
     /// client, the request's send stream and the response's body.
     pub fn new(send: h2::SendStream<Bytes>, recv: h2::RecvStream) -> Self {
-        Self { recv: H2Recv { body: recv, pending: Bytes::new() }, send: H2Send { stream: send, ended: false } }
+        Self {
+            recv: H2Recv { body: recv, pending: Bytes::new(), _held: None },
+            send: H2Send { stream: send, ended: false, _held: None },
+        }
+    }
+
+    /// The stream, keeping `held` alive until both of its halves are
+    /// dropped.
+    pub(crate) fn holding(mut self, held: std::sync::Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.recv._held = Some(held.clone());
+        self.send._held = Some(held);
+        self
     }
 
     /// The stream's id on its connection.
