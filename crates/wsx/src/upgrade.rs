@@ -1,20 +1,40 @@
-//! WebSocket upgrades inside a hyper 1 server (feature `hyper`).
+//! WebSocket upgrades inside a hyper 1 server (feature `hyper`), over
+//! HTTP/1.1 and HTTP/2.
 //!
 //! [`upgrade`] / [`upgrade_with`] check a request with the same handshake
 //! code as [`crate::accept`] (same limits, same [`Accept`], same refusals:
 //! 400, 405, 426 with `Sec-WebSocket-Version: 13, 8, 7`, 431) and return the
-//! response to send: the 101 and an [`Upgrading`] future that resolves to
-//! the [`WebSocket`] once hyper hands the connection over, or a
+//! response to send: the acceptance and an [`Upgrading`] future that
+//! resolves to the [`WebSocket`] once hyper hands the stream over, or a
 //! [`Rejection`] holding the refusal.
 //!
-//! The hyper connection must be served with upgrades enabled
-//! (`http1::Builder::serve_connection(..).with_upgrades()`, or hyper-util's
-//! `serve_connection_with_upgrades`). HTTP/2 (RFC 8441) is not supported.
+//! - HTTP/1.1 (RFC 6455 §4): a `GET` with `Upgrade: websocket`, answered
+//!   101; the WebSocket takes over the connection. Serve it with upgrades
+//!   (`http1::Builder::serve_connection(..).with_upgrades()`, or
+//!   hyper-util's `serve_connection_with_upgrades`).
+//! - HTTP/2 (RFC 8441): an extended `CONNECT` with `:protocol websocket`,
+//!   answered 200 without `Upgrade`, `Connection` or
+//!   `Sec-WebSocket-Accept` (§5); the WebSocket runs on that stream while
+//!   the connection serves others. Serve it with the extended CONNECT on
+//!   (`http2::Builder::enable_connect_protocol()`, or
+//!   `builder.http2().enable_connect_protocol()` on hyper-util's auto
+//!   builder), which sends SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (§3):
+//!   clients only open WebSockets over HTTP/2 to servers that send it.
+//!
+//! Subprotocol, permessage-deflate and limits are decided the same way on
+//! both. Refusals on HTTP/2 carry no connection-specific field (RFC 9113
+//! §8.2.2); a `CONNECT` without `:protocol` (a tunnel) gets 405, one for
+//! another protocol 501.
+//!
+//! hyper-util's auto builder serves both versions on one port: over TLS,
+//! offer ALPN `h2` and `http/1.1`; in clear text it also takes HTTP/2 with
+//! prior knowledge (h2c).
 //!
 //! ```no_run
 //! use http_body_util::Full;
-//! use hyper::{body::Incoming, server::conn::http1, service::service_fn, Request, Response};
-//! use hyper_util::rt::TokioIo;
+//! use hyper::{body::Incoming, service::service_fn, Request, Response};
+//! use hyper_util::rt::{TokioExecutor, TokioIo};
+//! use hyper_util::server::conn::auto;
 //! use wsx::Bytes;
 //!
 //! async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
@@ -43,7 +63,11 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
 //! loop {
 //!     let (tcp, _) = listener.accept().await?;
-//!     tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(tcp), service_fn(handle)).with_upgrades());
+//!     tokio::spawn(async move {
+//!         let mut builder = auto::Builder::new(TokioExecutor::new());
+//!         builder.http2().enable_connect_protocol();
+//!         builder.serve_connection_with_upgrades(TokioIo::new(tcp), service_fn(handle)).await
+//!     });
 //! }
 //! # }
 //! ```
@@ -53,7 +77,7 @@ use crate::stream::SplitIo;
 use crate::{Config, Error, Result, WebSocket};
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Full;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -71,24 +95,72 @@ pub type UpgradedIo = TokioIo<Upgraded>;
 #[non_exhaustive]
 pub enum UpgradeError {
     /// The request carries no hyper upgrade handle: it did not come from a
-    /// hyper HTTP/1.1 server connection (or was already upgraded).
-    #[error("this request cannot be upgraded (it did not come from a hyper HTTP/1.1 connection)")]
+    /// hyper server connection (an HTTP/1.1 request, or an HTTP/2
+    /// `CONNECT`), or was already upgraded.
+    #[error("this request cannot be upgraded (it did not come from a hyper server connection)")]
     NotUpgradable,
-    /// hyper failed to hand over the connection (e.g. the connection is
-    /// not served `with_upgrades()`, or closed before the 101 was sent).
+    /// hyper failed to hand over the connection (e.g. an HTTP/1.1
+    /// connection not served `with_upgrades()`, or a connection or stream
+    /// that closed before the response was sent).
     #[error(transparent)]
     Hyper(#[from] hyper::Error),
 }
 
-/// Whether a request asks for a WebSocket (`Upgrade: websocket`), to route
-/// it before checking it with [`upgrade`].
+/// Whether a request asks for a WebSocket, to route it before checking it
+/// with [`upgrade`]: `Upgrade: websocket` on HTTP/1.1 (RFC 6455 §4.2.1
+/// item 3), an extended `CONNECT` with `:protocol` `websocket` on HTTP/2
+/// (RFC 8441 §4, §5; hyper hands the pseudo-header over as a
+/// [`hyper::ext::Protocol`] extension). Whether it is a valid one is
+/// checked by [`upgrade`].
 ///
 /// ```
 /// let req = http::Request::get("/").header("upgrade", "websocket").body(()).unwrap();
 /// assert!(wsx::upgrade::is_upgrade_request(&req));
+///
+/// let mut req = http::Request::connect("https://example.com/chat")
+///     .version(http::Version::HTTP_2)
+///     .body(())
+///     .unwrap();
+/// assert!(!wsx::upgrade::is_upgrade_request(&req), "a tunnel, not a WebSocket");
+/// req.extensions_mut().insert(hyper::ext::Protocol::from_static("websocket"));
+/// assert!(wsx::upgrade::is_upgrade_request(&req));
 /// ```
 pub fn is_upgrade_request<B>(request: &Request<B>) -> bool {
+    if is_extended_connect(request.method(), request.version()) {
+        return connect_protocol(request.extensions()).is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+    }
     header_has_token(request.headers(), header::UPGRADE, "websocket")
+}
+
+/// Whether a request is checked as an extended `CONNECT` (RFC 8441 §4):
+/// a `CONNECT` on HTTP/2 or later. A `CONNECT` on HTTP/1.1 stays an
+/// HTTP/1.1 request, refused by the RFC 6455 rules (405).
+fn is_extended_connect(method: &Method, version: Version) -> bool {
+    method == Method::CONNECT && version >= Version::HTTP_2
+}
+
+/// The `:protocol` pseudo-header of an HTTP/2 extended `CONNECT` (RFC 8441
+/// §4), which hyper's server keeps in the request's extensions.
+fn connect_protocol(extensions: &Extensions) -> Option<&str> {
+    extensions.get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str)
+}
+
+/// Remove from a response's headers the fields HTTP/2 forbids (RFC 9113
+/// §8.2.2: `Connection` and the connection-specific fields) when it
+/// answers an HTTP/2 request: the handshake's HTTP/1.1 refusals carry
+/// `Connection: close` (and the 426 an `Upgrade`), which hyper would drop
+/// with a warning.
+pub(crate) fn fit_to_version<B>(mut response: Response<B>, version: Version) -> Response<B> {
+    if version >= Version::HTTP_2 {
+        let h = response.headers_mut();
+        for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING, header::TE] {
+            h.remove(name);
+        }
+        for name in ["keep-alive", "proxy-connection"] {
+            h.remove(name);
+        }
+    }
+    response
 }
 
 /// An approximation of the size of the request head on the wire.
@@ -116,12 +188,14 @@ pub(crate) fn check_limits(
 }
 
 /// Check a request head as [`crate::accept`] does, with the limits of
-/// `config`.
+/// `config`: by the rules of RFC 6455 §4.2.1 on HTTP/1.1, of RFC 8441 §5
+/// for an HTTP/2 `CONNECT` (whose `:protocol` is in `extensions`).
 pub(crate) fn check_head(
     method: &Method,
     uri: &Uri,
     version: Version,
     headers: &HeaderMap,
+    extensions: &Extensions,
     config: &Config,
 ) -> std::result::Result<UpgradeRequest, HandshakeError> {
     check_limits(method, uri, headers, config)?;
@@ -130,12 +204,17 @@ pub(crate) fn check_head(
     *head.uri_mut() = uri.clone();
     *head.version_mut() = version;
     *head.headers_mut() = headers.clone();
-    UpgradeRequest::from_request(head)
+    if is_extended_connect(method, version) {
+        UpgradeRequest::from_extended_connect(head, connect_protocol(extensions))
+    } else {
+        UpgradeRequest::from_request(head)
+    }
 }
 
 /// A refused upgrade: the response to send (the handshake's 400 / 405 /
-/// 426 / 431, the application's own refusal, or 500 when the connection
-/// cannot be upgraded) and the error it stands for.
+/// 426 / 431, on HTTP/2 also 501 for another `:protocol`, the
+/// application's own refusal, or 500 when the connection cannot be
+/// upgraded) and the error it stands for.
 pub struct Rejection {
     // Boxed: a `Result<_, Rejection>` stays small.
     response: Box<Response<Full<Bytes>>>,
@@ -143,9 +222,10 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn handshake(e: HandshakeError) -> Self {
+    fn handshake(e: HandshakeError, version: Version) -> Self {
         tracing::debug!(error = %e, "refusing upgrade request");
-        Self { response: Box::new(e.to_response().map(Full::new)), error: Box::new(e.into()) }
+        let response = fit_to_version(e.to_response().map(Full::new), version);
+        Self { response: Box::new(response), error: Box::new(e.into()) }
     }
 
     fn not_upgradable() -> Self {
@@ -198,8 +278,9 @@ impl std::error::Error for Rejection {
     }
 }
 
-/// The connection being handed over: resolves to the [`WebSocket`] once
-/// hyper has sent the 101 response, bounded by the handshake timeout.
+/// The connection (on HTTP/2, the stream) being handed over: resolves to
+/// the [`WebSocket`] once hyper has sent the 101 (on HTTP/2, the 200),
+/// bounded by the handshake timeout.
 /// Spawn it (or await it in a spawned task) after returning the response.
 pub struct Upgrading {
     inner: Pin<Box<dyn Future<Output = Result<WebSocket<UpgradedIo>>> + Send>>,
@@ -215,13 +296,14 @@ impl Upgrading {
                 .map_err(|_| Error::HandshakeTimeout)?
                 .map_err(UpgradeError::Hyper)?;
             // hyper keeps bytes it read past the request head inside
-            // `Upgraded`: nothing is left over here.
+            // `Upgraded` (on HTTP/2 the stream's DATA follow the 200):
+            // nothing is left over here.
             Ok(accepted.into_websocket(TokioIo::new(upgraded), &config, &[]))
         });
         Self { inner, protocol }
     }
 
-    /// The subprotocol selected in the 101 response.
+    /// The subprotocol selected in the response.
     pub fn protocol(&self) -> Option<&str> {
         self.protocol.as_deref()
     }
@@ -268,8 +350,10 @@ pub fn upgrade<B>(
 /// Accept a WebSocket upgrade in a hyper server, letting `callback` see
 /// the checked request and accept it (choosing a subprotocol, adding
 /// headers) or refuse it with any response, as in [`crate::accept_with`].
-/// Returns the 101 response to send and the [`Upgrading`] future, or the
-/// [`Rejection`] to send.
+/// Returns the response to send (101 on HTTP/1.1; 200 with no body on
+/// HTTP/2, RFC 8441 §5) and the [`Upgrading`] future, or the
+/// [`Rejection`] to send. [`UpgradeRequest::is_extended_connect`] tells
+/// the callback which of the two it sees.
 ///
 /// ```no_run
 /// # async fn handle(mut req: hyper::Request<hyper::body::Incoming>)
@@ -304,12 +388,13 @@ pub fn upgrade_with<B, F>(
 where
     F: FnOnce(&UpgradeRequest) -> std::result::Result<Accept, Reject>,
 {
-    let upgrade = check_head(request.method(), request.uri(), request.version(), request.headers(), config)
-        .map_err(Rejection::handshake)?;
+    let version = request.version();
+    let upgrade = check_head(request.method(), request.uri(), version, request.headers(), request.extensions(), config)
+        .map_err(|e| Rejection::handshake(e, version))?;
     let accept = match callback(&upgrade) {
         Ok(a) => a,
         Err(reject) => {
-            let resp = reject.into_response();
+            let resp = fit_to_version(reject.into_response(), version);
             let status = resp.status();
             return Err(Rejection {
                 response: Box::new(resp.map(Full::new)),
@@ -317,12 +402,15 @@ where
             });
         }
     };
-    let accepted = Accepted::new(&upgrade, &accept, config).map_err(Rejection::handshake)?;
+    let accepted = Accepted::new(&upgrade, &accept, config).map_err(|e| Rejection::handshake(e, version))?;
     if request.extensions().get::<OnUpgrade>().is_none() {
         return Err(Rejection::not_upgradable());
     }
     let on_upgrade = hyper::upgrade::on(request);
-    let response = accepted.response.clone().map(|()| Full::default());
+    // On HTTP/2 the 200 has no body (hyper resets a stream whose 200 to a
+    // CONNECT announces one): the stream's DATA are the WebSocket's bytes,
+    // handed over once the HEADERS are sent.
+    let response = fit_to_version(accepted.response.clone(), version).map(|()| Full::default());
     let protocol = accept.selected_protocol().map(str::to_owned);
     Ok((response, Upgrading::new(on_upgrade, accepted, protocol, config)))
 }
