@@ -291,11 +291,19 @@ fn connection(shared: Arc<Shared>, req: Request) -> impl std::future::Future<Out
     }
 }
 
-/// A plain HTTP request: a static file, or 404.
+/// A plain HTTP request: the server's metrics at `/metrics`, a static
+/// file, or 404.
 async fn http(req: Request, files: Option<&StaticFiles>) -> wsx::Result<()> {
-    let resp = match files {
-        Some(files) => files.response(req.head().request()).await,
-        None => Reject::new(404, "not found: this is a WebSocket server\n").into_response(),
+    let resp = if req.path() == "/metrics" {
+        let mut resp = http::Response::new(bytes::Bytes::from(req.server().metrics_text()));
+        resp.headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+        resp
+    } else {
+        match files {
+            Some(files) => files.response(req.head().request()).await,
+            None => Reject::new(404, "not found: this is a WebSocket server\n").into_response(),
+        }
     };
     req.respond(resp).await
 }

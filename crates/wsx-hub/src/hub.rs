@@ -696,7 +696,9 @@ impl Hub {
     pub fn metrics_text(&self) -> String {
         let rooms = self.lock().rooms.len();
         let refused = self.inner.server.refused_connections();
-        self.inner.metrics.render(rooms, &self.broker_state(), self.inner.broker.kind(), refused)
+        let mut text = self.inner.metrics.render(rooms, &self.broker_state(), self.inner.broker.kind(), refused);
+        text.push_str(&self.inner.server.metrics_text());
+        text
     }
 
     /// Where the broker stands.

@@ -161,8 +161,7 @@ impl Hub {
             return Err(refuse(req, reject).await);
         }
         let last = req.head().header("last-event-id").and_then(|v| v.trim().parse::<u64>().ok());
-        let (_, stream, _) = req.into_parts();
-        crate::sse::serve(self, stream, room, last).await
+        crate::sse::serve(self, req, room, last).await
     }
 
     /// The hub's policies for a request: shutdown, origin, auth. Returns

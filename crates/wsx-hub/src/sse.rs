@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::replay::SseRoom;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use wsx::server::Request;
 
 /// A write that takes longer ends the stream.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,9 +30,9 @@ async fn write_all<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) -> Result<(),
     }
 }
 
-/// Stream `room` on `stream` until the client goes away, the stream falls
-/// too far behind, or the hub shuts down.
-pub(crate) async fn serve<S>(hub: &Hub, stream: S, room: String, last_id: Option<u64>) -> Result<(), HubError>
+/// Stream `room` as the response to `req` until the client goes away, the
+/// stream falls too far behind, or the hub shuts down.
+pub(crate) async fn serve<S>(hub: &Hub, req: Request<S>, room: String, last_id: Option<u64>) -> Result<(), HubError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -46,12 +47,15 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(2), ready).await;
     }
     Metrics::inc(&hub.inner.metrics.sse_streams);
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let result = async {
-        let mut head = String::from(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-             x-accel-buffering: no\r\nconnection: close\r\n\r\nretry: 2000\n\n",
-        );
+        let head = http::Response::builder()
+            .header("content-type", "text/event-stream")
+            .header("cache-control", "no-cache")
+            .header("x-accel-buffering", "no")
+            .body(())
+            .map_err(|e| HubError::Io(std::io::Error::other(e)))?;
+        let (mut rd, mut wr) = tokio::io::split(req.respond_stream(head).await?);
+        let mut head = String::from("retry: 2000\n\n");
         for ev in &replay {
             head.push_str(&ev.text);
         }

@@ -788,6 +788,31 @@ impl From<HandshakeError> for Reject {
 /// assert!(out.ends_with(b"content-length: 18\r\n\r\norigin not allowed"));
 /// ```
 pub fn write_response<B>(resp: &Response<B>, body: &[u8], dst: &mut Vec<u8>) {
+    write_status_and_headers(resp, dst);
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS && !resp.headers().contains_key(header::CONTENT_LENGTH) {
+        dst.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    dst.extend_from_slice(b"\r\n");
+    dst.extend_from_slice(body);
+}
+
+/// Append the HTTP/1.1 head of `resp` to `dst` as it is, with no length
+/// added: for a body that follows as it is produced.
+///
+/// ```
+/// use wsx_proto::handshake::write_head;
+/// let resp = http::Response::builder().header("content-type", "text/event-stream").body(()).unwrap();
+/// let mut out = Vec::new();
+/// write_head(&resp, &mut out);
+/// assert_eq!(out, b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n");
+/// ```
+pub fn write_head<B>(resp: &Response<B>, dst: &mut Vec<u8>) {
+    write_status_and_headers(resp, dst);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// The status line and header lines of `resp`.
+fn write_status_and_headers<B>(resp: &Response<B>, dst: &mut Vec<u8>) {
     let status = resp.status();
     dst.extend_from_slice(b"HTTP/1.1 ");
     dst.extend_from_slice(status.as_str().as_bytes());
@@ -800,11 +825,6 @@ pub fn write_response<B>(resp: &Response<B>, body: &[u8], dst: &mut Vec<u8>) {
         dst.extend_from_slice(v.as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
-    if status != StatusCode::SWITCHING_PROTOCOLS && !resp.headers().contains_key(header::CONTENT_LENGTH) {
-        dst.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-    }
-    dst.extend_from_slice(b"\r\n");
-    dst.extend_from_slice(body);
 }
 
 /// What the client negotiated.

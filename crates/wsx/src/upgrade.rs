@@ -152,13 +152,7 @@ fn connect_protocol(extensions: &Extensions) -> Option<&str> {
 /// with a warning.
 pub(crate) fn fit_to_version<B>(mut response: Response<B>, version: Version) -> Response<B> {
     if version >= Version::HTTP_2 {
-        let h = response.headers_mut();
-        for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING, header::TE] {
-            h.remove(name);
-        }
-        for name in ["keep-alive", "proxy-connection"] {
-            h.remove(name);
-        }
+        crate::server::remove_connection_fields(response.headers_mut());
     }
     response
 }

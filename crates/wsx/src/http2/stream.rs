@@ -39,6 +39,11 @@ pub struct H2Send {
 type Held = Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>;
 
 impl H2Stream {
+    /// The two halves, to use apart.
+    pub(crate) fn halves(&mut self) -> (&mut H2Recv, &mut H2Send) {
+        (&mut self.recv, &mut self.send)
+    }
+
     /// The stream of `send` and `recv`: on a server, what
     /// `SendResponse::send_response` returned and the request's body; on a
     /// client, the request's send stream and the response's body.
@@ -139,6 +144,38 @@ impl AsyncWrite for H2Send {
 }
 
 impl H2Send {
+    /// Send `bytes` as the stream's last data, as the peer's window allows
+    /// (a whole response body: queued by reference, not copied).
+    pub(crate) async fn send_last(&mut self, mut bytes: Bytes) -> io::Result<()> {
+        if bytes.is_empty() {
+            self.stream.send_data(Bytes::new(), true).map_err(io_error)?;
+        }
+        while !bytes.is_empty() {
+            self.stream.reserve_capacity(bytes.len());
+            let granted = std::future::poll_fn(|cx| {
+                let granted = self.stream.capacity();
+                if granted > 0 {
+                    return Poll::Ready(Ok(granted));
+                }
+                match ready!(self.stream.poll_capacity(cx)) {
+                    Some(Ok(_)) => Poll::Ready(Ok(self.stream.capacity())),
+                    Some(Err(e)) => Poll::Ready(Err(io_error(e))),
+                    None => Poll::Ready(Err(self.reset_error(cx))),
+                }
+            })
+            .await?;
+            let chunk = bytes.split_to(granted.min(bytes.len()));
+            self.stream.send_data(chunk, bytes.is_empty()).map_err(io_error)?;
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Resolves when the peer resets the stream (a client that went away).
+    pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.stream.poll_reset(cx).map(|_| ())
+    }
+
     /// Why the stream can no longer send (its reset, if the peer sent one).
     fn reset_error(&mut self, cx: &mut Context<'_>) -> io::Error {
         match self.stream.poll_reset(cx) {

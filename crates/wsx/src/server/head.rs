@@ -1,14 +1,14 @@
 //! HTTP/1.1 on the server's side of a connection: reading a request head
 //! (bounded in size; the caller bounds it in time), the request as
-//! handlers and policies see it ([`RequestHead`]), and writing a whole
-//! response.
+//! handlers and policies see it ([`RequestHead`], of HTTP/1.1 and HTTP/2
+//! alike), and writing a whole response.
 
 use crate::Result;
 use bytes::{Bytes, BytesMut};
 use http::{header, Method, Request, Response};
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use wsx_proto::handshake::{write_response, HandshakeError, HeadReader};
+use wsx_proto::handshake::{write_head, write_response, HandshakeError, HeadReader};
 
 /// A request head and the peer it came from, as handlers, policies and
 /// auth hooks see it.
@@ -73,10 +73,29 @@ impl RequestHead {
         self.header(header::ORIGIN)
     }
 
-    /// Whether this asks for a WebSocket (`Upgrade: websocket`, RFC 6455
-    /// §4.2.1 item 3). Whether it is a valid one is checked on upgrade.
+    /// Whether this asks for a WebSocket: `Upgrade: websocket` on HTTP/1.1
+    /// (RFC 6455 §4.2.1 item 3), an extended `CONNECT` with `:protocol`
+    /// `websocket` on HTTP/2 (RFC 8441 §5). Whether it is a valid one is
+    /// checked on upgrade.
     pub fn is_upgrade(&self) -> bool {
+        if self.request.method() == Method::CONNECT {
+            return self.connect_protocol().is_some_and(|p| p.eq_ignore_ascii_case("websocket"));
+        }
         wsx_proto::handshake::header_has_token(self.request.headers(), header::UPGRADE, "websocket")
+    }
+
+    /// The `:protocol` of an HTTP/2 extended `CONNECT` (RFC 8441 §4).
+    pub fn connect_protocol(&self) -> Option<&str> {
+        #[cfg(feature = "http2")]
+        if let Some(p) = self.request.extensions().get::<h2::ext::Protocol>() {
+            return Some(p.as_str());
+        }
+        None
+    }
+
+    /// The HTTP version the request came on (1.1 or 2).
+    pub fn version(&self) -> http::Version {
+        self.request.version()
     }
 
     /// A query parameter, decoded as HTML forms encode it
@@ -159,4 +178,33 @@ pub(crate) async fn respond<S: AsyncWrite + Unpin>(
     stream.flush().await?;
     let _ = stream.shutdown().await;
     Ok(())
+}
+
+/// Write the head of a response whose body follows as it is produced: no
+/// length, so the body runs until the connection closes (RFC 9112 §6.3
+/// item 8), which `Connection: close` announces.
+pub(crate) async fn write_stream_head<S: AsyncWrite + Unpin>(stream: &mut S, resp: &Response<()>) -> Result<()> {
+    let mut head = Response::new(());
+    *head.status_mut() = resp.status();
+    *head.headers_mut() = resp.headers().clone();
+    head.headers_mut().remove(header::CONTENT_LENGTH);
+    head.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    let mut out = Vec::with_capacity(256);
+    write_head(&head, &mut out);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Remove the fields HTTP/2 and HTTP/3 forbid in a message (RFC 9113
+/// §8.2.2, RFC 9114 §4.2: `Connection` and the connection-specific
+/// fields), which the handshake's HTTP/1.1 answers carry (`Connection:
+/// close`, the 426's `Upgrade`).
+pub(crate) fn remove_connection_fields(headers: &mut http::HeaderMap) {
+    for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING, header::TE] {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
 }

@@ -55,6 +55,8 @@
 mod accept;
 mod echo;
 mod files;
+#[cfg(feature = "http2")]
+mod h2;
 mod head;
 mod policy;
 mod pump;
@@ -64,6 +66,7 @@ pub(crate) use accept::Accepted;
 pub use accept::{accept, accept_with, Handshake};
 pub use echo::echo;
 pub use files::StaticFiles;
+pub(crate) use head::remove_connection_fields;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
 pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
@@ -116,6 +119,7 @@ pub struct ServerBuilder {
     origins: OriginPolicy,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
+    http2: bool,
 }
 
 struct Inner {
@@ -132,6 +136,8 @@ struct Inner {
     stopping: watch::Sender<bool>,
     /// Connections refused for the connection limit.
     refused: AtomicU64,
+    /// WebSockets opened over HTTP/1.1 and over HTTP/2.
+    websockets: [AtomicU64; 2],
 }
 
 impl Default for ServerBuilder {
@@ -143,6 +149,7 @@ impl Default for ServerBuilder {
             origins: OriginPolicy::any(),
             max_connections: None,
             shutdown_timeout: Duration::from_secs(5),
+            http2: true,
         }
     }
 }
@@ -185,8 +192,10 @@ impl ServerBuilder {
 
     /// At most `n` connections at once (at least 1), counted from the
     /// moment they are accepted: handshakes in progress and plain HTTP
-    /// requests count. One more gets 503 with `Retry-After: 1` at once,
-    /// without its request being read.
+    /// requests count, and so does each stream of an HTTP/2 connection
+    /// (a WebSocket or request there costs what a connection of its own
+    /// costs on HTTP/1.1) besides the connection itself. One more gets 503
+    /// with `Retry-After: 1` at once, without its request being read.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = Some(n.max(1));
         self
@@ -199,23 +208,59 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether a TLS server offers HTTP/2 (`h2`) by ALPN beside HTTP/1.1,
+    /// with WebSockets over its streams (RFC 8441), as browsers use
+    /// whenever a server offers it (default: on, with the `http2`
+    /// feature). Off, or without the feature, the server offers HTTP/1.1
+    /// alone. Plain (`ws://`) connections are always HTTP/1.1.
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
+        self
+    }
+
     /// The server.
     pub fn build(self) -> Server {
         let group = Group::new(crate::keepalive::Settings::new(&self.config));
+        #[cfg(feature = "tls")]
+        let http2 = self.http2 && cfg!(feature = "http2");
         Server {
             inner: Arc::new(Inner {
                 config: self.config,
                 #[cfg(feature = "tls")]
-                tls: self.tls,
+                tls: self.tls.map(|acceptor| offer_alpn(acceptor, http2)),
                 origins: self.origins,
                 max_connections: self.max_connections.unwrap_or(usize::MAX),
                 shutdown_timeout: self.shutdown_timeout,
                 group,
                 stopping: watch::channel(false).0,
                 refused: AtomicU64::new(0),
+                websockets: Default::default(),
             }),
         }
     }
+}
+
+/// The application protocols a TLS server offers (RFC 7301): `h2` first
+/// when it serves HTTP/2, then `http/1.1`. A configuration that names
+/// other protocols is the application's own and keeps them; `h2` goes
+/// when HTTP/2 is off, since the server would not speak it.
+#[cfg(feature = "tls")]
+fn offer_alpn(acceptor: TlsAcceptor, http2: bool) -> TlsAcceptor {
+    const H2: &[u8] = b"h2";
+    const H1: &[u8] = b"http/1.1";
+    let offered = &acceptor.config().alpn_protocols;
+    let ours = offered.iter().all(|p| p == H1 || p == H2);
+    let wanted: Vec<Vec<u8>> = match (ours, http2) {
+        (true, true) => vec![H2.to_vec(), H1.to_vec()],
+        (true, false) => vec![H1.to_vec()],
+        (false, _) => offered.iter().filter(|p| http2 || p.as_slice() != H2).cloned().collect(),
+    };
+    if *offered == wanted {
+        return acceptor;
+    }
+    let mut config = (**acceptor.config()).clone();
+    config.alpn_protocols = wanted;
+    TlsAcceptor::from(Arc::new(config))
 }
 
 /// A connection's place among the live ones; freed when dropped.
@@ -291,6 +336,47 @@ impl Server {
     /// Connections refused (503) for the connection limit so far.
     pub fn refused_connections(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// WebSockets opened since the server started over `version`
+    /// (`HTTP_11` or `HTTP_2`; 0 for any other).
+    ///
+    /// ```
+    /// let server = wsx::server::Server::builder().build();
+    /// assert_eq!(server.websockets_opened(http::Version::HTTP_2), 0);
+    /// ```
+    pub fn websockets_opened(&self, version: http::Version) -> u64 {
+        match version_index(version) {
+            Some(i) => self.inner.websockets[i].load(Ordering::Relaxed),
+            None => 0,
+        }
+    }
+
+    /// The server's counters in the Prometheus text format: connections
+    /// open, refused for the limit, and WebSockets opened by HTTP version.
+    ///
+    /// ```
+    /// let server = wsx::server::Server::builder().build();
+    /// assert!(server.metrics_text().contains("wsx_websockets_opened_total{http=\"2\"} 0"));
+    /// ```
+    pub fn metrics_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(512);
+        let _ = write!(
+            out,
+            "# HELP wsx_connections Connections being served (an HTTP/2 connection and each of its streams count).\n\
+             # TYPE wsx_connections gauge\nwsx_connections {}\n\
+             # HELP wsx_connections_refused_total Connections refused for the connection limit.\n\
+             # TYPE wsx_connections_refused_total counter\nwsx_connections_refused_total {}\n\
+             # HELP wsx_websockets_opened_total WebSockets opened, by HTTP version.\n\
+             # TYPE wsx_websockets_opened_total counter\n\
+             wsx_websockets_opened_total{{http=\"1.1\"}} {}\nwsx_websockets_opened_total{{http=\"2\"}} {}\n",
+            self.connections(),
+            self.refused_connections(),
+            self.websockets_opened(http::Version::HTTP_11),
+            self.websockets_opened(http::Version::HTTP_2),
+        );
+        out
     }
 
     /// Whether [`Server::shutdown`] has started.
@@ -429,7 +515,18 @@ fn connection<H: Handler<ServerStream>>(
     handler: Arc<H>,
 ) -> impl Future<Output = ()> + Send {
     let (server, id) = (slot.server.clone(), slot.id);
-    let opening = Box::pin(async move { Some(handler.handle(open(server, tcp, peer, id).await?)) });
+    let opening = Box::pin(async move {
+        match open(server.clone(), tcp, peer, id).await? {
+            Opened::Request(request) => Some(handler.handle(request)),
+            // Many requests on one connection: the opening serves them
+            // all, each stream in a task of its own.
+            #[cfg(feature = "http2")]
+            Opened::Http2(tls, deadline) => {
+                h2::serve(server, *tls, peer, handler, deadline).await;
+                None
+            }
+        }
+    });
     ConnectionTask::Opening { opening, slot: Some(slot) }
 }
 
@@ -476,9 +573,18 @@ where
     }
 }
 
+/// What an accepted connection turned out to carry.
+enum Opened {
+    /// One HTTP/1.1 request (an upgrade, or a request answered once).
+    Request(Request<ServerStream>),
+    /// HTTP/2, chosen by ALPN, to serve by the handshake deadline.
+    #[cfg(feature = "http2")]
+    Http2(Box<ServerTls>, tokio::time::Instant),
+}
+
 /// TLS (when configured) and the request head, within the handshake
 /// timeout together.
-async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u32) -> Option<Request<ServerStream>> {
+async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u32) -> Option<Opened> {
     let _ = tcp.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + server.inner.config.handshake_timeout();
     #[cfg(feature = "tls")]
@@ -487,6 +593,10 @@ async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u32) -> Opti
         // connection's opening as large (10,000 handshakes at once are
         // 10,000 openings).
         Some(acceptor) => match Box::pin(tokio::time::timeout_at(deadline, acceptor.accept(tcp))).await {
+            #[cfg(feature = "http2")]
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                return Some(Opened::Http2(Box::new(tls), deadline));
+            }
             Ok(Ok(tls)) => MaybeTls::Tls(Box::new(tls)),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -501,7 +611,7 @@ async fn open(server: Server, tcp: TcpStream, peer: SocketAddr, id: u32) -> Opti
     };
     #[cfg(not(feature = "tls"))]
     let stream = MaybeTls::Plain(tcp);
-    read_request(server, stream, Some(peer), id, deadline).await
+    read_request(server, stream, Some(peer), id, deadline).await.map(Opened::Request)
 }
 
 /// Read the request head by `deadline`; a malformed one is answered (400,
@@ -523,7 +633,8 @@ fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(Some(Ok((request, len))))) => {
                 let leftover = buf.split_off(len).freeze();
                 let head = RequestHead::new(request, peer);
-                return Some(Request(Box::new(RequestInner { head, leftover, stream, server, slot })));
+                let io = Io::H1 { stream, leftover };
+                return Some(Request(Box::new(RequestInner { head, io, server, slot })));
             }
             Ok(Ok(Some(Err(e)))) => e,
             Ok(Ok(None)) => return None,
@@ -563,10 +674,11 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-/// A request that a [`Server`] read: its head, and the connection to answer
-/// it on. Upgrade it to a WebSocket ([`Request::upgrade`]), answer it
-/// ([`Request::respond`]), or take the connection for a response of your
-/// own ([`Request::into_parts`]: Server-Sent Events, say).
+/// A request that a [`Server`] read, over HTTP/1.1 or on a stream of an
+/// HTTP/2 connection: its head, and where to answer it. Upgrade it to a
+/// WebSocket ([`Request::upgrade`]), answer it ([`Request::respond`]), or
+/// stream a response ([`Request::respond_stream`]: Server-Sent Events,
+/// say). The handler sees no difference between the versions.
 ///
 /// Small (one pointer): a handler's future keeps it for the connection's
 /// whole life.
@@ -574,11 +686,38 @@ pub struct Request<S = ServerStream>(Box<RequestInner<S>>);
 
 struct RequestInner<S> {
     head: RequestHead,
-    stream: S,
-    /// Bytes read past the head.
-    leftover: Bytes,
+    io: Io<S>,
     server: Server,
     slot: u32,
+}
+
+/// Where a request came from and its answer goes.
+enum Io<S> {
+    /// An HTTP/1.1 connection, and the bytes read past the head.
+    H1 { stream: S, leftover: Bytes },
+    /// A stream of an HTTP/2 connection.
+    #[cfg(feature = "http2")]
+    H2(h2::H2Io<S>),
+}
+
+impl<S: AsyncWrite + Unpin> Io<S> {
+    /// Answer with a whole response and end the exchange.
+    async fn respond(self, response: &http::Response<Bytes>, head_only: bool) -> Result<()> {
+        match self {
+            Io::H1 { mut stream, .. } => head::respond(&mut stream, response, head_only).await,
+            #[cfg(feature = "http2")]
+            Io::H2(h2) => h2.respond(response, head_only).await,
+        }
+    }
+}
+
+/// The index of `version` in [`Inner::websockets`].
+fn version_index(version: http::Version) -> Option<usize> {
+    match version {
+        http::Version::HTTP_11 => Some(0),
+        http::Version::HTTP_2 => Some(1),
+        _ => None,
+    }
 }
 
 impl<S> std::fmt::Debug for Request<S> {
@@ -632,7 +771,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
     }
 
     async fn upgrade_inner(self, accept: Accept, config: Option<&Config>) -> Result<WebSocket<S>> {
-        let RequestInner { head, mut stream, leftover, server, slot } = *self.0;
+        let RequestInner { head, io, server, slot } = *self.0;
         let inner = &server.inner;
         let config = config.unwrap_or(&inner.config);
         let refused = if inner.is_stopping() {
@@ -642,38 +781,151 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
         };
         if let Err(reject) = refused {
             tracing::debug!(origin = ?head.origin(), status = %reject.status(), "upgrade refused");
-            head::respond(&mut stream, reject.response(), false).await?;
+            io.respond(reject.response(), false).await?;
             return Err(Error::Rejected(reject.status()));
         }
-        let upgrade = match UpgradeRequest::from_request(head.into_request()) {
+        let version = head.version();
+        // The handshake of HTTP/1.1 (RFC 6455 §4.2.1) or of HTTP/2 (RFC
+        // 8441 §5); what follows (policy, negotiation) is the same.
+        let upgrade = match &io {
+            Io::H1 { .. } => UpgradeRequest::from_request(head.into_request()),
+            #[cfg(feature = "http2")]
+            Io::H2(_) => {
+                let protocol = head.connect_protocol().map(str::to_owned);
+                UpgradeRequest::from_extended_connect(head.into_request(), protocol.as_deref())
+            }
+        };
+        let upgrade = match upgrade {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(error = %e, "refusing upgrade request");
-                head::respond(&mut stream, &e.to_response(), false).await?;
+                io.respond(&e.to_response(), false).await?;
                 return Err(e.into());
             }
         };
-        let mut ws = accept::accept_upgrade(stream, &upgrade, &accept, config, &leftover).await?;
+        let mut ws = match io {
+            Io::H1 { stream, leftover } => accept::accept_upgrade(stream, &upgrade, &accept, config, &leftover).await?,
+            #[cfg(feature = "http2")]
+            Io::H2(h2) => match accept::Accepted::new(&upgrade, &accept, config) {
+                Ok(accepted) => {
+                    let stream = h2.accept(&accepted.response)?;
+                    accepted.into_websocket(stream, config, &[])
+                }
+                Err(e) => {
+                    Io::H2(h2).respond(&e.to_response(), false).await?;
+                    return Err(e.into());
+                }
+            },
+        };
+        if let Some(i) = version_index(version) {
+            inner.websockets[i].fetch_add(1, Ordering::Relaxed);
+        }
         // Closed by the server's shutdown (even one that started meanwhile),
         // and ticking with its keepalive clock.
         ws.join_group(inner.group.clone(), slot);
         Ok(ws)
     }
 
-    /// Answer with `response` and close the connection. A `HEAD` request
-    /// gets the head alone.
+    /// Answer with `response` and end the exchange (on HTTP/1.1, close the
+    /// connection; on HTTP/2, end the stream). A `HEAD` request gets the
+    /// head alone.
     pub async fn respond(self, response: http::Response<Bytes>) -> Result<()> {
-        let RequestInner { head, mut stream, .. } = *self.0;
-        head::respond(&mut stream, &response, head.method() == http::Method::HEAD).await
+        let RequestInner { head, io, .. } = *self.0;
+        io.respond(&response, head.method() == http::Method::HEAD).await
     }
 
-    /// The head, the connection and the bytes read past the head, for a
-    /// response the handler writes itself (Server-Sent Events, a streamed
-    /// body). The connection still counts against the limit until the
-    /// handler returns.
-    pub fn into_parts(self) -> (RequestHead, S, Bytes) {
-        let RequestInner { head, stream, leftover, .. } = *self.0;
-        (head, stream, leftover)
+    /// Send `response`'s head and stream its body: what is written to the
+    /// returned [`ResponseStream`] is the body (Server-Sent Events, a long
+    /// download), until it is shut down or dropped. Reading it gives the
+    /// request's body, then waits, and ends (0 bytes) when the client goes
+    /// away. On HTTP/1.1 the body runs until the connection closes
+    /// (`Connection: close`, no length); on HTTP/2 it is the stream's DATA,
+    /// paced by the client's window. The connection (or stream) counts
+    /// against the limit until the handler returns.
+    ///
+    /// ```no_run
+    /// use tokio::io::AsyncWriteExt;
+    /// # async fn run(req: wsx::server::Request) -> wsx::Result<()> {
+    /// let head = http::Response::builder().header("content-type", "text/event-stream").body(()).unwrap();
+    /// let mut body = req.respond_stream(head).await?;
+    /// body.write_all(b"data: hello\n\n").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn respond_stream(self, response: http::Response<()>) -> Result<ResponseStream<S>> {
+        let RequestInner { io, .. } = *self.0;
+        match io {
+            Io::H1 { mut stream, .. } => {
+                head::write_stream_head(&mut stream, &response).await?;
+                Ok(ResponseStream(StreamIo::H1(stream)))
+            }
+            #[cfg(feature = "http2")]
+            Io::H2(h2) => Ok(ResponseStream(StreamIo::H2 { stream: h2.respond_stream(&response)?, body_done: false })),
+        }
+    }
+}
+
+/// A response body being streamed; see [`Request::respond_stream`].
+#[derive(Debug)]
+pub struct ResponseStream<S>(StreamIo<S>);
+
+#[derive(Debug)]
+enum StreamIo<S> {
+    H1(S),
+    #[cfg(feature = "http2")]
+    H2 {
+        stream: crate::http2::H2Stream,
+        body_done: bool,
+    },
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ResponseStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            StreamIo::H1(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "http2")]
+            StreamIo::H2 { stream, body_done } => {
+                let (recv, send) = stream.halves();
+                if !*body_done {
+                    let before = buf.filled().len();
+                    ready!(Pin::new(recv).poll_read(cx, buf))?;
+                    if buf.filled().len() > before {
+                        return Poll::Ready(Ok(()));
+                    }
+                    *body_done = true;
+                }
+                // A GET's stream is half-closed by the client from the
+                // start: it goes away by resetting the stream.
+                send.poll_reset(cx).map(Ok)
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            StreamIo::H1(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "http2")]
+            StreamIo::H2 { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            StreamIo::H1(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "http2")]
+            StreamIo::H2 { stream, .. } => Pin::new(stream).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            StreamIo::H1(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "http2")]
+            StreamIo::H2 { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+        }
     }
 }
 
@@ -696,8 +948,10 @@ mod tests {
             &*handler,
             Request(Box::new(RequestInner {
                 head: RequestHead::new(http::Request::new(()), None),
-                stream: MaybeTls::Plain(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap()),
-                leftover: Bytes::new(),
+                io: Io::H1 {
+                    stream: MaybeTls::Plain(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap()),
+                    leftover: Bytes::new(),
+                },
                 server: server.clone(),
                 slot: 0,
             })),
