@@ -6,7 +6,7 @@
 //! reached, the fallback to HTTP/1.1 (ALPN, and HTTP/2 without
 //! SETTINGS_ENABLE_CONNECT_PROTOCOL, remembered), HTTP/2 required and
 //! forbidden, a reset stream failing its socket alone, GOAWAY, and
-//! `wsx::web` over HTTP/2.
+//! `wsx::web` over HTTP/2; and against `wsx::server::Server` too.
 
 mod common;
 #[path = "support/pki.rs"]
@@ -471,4 +471,52 @@ async fn the_browser_api_goes_over_http2_too() {
         other => panic!("expected close, got {other:?}"),
     }
     assert_eq!((server.streams(), server.h1()), (1, 0));
+}
+
+/// wsx's client against wsx's own server: five sockets opened at once,
+/// over HTTP/2 and through one TCP connection (counted by a relay in
+/// front of the server), each echoing text and 1 MiB.
+#[tokio::test]
+async fn wsx_client_and_wsx_server_share_one_connection_over_http2() {
+    use wsx::server::{Request, Server};
+    let ca = Ca::new("wsx h2 test CA");
+    let server = Server::builder().tls(pki::acceptor(&ca, &["localhost"])).build();
+    let (listener, addr) = listen().await;
+    let s = server.clone();
+    let serving = tokio::spawn(async move {
+        s.serve(listener, |req: Request| async move {
+            let mut ws = req.upgrade(wsx::handshake::Accept::new()).await?;
+            echo(&mut ws).await.map(drop)
+        })
+        .await
+    });
+    let (relay, relay_addr) = listen().await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let relaying = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            while let Ok((mut inbound, _)) = relay.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        }
+    });
+    let config = Config::default().with_tls_config(ca.client_config()).with_http2(Mode::Required);
+    let url = format!("wss://localhost:{}/", relay_addr.port());
+    let opened = within(futures_util::future::join_all((0..5).map(|_| wsx::connect_with(url.as_str(), &config)))).await;
+    for r in opened {
+        let (mut ws, response) = r.unwrap();
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        round_trip(&mut ws, Message::text("wsx to wsx")).await;
+        round_trip(&mut ws, Message::binary(vec![3u8; 1 << 20])).await;
+        close(ws).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "five WebSockets, one TCP connection");
+    assert_eq!(server.websockets_opened(http::Version::HTTP_2), 5);
+    assert_eq!(server.websockets_opened(http::Version::HTTP_11), 0);
+    relaying.abort();
+    serving.abort();
 }
