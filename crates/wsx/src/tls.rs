@@ -25,7 +25,6 @@
 mod provider;
 mod verify;
 
-use crate::client::Offer;
 use crate::maybe_tls::MaybeTlsStream;
 use crate::stream::SplitIo;
 use crate::{Config, Error, Result};
@@ -52,6 +51,16 @@ pub(crate) const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 /// The ALPN protocol of HTTP/2 over TLS (RFC 9113 §3.2).
 #[cfg(feature = "http2")]
 pub(crate) const ALPN_H2: &[u8] = b"h2";
+
+/// What a client offers by ALPN on one TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// `http/1.1` alone.
+    Http11,
+    /// `h2`, then `http/1.1` (the server picks, RFC 7301 §3.2).
+    #[cfg(feature = "http2")]
+    H2AndHttp11,
+}
 
 /// The ALPN protocols of `offer`, in the client's order of preference.
 fn alpn_protocols(offer: Offer) -> Vec<Vec<u8>> {

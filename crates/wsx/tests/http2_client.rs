@@ -65,6 +65,8 @@ struct Counts {
     h1: AtomicUsize,
     /// Extended CONNECT streams accepted with 200.
     streams: AtomicUsize,
+    /// HTTP/2 connections that have ended.
+    h2_ended: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
 }
 
@@ -134,7 +136,8 @@ async fn server(options: Options) -> TestServer {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
                     if tls.get_ref().1.alpn_protocol() == Some(H2) {
                         counts.h2.fetch_add(1, Ordering::SeqCst);
-                        serve_h2(tls, &options, counts).await;
+                        serve_h2(tls, &options, counts.clone()).await;
+                        counts.h2_ended.fetch_add(1, Ordering::SeqCst);
                     } else {
                         counts.h1.fetch_add(1, Ordering::SeqCst);
                         if let Ok(mut ws) = wsx::accept(tls).await {
@@ -340,6 +343,30 @@ async fn a_connection_at_the_servers_stream_limit_makes_another() {
 async fn round_trip_then_close(mut ws: WebSocket<wsx::MaybeTlsStream>) {
     round_trip(&mut ws, Message::text("still there")).await;
     close(ws).await;
+}
+
+#[tokio::test]
+async fn an_idle_connection_stays_for_the_next_socket_until_closed() {
+    let server = server(Options::default()).await;
+    let config = server.config();
+    let (ws, _) = within(wsx::connect_with(server.url("/"), &config)).await.unwrap();
+    close(ws).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.counts.h2_ended.load(Ordering::SeqCst), 0, "the connection waits for the next socket");
+    let (ws, _) = within(wsx::connect_with(server.url("/"), &config)).await.unwrap();
+    close(ws).await;
+    assert_eq!(server.tcp(), 1);
+
+    wsx::http2::close_idle_connections();
+    within(async {
+        while server.counts.h2_ended.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let (ws, _) = within(wsx::connect_with(server.url("/"), &config)).await.unwrap();
+    close(ws).await;
+    assert_eq!(server.tcp(), 2, "after close_idle_connections, a new connection");
 }
 
 #[tokio::test]

@@ -13,8 +13,10 @@
 //! go straight to HTTP/1.1.
 
 use super::H2Stream;
-use crate::client::{negotiated_websocket, offer_deflate, refused, Offer, Route, MAX_REFUSAL_BODY};
+use crate::client::handshake::{negotiated_websocket, offer_deflate, refused, MAX_REFUSAL_BODY};
+use crate::client::route::Route;
 use crate::proxy::Proxy;
+use crate::tls::Offer;
 use crate::{Config, Error, MaybeTls, MaybeTlsStream, Result, WebSocket};
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
@@ -91,6 +93,35 @@ const CONNECTION_WINDOW: u32 = 4 << 20;
 /// Tries of a stream on connections that turned out unable to take it
 /// (closing, or a refused stream): each is retried on another.
 const MAX_ATTEMPTS: u32 = 3;
+
+/// Close the pooled HTTP/2 connections that carry no WebSocket now,
+/// instead of after 30 s without one: each says GOAWAY and ends, and the
+/// next WebSocket to their origins dials anew. Connections with WebSockets
+/// are left alone. For a program about to exit, or a test that counts the
+/// server's connections.
+///
+/// ```no_run
+/// # async fn run() -> wsx::Result<()> {
+/// let (mut ws, _) = wsx::connect("wss://example.com/chat").await?;
+/// ws.close(wsx::CloseCode::Normal, "bye").await?;
+/// while ws.recv().await.is_some() {}
+/// drop(ws);
+/// wsx::http2::close_idle_connections();
+/// # Ok(()) }
+/// ```
+pub fn close_idle_connections() {
+    let mut origins = POOL.lock();
+    for o in origins.iter_mut() {
+        o.conns.retain(|c| {
+            let idle = c.state.live.load(Ordering::Acquire) == 0;
+            if idle {
+                c.state.closed.store(true, Ordering::Release);
+            }
+            !idle
+        });
+    }
+    prune(&mut origins);
+}
 
 /// What [`open`] did.
 pub(crate) enum Opened {

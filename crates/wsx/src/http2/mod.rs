@@ -21,19 +21,20 @@
 //! one origin (host, port, proxy, TLS configuration) share its HTTP/2
 //! connection while the server's `SETTINGS_MAX_CONCURRENT_STREAMS` leaves
 //! room, then another is opened; a connection without WebSockets closes
-//! after 30 s. A server that speaks HTTP/2 without extended `CONNECT` gets
-//! the WebSocket over HTTP/1.1, on a new connection that offers
-//! `http/1.1` alone, and is remembered for five minutes so that the next
-//! WebSockets go straight there. [`Mode`] (set with
-//! [`crate::Config::with_http2`]) requires HTTP/2 instead, failing with
-//! [`crate::Error::Http2Unavailable`], or turns it off. `ws://` stays
-//! HTTP/1.1: wsx speaks HTTP/2 over TLS only (no cleartext h2c). The pool
-//! is the process's; a connection is driven by a task on the runtime that
-//! opened it and closes when that runtime shuts down.
+//! after 30 s, or at once with [`close_idle_connections`]. A server that
+//! speaks HTTP/2 without extended `CONNECT` gets the WebSocket over
+//! HTTP/1.1, on a new connection that offers `http/1.1` alone, and is
+//! remembered for five minutes so that the next WebSockets go straight
+//! there. [`Mode`] (set with [`crate::Config::with_http2`]) requires
+//! HTTP/2 instead, failing with [`crate::Error::Http2Unavailable`], or
+//! turns it off. `ws://` stays HTTP/1.1: wsx speaks HTTP/2 over TLS only
+//! (no cleartext h2c). The pool is the process's; a connection is driven
+//! by a task on the runtime that opened it and closes when that runtime
+//! shuts down.
 
 mod client;
 mod stream;
 
+pub use client::{close_idle_connections, Mode, Unavailable};
 pub(crate) use client::{open, Opened};
-pub use client::{Mode, Unavailable};
 pub use stream::{H2Recv, H2Send, H2Stream};
