@@ -9,9 +9,12 @@
 //! holds alone (the connection's window is every stream's together, so
 //! that one stalled stream never starves the others), a send buffer per
 //! stream no larger than that window, heads within the handshake size
-//! limit, and the HTTP/2 library's own bounds against rapid resets and
-//! CONTINUATION, SETTINGS and PING floods. Shutdown closes each WebSocket
-//! with 1001, then, once this connection's streams are done, sends GOAWAY.
+//! limit, at most [`MAX_LIVE`] requests served at once (handlers that
+//! outlive their reset streams included), a GOAWAY that must be taken
+//! within [`GOAWAY_GRACE`], and the HTTP/2 library's own bounds against
+//! rapid resets and CONTINUATION, SETTINGS and PING floods. Shutdown
+//! closes each WebSocket with 1001, then, once this connection's streams
+//! are done, sends GOAWAY.
 
 use super::{stopped, Handler, Io, Request, RequestHead, RequestInner, Server, ServerStream};
 use crate::http2::H2Stream;
@@ -35,8 +38,24 @@ pub(super) const MAX_STREAMS: u32 = 128;
 /// WebSocket (or handler) that does not read.
 const STREAM_WINDOW: u32 = 64 << 10;
 
+/// Most requests of one connection being served at once: its open
+/// streams, and handlers that go on after the client reset their stream
+/// (a reset ends the stream for HTTP/2 at once, not the handler's work).
+/// Past it, new streams are refused (REFUSED_STREAM, before any handler
+/// runs): a client that opens and resets streams as fast as they are
+/// answered cannot pile up tasks and slots (CVE-2023-44487 paced to get
+/// past the `h2` crate's count of streams reset before they were
+/// accepted).
+const MAX_LIVE: usize = 2 * MAX_STREAMS as usize;
+
 /// How long a connection without streams stays open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long a connection going away (idle, or at shutdown) may take to
+/// end once it has no streams left: a client that stopped reading (after
+/// a PING or SETTINGS flood, say) never takes the GOAWAY, and would hold
+/// the connection and its socket buffers for ever.
+const GOAWAY_GRACE: Duration = Duration::from_secs(10);
 
 /// A request that came on an HTTP/2 stream: where its response goes, its
 /// body, and how its stream becomes the server's stream type.
@@ -161,6 +180,7 @@ pub(super) async fn serve<H: Handler<ServerStream>>(
     let mut stopping = inner.stopping.subscribe();
     let mut going_away = false;
     let mut idle_since = Some(tokio::time::Instant::now());
+    let mut give_up = None;
     loop {
         let idle_deadline = idle_since.map(|t| t + IDLE_TIMEOUT);
         tokio::select! {
@@ -184,13 +204,24 @@ pub(super) async fn serve<H: Handler<ServerStream>>(
             () = sleep_until(idle_deadline), if idle_deadline.is_some() && !going_away => {
                 tracing::debug!(%peer, "HTTP/2 connection idle: closing");
                 going_away = true;
+                give_up = Some(tokio::time::Instant::now() + GOAWAY_GRACE);
                 conn.graceful_shutdown();
+            }
+            () = sleep_until(give_up), if give_up.is_some() => {
+                if live.count() > 0 {
+                    // Streams still served: the connection ends after them.
+                    give_up = Some(tokio::time::Instant::now() + GOAWAY_GRACE);
+                } else {
+                    tracing::debug!(%peer, "HTTP/2 connection did not take its GOAWAY: dropped");
+                    break;
+                }
             }
         }
         // Shutdown: the WebSockets got their 1001 from the server's group;
         // once this connection's streams have ended, GOAWAY.
         if inner.is_stopping() && !going_away && live.count() == 0 {
             going_away = true;
+            give_up = Some(tokio::time::Instant::now() + GOAWAY_GRACE);
             conn.graceful_shutdown();
         }
     }
@@ -205,7 +236,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// One stream's request: refused here if it is a `CONNECT` for anything
-/// but a WebSocket or the server is full, else served in its own task.
+/// but a WebSocket, the connection has [`MAX_LIVE`] requests being served
+/// or the server is full, else served in its own task.
 fn stream<H: Handler<ServerStream>>(
     server: &Server,
     peer: SocketAddr,
@@ -227,6 +259,11 @@ fn stream<H: Handler<ServerStream>>(
         };
         tracing::debug!(%peer, error = %refusal, "CONNECT refused");
         answer_now(&mut respond, &refusal.to_response());
+        return;
+    }
+    if live.count() >= MAX_LIVE {
+        tracing::debug!(%peer, "HTTP/2 stream refused: too many requests of the connection still served");
+        respond.send_reset(h2::Reason::REFUSED_STREAM);
         return;
     }
     let Some(slot) = server.take_slot() else {
