@@ -66,6 +66,7 @@ pub(crate) use accept::Accepted;
 pub use accept::{accept, accept_with, Handshake};
 pub use echo::echo;
 pub use files::StaticFiles;
+#[cfg(any(feature = "hyper", feature = "http2"))]
 pub(crate) use head::remove_connection_fields;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
