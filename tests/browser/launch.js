@@ -1,13 +1,14 @@
 // Launches Debian's headless Chromium through playwright-core with the flags
 // this project's machines need (no sandbox as root, no background network:
 // the machine's network is closed and Chromium's own connections would be
-// refused), in a fresh profile directory. Used by every browser test.
+// refused), in a fresh profile directory, plus `extraArgs` (a test's own
+// flags, e.g. which certificate to trust). Used by every browser test.
 'use strict';
 const { chromium } = require('playwright-core');
 
 const CHROMIUM = process.env.WSX_CHROMIUM || '/usr/bin/chromium';
 
-async function launch() {
+async function launch(extraArgs = []) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -20,6 +21,7 @@ async function launch() {
       '--disable-component-update',
       '--disable-sync',
       '--disable-dev-shm-usage',
+      ...extraArgs,
     ],
   });
 }
