@@ -98,6 +98,11 @@ pub enum Error {
     #[cfg(feature = "hyper")]
     #[error("HTTP upgrade failed: {0}")]
     Upgrade(#[from] crate::upgrade::UpgradeError),
+    /// WebSockets over HTTP/3 failed: QUIC, HTTP/3, or the h3 crate that
+    /// cannot carry them yet (feature `http3`). Boxed, as `Tls`.
+    #[cfg(feature = "http3")]
+    #[error("HTTP/3: {0}")]
+    Http3(Box<crate::http3::Http3Error>),
 }
 
 #[cfg(feature = "tls")]

@@ -66,6 +66,7 @@
 //! | `native-roots` | off | the platform's root certificates (`TlsRoots::Platform`) |
 //! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server |
 //! | `axum` | off | `axum`: the `WebSocketUpgrade` extractor of axum 0.8 |
+//! | `http3` | off | `http3`: WebSockets over HTTP/3 (RFC 9220) on quinn and h3, experimental: blocked on h3, whose releases cannot carry `:protocol websocket` yet |
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -80,6 +81,9 @@ mod handle;
 #[cfg(feature = "http2")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
 pub mod http2;
+#[cfg(feature = "http3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http3")))]
+pub mod http3;
 mod io;
 mod keepalive;
 mod maybe_tls;

@@ -200,7 +200,7 @@ pub(crate) async fn write_stream_head<S: AsyncWrite + Unpin>(stream: &mut S, res
 /// §8.2.2, RFC 9114 §4.2: `Connection` and the connection-specific
 /// fields), which the handshake's HTTP/1.1 answers carry (`Connection:
 /// close`, the 426's `Upgrade`).
-#[cfg(any(feature = "hyper", feature = "http2"))]
+#[cfg(any(feature = "hyper", feature = "http2", feature = "http3"))]
 pub(crate) fn remove_connection_fields(headers: &mut http::HeaderMap) {
     for name in [header::CONNECTION, header::UPGRADE, header::TRANSFER_ENCODING, header::TE] {
         headers.remove(name);

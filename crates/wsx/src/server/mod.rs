@@ -61,12 +61,12 @@ mod head;
 mod policy;
 mod pump;
 
-#[cfg(feature = "hyper")]
+#[cfg(any(feature = "hyper", feature = "http3"))]
 pub(crate) use accept::Accepted;
 pub use accept::{accept, accept_with, Handshake};
 pub use echo::echo;
 pub use files::StaticFiles;
-#[cfg(any(feature = "hyper", feature = "http2"))]
+#[cfg(any(feature = "hyper", feature = "http3"))]
 pub(crate) use head::remove_connection_fields;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
