@@ -147,6 +147,12 @@ pub struct ConnectArgs {
     /// wss://: HTTP/1.1 only (TLS offers ALPN http/1.1 alone).
     #[arg(long)]
     http1: bool,
+    /// wss://: open the WebSocket over HTTP/3 (RFC 9220, QUIC with ALPN
+    /// h3; experimental, and blocked until the h3 crate can send
+    /// `:protocol websocket`: see docs/http3.md).
+    #[cfg(feature = "http3")]
+    #[arg(long, conflicts_with_all = ["http1", "http2", "proxy", "proxy_from_env"])]
+    http3: bool,
 }
 
 /// One line of input from stdin (or, with `--raw`, one message's bytes).
@@ -227,6 +233,10 @@ fn client_config(args: &ConnectArgs, url: &str, connect_timeout: std::time::Dura
     if args.http2 && !secure {
         return Err(Failure::error("--http2 needs a wss:// URL: HTTP/2 goes over TLS only"));
     }
+    #[cfg(feature = "http3")]
+    if args.http3 && !secure {
+        return Err(Failure::error("--http3 needs a wss:// URL: QUIC is always encrypted"));
+    }
     if args.http2 {
         config = config.with_http2(wsx::http2::Mode::Required);
     } else if args.http1 {
@@ -257,22 +267,54 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
         return Err(Failure::error("--split must be at least 1 byte"));
     }
     let config = client_config(&args, &url, connect_timeout)?;
+    let timing = Timing { wait, ping_every };
 
-    let (mut ws, response) = match wsx::connect_with(request, &config).await {
+    #[cfg(feature = "http3")]
+    if args.http3 {
+        let (ws, response) = match wsx::http3::connect_with(request, &config).await {
+            Ok(x) => x,
+            Err(e) => return Err(connect_failed(e, &url, &args, &mut out)),
+        };
+        return converse(ws, response, http::Version::HTTP_3, args, out, url, timing).await;
+    }
+    let (ws, response) = match wsx::connect_with(request, &config).await {
         Ok(x) => x,
-        Err(e) => {
-            // main prints the failure on stderr; --json also gets an event.
-            if let (wsx::Error::Refused(r), true) = (&e, args.show_handshake) {
-                out.refused(r.response());
-            }
-            let f = connect_failure(&url, &e);
-            if out.json {
-                out.error(&f.message);
-            }
-            return Err(f);
-        }
+        Err(e) => return Err(connect_failed(e, &url, &args, &mut out)),
     };
-    out.open(&url, ws.protocol(), ws.get_ref().http_version(), args.show_handshake.then_some(&response));
+    let version = ws.get_ref().http_version();
+    converse(ws, response, version, args, out, url, timing).await
+}
+
+/// When to close and to ping, from the flags.
+struct Timing {
+    wait: std::time::Duration,
+    ping_every: Option<std::time::Duration>,
+}
+
+/// Why connecting failed, for main to print; --json also gets an event.
+fn connect_failed(e: wsx::Error, url: &str, args: &ConnectArgs, out: &mut Printer) -> Failure {
+    if let (wsx::Error::Refused(r), true) = (&e, args.show_handshake) {
+        out.refused(r.response());
+    }
+    let f = connect_failure(url, &e);
+    if out.json {
+        out.error(&f.message);
+    }
+    f
+}
+
+/// The session on an open WebSocket, over any HTTP version.
+async fn converse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut ws: wsx::WebSocket<S>,
+    response: http::Response<()>,
+    version: http::Version,
+    args: ConnectArgs,
+    mut out: Printer,
+    url: String,
+    timing: Timing,
+) -> Result<u8, Failure> {
+    let Timing { wait, ping_every } = timing;
+    out.open(&url, ws.protocol(), version, args.show_handshake.then_some(&response));
 
     let text = !args.binary && !args.raw;
     let to_message = |line: Line| -> Result<Message, String> {
@@ -398,8 +440,8 @@ async fn session(args: ConnectArgs, mut out: Printer) -> Result<u8, Failure> {
 
 /// Send close 1000 unless the server already started the closing
 /// handshake; returns whether we are now closing.
-async fn start_close(
-    ws: &mut wsx::WebSocket<wsx::MaybeTlsStream>,
+async fn start_close<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    ws: &mut wsx::WebSocket<S>,
     out: &mut Printer,
     initiator: &mut Option<&'static str>,
 ) -> bool {
@@ -620,6 +662,7 @@ impl Printer {
         }
         let over = match version {
             http::Version::HTTP_2 => " over HTTP/2",
+            http::Version::HTTP_3 => " over HTTP/3",
             _ => "",
         };
         match protocol {
@@ -708,6 +751,7 @@ impl Printer {
 fn version_text(version: http::Version) -> &'static str {
     match version {
         http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
         http::Version::HTTP_10 => "HTTP/1.0",
         _ => "HTTP/1.1",
     }

@@ -9,6 +9,8 @@
 
 mod bench;
 mod connect;
+#[cfg(feature = "http3")]
+mod http3;
 mod hub;
 mod serve;
 

@@ -92,6 +92,12 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Also serve the echo over HTTP/3 (RFC 9220) on UDP, same host and
+    /// port, with --tls-cert/--tls-key (experimental: no client can open a
+    /// WebSocket on it until the h3 crate carries `:protocol websocket`).
+    #[cfg(feature = "http3")]
+    #[arg(long, requires = "tls_cert")]
+    http3: bool,
     /// Refuse permessage-deflate (it is accepted by default, without
     /// context takeover).
     #[arg(long)]
@@ -214,6 +220,13 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::error(format!("cannot listen on {}:{}: {}", args.host, args.port, io_phrase(&e))))?;
     let addr = listener.local_addr().map_err(|e| Failure::error(e.to_string()))?;
+    #[cfg(feature = "http3")]
+    let http3 = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) if args.http3 => {
+            Some(crate::http3::serve_echo(addr, cert, key, site.server.config(), &args.subprotocols)?)
+        }
+        _ => None,
+    };
     // Before anyone can connect, so a signal always closes with 1001.
     let signal = shutdown_signal();
     let server = site.server.clone();
@@ -244,6 +257,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         });
         server.serve_until(listener, move |req| connection(shared.clone(), req), signal).await
     };
+    #[cfg(feature = "http3")]
+    if let Some(endpoint) = http3 {
+        endpoint.close(0u32.into(), b"shutdown");
+    }
     served.map_err(|e| Failure::error(format!("accepting connections failed: {}", io_phrase(&e))))?;
     println!("wsx serve: stopped");
     Ok(())
