@@ -399,3 +399,27 @@ async fn one_port_serves_both_versions_to_wsx_clients() {
     assert_eq!(server.websockets_opened(http::Version::HTTP_11), 1);
     assert_eq!(server.websockets_opened(http::Version::HTTP_2), 1);
 }
+
+/// After the closing handshake the server ends the stream at once, even
+/// when the client never ends its side (Chromium does not): the
+/// WebSocket's slot is freed well before the close timeout, as a TCP
+/// connection's would be once the client closes.
+#[tokio::test]
+async fn a_closed_websocket_frees_its_stream_without_waiting_for_the_client() {
+    let ca = Ca::new("wsx h2 test CA");
+    let config = Config::default().with_close_timeout(Duration::from_secs(5));
+    let (server, port, mut ended) = server(&ca, config).await;
+    let mut c = client(&ca, port, browser()).await;
+    let mut ws = open(&mut c, "/", |_| {}).await.1.unwrap();
+    assert_eq!(server.connections(), 2);
+    // The close frame goes out; the client then neither reads nor ends
+    // its side of the stream.
+    within(ws.close(CloseCode::Normal, "")).await.unwrap();
+    assert_eq!(within(ended.recv()).await.unwrap(), Some(CloseCode::Normal));
+    let t = std::time::Instant::now();
+    while server.connections() > 1 {
+        assert!(t.elapsed() < Duration::from_secs(2), "the stream is held after its closing handshake");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(ws);
+}

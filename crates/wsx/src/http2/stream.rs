@@ -188,7 +188,17 @@ impl H2Send {
 
 impl AsyncRead for H2Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().recv).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.send.ended {
+            // Our END_STREAM is sent: what the peer still sends is not read
+            // (a WebSocket server closes first, RFC 6455 §7.1.1, and then
+            // reads to the end of a TCP connection so that its close frame
+            // is not lost to a reset; a stream has no such loss, and a peer
+            // may never end its side: Chromium does not). Dropping the
+            // stream then resets it, after what is queued.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.recv).poll_read(cx, buf)
     }
 }
 
