@@ -20,7 +20,7 @@ type Stream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 /// What keeps a client's QUIC connection open: h3 closes it (H3_NO_ERROR)
 /// once every `SendRequest` is gone, so each WebSocket on it and each
 /// [`Connection`] handle holds this.
-pub(crate) struct Keep {
+struct Keep {
     send: SendRequest,
     _endpoint: quinn::Endpoint,
 }
@@ -250,7 +250,7 @@ impl Connection {
             .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let stream = H3Stream::client(stream, self.keep.clone());
+        let stream = H3Stream::client(stream, self.keep.clone() as super::stream::Keep);
         let ws = WebSocket::from_negotiated(stream, Role::Client, config, &[], params.as_ref())
             .with_negotiated(negotiated.protocol, ext_header);
         Ok((ws, response))

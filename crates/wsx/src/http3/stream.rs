@@ -15,6 +15,10 @@ type ServerSend = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 type ClientRecv = h3::client::RequestStream<h3_quinn::RecvStream, Bytes>;
 type ClientSend = h3::client::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 
+/// What keeps a client stream's connection open while the stream lives
+/// (the client's handle on the connection).
+pub(crate) type Keep = Arc<dyn std::any::Any + Send + Sync>;
+
 /// The most one write takes: one DATA frame, which is what the stream
 /// holds beyond quinn's send buffer while it is handed over.
 const MAX_WRITE: usize = 64 * 1024;
@@ -39,7 +43,7 @@ pub struct H3Recv {
     pending: Bytes,
     /// The peer finished its side.
     eof: bool,
-    _connection: Option<Arc<super::client::Keep>>,
+    _connection: Option<Keep>,
 }
 
 /// The sending half of an [`H3Stream`].
@@ -53,7 +57,7 @@ pub struct H3Send {
     busy: bool,
     ended: bool,
     id: u64,
-    _connection: Option<Arc<super::client::Keep>>,
+    _connection: Option<Keep>,
 }
 
 enum RecvHalf {
@@ -92,16 +96,13 @@ impl H3Stream {
 
     /// The stream of a client's request (its response received); `keep`
     /// keeps the connection open while the stream lives.
-    pub(crate) fn client(
-        stream: h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
-        keep: Arc<super::client::Keep>,
-    ) -> Self {
+    pub(crate) fn client(stream: h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>, keep: Keep) -> Self {
         let id = stream.id().into_inner();
         let (send, recv) = stream.split();
         Self::new(SendHalf::Client(send), RecvHalf::Client(recv), id, Some(keep))
     }
 
-    fn new(send: SendHalf, recv: RecvHalf, id: u64, keep: Option<Arc<super::client::Keep>>) -> Self {
+    fn new(send: SendHalf, recv: RecvHalf, id: u64, keep: Option<Keep>) -> Self {
         Self {
             recv: H3Recv { half: recv, pending: Bytes::new(), eof: false, _connection: keep.clone() },
             send: H3Send { half: Some(send), op: None, busy: false, ended: false, id, _connection: keep },
