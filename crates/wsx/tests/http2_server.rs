@@ -423,3 +423,54 @@ async fn a_closed_websocket_frees_its_stream_without_waiting_for_the_client() {
     }
     drop(ws);
 }
+
+/// A masked client frame (RFC 6455 §5.2, §5.3) with the key 1, 2, 3, 4.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+/// The RFC 6455 rules hold on an HTTP/2 stream as on TCP: the stream is a
+/// byte stream under the same protocol core, so hand-made frames that
+/// break a rule get the same close code (the server's close frame is read
+/// raw from the stream).
+#[tokio::test]
+async fn rfc6455_rules_hold_over_an_http2_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("wsx h2 test CA");
+    let (_server, port, _ended) = server(&ca, Config::default().with_max_message_size(1024)).await;
+    let mut c = client(&ca, port, browser()).await;
+    let cases: [(&str, Vec<u8>, u16); 6] = [
+        ("an unmasked client frame (§5.1)", vec![0x81, 0x02, b'h', b'i'], 1002),
+        ("invalid UTF-8 in a text message (§8.1)", masked(0x81, &[0xff, 0xfe]), 1007),
+        ("RSV1 without an extension (§5.2)", masked(0xC1, b"hi"), 1002),
+        ("a control frame over 125 bytes (§5.5)", masked(0x89, &[0u8; 126]), 1002),
+        ("a reserved opcode (§5.2)", masked(0x83, b"x"), 1002),
+        ("a message over the limit (§7.4.1, 1009)", masked(0x82, &[0u8; 2048]), 1009),
+    ];
+    for (rule, bytes, code) in cases {
+        let url = "wss://localhost/".to_string();
+        let req = http::Request::get(url).body(()).unwrap();
+        let (mut req, _) = wsx::proto::handshake::ClientHandshake::extended_connect(req).unwrap();
+        req.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
+        let (resp, send) = c.send.clone().ready().await.unwrap().send_request(req, false).unwrap();
+        let resp = within(resp).await.unwrap();
+        assert_eq!(resp.status(), 200, "{rule}");
+        let mut stream = H2Stream::new(send, resp.into_body());
+        stream.write_all(&bytes).await.unwrap();
+        let mut head = [0u8; 4];
+        within(stream.read_exact(&mut head)).await.unwrap();
+        assert_eq!(head[0], 0x88, "{rule}: a close frame, unmasked, from the server");
+        assert_eq!(u16::from_be_bytes([head[2], head[3]]), code, "{rule}");
+    }
+}
