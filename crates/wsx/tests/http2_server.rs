@@ -449,7 +449,7 @@ async fn rfc6455_rules_hold_over_an_http2_stream() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ca = Ca::new("wsx h2 test CA");
     let (_server, port, _ended) = server(&ca, Config::default().with_max_message_size(1024)).await;
-    let mut c = client(&ca, port, browser()).await;
+    let c = client(&ca, port, browser()).await;
     let cases: [(&str, Vec<u8>, u16); 6] = [
         ("an unmasked client frame (§5.1)", vec![0x81, 0x02, b'h', b'i'], 1002),
         ("invalid UTF-8 in a text message (§8.1)", masked(0x81, &[0xff, 0xfe]), 1007),
