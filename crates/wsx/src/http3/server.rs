@@ -114,8 +114,8 @@ async fn bounded<T>(config: &Config, fut: impl Future<Output = T>) -> Result<T> 
 /// one with another `:protocol` with 501 (RFC 8441 §4, which RFC 9220
 /// applies), any other method with 405, a `sec-websocket-version` other
 /// than 13 with 426; a request head larger than the configuration's
-/// handshake size, or not complete within its handshake timeout, is
-/// dropped. A connection carries at most 100 streams at once (quinn's
+/// handshake size is answered 431 by h3, one not complete within the
+/// handshake timeout is dropped. A connection carries at most 100 streams at once (quinn's
 /// default); each stream has QUIC's own flow control.
 ///
 /// ```no_run
