@@ -751,9 +751,9 @@ async fn a_window_never_opened_stalls_each_stream_within_its_bounds() {
         grown / sockets as u64 / 1024
     );
     assert_eq!(slots_now, CONNECTIONS + sockets, "every hostile socket is still open (throttled)");
-    // A socket's sender stalls once the server's stream window (64 KiB)
+    // A socket's sender stalls once the server's stream window (256 KiB)
     // and the echo's write buffer are full.
-    assert!(most * MESSAGE <= (64 << 10) + WRITE_BUFFER + 4 * MESSAGE, "{most} messages went into one socket");
+    assert!(most * MESSAGE <= (256 << 10) + WRITE_BUFFER + 4 * MESSAGE, "{most} messages went into one socket");
     // Both ends are in this process: per socket, the server's window and
     // write buffer, the client's stalled message, the WebSockets' buffers.
     let per_socket = grown / sockets as u64;

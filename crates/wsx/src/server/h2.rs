@@ -39,8 +39,11 @@ use wsx_proto::handshake::HandshakeError;
 pub(super) const MAX_STREAMS: u32 = 128;
 
 /// Each stream's receive window: what a client may send ahead of a
-/// WebSocket (or handler) that does not read.
-const STREAM_WINDOW: u32 = 64 << 10;
+/// WebSocket (or handler) that does not read. A message larger than it
+/// waits a WINDOW_UPDATE round trip per window (benches/run-http2 (d)):
+/// 256 KiB is most of what 1 MiB would gain, for a quarter of what a
+/// stalled stream may hold.
+const STREAM_WINDOW: u32 = 256 << 10;
 
 /// Most requests of one connection being served at once: its open
 /// streams, and handlers that go on after the client reset their stream
