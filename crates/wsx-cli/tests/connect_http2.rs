@@ -66,3 +66,27 @@ fn http2_and_http1_against_wsx_serve_with_tls() {
     assert_eq!(report["over_http2"], 20);
     assert_eq!(report["errors"], 0);
 }
+
+/// `wsx serve --hub` with TLS speaks HTTP/2 too: the hub's own subprotocol,
+/// policies and packets on an h2 stream (the same handler as HTTP/1.1).
+#[test]
+fn the_hub_over_http2() {
+    let cert = pki::self_signed_ca_cert(&["localhost"]);
+    let dir = pki::TempDir::new();
+    let cert_path = dir.write("cert.pem", &cert.cert_pem);
+    let key_path = dir.write("key.pem", &cert.key_pem);
+    let server = serve(&["--hub", "--tls-cert", cert_path.to_str().unwrap(), "--tls-key", key_path.to_str().unwrap()]);
+    let ca = cert_path.to_str().unwrap();
+    let join = r#"{"t":"join","room":"lobby","id":1}"#;
+    let out = run(
+        &["connect", &server.url, "--ca", ca, "--http2", "--subprotocol", "wsx-hub.v1", "--json"],
+        &format!("{join}\n"),
+        LIMIT,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let open: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((&open["http"], &open["protocol"]), (&"HTTP/2".into(), &"wsx-hub.v1".into()));
+    assert!(stdout.contains(r#"\"t\":\"welcome\""#), "{stdout}");
+    assert!(stdout.contains(r#"\"t\":\"ack\""#) && stdout.contains(r#"\"room\":\"lobby\""#), "{stdout}");
+}
