@@ -314,27 +314,8 @@ struct Plan {
 /// a bad argument).
 fn config_for(args: &BenchArgs, size: usize) -> Result<wsx::Config, Failure> {
     let max = size.max(64 << 20);
-    let mut config = wsx::Config::default()
-        .with_max_message_size(max)
-        .with_compression(args.compression)
-        .with_tls_roots_from_env()
-        .with_tls_insecure(args.insecure);
-    for ca in &args.ca {
-        config = config.with_tls_ca(ca);
-    }
-    let secure = ["wss:", "https:"].iter().any(|s| args.url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
-    if args.http2 && !secure {
-        return Err(Failure::error("--http2 needs a wss:// URL: HTTP/2 goes over TLS only"));
-    }
-    if args.http2 {
-        config = config.with_http2(wsx::http2::Mode::Required);
-    } else if args.http1 {
-        config = config.with_http2(wsx::http2::Mode::Off);
-    }
-    if secure {
-        config.tls_client_config().map_err(|e| Failure::error(e.to_string()))?;
-    }
-    Ok(config)
+    let config = wsx::Config::default().with_max_message_size(max).with_compression(args.compression);
+    crate::client_transport(config, &args.url, &args.ca, args.insecure, args.http2, args.http1)
 }
 
 /// Open `n` connections, `concurrency` at a time.

@@ -212,15 +212,11 @@ fn client_config(args: &ConnectArgs, url: &str, connect_timeout: std::time::Dura
     let mut config = wsx::Config::default()
         .with_max_message_size(args.max_message_size)
         .with_handshake_timeout(connect_timeout)
-        .with_compression(!args.no_compression)
-        .with_tls_roots_from_env()
-        .with_tls_insecure(args.insecure);
-    for ca in &args.ca {
-        config = config.with_tls_ca(ca);
-    }
+        .with_compression(!args.no_compression);
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         config = config.with_tls_client_cert(cert, key);
     }
+    let mut config = crate::client_transport(config, url, &args.ca, args.insecure, args.http2, args.http1)?;
     if let Some(p) = &args.proxy {
         match wsx::proxy::Proxy::parse(p) {
             Ok(p) => config = config.with_proxy(p),
@@ -229,24 +225,9 @@ fn client_config(args: &ConnectArgs, url: &str, connect_timeout: std::time::Dura
     } else if args.proxy_from_env {
         config = config.with_proxy_from_env();
     }
-    let secure = ["wss:", "https:"].iter().any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
-    if args.http2 && !secure {
-        return Err(Failure::error("--http2 needs a wss:// URL: HTTP/2 goes over TLS only"));
-    }
     #[cfg(feature = "http3")]
-    if args.http3 && !secure {
+    if args.http3 && !crate::is_secure(url) {
         return Err(Failure::error("--http3 needs a wss:// URL: QUIC is always encrypted"));
-    }
-    if args.http2 {
-        config = config.with_http2(wsx::http2::Mode::Required);
-    } else if args.http1 {
-        config = config.with_http2(wsx::http2::Mode::Off);
-    }
-    if secure {
-        config.tls_client_config().map_err(|e| Failure::error(e.to_string()))?;
-        if args.insecure {
-            eprintln!("wsx: warning: -k: the server's certificate is not checked; anyone can answer for it");
-        }
     }
     Ok(config)
 }

@@ -87,6 +87,47 @@ pub fn seconds(flag: &str, secs: f64) -> Result<std::time::Duration, Failure> {
         .map_err(|_| Failure::error(format!("{flag} must be a non-negative number of seconds, not {secs}")))
 }
 
+/// What a client's flags say of TLS and the HTTP version (`wsx connect`,
+/// `wsx bench`), on top of `config`: the roots of SSL_CERT_FILE /
+/// SSL_CERT_DIR, `--ca` files, `-k` (said on stderr), and `--http2`
+/// (required; wss:// only) or `--http1` (never). TLS files are read now,
+/// so that a missing one is a bad argument (status 1), not a failure to
+/// connect.
+pub fn client_transport(
+    config: wsx::Config,
+    url: &str,
+    ca: &[std::path::PathBuf],
+    insecure: bool,
+    http2: bool,
+    http1: bool,
+) -> Result<wsx::Config, Failure> {
+    let mut config = config.with_tls_roots_from_env().with_tls_insecure(insecure);
+    for ca in ca {
+        config = config.with_tls_ca(ca);
+    }
+    let secure = is_secure(url);
+    if http2 && !secure {
+        return Err(Failure::error("--http2 needs a wss:// URL: HTTP/2 goes over TLS only"));
+    }
+    if http2 {
+        config = config.with_http2(wsx::http2::Mode::Required);
+    } else if http1 {
+        config = config.with_http2(wsx::http2::Mode::Off);
+    }
+    if secure {
+        config.tls_client_config().map_err(|e| Failure::error(e.to_string()))?;
+        if insecure {
+            eprintln!("wsx: warning: -k: the server's certificate is not checked; anyone can answer for it");
+        }
+    }
+    Ok(config)
+}
+
+/// Whether `url` is `wss://` (or `https://`).
+pub fn is_secure(url: &str) -> bool {
+    ["wss:", "https:"].iter().any(|s| url.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)))
+}
+
 /// An I/O error as a short lower-case phrase ("connection refused"), without
 /// the "(os error N)" suffix.
 pub fn io_phrase(e: &std::io::Error) -> String {
