@@ -3,7 +3,6 @@
 
 use super::stream::H3Stream;
 use super::{Http3Error, WireToken};
-use crate::refused::Refused;
 use crate::{Config, Error, IntoClientRequest, Result, WebSocket};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response, Uri};
@@ -12,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use wsx_proto::handshake::{ClientHandshake, HandshakeError};
-use wsx_proto::Role;
 
 type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 type Stream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -209,17 +207,7 @@ impl Connection {
         token: WireToken,
     ) -> Result<(WebSocket<H3Stream>, Response<()>)> {
         let token = token.to_send()?;
-        // RFC 7692 §5: offer permessage-deflate unless the caller wrote its
-        // own extension offer.
-        let deflate = config.deflate(Role::Client);
-        if let Some(cfg) = &deflate {
-            let h = request.headers_mut();
-            if !h.contains_key(http::header::SEC_WEBSOCKET_EXTENSIONS) {
-                if let Ok(v) = http::HeaderValue::from_str(&cfg.client_offer()) {
-                    h.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, v);
-                }
-            }
-        }
+        let deflate = crate::client::handshake::offer_deflate(&mut request, config);
         // RFC 9220 §3: the extended CONNECT of RFC 8441 §4, with HTTP/3's
         // :protocol pseudo-header (h3 sends it from the request's
         // extension).
@@ -238,21 +226,12 @@ impl Connection {
             Ok(n) => n,
             Err(HandshakeError::UnexpectedStatus(_)) => {
                 let body = read_body(&mut stream).await;
-                let (parts, ()) = response.into_parts();
-                return Err(Error::Refused(Box::new(Refused { response: Response::from_parts(parts, body) })));
+                return Err(crate::client::handshake::refused(response, body));
             }
             Err(e) => return Err(e.into()),
         };
-        let params = wsx_proto::deflate::client_accept_response(&deflate.unwrap_or_default(), &negotiated.extensions)
-            .map_err(|e| HandshakeError::InvalidExtensionResponse(e.to_string()))?;
-        let ext_header = response
-            .headers()
-            .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         let stream = H3Stream::client(stream, self.keep.clone() as super::stream::Keep);
-        let ws = WebSocket::from_negotiated(stream, Role::Client, config, &[], params.as_ref())
-            .with_negotiated(negotiated.protocol, ext_header);
+        let ws = crate::client::handshake::negotiated_websocket(stream, config, deflate, negotiated, &response, &[])?;
         Ok((ws, response))
     }
 }
