@@ -328,6 +328,31 @@ async fn a_slow_reader_gets_everything_once_it_reads_again() {
     t.abort();
 }
 
+/// The pump fills the write queue to the high-water mark with the last
+/// message of the outbox, and the socket takes it all: the next message
+/// pushed still goes out at once (the pump waits for the outbox, not for
+/// the socket or some input).
+#[tokio::test]
+async fn the_pump_waits_for_the_outbox_after_emptying_it_at_the_mark() {
+    let (mut client, server) = pair_with(&Config::default().with_compression(false)).await;
+    let (outbox, rx) = Outbox::new(OutboxConfig::default());
+    // Frames of 4 + 1020 bytes: four of them reach the mark exactly.
+    let mut pump = Pump::new(server, rx).with_high_water_mark(4096);
+    let payload = "x".repeat(1020);
+    for _ in 0..4 {
+        assert_eq!(outbox.push(Message::text(payload.clone())), Push::Queued);
+    }
+    let t = tokio::spawn(async move { while pump.recv().await.is_some() {} });
+    for _ in 0..4 {
+        assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text(payload.clone()));
+    }
+    assert_eq!(outbox.push(Message::text("next")), Push::Queued);
+    let next = tokio::time::timeout(Duration::from_secs(2), client.recv()).await;
+    assert_eq!(next.expect("the pump was not woken").unwrap().unwrap(), Message::text("next"));
+    drop(outbox);
+    t.abort();
+}
+
 #[tokio::test]
 async fn a_full_outbox_closes_with_its_code() {
     for code in [CloseCode::PolicyViolation, CloseCode::TryAgainLater] {

@@ -476,15 +476,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
     /// Poll for the next message from the peer; see [`Pump::recv`].
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
-            let moved = self.fill(cx);
+            let at_mark = self.fill(cx);
             // Writes what is queued before it waits for input.
             let r = self.ws.poll_recv(cx);
             if self.in_flight > 0 && self.ws.buffered_amount() == 0 {
                 self.written += std::mem::take(&mut self.in_flight);
             }
-            // The write made room while messages wait: move them now (the
-            // outbox wakes this task only on a push).
-            if r.is_pending() && moved && self.ws.buffered_amount() < self.high_water_mark {
+            // The mark stopped the filling, so the outbox will not wake
+            // this task; and once the write has made room, the socket may
+            // not either (it took every byte). Fill again: it moves what
+            // waits, or finds the outbox empty and registers with it. This
+            // holds with no message left too: the next push, after the
+            // outbox emptied at the mark, would otherwise wake no one.
+            if r.is_pending() && at_mark && self.ws.buffered_amount() < self.high_water_mark {
                 continue;
             }
             return r;
@@ -498,7 +502,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
     }
 
     /// Move messages from the outbox into the write queue while it is under
-    /// the high-water mark. Whether the mark stopped it with messages left.
+    /// the high-water mark. Whether the mark stopped it: then the outbox
+    /// does not wake this task (only an outbox found empty registers `cx`),
+    /// whether messages are left in it or not.
     fn fill(&mut self, cx: &mut Context<'_>) -> bool {
         if self.ws.close_state() != crate::CloseState::Open {
             self.rx.end();
@@ -519,6 +525,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
                 Poll::Ready(None) | Poll::Pending => return false,
             }
         }
-        !self.rx.shared.lock().items.is_empty()
+        true
     }
 }
