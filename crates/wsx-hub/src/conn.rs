@@ -121,7 +121,7 @@ where
                         DecodeError::UnknownType(_) => codes::UNKNOWN_TYPE,
                         _ => codes::BAD_FRAME,
                     };
-                    let id = msg.as_text().and_then(protocol::salvage_id);
+                    let id = protocol::salvage_message_id(&msg);
                     hub.push_packet(outbox, &refusal(id, ErrorBody::new(code, e.to_string())));
                 }
             }

@@ -345,8 +345,10 @@ fn required_id(v: Option<u64>) -> Result<u64, DecodeError> {
 impl WireObject {
     fn into_packet(self, attachments: Vec<Bytes>) -> Result<Packet, DecodeError> {
         let data = self.data.unwrap_or(Value::Null);
-        let takes_attachments = matches!(self.t.as_str(), "event" | "publish");
-        if !takes_attachments && !attachments.is_empty() {
+        // The types that carry none (a type this side does not know is
+        // `UnknownType` below, with attachments or without).
+        let bare = matches!(self.t.as_str(), "welcome" | "ack" | "join" | "leave" | "presence" | "error");
+        if bare && !attachments.is_empty() {
             return Err(DecodeError::InvalidField { field: "attachments", reason: "only events carry attachments" });
         }
         Ok(match self.t.as_str() {
@@ -489,9 +491,43 @@ pub fn salvage_id(text: &str) -> Option<u64> {
     serde_json::from_str::<IdOnly>(text).ok()?.id.filter(|i| *i <= MAX_ID)
 }
 
-fn read_u32(buf: &Bytes, at: usize) -> Option<usize> {
+/// The request id of a message that did not decode, when one can be read:
+/// from a text message's object, or from a binary envelope's JSON header
+/// when its length and bytes are whole (whatever follows it), so that the
+/// refusal answers the request in both cases.
+///
+/// ```
+/// use wsx_hub::protocol::salvage_message_id;
+/// let header = br#"{"t":"join","room":"r","id":5,"attachments":1}"#;
+/// let mut envelope = (header.len() as u32).to_be_bytes().to_vec();
+/// envelope.extend_from_slice(header); // and no attachment
+/// assert_eq!(salvage_message_id(&wsx::Message::binary(envelope)), Some(5));
+/// assert_eq!(salvage_message_id(&wsx::Message::binary(vec![0, 0, 0, 9, b'{'])), None);
+/// assert_eq!(salvage_message_id(&wsx::Message::text(r#"{"t":"join","id":4}"#)), Some(4));
+/// ```
+pub fn salvage_message_id(msg: &wsx::Message) -> Option<u64> {
+    match msg {
+        wsx::Message::Text(t) => salvage_id(t.as_str()),
+        wsx::Message::Binary(b) => envelope_header(b).ok().and_then(|(header, _)| salvage_id(header)),
+        _ => None,
+    }
+}
+
+fn read_u32(buf: &[u8], at: usize) -> Option<usize> {
     let b = buf.get(at..at.checked_add(4)?)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// A binary envelope's JSON header, and where it ends.
+fn envelope_header(bytes: &[u8]) -> Result<(&str, usize), DecodeError> {
+    let header_len = read_u32(bytes, 0).ok_or(DecodeError::Envelope("shorter than its header length"))?;
+    let header_end = 4usize.checked_add(header_len).ok_or(DecodeError::Envelope("header length overflows"))?;
+    let header = bytes.get(4..header_end).ok_or(DecodeError::Envelope("header cut short"))?;
+    // JSON between systems is UTF-8 (RFC 8259 §8.1). serde_json checks the
+    // strings it keeps but skips over those it ignores, so without this an
+    // unknown field could carry bytes a text message cannot.
+    let header = std::str::from_utf8(header).map_err(|_| DecodeError::Envelope("header is not UTF-8"))?;
+    Ok((header, header_end))
 }
 
 /// Decode a binary message (the envelope). Attachments are slices of
@@ -505,13 +541,7 @@ fn read_u32(buf: &Bytes, at: usize) -> Option<usize> {
 /// assert_eq!(decode_binary(b).unwrap(), Packet::Event(e));
 /// ```
 pub fn decode_binary(bytes: Bytes) -> Result<Packet, DecodeError> {
-    let header_len = read_u32(&bytes, 0).ok_or(DecodeError::Envelope("shorter than its header length"))?;
-    let header_end = 4usize.checked_add(header_len).ok_or(DecodeError::Envelope("header length overflows"))?;
-    let header = bytes.get(4..header_end).ok_or(DecodeError::Envelope("header cut short"))?;
-    // JSON between systems is UTF-8 (RFC 8259 §8.1). serde_json checks the
-    // strings it keeps but skips over those it ignores, so without this an
-    // unknown field could carry bytes a text message cannot.
-    let header = std::str::from_utf8(header).map_err(|_| DecodeError::Envelope("header is not UTF-8"))?;
+    let (header, header_end) = envelope_header(&bytes)?;
     let o = parse_object(header.as_bytes())?;
     let count = o.attachments.unwrap_or(0);
     if count == 0 {
