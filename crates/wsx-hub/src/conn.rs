@@ -109,23 +109,33 @@ where
                 continue;
             }
         }
-        match protocol::decode_message(&msg) {
-            Some(Ok(p)) => on_packet(hub, conn, meta, outbox, p, &mut worker).await,
-            Some(Err(e)) => {
-                Metrics::inc(&m.bad_frames);
-                bad_frames += 1;
-                if bad_frames > s.max_bad_frames {
-                    close.close(CloseCode::PolicyViolation, "too many invalid frames");
-                } else {
-                    let code = match e {
-                        DecodeError::UnknownType(_) => codes::UNKNOWN_TYPE,
-                        _ => codes::BAD_FRAME,
-                    };
-                    let id = protocol::salvage_message_id(&msg);
-                    hub.push_packet(outbox, &refusal(id, ErrorBody::new(code, e.to_string())));
-                }
+        // Frames that are not packets a client may send (malformed ones,
+        // unknown types, server-only types) count toward the bad-frame
+        // limit; refusals of valid packets (`not_member`, `room_full`...)
+        // do not.
+        let (id, code, message) = match protocol::decode_message(&msg) {
+            None => continue,
+            Some(Ok(p @ (Packet::Welcome(_) | Packet::Presence(_) | Packet::Error(_)))) => {
+                (p.id(), codes::UNKNOWN_TYPE, "only servers send this packet type".to_owned())
             }
-            None => {}
+            Some(Ok(p)) => {
+                on_packet(hub, conn, meta, outbox, p, &mut worker).await;
+                continue;
+            }
+            Some(Err(e)) => {
+                let code = match e {
+                    DecodeError::UnknownType(_) => codes::UNKNOWN_TYPE,
+                    _ => codes::BAD_FRAME,
+                };
+                (protocol::salvage_message_id(&msg), code, e.to_string())
+            }
+        };
+        Metrics::inc(&m.bad_frames);
+        bad_frames += 1;
+        if bad_frames > s.max_bad_frames {
+            close.close(CloseCode::PolicyViolation, "too many invalid frames");
+        } else {
+            hub.push_packet(outbox, &refusal(id, ErrorBody::new(code, message)));
         }
     }
 }
@@ -186,9 +196,8 @@ async fn on_packet(
             }
             Err(e) => reply(refusal(r.id, e.body())),
         },
-        other @ (Packet::Welcome(_) | Packet::Presence(_) | Packet::Error(_)) => {
-            reply(refusal(other.id(), ErrorBody::new(codes::UNKNOWN_TYPE, "only servers send this packet type")));
-        }
+        // Refused as invalid frames by `drive`.
+        Packet::Welcome(_) | Packet::Presence(_) | Packet::Error(_) => {}
     }
 }
 

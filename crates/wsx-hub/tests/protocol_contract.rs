@@ -1,0 +1,131 @@
+//! PROTOCOL.md is the contract: each test here checks one of its rules
+//! that a client author relies on, against the reference server.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use wsx_hub::protocol::{codes, Packet, PublishPacket, RoomRequest};
+use wsx_hub::Hub;
+
+fn publish(room: &str, id: u64) -> Packet {
+    Packet::Publish(PublishPacket {
+        room: room.into(),
+        event: "e".into(),
+        data: json!(null),
+        id: Some(id),
+        echo: false,
+        attachments: vec![],
+    })
+}
+
+/// The code of the refusal of request `id`.
+async fn refusal_code(ws: &mut Ws, id: u64) -> String {
+    match next(ws).await {
+        Packet::Ack(a) if a.id == id => a.result.expect_err("a refusal").code,
+        other => panic!("expected the refusal of {id}, got {other:?}"),
+    }
+}
+
+/// "Malformed input": malformed frames, unknown types and server-only types
+/// count toward the limit (16 answered, the 17th closes with 1008);
+/// refusals of valid packets (`not_member`, `unknown_event`, `room_full`,
+/// `too_many_rooms`) do not.
+#[tokio::test]
+async fn only_invalid_frames_count_toward_the_bad_frame_limit() {
+    let (hub, addr) = start(Hub::builder().max_room_members(1).max_rooms_per_connection(1)).await;
+    let (mut other, _) = raw(addr).await;
+    send(&mut other, &Packet::Join(RoomRequest { room: "full".into(), id: Some(1) })).await;
+    assert!(matches!(next(&mut other).await, Packet::Ack(a) if a.result.is_ok()));
+
+    let (mut ws, _) = raw(addr).await;
+    // 40 refusals of valid packets: none counts.
+    for i in 0..10 {
+        send(&mut ws, &publish("elsewhere", 100 + i)).await;
+        assert_eq!(refusal_code(&mut ws, 100 + i).await, codes::NOT_MEMBER);
+        send_text(&mut ws, &format!(r#"{{"t":"event","event":"nobody","id":{}}}"#, 200 + i)).await;
+        assert_eq!(refusal_code(&mut ws, 200 + i).await, codes::UNKNOWN_EVENT);
+        send(&mut ws, &Packet::Join(RoomRequest { room: "full".into(), id: Some(300 + i) })).await;
+        assert_eq!(refusal_code(&mut ws, 300 + i).await, codes::ROOM_FULL);
+    }
+    send(&mut ws, &Packet::Join(RoomRequest { room: "mine".into(), id: Some(1) })).await;
+    assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
+    for i in 0..10 {
+        send(&mut ws, &Packet::Join(RoomRequest { room: "second".into(), id: Some(400 + i) })).await;
+        assert_eq!(refusal_code(&mut ws, 400 + i).await, codes::TOO_MANY_ROOMS);
+    }
+    // 16 invalid frames of every kind: each answered.
+    let invalid = [
+        r#"not json"#,
+        r#"{"t":"join"}"#,
+        r#"{"t":"join","room":"","id":1}"#,
+        r#"{"t":"teleport","id":2}"#,
+        r#"{"t":"welcome","v":1,"conn":"x.1","id":3}"#,
+        r#"{"t":"presence","room":"r","kind":"join","member":{"conn":"x.1"}}"#,
+        r#"{"t":"error","error":{"code":"c","message":"m"}}"#,
+        r#"{"t":"event","event":"e","attachments":1}"#,
+    ];
+    for i in 0..16 {
+        send_text(&mut ws, invalid[i % invalid.len()]).await;
+        match next(&mut ws).await {
+            Packet::Ack(a) => {
+                let code = a.result.expect_err("a refusal").code;
+                assert!(code == codes::BAD_FRAME || code == codes::UNKNOWN_TYPE, "{code}")
+            }
+            Packet::Error(e) => {
+                assert!(e.error.code == codes::BAD_FRAME || e.error.code == codes::UNKNOWN_TYPE, "{e:?}")
+            }
+            other => panic!("frame {i}: expected a refusal, got {other:?}"),
+        }
+    }
+    // The 17th closes.
+    send_text(&mut ws, r#"{"t":"welcome","v":1,"conn":"x.1"}"#).await;
+    assert_eq!(close_of(&mut ws).await, (1008, "too many invalid frames".into()));
+    assert!(hub.metrics_text().lines().any(|l| l == "wsx_hub_bad_frames_total 17"), "{}", hub.metrics_text());
+}
+
+/// "`join`": the ack's member list includes the joiner itself; the
+/// members already there get a `presence` join, the joiner does not.
+#[tokio::test]
+async fn a_join_ack_lists_the_joiner() {
+    let (_hub, addr) = start(Hub::builder()).await;
+    let (mut a, id_a) = raw(addr).await;
+    send(&mut a, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
+    let members = match next(&mut a).await {
+        Packet::Ack(ack) => ack.result.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(members, json!({"room": "r", "members": [{"conn": id_a, "meta": null}]}));
+
+    let (mut b, id_b) = raw(addr).await;
+    send(&mut b, &Packet::Join(RoomRequest { room: "r".into(), id: Some(2) })).await;
+    let members = match next(&mut b).await {
+        Packet::Ack(ack) => ack.result.unwrap()["members"].clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut conns: Vec<&str> = members.as_array().unwrap().iter().map(|m| m["conn"].as_str().unwrap()).collect();
+    conns.sort_unstable();
+    let mut want = vec![id_a.as_str(), id_b.as_str()];
+    want.sort_unstable();
+    assert_eq!(conns, want);
+    assert!(matches!(next(&mut a).await, Packet::Presence(p) if p.member.conn == id_b));
+    assert_eq!(quiet(&mut b, std::time::Duration::from_millis(100)).await, None, "no presence of itself");
+}
+
+/// "Server-Sent Events": a missing, empty or too long room is refused with
+/// 400 before the stream starts; a room of 200 bytes is streamed.
+#[tokio::test]
+async fn sse_refuses_a_missing_empty_or_too_long_room_with_400() {
+    let (_hub, addr) = start(Hub::builder()).await;
+    let long = "a".repeat(201);
+    for path in ["/events".to_owned(), "/events?room=".to_owned(), format!("/events?room={long}")] {
+        let resp = http_get(addr, &path, &[]).await;
+        assert!(resp.starts_with("HTTP/1.1 400 "), "{path}: {resp}");
+    }
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /events?room={} HTTP/1.1\r\nHost: {addr}\r\n\r\n", "a".repeat(200));
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)).await.unwrap().unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&buf[..n]));
+}
