@@ -100,7 +100,11 @@ pub fn describe(args: &HubArgs, hub: &Hub) -> String {
 pub async fn handle(hub: Hub, files: Option<StaticFiles>, req: Request) -> Result<(), HubError> {
     let Handled::NotMine(req) = hub.handle(req).await? else { return Ok(()) };
     let head = req.head();
-    let resp = if head.path() == CLIENT_PATH && matches!(*head.method(), Method::GET | Method::HEAD) {
+    // An upgrade the hub did not take is on another path: 404, as
+    // PROTOCOL.md says, never a file.
+    let resp = if req.is_upgrade() {
+        Reject::new(404, "not found: the hub's WebSocket endpoint is /\n").into_response()
+    } else if head.path() == CLIENT_PATH && matches!(*head.method(), Method::GET | Method::HEAD) {
         client_js()
     } else if let Some(files) = &files {
         files.response(head.request()).await

@@ -177,6 +177,16 @@ async fn hub_serves_static_files_and_its_browser_client_on_the_same_port() {
     let (c, _events, id) = client(&server).await;
     assert_eq!(member_ids(&c.join("lobby").await.unwrap()), [id.as_str()]);
 
+    // An upgrade on another path than the hub's endpoint (/): 404, not a
+    // file.
+    for path in ["/index.html", "/ws", "/events?room=r"] {
+        let url = format!("{}{}", server.url.trim_end_matches('/'), path);
+        match wsx::connect(hub_request(&url, None)).await {
+            Err(wsx::Error::Refused(r)) => assert_eq!(r.status(), 404, "{path}"),
+            other => panic!("{path}: expected 404, got {:?}", other.map(|_| ())),
+        }
+    }
+
     // Without --static: the client module, and 404 for the rest.
     let bare = serve(&["--hub"]);
     assert_eq!(http_get(&bare.addr, "/wsx-hub.js").0, 200);

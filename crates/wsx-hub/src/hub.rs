@@ -244,7 +244,7 @@ impl Default for Settings {
             config: wsx::Config::default().with_max_message_size(1 << 20),
             ping_interval: None,
             idle_timeout: None,
-            path: None,
+            path: Some("/".into()),
             origins: OriginPolicy::any(),
             max_connections: None,
             shutdown_timeout: Duration::from_secs(5),
@@ -342,7 +342,9 @@ impl HubBuilder {
         self
     }
 
-    /// Accept WebSocket upgrades on this path only (default: any path).
+    /// The path of the hub's WebSocket endpoint (default `/`); an upgrade
+    /// on another path is not the hub's ([`crate::Handled::NotMine`],
+    /// 404 from [`Hub::serve`]).
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.s.path = Some(path.into());
         self

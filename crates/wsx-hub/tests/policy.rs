@@ -70,7 +70,7 @@ async fn origin_auth_limit_subprotocol_and_hook() {
 #[tokio::test]
 async fn require_origin_and_path() {
     let (_hub, addr) = start(Hub::builder().require_origin(true).path("/hub")).await;
-    assert_eq!(refused_status(addr, &[], true).await, 404); // upgrade to /ws: not the hub's path
+    assert_eq!(refused_status(addr, &[], true).await, 404); // upgrade to /: not the hub's path
     assert!(try_raw(addr, "/hub", &[]).await.is_err()); // no Origin: 403
     assert!(try_raw(addr, "/hub", &[("Origin", "https://any.example")]).await.is_ok());
 }

@@ -129,3 +129,24 @@ async fn sse_refuses_a_missing_empty_or_too_long_room_with_400() {
     let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut tcp, &mut buf)).await.unwrap().unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&buf[..n]));
 }
+
+/// "Before the upgrade": the hub's endpoint is `/` (with any query); an
+/// upgrade on another path gets 404.
+#[tokio::test]
+async fn an_upgrade_off_the_hub_path_gets_404() {
+    let (_hub, addr) = start(Hub::builder()).await;
+    for path in ["/ws", "/events", "/metrics", "/hub/"] {
+        match try_raw(addr, path, &[]).await {
+            Err(wsx::Error::Refused(r)) => assert_eq!(r.status(), 404, "{path}"),
+            other => panic!("{path}: expected 404, got {:?}", other.map(|_| ())),
+        }
+    }
+    for path in ["/", "/?token=x"] {
+        let mut ws = try_raw(addr, path, &[]).await.unwrap();
+        assert!(matches!(next(&mut ws).await, Packet::Welcome(_)), "{path}");
+    }
+    // A server that names another path: that one only.
+    let (_hub, addr) = start(Hub::builder().path("/hub")).await;
+    assert!(matches!(try_raw(addr, "/", &[]).await, Err(wsx::Error::Refused(r)) if r.status() == 404));
+    assert!(try_raw(addr, "/hub", &[]).await.is_ok());
+}
