@@ -56,6 +56,10 @@ impl HubArgs {
 /// The hub's default message size limit, as in `wsx_hub`.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 
+/// The hub's default ping interval in seconds, as in `wsx_hub` and its
+/// PROTOCOL.md ("Keepalive").
+pub const DEFAULT_PING_INTERVAL: f64 = 25.0;
+
 /// The hub from its flags, on `server` (whose config, keepalive included,
 /// its WebSockets get).
 pub fn build(args: &HubArgs, server: &Server) -> Result<Hub, Failure> {

@@ -72,9 +72,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     handshake_timeout: f64,
     /// Ping a client after SECS seconds in which nothing arrived from it
-    /// (0: never). Its pong keeps it from --idle-timeout.
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
-    ping_interval: f64,
+    /// (0: never; default 20, 25 with --hub as wsx-hub's PROTOCOL.md
+    /// says). Its pong keeps it from --idle-timeout.
+    #[arg(long, value_name = "SECS")]
+    ping_interval: Option<f64>,
     /// Close (1001) a client from which nothing, not even a pong, arrived
     /// for SECS seconds (0: never). Finds peers that vanished without a FIN.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
@@ -172,7 +173,8 @@ fn site(args: &ServeArgs) -> Result<Site, Failure> {
     if args.max_connections == Some(0) {
         return Err(Failure::error("--max-connections must be at least 1"));
     }
-    let (ping, idle) = (seconds("--ping-interval", args.ping_interval)?, seconds("--idle-timeout", args.idle_timeout)?);
+    let ping = args.ping_interval.unwrap_or(if args.hub.enabled() { crate::hub::DEFAULT_PING_INTERVAL } else { 20.0 });
+    let (ping, idle) = (seconds("--ping-interval", ping)?, seconds("--idle-timeout", args.idle_timeout)?);
     if !ping.is_zero() && !idle.is_zero() && idle <= ping {
         return Err(Failure::error(format!(
             "--idle-timeout ({} s) must be longer than --ping-interval ({} s): a pinged client needs time to answer",
@@ -411,5 +413,32 @@ mod task_size {
         let size = size_of_future(&move |req| connection(shared.clone(), req));
         eprintln!("handler future: {size} bytes");
         assert!(size <= 264, "a connection's handler future is {size} bytes");
+    }
+}
+
+#[cfg(test)]
+mod keepalive_defaults {
+    use super::*;
+    use clap::Parser;
+    use std::time::Duration;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn ping_of(argv: &[&str]) -> Option<Duration> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(argv.iter().copied())).unwrap();
+        site(&cli.serve).ok().and_then(|s| s.server.config().ping_interval())
+    }
+
+    /// `wsx serve --hub` pings as wsx-hub's PROTOCOL.md says (25 s); the
+    /// echo server keeps its 20 s; the flag wins over both.
+    #[tokio::test]
+    async fn the_hub_pings_every_25_s_unless_told() {
+        assert_eq!(ping_of(&["--hub"]), Some(Duration::from_secs(25)));
+        assert_eq!(ping_of(&[]), Some(Duration::from_secs(20)));
+        assert_eq!(ping_of(&["--hub", "--ping-interval", "7"]), Some(Duration::from_secs(7)));
     }
 }
