@@ -1,0 +1,134 @@
+//! PROTOCOL.md, "Between nodes (Redis)": the default prefix, the channel
+//! and key names, and the message format, read and written by a plain
+//! Redis client beside one node (a `redis-server` on a random loopback
+//! port; skipped with a notice when it is not installed, unless `CI` is
+//! set).
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wsx_hub::broker::{BrokerState, RedisBroker, RedisOptions};
+use wsx_hub::protocol::{Packet, RoomRequest};
+use wsx_hub::{Event, Hub};
+
+struct Redis(Child);
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_installed() -> bool {
+    let ok = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("redis-server is not installed (scripts/install-redis installs it)");
+        }
+        eprintln!("NOTICE: redis-server is not installed: skipping the Redis tests (scripts/install-redis)");
+    }
+    ok
+}
+
+async fn start_redis() -> (Redis, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let redis = Redis(child);
+    let t = std::time::Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(t.elapsed() < WAIT, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (redis, format!("redis://127.0.0.1:{port}/"))
+}
+
+async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(c).await.unwrap()
+}
+
+#[tokio::test]
+async fn redis_names_and_messages_are_as_documented() {
+    if !redis_installed() {
+        return;
+    }
+    let (_redis, url) = start_redis().await;
+    // The default options: the default prefix, `wsx-hub`.
+    let broker = RedisBroker::new(&url, RedisOptions::default()).unwrap();
+    let (hub, addr) = start(Hub::builder().node_id("n1").broker(broker)).await;
+    eventually(|| hub.broker_state() == BrokerState::Connected).await;
+    let (mut ws, conn) = raw(addr).await;
+    send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
+    assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+
+    // Channels: the room's, everyone's, the node's.
+    let mut channels: Vec<String> = query(&mut c, &["PUBSUB", "CHANNELS", "*"]).await;
+    channels.sort();
+    assert_eq!(channels, ["wsx-hub:all", "wsx-hub:node:n1", "wsx-hub:room:r"]);
+
+    // Presence: a sorted set of connection ids scored by expiry (Unix ms),
+    // and each connection's metadata as JSON with a TTL.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as f64;
+    let set: Vec<(String, f64)> = query(&mut c, &["ZRANGE", "wsx-hub:presence:r", "0", "-1", "WITHSCORES"]).await;
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_eq!(set[0].0, conn);
+    assert!(set[0].1 > now && set[0].1 <= now + 31_000.0, "expiry {} at {now}", set[0].1);
+    let meta: String = query(&mut c, &["GET", &format!("wsx-hub:meta:{conn}")]).await;
+    assert_eq!(serde_json::from_str::<Value>(&meta).unwrap(), Value::Null);
+    let ttl: i64 = query(&mut c, &["PTTL", &format!("wsx-hub:meta:{conn}")]).await;
+    assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
+
+    // What the node publishes: a JSON header line, then the packet as
+    // clients get it.
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("wsx-hub:room:r").await.unwrap();
+    let mut messages = pubsub.on_message();
+    hub.broadcast("r", Event::new("news", json!({"a": 1})));
+    let msg = tokio::time::timeout(WAIT, messages.next()).await.unwrap().unwrap();
+    let bytes = msg.get_payload_bytes();
+    let nl = bytes.iter().position(|&b| b == b'\n').expect("a header line");
+    let header: Value = serde_json::from_slice(&bytes[..nl]).unwrap();
+    assert_eq!(
+        (header["k"].as_str(), header["node"].as_str(), header["room"].as_str()),
+        (Some("room"), Some("n1"), Some("r"))
+    );
+    let packet: Value = serde_json::from_slice(&bytes[nl + 1..]).unwrap();
+    assert_eq!(packet, json!({"t": "event", "event": "news", "data": {"a": 1}, "room": "r"}));
+    match next(&mut ws).await {
+        Packet::Event(e) => assert_eq!(e.event, "news"),
+        other => panic!("{other:?}"),
+    }
+
+    // What another node publishes on each channel reaches the client.
+    let sent = [
+        ("wsx-hub:room:r", r#"{"k":"room","node":"other","room":"r"}"#, "to-room"),
+        ("wsx-hub:all", r#"{"k":"all","node":"other"}"#, "to-all"),
+        ("wsx-hub:node:n1", &*format!(r#"{{"k":"direct","node":"other","conn":"{conn}"}}"#), "to-conn"),
+    ];
+    for (channel, header, event) in sent {
+        let body = format!("{header}\n{}", json!({"t": "event", "event": event, "data": null}));
+        let _: i64 = query(&mut c, &["PUBLISH", channel, &body]).await;
+        match next(&mut ws).await {
+            Packet::Event(e) => assert_eq!(e.event, event, "{channel}"),
+            other => panic!("{channel}: {other:?}"),
+        }
+    }
+    drop(ws);
+    hub.shutdown().await;
+}
