@@ -198,8 +198,9 @@ pub struct SseSettings {
     pub replay: usize,
     /// Interval of heartbeat comments (default 15 s).
     pub heartbeat: Duration,
-    /// How long a room's replay buffer is kept after its last member and
-    /// stream left (default 5 min).
+    /// How long a room's SSE history (ids and replay buffer) is kept after
+    /// its last member and stream on this node left (default 5 min); until
+    /// then the node keeps receiving the room's events from other nodes.
     pub retention: Duration,
 }
 
@@ -555,14 +556,24 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    fn needs_broker(&self) -> bool {
+    /// Members or open SSE streams here.
+    fn occupied(&self) -> bool {
         !self.members.is_empty() || self.sse.as_ref().is_some_and(|s| s.has_streams())
+    }
+
+    /// Whether this node needs the room's messages from other nodes: it has
+    /// members here, or it keeps the room's SSE history (a stream is open,
+    /// or one that closed may still resume with `Last-Event-ID`).
+    fn needs_broker(&self, now: Instant) -> bool {
+        !self.members.is_empty() || self.sse.as_ref().is_some_and(|s| !s.expired(now))
     }
 
     /// Subscribe or unsubscribe as the room's needs changed. When it
     /// subscribes, the future says when the subscription is in effect.
+    /// Called on every change of members or streams, and by the sweeper
+    /// once the SSE history may have expired.
     pub(crate) fn sync_subscription(&mut self, name: &str, broker: &dyn Broker) -> Option<BoxFuture<'static, ()>> {
-        let needs = self.needs_broker();
+        let needs = self.needs_broker(Instant::now());
         let mut ready = None;
         if needs && !self.subscribed {
             ready = Some(broker.subscribe(name));
@@ -573,9 +584,10 @@ impl Room {
         ready
     }
 
-    /// Whether the room can be forgotten now.
-    pub(crate) fn is_dead(&self, now: Instant, retention: Duration) -> bool {
-        !self.needs_broker() && self.sse.as_ref().is_none_or(|s| s.expired(now, retention))
+    /// Whether the room can be forgotten: [`Self::sync_subscription`] found
+    /// nothing here that needs it.
+    pub(crate) fn is_dead(&self) -> bool {
+        !self.subscribed
     }
 }
 
@@ -674,11 +686,6 @@ impl Hub {
         });
     }
 
-    /// How long an SSE replay buffer outlives its room's last member.
-    pub(crate) fn retention(&self) -> Duration {
-        self.inner.s.sse.as_ref().map_or(Duration::ZERO, |s| s.retention)
-    }
-
     pub(crate) fn next_seq(&self) -> u64 {
         self.inner.seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -719,13 +726,13 @@ impl Hub {
         st.conns.iter().map(|(id, e)| conn_info(id, e)).collect()
     }
 
-    /// The rooms on this node.
+    /// The rooms with members or open SSE streams on this node.
     pub fn rooms(&self) -> Vec<RoomInfo> {
         let st = self.lock();
         let mut v: Vec<RoomInfo> = st
             .rooms
             .iter()
-            .filter(|(_, r)| r.needs_broker())
+            .filter(|(_, r)| r.occupied())
             .map(|(name, r)| RoomInfo {
                 name: name.clone(),
                 local_members: r.members.len(),
@@ -829,11 +836,12 @@ impl Hub {
     fn remove_member(&self, st: &mut State, room: &str, conn: &str) {
         if let Some(r) = st.rooms.get_mut(room) {
             r.members.remove(conn);
-            let _ = r.sync_subscription(room, &*self.inner.broker);
-            if r.is_dead(Instant::now(), self.retention()) {
-                st.rooms.remove(room);
-            } else if let Some(s) = &mut r.sse {
+            if let Some(s) = r.sse.as_mut().filter(|_| r.members.is_empty()) {
                 s.touch();
+            }
+            let _ = r.sync_subscription(room, &*self.inner.broker);
+            if r.is_dead() {
+                st.rooms.remove(room);
             }
         }
     }
@@ -1240,8 +1248,8 @@ pub(crate) fn unknown_event(id: Option<u64>, name: &str) -> Packet {
     refusal(id, ErrorBody::new(codes::UNKNOWN_EVENT, format!("no handler for {name:?}")))
 }
 
-/// Remove rooms that have neither members nor streams and whose replay
-/// buffers outlived `retention`.
+/// Every half `retention` or so: leave the channels of rooms whose SSE
+/// history expired, and forget the rooms nothing here needs.
 fn spawn_sweeper(hub: std::sync::Weak<Inner>, retention: Duration) {
     let every = (retention / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
     tokio::spawn(async move {
@@ -1253,8 +1261,11 @@ fn spawn_sweeper(hub: std::sync::Weak<Inner>, retention: Duration) {
             if hub.is_shutting_down() {
                 return;
             }
-            let now = Instant::now();
-            hub.lock().rooms.retain(|_, r| !r.is_dead(now, retention));
+            let broker = &*hub.inner.broker;
+            hub.lock().rooms.retain(|name, r| {
+                let _ = r.sync_subscription(name, broker);
+                !r.is_dead()
+            });
         }
     });
 }

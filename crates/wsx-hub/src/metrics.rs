@@ -112,7 +112,7 @@ impl Metrics {
                 ("{reason=\"protocol\"}", g(&self.rejected_protocol)),
             ],
         );
-        metric("wsx_hub_rooms", "gauge", "Rooms with members or SSE streams on this node.", &[("", rooms as u64)]);
+        metric("wsx_hub_rooms", "gauge", "Rooms with members, SSE streams or SSE history here.", &[("", rooms as u64)]);
         metric("wsx_hub_messages_in_total", "counter", "Data messages received.", &[("", g(&self.messages_in))]);
         metric("wsx_hub_messages_out_total", "counter", "Messages written to clients.", &[("", g(&self.messages_out))]);
         metric("wsx_hub_bytes_in_total", "counter", "Bytes of data messages received.", &[("", g(&self.bytes_in))]);

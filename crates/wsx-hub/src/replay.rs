@@ -25,12 +25,15 @@ pub(crate) struct SseRoom {
     capacity: usize,
     replay: VecDeque<Arc<SseEvent>>,
     pub(crate) subs: Vec<mpsc::Sender<Arc<SseEvent>>>,
+    /// How long the state outlives the room's last member and stream here.
+    retention: Duration,
+    /// When the room last had a member or a stream here.
     idle_since: Instant,
 }
 
 impl SseRoom {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self { next_id: 1, capacity, replay: VecDeque::new(), subs: Vec::new(), idle_since: Instant::now() }
+    pub(crate) fn new(capacity: usize, retention: Duration) -> Self {
+        Self { next_id: 1, capacity, replay: VecDeque::new(), subs: Vec::new(), retention, idle_since: Instant::now() }
     }
 
     pub(crate) fn has_streams(&self) -> bool {
@@ -41,12 +44,16 @@ impl SseRoom {
         self.subs.iter().filter(|s| !s.is_closed()).count()
     }
 
+    /// The room's last member or stream here left now: the retention
+    /// counts from here. Events recorded later do not extend it.
     pub(crate) fn touch(&mut self) {
         self.idle_since = Instant::now();
     }
 
-    pub(crate) fn expired(&self, now: Instant, retention: Duration) -> bool {
-        !self.has_streams() && now.saturating_duration_since(self.idle_since) >= retention
+    /// No stream is open and the retention since the last one (or the
+    /// room's last member) left has passed: nobody can resume any more.
+    pub(crate) fn expired(&self, now: Instant) -> bool {
+        !self.has_streams() && now.saturating_duration_since(self.idle_since) >= self.retention
     }
 
     /// Record a room packet: into the replay buffer and to every stream.
@@ -66,8 +73,9 @@ impl SseRoom {
             }
             self.replay.push_back(ev.clone());
         }
+        let had_streams = !self.subs.is_empty();
         self.subs.retain(|s| s.try_send(ev.clone()).is_ok());
-        if self.subs.is_empty() {
+        if had_streams && self.subs.is_empty() {
             self.touch();
         }
     }

@@ -40,7 +40,8 @@ where
     let (replay, mut rx, ready) = {
         let mut st = hub.lock();
         let r = st.rooms.entry(room.clone()).or_default();
-        let (replay, rx) = r.sse.get_or_insert_with(|| SseRoom::new(settings.replay)).subscribe(last_id);
+        let (replay, rx) =
+            r.sse.get_or_insert_with(|| SseRoom::new(settings.replay, settings.retention)).subscribe(last_id);
         (replay, rx, r.sync_subscription(&room, &*hub.inner.broker))
     };
     if let Some(ready) = ready {

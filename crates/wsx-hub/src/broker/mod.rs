@@ -284,11 +284,12 @@ pub trait Broker: Send + Sync + 'static {
     fn start(&self, node: &str, inbox: Inbox);
     /// Publish to other nodes. Never waits; order is kept.
     fn publish(&self, msg: BrokerMessage);
-    /// This node has members in `room`: receive its messages. The future
-    /// resolves once the subscription is in effect (at once when the broker
-    /// is down); the hub waits for it, bounded, before answering a join.
+    /// This node has members in `room`, or SSE streams or history: receive
+    /// its messages. The future resolves once the subscription is in effect
+    /// (at once when the broker is down); the hub waits for it, bounded,
+    /// before answering a join or starting a stream.
     fn subscribe(&self, room: &str) -> BoxFuture<'static, ()>;
-    /// This node has no more members in `room`.
+    /// This node no longer needs `room`'s messages.
     fn unsubscribe(&self, room: &str);
     /// Record `member` as present in `room`.
     fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>>;

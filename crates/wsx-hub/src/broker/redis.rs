@@ -3,12 +3,12 @@
 //!
 //! Channels (with the default prefix `wsx-hub`): `wsx-hub:room:<room>` for
 //! each room with members on some node (a node subscribes while it has
-//! members or SSE streams in the room), `wsx-hub:all` for broadcasts to
-//! everyone, `wsx-hub:node:<node>` for messages to one node (a connection
-//! there, or the answer to one of its requests). Each node publishes
-//! through one connection, in order, and skips what it published itself
-//! (messages carry the node id), so every other node receives a message
-//! once and a sender's messages arrive in order.
+//! members, SSE streams or SSE history in the room), `wsx-hub:all` for
+//! broadcasts to everyone, `wsx-hub:node:<node>` for messages to one node
+//! (a connection there, or the answer to one of its requests). Each node
+//! publishes through one connection, in order, and skips what it published
+//! itself (messages carry the node id), so every other node receives a
+//! message once and a sender's messages arrive in order.
 //!
 //! Presence: `wsx-hub:presence:<room>` is a sorted set of connection ids
 //! scored by their expiry time (Unix ms), `wsx-hub:meta:<conn>` holds each
