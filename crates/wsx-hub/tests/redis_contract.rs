@@ -83,7 +83,7 @@ async fn redis_names_and_messages_are_as_documented() {
     assert_eq!(channels, ["wsx-hub:all", "wsx-hub:node:n1", "wsx-hub:room:r"]);
 
     // Presence: a sorted set of connection ids scored by expiry (Unix ms),
-    // and each connection's metadata as JSON with a TTL.
+    // and each connection's metadata as JSON living twice as long.
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as f64;
     let set: Vec<(String, f64)> = query(&mut c, &["ZRANGE", "wsx-hub:presence:r", "0", "-1", "WITHSCORES"]).await;
     assert_eq!(set.len(), 1, "{set:?}");
@@ -92,7 +92,7 @@ async fn redis_names_and_messages_are_as_documented() {
     let meta: String = query(&mut c, &["GET", &format!("wsx-hub:meta:{conn}")]).await;
     assert_eq!(serde_json::from_str::<Value>(&meta).unwrap(), Value::Null);
     let ttl: i64 = query(&mut c, &["PTTL", &format!("wsx-hub:meta:{conn}")]).await;
-    assert!(ttl > 0 && ttl <= 30_000, "{ttl}");
+    assert!(ttl > 30_000 && ttl <= 60_000, "twice the presence TTL: {ttl}");
 
     // What the node publishes: a JSON header line, then the packet as
     // clients get it.
@@ -131,4 +131,55 @@ async fn redis_names_and_messages_are_as_documented() {
     }
     drop(ws);
     hub.shutdown().await;
+}
+
+/// "Between nodes", a node that dies: its members' entries expire, and one
+/// surviving node with members in the room announces each one's leave,
+/// once for the whole cluster, with its metadata. The dead node here is
+/// entries written straight into Redis that nobody refreshes.
+#[tokio::test]
+async fn a_dead_nodes_members_leave_once() {
+    if !redis_installed() {
+        return;
+    }
+    let (_redis, url) = start_redis().await;
+    let node = |id: &str| {
+        let opts = RedisOptions { presence_ttl: Duration::from_secs(3), ..RedisOptions::default() };
+        Hub::builder().node_id(id).broker(RedisBroker::new(&url, opts).unwrap())
+    };
+    let (a, addr_a) = start(node("a")).await;
+    let (b, addr_b) = start(node("b")).await;
+    eventually(|| a.broker_state() == BrokerState::Connected && b.broker_state() == BrokerState::Connected).await;
+    let mut clients = Vec::new();
+    for addr in [addr_a, addr_b] {
+        let (mut ws, _) = raw(addr).await;
+        send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
+        assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
+        clients.push(ws);
+    }
+    let _ = next(&mut clients[0]).await; // the second one's join
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let expiry = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 + 300;
+    let _: i64 = query(&mut c, &["ZADD", "wsx-hub:presence:r", &expiry.to_string(), "dead.7"]).await;
+    let _: () = query(&mut c, &["SET", "wsx-hub:meta:dead.7", r#"{"user":"zed"}"#, "PX", "6000"]).await;
+    assert!(a.members("r").await.iter().any(|m| m.conn == "dead.7"));
+
+    for ws in &mut clients {
+        match next(ws).await {
+            Packet::Presence(p) => {
+                assert_eq!((p.kind, p.member.conn.as_str()), (wsx_hub::PresenceKind::Leave, "dead.7"));
+                assert_eq!(p.member.meta, json!({"user": "zed"}));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for ws in &mut clients {
+        assert_eq!(quiet(ws, Duration::from_millis(1500)).await, None, "announced once");
+    }
+    assert_eq!(a.members("r").await.len(), 2);
+    drop(clients);
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -12,9 +12,10 @@
 //!
 //! Presence: `wsx-hub:presence:<room>` is a sorted set of connection ids
 //! scored by their expiry time (Unix ms), `wsx-hub:meta:<conn>` holds each
-//! connection's metadata (JSON) with the same expiry. Nodes refresh their
-//! own entries every third of the TTL (default 30 s), so the members of a
-//! node that died vanish within the TTL. Node clocks must roughly agree.
+//! connection's metadata (JSON) for twice the TTL. Nodes refresh their own
+//! entries every third of the TTL (default 30 s); when a node dies, its
+//! members' entries expire, and a surviving node with members in the room
+//! removes each and publishes its leave. Node clocks must roughly agree.
 //!
 //! When Redis goes away the node keeps serving its own clients, logs,
 //! reports [`BrokerState::Disconnected`], buffers up to
@@ -27,7 +28,7 @@
 use super::{decode_message, encode_message, node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbox};
 use crate::error::BrokerError;
 use crate::policy::Backoff;
-use crate::protocol::Member;
+use crate::protocol::{self, Member, Packet, PresenceKind, PresencePacket};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
@@ -183,7 +184,8 @@ impl Shared {
         let exp = self.expiry();
         for (conn, meta) in members {
             pipe.cmd("ZADD").arg(&key).arg(exp).arg(conn).ignore();
-            pipe.cmd("SET").arg(self.key("meta", conn)).arg(meta.to_string()).arg("PX").arg(ttl).ignore();
+            // Twice the TTL: the leave of an expired member carries it.
+            pipe.cmd("SET").arg(self.key("meta", conn)).arg(meta.to_string()).arg("PX").arg(ttl * 2).ignore();
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl * 2).ignore();
     }
@@ -199,6 +201,50 @@ impl Shared {
             self.add_presence(&mut pipe, room, members);
         }
         pipe.query_async::<()>(conn).await
+    }
+
+    /// Members of other nodes whose entries expired in the rooms this node
+    /// has members in (their node stopped refreshing them: it died or lost
+    /// Redis): remove each and publish its `presence` leave on the room's
+    /// channel, on behalf of its node (so this node receives it too). The
+    /// `ZREM` that removes an entry decides which node announces it: one
+    /// does, once.
+    async fn reap_expired(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let node = self.node.get().cloned().unwrap_or_default();
+        let rooms: Vec<String> = lock(&self.presence).keys().cloned().collect();
+        let now = now_ms();
+        for room in rooms {
+            let key = self.key("presence", &room);
+            let expired: Vec<String> =
+                redis::cmd("ZRANGEBYSCORE").arg(&key).arg("-inf").arg(now).query_async(conn).await?;
+            // This node's own are recorded again by the next refresh.
+            for id in expired.into_iter().filter(|c| node_of(c) != node) {
+                let (removed, meta): (i64, Option<String>) = redis::pipe()
+                    .cmd("ZREM")
+                    .arg(&key)
+                    .arg(&id)
+                    .cmd("GET")
+                    .arg(self.key("meta", &id))
+                    .query_async(conn)
+                    .await?;
+                if removed != 1 {
+                    continue; // another node announces it
+                }
+                let meta = meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null);
+                let leave = Packet::Presence(PresencePacket {
+                    room: room.clone(),
+                    kind: PresenceKind::Leave,
+                    member: Member { conn: id.clone(), meta },
+                });
+                self.push_op(Op::Publish(BrokerMessage::Room {
+                    node: node_of(&id).to_owned(),
+                    room: room.clone(),
+                    except: None,
+                    payload: protocol::encode(&leave),
+                }));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -295,6 +341,9 @@ async fn session(shared: &Arc<Shared>, inbox: &Inbox) -> String {
             _ = refresh.tick() => {
                 if let Err(e) = shared.refresh_presence(&mut conn).await {
                     return format!("refreshing presence failed: {e}");
+                }
+                if let Err(e) = shared.reap_expired(&mut conn).await {
+                    return format!("removing expired presence failed: {e}");
                 }
             }
             _ = crate::hub::flag_set(&mut stop) => return "stopped".into(),
@@ -403,19 +452,14 @@ impl Broker for RedisBroker {
             let mut conn = shared.conn().ok_or_else(unavailable)?;
             let key = shared.key("presence", &room);
             let now = now_ms();
-            let conns: Vec<String> = redis::pipe()
-                .cmd("ZREMRANGEBYSCORE")
-                .arg(&key)
-                .arg("-inf")
-                .arg(now)
-                .ignore()
-                .cmd("ZRANGEBYSCORE")
+            // Expired entries are left for `reap_expired`, which announces
+            // their leave.
+            let conns: Vec<String> = redis::cmd("ZRANGEBYSCORE")
                 .arg(&key)
                 .arg(now)
                 .arg("+inf")
-                .query_async::<(Vec<String>,)>(&mut conn)
+                .query_async(&mut conn)
                 .await
-                .map(|(conns,)| conns)
                 .map_err(command)?;
             if conns.is_empty() {
                 return Ok(Vec::new());
