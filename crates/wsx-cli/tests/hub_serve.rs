@@ -332,3 +332,53 @@ async fn two_hub_processes_on_one_redis_are_one_hub() {
     let exit = tokio::task::spawn_blocking(move || node_b.child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+/// A graceful stop publishes every member's leave before the process exits:
+/// 30 members of node b in three rooms, an observer on node a, b stopped
+/// with SIGTERM; the observer gets all 90 leaves.
+#[tokio::test]
+async fn a_stopped_nodes_members_all_leave() {
+    const MEMBERS: usize = 30;
+    const ROOMS: [&str; 3] = ["r1", "r2", "r3"];
+    let Some((_redis, port)) = Redis::start() else { return };
+    let broker = format!("redis://127.0.0.1:{port}/");
+    let node_a = serve(&["--hub", "--broker", &broker, "--node-id", "a"]);
+    let mut node_b = serve(&["--hub", "--broker", &broker, "--node-id", "b"]);
+    broker_up(&node_a).await;
+    broker_up(&node_b).await;
+
+    let (observer, mut events, _) = client(&node_a).await;
+    for room in ROOMS {
+        observer.join(room).await.unwrap();
+    }
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let (c, events, _) = client(&node_b).await;
+        for room in ROOMS {
+            c.join(room).await.unwrap();
+        }
+        members.push((c, events));
+    }
+    let mut joins = 0;
+    while joins < MEMBERS * ROOMS.len() {
+        let (_, kind, conn) = presence(&mut events).await;
+        assert_eq!(kind, PresenceKind::Join, "{conn}");
+        joins += 1;
+    }
+
+    let status = Command::new("kill").args(["-TERM", &node_b.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut leaves = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leaves.len() < MEMBERS * ROOMS.len() {
+        let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.next()).await else { break };
+        if let ClientEvent::Presence(p) = ev {
+            assert_eq!(p.kind, PresenceKind::Leave, "{p:?}");
+            assert!(leaves.insert((p.room, p.member.conn)), "each leave once");
+        }
+    }
+    assert_eq!(leaves.len(), MEMBERS * ROOMS.len(), "leave events the observer got");
+    let exit = tokio::task::spawn_blocking(move || node_b.child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    drop(members);
+}

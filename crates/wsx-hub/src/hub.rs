@@ -16,10 +16,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use wsx::handshake::Reject;
 use wsx::server::{OriginPolicy, Outbox, OutboxConfig, Push, Server, SlowConsumer};
 use wsx::{CloseCode, CloseHandle, Message};
@@ -524,6 +524,8 @@ impl HubBuilder {
                 started: Once::new(),
                 server,
                 broker_stopped: AtomicBool::new(false),
+                leaving: AtomicUsize::new(0),
+                left: Notify::new(),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -594,6 +596,11 @@ impl Room {
 /// How long a join waits for the broker's subscription to the room.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a shutdown waits for leaving connections to publish their
+/// leaves (each waits for the broker's presence removal, itself bounded by
+/// the broker's command timeout).
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
+
 /// Someone waits for an ack of the request with this id.
 enum Pending {
     /// A task on this node.
@@ -617,6 +624,28 @@ pub(crate) struct Inner {
     started: Once,
     pub(crate) server: Server,
     broker_stopped: AtomicBool,
+    /// Connections leaving (in [`Hub::unregister`]): their leaves are not
+    /// all published yet.
+    leaving: AtomicUsize,
+    left: Notify,
+}
+
+/// Counts a connection as leaving while it lives.
+struct Leaving<'a>(&'a Inner);
+
+impl<'a> Leaving<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.leaving.fetch_add(1, Ordering::SeqCst);
+        Self(inner)
+    }
+}
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        if self.0.leaving.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.left.notify_waiters();
+        }
+    }
 }
 
 /// A WebSocket hub: connections, rooms, presence, events with acks, and
@@ -1146,6 +1175,9 @@ impl Hub {
 
     /// A connection ended: leave its rooms, fail its pending requests.
     pub(crate) async fn unregister(&self, conn: &str) {
+        // Counted before the connection is removed, so that a shutdown that
+        // no longer finds it waits for its leaves.
+        let _leaving = Leaving::new(&self.inner);
         let removed = {
             let mut st = self.lock();
             let st = &mut *st;
@@ -1195,9 +1227,31 @@ impl Hub {
     /// Shut down gracefully: stop accepting ([`Hub::serve`] returns), close
     /// every connection with 1001 `server shutting down`, end SSE streams,
     /// wait for the closing handshakes (at most the shutdown timeout, then
-    /// drop what is left), and leave the cluster.
+    /// drop what is left), publish the leave of every member of every room
+    /// (also of the connections dropped), and leave the cluster once the
+    /// broker sent them (at most its own bound, 2 s for Redis by default).
     pub async fn shutdown(&self) {
         self.inner.server.shutdown().await;
+        // The connections the server dropped at the timeout leave here
+        // (each at most once: whoever removes it from the registry
+        // announces it).
+        let left: Vec<ConnId> = self.lock().conns.keys().cloned().collect();
+        futures_util::future::join_all(left.iter().map(|c| self.unregister(c))).await;
+        // Connections that were leaving meanwhile finish publishing.
+        let all_left = async {
+            loop {
+                let notified = self.inner.left.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.inner.leaving.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(LEAVE_WAIT, all_left).await.is_err() {
+            tracing::warn!("shutdown: connections still leaving; stopping the broker anyway");
+        }
         if !self.inner.broker_stopped.swap(true, Ordering::SeqCst) {
             self.inner.broker.shutdown().await;
         }

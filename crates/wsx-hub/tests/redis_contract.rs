@@ -183,3 +183,89 @@ async fn a_dead_nodes_members_leave_once() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A graceful stop publishes the leave of every member of every room before
+/// `Hub::shutdown` returns, also of the connections the server dropped at
+/// the shutdown timeout (these members never answer the close frame). Node
+/// b runs on a runtime of its own, dropped as soon as its shutdown returns,
+/// as at a process's exit.
+#[tokio::test]
+async fn a_stopped_nodes_members_all_leave() {
+    const MEMBERS: usize = 10;
+    const ROOMS: [&str; 3] = ["r1", "r2", "r3"];
+    if !redis_installed() {
+        return;
+    }
+    let (_redis, url) = start_redis().await;
+    let node = |id: &str| {
+        Hub::builder()
+            .node_id(id)
+            .shutdown_timeout(Duration::from_millis(300))
+            .broker(RedisBroker::new(&url, RedisOptions::default()).unwrap())
+    };
+    let (a, addr_a) = start(node("a")).await;
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let b = node("b");
+    let node_b = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let (b, addr_b) = start(b).await;
+            eventually(|| b.broker_state() == BrokerState::Connected).await;
+            addr_tx.send(addr_b).unwrap();
+            let _ = stop_rx.await;
+            b.shutdown().await;
+        });
+        drop(rt); // the process exits
+    });
+    let addr_b = addr_rx.await.unwrap();
+    eventually(|| a.broker_state() == BrokerState::Connected).await;
+    let (mut observer, _) = raw(addr_a).await;
+    for (i, room) in ROOMS.iter().enumerate() {
+        send(&mut observer, &Packet::Join(RoomRequest { room: (*room).into(), id: Some(i as u64) })).await;
+        assert!(matches!(next(&mut observer).await, Packet::Ack(a) if a.result.is_ok()));
+    }
+    let mut members = Vec::new();
+    for _ in 0..MEMBERS {
+        let (mut ws, _) = raw(addr_b).await;
+        for (i, room) in ROOMS.iter().enumerate() {
+            send(&mut ws, &Packet::Join(RoomRequest { room: (*room).into(), id: Some(i as u64) })).await;
+            loop {
+                if let Packet::Ack(a) = next(&mut ws).await {
+                    assert!(a.result.is_ok());
+                    break;
+                }
+            }
+        }
+        members.push(ws);
+    }
+    for _ in 0..MEMBERS * ROOMS.len() {
+        assert!(matches!(next(&mut observer).await, Packet::Presence(p) if p.kind == wsx_hub::PresenceKind::Join));
+    }
+    // Half the members answer the close frame, half never read again.
+    let answering: Vec<_> = members
+        .drain(..MEMBERS / 2)
+        .map(|mut ws| tokio::spawn(async move { while let Some(Ok(_)) = ws.recv().await {} }))
+        .collect();
+
+    stop_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || node_b.join().unwrap()).await.unwrap();
+    let mut leaves = std::collections::HashSet::new();
+    while leaves.len() < MEMBERS * ROOMS.len() {
+        match quiet(&mut observer, Duration::from_secs(2)).await {
+            Some(Packet::Presence(p)) => {
+                assert_eq!(p.kind, wsx_hub::PresenceKind::Leave, "{p:?}");
+                assert!(leaves.insert((p.room, p.member.conn)), "each leave once");
+            }
+            Some(other) => panic!("{other:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(leaves.len(), MEMBERS * ROOMS.len(), "leave events the observer got");
+    assert!(a.members("r1").await.iter().all(|m| m.conn.starts_with("a.")), "b's presence is gone");
+    drop(members);
+    for t in answering {
+        t.abort();
+    }
+    a.shutdown().await;
+}

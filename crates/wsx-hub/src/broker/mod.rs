@@ -299,7 +299,9 @@ pub trait Broker: Send + Sync + 'static {
     fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>>;
     /// Where the broker stands.
     fn state(&self) -> BrokerState;
-    /// Stop: leave the cluster, drop this node's presence.
+    /// Stop: send what was published before (bounded: the hub's last
+    /// messages are its members' leaves), drop this node's presence, leave
+    /// the cluster.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }
 

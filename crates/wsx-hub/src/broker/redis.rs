@@ -70,7 +70,12 @@ enum Op {
     /// The wanted subscription of a room changed; tell `done` when it is
     /// in effect.
     Sync(String, Option<oneshot::Sender<()>>),
+    /// Everything queued before it was sent: tell the sender.
+    Flush(oneshot::Sender<()>),
 }
+
+/// Consecutive publishes sent in one pipeline, at most.
+const PUBLISH_BATCH: usize = 256;
 
 struct Shared {
     client: redis::Client,
@@ -293,18 +298,31 @@ async fn session(shared: &Arc<Shared>, inbox: &Inbox) -> String {
     refresh.tick().await;
     let mut stop = shared.stop.subscribe();
     loop {
-        // Send what is queued, in order.
+        // Send what is queued, in order; consecutive publishes in one
+        // pipeline.
         loop {
             let op = lock(&shared.ops).pop_front();
             let Some(op) = op else { break };
             match op {
                 Op::Publish(m) => {
-                    let channel = shared.channel_of(&m);
-                    let bytes = encode_message(&m);
-                    let r: redis::RedisResult<i64> =
-                        redis::cmd("PUBLISH").arg(&channel).arg(bytes).query_async(&mut conn).await;
-                    if let Err(e) = r {
-                        lock(&shared.ops).push_front(Op::Publish(m));
+                    let mut batch = vec![m];
+                    {
+                        let mut ops = lock(&shared.ops);
+                        while batch.len() < PUBLISH_BATCH && matches!(ops.front(), Some(Op::Publish(_))) {
+                            if let Some(Op::Publish(m)) = ops.pop_front() {
+                                batch.push(m);
+                            }
+                        }
+                    }
+                    let mut pipe = redis::pipe();
+                    for m in &batch {
+                        pipe.cmd("PUBLISH").arg(shared.channel_of(m)).arg(encode_message(m)).ignore();
+                    }
+                    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                        let mut ops = lock(&shared.ops);
+                        for m in batch.into_iter().rev() {
+                            ops.push_front(Op::Publish(m));
+                        }
                         return format!("publish failed: {e}");
                     }
                 }
@@ -325,6 +343,9 @@ async fn session(shared: &Arc<Shared>, inbox: &Inbox) -> String {
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
+                }
+                Op::Flush(done) => {
+                    let _ = done.send(());
                 }
             }
         }
@@ -485,6 +506,14 @@ impl Broker for RedisBroker {
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         let shared = self.shared.clone();
         Box::pin(async move {
+            // Send what is queued (the leaves of this node's members among
+            // it) before stopping, at most the command timeout.
+            let (tx, rx) = oneshot::channel();
+            shared.push_op(Op::Flush(tx));
+            if tokio::time::timeout(shared.opts.command_timeout, rx).await.is_err() {
+                let left = lock(&shared.ops).iter().filter(|o| matches!(o, Op::Publish(_))).count();
+                tracing::warn!(left, "stopping before Redis took every queued message");
+            }
             // Remove this node's presence while the connection is up.
             let presence = std::mem::take(&mut *lock(&shared.presence));
             if let Some(mut conn) = shared.conn() {
