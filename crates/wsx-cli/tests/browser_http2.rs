@@ -31,13 +31,15 @@
 
 #![cfg(unix)]
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 #[path = "../../wsx/tests/support/pki.rs"]
 mod pki;
 
+use browser::{in_ci, prerequisites, repo_root};
 use common::serve;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -47,34 +49,6 @@ const LIMIT: Duration = Duration::from_secs(170);
 /// Sockets the page holds open at once.
 const SOCKETS: u64 = 6;
 const SIZES: [usize; 8] = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let out = Command::new("which").arg(program).output().ok()?;
-    let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-}
-
-/// Node, if Chromium and playwright-core are installed too.
-fn prerequisites() -> Result<PathBuf, String> {
-    let node = which("node").ok_or("`node` is not on PATH")?;
-    let chromium = std::env::var_os("WSX_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if !chromium.is_file() {
-        return Err(format!("no Chromium at {}", chromium.display()));
-    }
-    let modules = repo_root().join("tests/browser/node_modules");
-    if !modules.join("playwright-core/package.json").is_file() {
-        return Err(format!("playwright-core is not installed in {}", modules.display()));
-    }
-    Ok(node)
-}
 
 /// `GET /metrics` on a TLS connection of its own that offers HTTP/1.1
 /// alone (so that it is one connection and no HTTP/2 stream).

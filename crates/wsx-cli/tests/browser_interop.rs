@@ -31,11 +31,13 @@
 
 #![cfg(unix)]
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
+use browser::{in_ci, prerequisites, repo_root};
 use common::{serve, wsx, Server};
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,34 +51,6 @@ const LIMIT_BYTES: usize = 1024;
 const PING_INTERVAL: &str = "1";
 const IDLE_TIMEOUT: &str = "4";
 const SILENT_SECS: u32 = 6;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let out = Command::new("which").arg(program).output().ok()?;
-    let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
-    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
-}
-
-/// Node, if Chromium and playwright-core are installed too.
-fn prerequisites() -> Result<PathBuf, String> {
-    let node = which("node").ok_or("`node` is not on PATH")?;
-    let chromium = std::env::var_os("WSX_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
-    if !chromium.is_file() {
-        return Err(format!("no Chromium at {}", chromium.display()));
-    }
-    let modules = repo_root().join("tests/browser/node_modules");
-    if !modules.join("playwright-core/package.json").is_file() {
-        return Err(format!("playwright-core is not installed in {}", modules.display()));
-    }
-    Ok(node)
-}
 
 /// Whether `wsx serve --help` lists `flag`.
 fn serve_has_flag(flag: &str) -> bool {
