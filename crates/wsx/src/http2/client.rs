@@ -146,11 +146,9 @@ pub(crate) async fn open(request: &Request<()>, route: &Route<'_>) -> Result<Ope
     loop {
         if let Some((send, place)) = POOL.take(&key) {
             attempts += 1;
-            match open_stream(send, place, request, route.config).await {
-                Err(Failed::Retry(e)) if attempts >= MAX_ATTEMPTS => return Err(e),
-                Err(Failed::Retry(_)) => continue,
-                Err(Failed::Final(e)) => return Err(e),
-                Ok(opened) => return Ok(Opened::WebSocket(Box::new(opened))),
+            match settle(open_stream(send, place, request, route.config).await, attempts) {
+                Some(done) => return done,
+                None => continue,
             }
         }
         let remembered = if required { None } else { POOL.remembered(&key) };
@@ -173,11 +171,9 @@ pub(crate) async fn open(request: &Request<()>, route: &Route<'_>) -> Result<Ope
                 let (send, place) = POOL.insert(&key, conn);
                 drop(turn);
                 attempts += 1;
-                match open_stream(send, place, request, route.config).await {
-                    Err(Failed::Retry(e)) if attempts >= MAX_ATTEMPTS => return Err(e),
-                    Err(Failed::Retry(_)) => continue,
-                    Err(Failed::Final(e)) => return Err(e),
-                    Ok(opened) => return Ok(Opened::WebSocket(Box::new(opened))),
+                match settle(open_stream(send, place, request, route.config).await, attempts) {
+                    Some(done) => return done,
+                    None => continue,
                 }
             }
             Dialed::Http1(tls) => {
@@ -292,6 +288,20 @@ enum Failed {
 
 /// Open the WebSocket of `request` as an extended `CONNECT` stream (RFC
 /// 8441 §4, §5) on the connection of `send`, in `place`.
+/// What the `attempts`-th try of a stream decides: the WebSocket or a
+/// final error, or `None` to try another connection.
+fn settle(
+    tried: std::result::Result<(WebSocket<MaybeTlsStream>, Response<()>), Failed>,
+    attempts: u32,
+) -> Option<Result<Opened>> {
+    match tried {
+        Err(Failed::Retry(e)) if attempts >= MAX_ATTEMPTS => Some(Err(e)),
+        Err(Failed::Retry(_)) => None,
+        Err(Failed::Final(e)) => Some(Err(e)),
+        Ok(opened) => Some(Ok(Opened::WebSocket(Box::new(opened)))),
+    }
+}
+
 async fn open_stream(
     send: SendRequest<Bytes>,
     place: Place,
