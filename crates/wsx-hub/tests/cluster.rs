@@ -141,17 +141,6 @@ async fn eventually_async<F: std::future::Future<Output = bool>>(mut f: impl FnM
     }
 }
 
-fn redis_installed() -> bool {
-    let ok = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("redis-server is not installed (scripts/install-redis installs it)");
-        }
-        eprintln!("NOTICE: redis-server is not installed: skipping the Redis tests (scripts/install-redis)");
-    }
-    ok
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -24,17 +24,6 @@ impl Drop for Redis {
     }
 }
 
-fn redis_installed() -> bool {
-    let ok = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("redis-server is not installed (scripts/install-redis installs it)");
-        }
-        eprintln!("NOTICE: redis-server is not installed: skipping the Redis tests (scripts/install-redis)");
-    }
-    ok
-}
-
 async fn start_redis() -> (Redis, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new("redis-server")

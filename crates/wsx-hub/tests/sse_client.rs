@@ -5,34 +5,11 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use wsx_hub::client::{Client, ClientEvent, ClientState};
 use wsx_hub::protocol::{Packet, RoomRequest};
 use wsx_hub::{AckError, Backoff, Event, HandlerError, Hub, SseSettings};
-
-async fn sse_open(addr: SocketAddr, room: &str, last: Option<u64>) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET /events?room={room} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n");
-    if let Some(id) = last {
-        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
-    }
-    req.push_str("\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    tcp
-}
-
-/// Read until `text` contains `needle`.
-async fn read_until(tcp: &mut TcpStream, text: &mut String, needle: &str) {
-    let mut buf = [0u8; 4096];
-    while !text.contains(needle) {
-        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.expect("timed out").unwrap();
-        assert!(n > 0, "stream ended before {needle:?}: {text}");
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-}
 
 #[tokio::test]
 async fn sse_streams_a_room_with_ids_heartbeats_and_resume() {

@@ -126,3 +126,46 @@ pub async fn eventually(mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `GET /events?room=ROOM` on a new connection (with `Last-Event-ID`
+/// when `last` is given).
+pub async fn sse_open(addr: SocketAddr, room: &str, last: Option<u64>) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET /events?room={room} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n");
+    if let Some(id) = last {
+        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    tcp
+}
+
+/// Read until `text` contains `needle`.
+pub async fn read_until(tcp: &mut TcpStream, text: &mut String, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !text.contains(needle) {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {needle:?}: {text}"))
+            .unwrap();
+        assert!(n > 0, "stream ended before {needle:?}: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// Whether redis-server is installed: in CI it must be; elsewhere the
+/// Redis tests are skipped with a notice.
+pub fn redis_installed() -> bool {
+    let ok = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var_os("CI").is_some() {
+            panic!("redis-server is not installed (scripts/install-redis installs it)");
+        }
+        eprintln!("NOTICE: redis-server is not installed: skipping the Redis tests (scripts/install-redis)");
+    }
+    ok
+}
