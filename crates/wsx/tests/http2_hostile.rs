@@ -523,36 +523,29 @@ async fn handlers_that_outlive_their_reset_streams_are_bounded_per_connection() 
 /// up, the server stops reading and the flood stalls.
 #[tokio::test]
 async fn settings_flood_is_throttled() {
-    let _one = SERIAL.lock().await;
-    let ca = Ca::new("wsx h2 hostile CA");
-    let t = target(&ca, Config::default()).await;
-    let watch = Watch::start(&t.server);
-    let Raw { read, mut write } = raw(&ca, t.port, &[]).await;
-    let chunk = repeated(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 1 << 16)]));
-    let (written, how) = flood(&mut write, &chunk, 256 << 20).await;
-    let (slots, grown) = watch.stop().await;
-    eprintln!("SETTINGS flood: {written} B written, {how:?}, {slots} slots at most, RSS +{grown} B");
-    assert!(written < 32 << 20, "{written} bytes of SETTINGS went in");
-    assert!(grown < RSS_BOUND, "RSS grew by {grown} B");
-    t.still_serves(&ca).await;
-    drop((read, write));
-    t.released().await;
+    unread_flood_is_throttled("SETTINGS", repeated(&settings(&[(SETTINGS_INITIAL_WINDOW_SIZE, 1 << 16)]))).await;
 }
 
 /// A PING flood from a client that never reads the ACKs: as with SETTINGS,
 /// one pong waits at most, and the server stops reading meanwhile.
 #[tokio::test]
 async fn ping_flood_without_reading_is_throttled() {
+    unread_flood_is_throttled("PING", repeated(&frame(PING, 0, 0, b"flooding"))).await;
+}
+
+/// `chunk` written over and over by a client that never reads: the server
+/// stops reading once its answers back up, well before 32 MiB went in, its
+/// memory stays bounded, and it goes on serving others.
+async fn unread_flood_is_throttled(what: &str, chunk: Vec<u8>) {
     let _one = SERIAL.lock().await;
     let ca = Ca::new("wsx h2 hostile CA");
     let t = target(&ca, Config::default()).await;
     let watch = Watch::start(&t.server);
     let Raw { read, mut write } = raw(&ca, t.port, &[]).await;
-    let chunk = repeated(&frame(PING, 0, 0, b"flooding"));
     let (written, how) = flood(&mut write, &chunk, 256 << 20).await;
     let (slots, grown) = watch.stop().await;
-    eprintln!("PING flood: {written} B written, {how:?}, {slots} slots at most, RSS +{grown} B");
-    assert!(written < 32 << 20, "{written} bytes of PING went in");
+    eprintln!("{what} flood: {written} B written, {how:?}, {slots} slots at most, RSS +{grown} B");
+    assert!(written < 32 << 20, "{written} bytes of {what} went in");
     assert!(grown < RSS_BOUND, "RSS grew by {grown} B");
     t.still_serves(&ca).await;
     drop((read, write));
