@@ -11,6 +11,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// a WebSocket over HTTP/2 runs on. Made from the two halves the HTTP/2
 /// library gives (the request's or response's body, and the stream to send
 /// on); its own halves split without a lock.
+///
+/// Not a half-close: once the whole stream has been shut down (its
+/// END_STREAM sent), reading it ends at once, whatever the peer still
+/// sends, since a WebSocket is over when its closing side ends its stream.
+/// The halves of [`SplitIo::split_io`] keep reading until the peer ends.
 #[derive(Debug)]
 pub struct H2Stream {
     recv: H2Recv,
