@@ -300,14 +300,21 @@ async fn broker_up(server: &Server) {
     }
 }
 
-#[tokio::test]
-async fn two_hub_processes_on_one_redis_are_one_hub() {
-    let Some((_redis, port)) = Redis::start() else { return };
+/// Hub processes `a` and `b` on one fresh redis-server, both connected to
+/// it; `None` (the test skipped) without redis-server outside CI.
+async fn two_nodes() -> Option<(Redis, Server, Server)> {
+    let (redis, port) = Redis::start()?;
     let broker = format!("redis://127.0.0.1:{port}/");
     let node_a = serve(&["--hub", "--broker", &broker, "--node-id", "a"]);
-    let mut node_b = serve(&["--hub", "--broker", &broker, "--node-id", "b"]);
+    let node_b = serve(&["--hub", "--broker", &broker, "--node-id", "b"]);
     broker_up(&node_a).await;
     broker_up(&node_b).await;
+    Some((redis, node_a, node_b))
+}
+
+#[tokio::test]
+async fn two_hub_processes_on_one_redis_are_one_hub() {
+    let Some((_redis, node_a, mut node_b)) = two_nodes().await else { return };
 
     let (a, mut ea, ida) = client(&node_a).await;
     let (b, mut eb, idb) = client(&node_b).await;
@@ -340,12 +347,7 @@ async fn two_hub_processes_on_one_redis_are_one_hub() {
 async fn a_stopped_nodes_members_all_leave() {
     const MEMBERS: usize = 30;
     const ROOMS: [&str; 3] = ["r1", "r2", "r3"];
-    let Some((_redis, port)) = Redis::start() else { return };
-    let broker = format!("redis://127.0.0.1:{port}/");
-    let node_a = serve(&["--hub", "--broker", &broker, "--node-id", "a"]);
-    let mut node_b = serve(&["--hub", "--broker", &broker, "--node-id", "b"]);
-    broker_up(&node_a).await;
-    broker_up(&node_b).await;
+    let Some((_redis, node_a, mut node_b)) = two_nodes().await else { return };
 
     let (observer, mut events, _) = client(&node_a).await;
     for room in ROOMS {
