@@ -46,6 +46,7 @@ mod policy;
 pub mod protocol;
 mod replay;
 mod server;
+pub mod socketio;
 mod sse;
 
 pub use error::{AckError, BrokerError, HandlerError, HubError};
