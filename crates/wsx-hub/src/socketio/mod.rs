@@ -1,3 +1,4 @@
-//! Socket.IO v5 (on Engine.IO v4): the packet codec.
+//! Socket.IO v5 (on Engine.IO v4).
 
+pub mod engine;
 pub mod packet;

@@ -87,6 +87,21 @@ impl<S> H2Io<S> {
         Ok(())
     }
 
+    /// Read the request's body (its DATA frames, returning their flow
+    /// control credit as they are taken), at most `max` bytes.
+    pub(super) async fn read_body(&mut self, max: usize) -> std::result::Result<Bytes, super::BodyError> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.body.data().await {
+            let chunk = chunk.map_err(|e| super::BodyError::Io(std::io::Error::other(e)))?;
+            let _ = self.body.flow_control().release_capacity(chunk.len());
+            if out.len().saturating_add(chunk.len()) > max {
+                return Err(super::BodyError::TooLarge(max));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
     /// Send the 200 of an accepted WebSocket (RFC 8441 §5); its stream.
     pub(super) fn accept(self, response: &Response<()>) -> Result<S> {
         let (stream, wrap) = self.send_head(response, false)?;
@@ -280,7 +295,7 @@ fn stream<H: Handler<ServerStream>>(
     };
     let id = slot.id;
     let io = Io::H2(H2Io { respond, body, wrap: |s| MaybeTls::H2(Box::new(s)) });
-    let request = Request(Box::new(RequestInner { head, io, server: server.clone(), slot: id }));
+    let request = Request(Box::new(RequestInner { head, io, server: server.clone(), slot: id, body_read: false }));
     let task = StreamTask { serving: handler.handle(request), _slot: slot, _live: live.enter() };
     let task = tokio::spawn(task);
     server.inner.group.set_abort(id, task.abort_handle());

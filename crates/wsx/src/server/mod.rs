@@ -53,6 +53,7 @@
 //! ```
 
 mod accept;
+mod body;
 mod echo;
 mod files;
 #[cfg(feature = "http2")]
@@ -64,6 +65,7 @@ mod pump;
 #[cfg(any(feature = "hyper", feature = "http3"))]
 pub(crate) use accept::Accepted;
 pub use accept::{accept, accept_with, Handshake};
+pub use body::BodyError;
 pub use echo::echo;
 pub use files::StaticFiles;
 #[cfg(any(feature = "hyper", feature = "http3"))]
@@ -635,7 +637,7 @@ fn read_request<S: AsyncRead + AsyncWrite + Unpin>(
                 let leftover = buf.split_off(len).freeze();
                 let head = RequestHead::new(request, peer);
                 let io = Io::H1 { stream, leftover };
-                return Some(Request(Box::new(RequestInner { head, io, server, slot })));
+                return Some(Request(Box::new(RequestInner { head, io, server, slot, body_read: false })));
             }
             Ok(Ok(Some(Err(e)))) => e,
             Ok(Ok(None)) => return None,
@@ -690,6 +692,8 @@ struct RequestInner<S> {
     io: Io<S>,
     server: Server,
     slot: u32,
+    /// [`Request::body`] ran: the body is consumed.
+    body_read: bool,
 }
 
 /// Where a request came from and its answer goes.
@@ -754,6 +758,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
         &self.0.server
     }
 
+    /// Read the request's body, at most `max` bytes: a `Content-Length` or
+    /// `Transfer-Encoding: chunked` body on HTTP/1.1 (after a `100
+    /// Continue` when the client expects one), the stream's DATA on
+    /// HTTP/2. Bounded in time by the config's handshake timeout, counted
+    /// from this call. A body larger than `max` is
+    /// [`BodyError::TooLarge`] (answer 413: [`BodyError::status`]); the
+    /// request can still be answered after any error. A request without a
+    /// body, or a second call, gives an empty body.
+    ///
+    /// ```no_run
+    /// # async fn run(mut req: wsx::server::Request) -> wsx::Result<()> {
+    /// let response = match req.body(64 << 10).await {
+    ///     Ok(body) => http::Response::new(body), // echo it
+    ///     Err(e) => http::Response::builder().status(e.status()).body(bytes::Bytes::new()).unwrap(),
+    /// };
+    /// req.respond(response).await
+    /// # }
+    /// ```
+    pub async fn body(&mut self, max: usize) -> std::result::Result<Bytes, BodyError> {
+        let inner = &mut *self.0;
+        if std::mem::replace(&mut inner.body_read, true) {
+            return Ok(Bytes::new());
+        }
+        let timeout = inner.server.inner.config.handshake_timeout();
+        let reading = async {
+            match &mut inner.io {
+                Io::H1 { stream, leftover } => {
+                    let framing = body::framing(inner.head.request().headers())?;
+                    if framing == body::Framing::Length(0) {
+                        return Ok(Bytes::new());
+                    }
+                    if let body::Framing::Length(n) = framing {
+                        if n > max as u64 {
+                            return Err(BodyError::TooLarge(max));
+                        }
+                    }
+                    let expects =
+                        inner.head.header(http::header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+                    if expects && leftover.is_empty() {
+                        use tokio::io::AsyncWriteExt;
+                        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+                        stream.flush().await?;
+                    }
+                    let source = body::Source { leftover, stream, buf: BytesMut::new() };
+                    let (data, rest) = source.read(framing, max).await?;
+                    *leftover = rest;
+                    Ok(data)
+                }
+                #[cfg(feature = "http2")]
+                Io::H2(h2) => h2.read_body(max).await,
+            }
+        };
+        match tokio::time::timeout(timeout, reading).await {
+            Ok(r) => r,
+            Err(_) => Err(BodyError::Timeout),
+        }
+    }
+
     /// Accept the WebSocket upgrade: the server's origin policy (403), the
     /// request's validity (400, 405, 426 with the versions we speak, §4.4),
     /// then the 101 with `accept`'s subprotocol and headers and the
@@ -772,7 +834,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
     }
 
     async fn upgrade_inner(self, accept: Accept, config: Option<&Config>) -> Result<WebSocket<S>> {
-        let RequestInner { head, io, server, slot } = *self.0;
+        let RequestInner { head, io, server, slot, .. } = *self.0;
         let inner = &server.inner;
         let config = config.unwrap_or(&inner.config);
         let refused = if inner.is_stopping() {
@@ -955,6 +1017,7 @@ mod tests {
                 },
                 server: server.clone(),
                 slot: 0,
+                body_read: false,
             })),
         ));
         let slot = server.take_slot().unwrap();

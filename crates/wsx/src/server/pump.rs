@@ -148,6 +148,8 @@ struct State {
     /// for overflow is kept in `overflow`.
     handle: Option<CloseHandle>,
     overflow: Option<CloseCode>,
+    /// The outbox ended for overflow (kept after the close is applied).
+    overflowed: bool,
 }
 
 #[derive(Debug)]
@@ -158,6 +160,8 @@ struct Shared {
     senders: AtomicUsize,
     /// Room was made (producers of [`SlowConsumer::Wait`] wait for it).
     room: Notify,
+    /// The outbox overflowed ([`Outbox::overflowed`] waits for it).
+    overflow: Notify,
 }
 
 impl Shared {
@@ -223,6 +227,7 @@ impl Outbox {
             config,
             senders: AtomicUsize::new(1),
             room: Notify::new(),
+            overflow: Notify::new(),
         });
         (Outbox { shared: shared.clone() }, OutboxReceiver { shared })
     }
@@ -286,7 +291,7 @@ impl Outbox {
                     return Err((item, Push::Full));
                 }
                 SlowConsumer::Close(code) => {
-                    overflow(&mut s, code);
+                    overflow(&mut s, code, &self.shared.overflow);
                     return Err((item, Push::Overflow));
                 }
                 SlowConsumer::DropOldest => {
@@ -302,7 +307,7 @@ impl Outbox {
                             return Err((item, Push::Discarded));
                         }
                         if s.items.len() >= config.max_messages.saturating_mul(2) {
-                            overflow(&mut s, CloseCode::PolicyViolation);
+                            overflow(&mut s, CloseCode::PolicyViolation, &self.shared.overflow);
                             return Err((item, Push::Overflow));
                         }
                     }
@@ -337,13 +342,48 @@ impl Outbox {
     pub fn is_closed(&self) -> bool {
         self.shared.lock().ended
     }
+
+    /// Whether the outbox ended because it overflowed (a
+    /// [`SlowConsumer::Close`] outbox that was full, or a
+    /// [`SlowConsumer::DropOldest`] one full of undroppable messages).
+    pub fn is_overflowed(&self) -> bool {
+        self.shared.lock().overflowed
+    }
+
+    /// Resolves once the outbox has overflowed ([`Outbox::is_overflowed`]):
+    /// what a transport without a WebSocket to close (HTTP long-polling)
+    /// waits for to end its session.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use wsx::server::{Outbox, OutboxConfig, Push, SlowConsumer};
+    /// let config = OutboxConfig::default().with_max_messages(1).with_slow_consumer(SlowConsumer::Close(wsx::CloseCode::Again));
+    /// let (outbox, _receiver) = Outbox::new(config);
+    /// let _ = outbox.push(wsx::Message::text("a"));
+    /// assert_eq!(outbox.push(wsx::Message::text("b")), Push::Overflow);
+    /// outbox.overflowed().await; // at once
+    /// # });
+    /// ```
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.shared.overflow.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_overflowed() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The connection closes for overflow: drop what waits, ask it to close.
-fn overflow(s: &mut State, code: CloseCode) {
+fn overflow(s: &mut State, code: CloseCode, notify: &Notify) {
     s.items.clear();
     s.bytes = 0;
     s.ended = true;
+    s.overflowed = true;
+    notify.notify_waiters();
     match &s.handle {
         Some(h) => {
             h.close(code, "slow consumer");
@@ -364,6 +404,51 @@ impl OutboxReceiver {
             handle.close(code, "slow consumer");
         }
         s.handle = Some(handle);
+    }
+
+    /// The next message (`None` once the outbox ended: closed, overflowed,
+    /// or every [`Outbox`] gone and nothing left), for a transport that
+    /// writes without a [`Pump`] (HTTP long-polling takes the queued
+    /// messages as a response body).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use wsx::server::{Outbox, OutboxConfig};
+    /// let (outbox, mut receiver) = Outbox::new(OutboxConfig::default());
+    /// let _ = outbox.push(wsx::Message::text("a"));
+    /// let _ = outbox.push(wsx::Message::text("b"));
+    /// assert_eq!(receiver.recv().await, Some(wsx::Message::text("a")));
+    /// assert_eq!(receiver.try_recv(), Some(wsx::Message::text("b")));
+    /// assert_eq!(receiver.try_recv(), None);
+    /// drop(outbox);
+    /// assert_eq!(receiver.recv().await, None);
+    /// # });
+    /// ```
+    pub async fn recv(&mut self) -> Option<Message> {
+        poll_fn(|cx| self.poll_take(cx)).await
+    }
+
+    /// Poll for the next message; see [`OutboxReceiver::recv`]. Only the
+    /// last task that polled is woken.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.poll_take(cx)
+    }
+
+    /// The next message if one waits, without waiting.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        let mut s = self.shared.lock();
+        let it = s.items.pop_front()?;
+        s.bytes -= it.msg.len();
+        if std::mem::take(&mut s.waiting) {
+            self.shared.room.notify_waiters();
+        }
+        Some(it.msg)
+    }
+
+    /// Whether the outbox ended because it overflowed; see
+    /// [`Outbox::is_overflowed`].
+    pub fn is_overflowed(&self) -> bool {
+        self.shared.lock().overflowed
     }
 
     /// The next message, if one waits; else registers `cx` to be woken by
@@ -459,6 +544,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
     /// The WebSocket; the outbox takes no more messages.
     pub fn into_inner(self) -> WebSocket<S> {
         self.ws
+    }
+
+    /// The WebSocket and the outbox's receiver, which keeps what waits in
+    /// it (to write it out before a close of one's own, say). An overflow
+    /// still closes the WebSocket.
+    pub fn into_parts(self) -> (WebSocket<S>, OutboxReceiver) {
+        (self.ws, self.rx)
     }
 
     /// Whether every [`Outbox`] handle is gone (and nothing waits in it).

@@ -1,0 +1,317 @@
+//! Routing a request of the engine's path, and the polling transport.
+
+use super::packet::{self, ErrorCode, Packet};
+use super::session::Session;
+use super::{CloseReason, EngineInner, Transport};
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use std::future::poll_fn;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wsx::server::{BodyError, Request};
+use wsx::Message;
+
+/// Route one request: preflight, polling GET/POST, or WebSocket.
+pub(super) async fn route<S>(engine: Arc<EngineInner>, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let head = req.head();
+    if head.method() == Method::OPTIONS && !req.is_upgrade() {
+        return preflight(&engine, req).await;
+    }
+    if head.query_param("EIO").as_deref() != Some("4") {
+        return error(&engine, req, ErrorCode::UnsupportedProtocolVersion).await;
+    }
+    let transport = match head.query_param("transport").as_deref() {
+        Some("polling") if engine.config.polling => Transport::Polling,
+        Some("websocket") if engine.config.websocket => Transport::WebSocket,
+        _ => return error(&engine, req, ErrorCode::TransportUnknown).await,
+    };
+    let sid = head.query_param("sid");
+    if req.is_upgrade() {
+        if transport != Transport::WebSocket {
+            return error(&engine, req, ErrorCode::BadRequest).await;
+        }
+        if let Some(cors) = &engine.config.cors {
+            if !cors.allows(head.origin()) {
+                return error(&engine, req, ErrorCode::Forbidden).await;
+            }
+        }
+        return super::websocket::serve(engine, req, sid).await;
+    }
+    if transport != Transport::Polling {
+        return error(&engine, req, ErrorCode::BadRequest).await;
+    }
+    let Some(sid) = sid else {
+        if head.method() != Method::GET {
+            return error(&engine, req, ErrorCode::BadHandshakeMethod).await;
+        }
+        return handshake(engine, req).await;
+    };
+    let Some(session) = engine.get(&sid) else {
+        return error(&engine, req, ErrorCode::SessionIdUnknown).await;
+    };
+    match *head.method() {
+        Method::GET => get(engine, session, req).await,
+        Method::POST => post(engine, session, req).await,
+        _ => error(&engine, req, ErrorCode::BadRequest).await,
+    }
+}
+
+/// A response with the engine's CORS headers for `req`'s origin.
+fn response<S>(
+    engine: &EngineInner,
+    req: &Request<S>,
+    status: StatusCode,
+    ctype: &'static str,
+    body: Bytes,
+) -> Response<Bytes>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    if !ctype.is_empty() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cors) = &engine.config.cors {
+        cors.apply(req.head().origin(), resp.headers_mut());
+    }
+    resp
+}
+
+const TEXT: &str = "text/plain; charset=UTF-8";
+
+/// 400 (403 for `Forbidden`) with Engine.IO's JSON error.
+pub(super) async fn error<S>(engine: &EngineInner, req: Request<S>, code: ErrorCode) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let status = if code == ErrorCode::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    let resp = response(engine, &req, status, "application/json", Bytes::from(code.json()));
+    req.respond(resp).await
+}
+
+/// 503: too many sessions, or shutting down.
+pub(super) async fn busy<S>(engine: &EngineInner, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut resp = response(engine, &req, StatusCode::SERVICE_UNAVAILABLE, TEXT, Bytes::from_static(b"busy"));
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    req.respond(resp).await
+}
+
+/// Whether a new session may open now.
+pub(super) fn has_room(engine: &EngineInner) -> bool {
+    !engine.stopping.load(Ordering::SeqCst) && engine.map().len() < engine.config.max_sessions
+}
+
+/// A CORS preflight: 204 with the allowed methods and the requested
+/// headers (and the origin headers for an allowed origin).
+async fn preflight<S>(engine: &EngineInner, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if engine.config.cors.is_none() {
+        return error(engine, req, ErrorCode::BadHandshakeMethod).await;
+    }
+    let mut resp = response(engine, &req, StatusCode::NO_CONTENT, "", Bytes::new());
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+    if let Some(asked) = req.head().request().headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+        h.append(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    req.respond(resp).await
+}
+
+/// A polling handshake: a new session, its open packet as the answer.
+async fn handshake<S>(engine: Arc<EngineInner>, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let session = {
+        let mut map = engine.map();
+        if engine.stopping.load(Ordering::SeqCst) || map.len() >= engine.config.max_sessions {
+            None
+        } else {
+            let (session, socket) = Session::new(&engine, Transport::Polling, req.head().clone());
+            let open = packet::open_packet(&session.sid, engine.config.websocket, &engine.config);
+            let _ = session.outbox.push(Message::text(open));
+            map.insert(session.sid.clone(), session.clone());
+            Some((session, socket))
+        }
+    };
+    let Some((session, socket)) = session else {
+        return busy(&engine, req).await;
+    };
+    tokio::spawn(session.clone().run(engine.clone()));
+    (engine.on_open)(socket);
+    get(engine, session, req).await
+}
+
+/// Resets the GET flag when the request ends, however it ends.
+struct GetGuard<'a>(&'a Session);
+
+impl Drop for GetGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.get_active = false;
+        st.get_waker = None;
+        drop(st);
+        if self.0.is_closed() {
+            self.0.drained();
+        }
+    }
+}
+
+/// A polling GET: wait for packets, answer with those queued.
+async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !session.is_closed() && session.deadline_passed(&engine) {
+        session.close(CloseReason::PingTimeout);
+        return error(&engine, req, ErrorCode::SessionIdUnknown).await;
+    }
+    // Decided under the lock, answered after it.
+    let refused = {
+        let mut st = session.state();
+        if session.is_closed() && !st.linger {
+            Some((ErrorCode::SessionIdUnknown, false))
+        } else if st.transport != Transport::Polling {
+            Some((ErrorCode::BadRequest, false))
+        } else if st.get_active {
+            Some((ErrorCode::BadRequest, true))
+        } else {
+            st.get_active = true;
+            None
+        }
+    };
+    if let Some((code, overlap)) = refused {
+        if overlap {
+            session.close(CloseReason::TransportError);
+        }
+        return error(&engine, req, code).await;
+    }
+    let _guard = GetGuard(&session);
+    let max = engine.config.max_payload;
+    let body = poll_fn(|cx| {
+        let mut st = session.state();
+        let reason = session.close_reason();
+        if reason == Some(CloseReason::ClientClose)
+            || (reason.is_none() && (st.upgrading || st.transport != Transport::Polling))
+        {
+            return Poll::Ready(Bytes::from_static(b"6"));
+        }
+        let st = &mut *st;
+        let first = match st.pending.take() {
+            Some(m) => m,
+            None => {
+                let Some(rx) = st.rx.as_mut() else { return Poll::Ready(Bytes::from_static(b"6")) };
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(m)) => m,
+                    Poll::Ready(None) => return Poll::Ready(Bytes::from_static(b"1")),
+                    Poll::Pending if reason.is_some() => return Poll::Ready(Bytes::from_static(b"1")),
+                    Poll::Pending => {
+                        st.get_waker = Some(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                }
+            }
+        };
+        let mut out = BytesMut::with_capacity(packet::encoded_len(&first).min(max));
+        packet::encode_into(&mut out, &first);
+        if let Some(rx) = st.rx.as_mut() {
+            while let Some(m) = rx.try_recv() {
+                if out.len() + 1 + packet::encoded_len(&m) > max {
+                    st.pending = Some(m);
+                    break;
+                }
+                packet::encode_into(&mut out, &m);
+            }
+        }
+        Poll::Ready(out.freeze())
+    })
+    .await;
+    let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
+    req.respond(resp).await
+}
+
+/// Resets the POST flag when the request ends.
+struct PostGuard<'a>(&'a Session);
+
+impl Drop for PostGuard<'_> {
+    fn drop(&mut self) {
+        self.0.state().post_active = false;
+    }
+}
+
+/// A polling POST: the client's packets, delivered in order.
+async fn post<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !session.is_closed() && session.deadline_passed(&engine) {
+        session.close(CloseReason::PingTimeout);
+    }
+    let refused = {
+        let mut st = session.state();
+        if session.is_closed() {
+            Some((ErrorCode::SessionIdUnknown, false))
+        } else if st.transport != Transport::Polling {
+            Some((ErrorCode::BadRequest, false))
+        } else if st.post_active {
+            Some((ErrorCode::BadRequest, true))
+        } else {
+            st.post_active = true;
+            None
+        }
+    };
+    if let Some((code, overlap)) = refused {
+        if overlap {
+            session.close(CloseReason::TransportError);
+        }
+        return error(&engine, req, code).await;
+    }
+    let _guard = PostGuard(&session);
+    let body = match req.body(engine.config.max_payload).await {
+        Ok(b) => b,
+        Err(e) => {
+            let reason = match e {
+                BodyError::TooLarge(_) => CloseReason::PayloadTooLarge,
+                _ => CloseReason::TransportError,
+            };
+            session.close(reason);
+            let resp = response(&engine, &req, e.status(), TEXT, Bytes::from(e.to_string()));
+            return req.respond(resp).await;
+        }
+    };
+    let Some(packets) = packet::parse_payload(body) else {
+        session.close(CloseReason::ParseError);
+        return error(&engine, req, ErrorCode::BadRequest).await;
+    };
+    for p in packets {
+        match p {
+            Packet::Message(m) => {
+                if !session.deliver(m).await {
+                    break;
+                }
+            }
+            Packet::Pong => session.on_pong(&engine),
+            Packet::Close => {
+                session.close(CloseReason::ClientClose);
+                break;
+            }
+            Packet::Noop | Packet::Ping(_) | Packet::Upgrade => {}
+        }
+    }
+    let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"ok"));
+    req.respond(resp).await
+}
