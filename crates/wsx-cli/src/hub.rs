@@ -1,6 +1,7 @@
 //! `wsx serve --hub`: a [`wsx_hub::Hub`] (rooms, presence, events, acks;
 //! protocol `wsx-hub.v1`) on the server of `wsx serve`, in place of the
-//! echo handler.
+//! echo handler; with `--socketio`, also Socket.IO clients at
+//! `/socket.io/`, in the same rooms ([`wsx_hub::socketio::relay`]).
 //!
 //! The hub answers what is its own (WebSocket upgrades, `GET /events` SSE,
 //! `GET /metrics`); anything else comes back ([`Handled::NotMine`]) and gets
@@ -10,12 +11,15 @@
 
 use crate::Failure;
 use bytes::Bytes;
-use clap::Args;
+use clap::{ArgGroup, Args};
 use http::header::{self, HeaderValue};
 use http::{Method, Response};
+use std::time::Duration;
 use wsx::handshake::Reject;
 use wsx::server::{Request, Server, StaticFiles};
 use wsx_hub::broker::{RedisBroker, RedisOptions};
+use wsx_hub::socketio::engine::{Cors, EngineConfig};
+use wsx_hub::socketio::{relay, SocketIo};
 use wsx_hub::{Handled, Hub, HubError, RateLimit};
 
 /// Where the browser client (`wsx_hub::CLIENT_JS`) is served.
@@ -23,7 +27,8 @@ pub const CLIENT_PATH: &str = "/wsx-hub.js";
 
 /// The hub's flags of `wsx serve` (under the "Hub" heading of `--help`).
 #[derive(Args, Debug, Clone)]
-#[command(next_help_heading = "Hub (with --hub)")]
+#[command(next_help_heading = "Hub (with --hub or --socketio)")]
+#[command(group(ArgGroup::new("hub_mode").args(["hub", "socketio"]).multiple(true)))]
 pub struct HubArgs {
     /// Serve a wsx-hub instead of the echo server: rooms with presence,
     /// events, acks (subprotocol wsx-hub.v1, see crates/wsx-hub/PROTOCOL.md).
@@ -31,25 +36,32 @@ pub struct HubArgs {
     /// /wsx-hub.js, SSE at /events?room=NAME, Prometheus metrics at /metrics.
     #[arg(long, conflicts_with_all = ["broadcast", "subprotocols"])]
     pub hub: bool,
+    /// Serve Socket.IO clients (socket.io-client 3 and 4, python-socketio...)
+    /// at /socket.io/, on the hub (implies --hub): they join rooms and
+    /// publish to them with the events join(room), leave(room),
+    /// publish(room, event, ...args) and whoami(), and share the rooms with
+    /// the hub's wsx-hub.v1 clients (docs/socketio.md).
+    #[arg(long, conflicts_with_all = ["broadcast", "subprotocols"])]
+    pub socketio: bool,
     /// How hub processes share rooms: "memory" (this process only) or
     /// redis://HOST:PORT[/DB] (every `wsx serve --hub` on that Redis is one
     /// hub).
-    #[arg(long, value_name = "URL", default_value = "memory", requires = "hub")]
+    #[arg(long, value_name = "URL", default_value = "memory", requires = "hub_mode")]
     broker: String,
     /// This process's id in a cluster (default: 8 random hex digits);
     /// connection ids are NODE.N.
-    #[arg(long, value_name = "ID", requires = "hub")]
+    #[arg(long, value_name = "ID", requires = "hub_mode")]
     node_id: Option<String>,
     /// At most N messages per second from each client (bursts of N); past
     /// it the client is closed with 1008.
-    #[arg(long, value_name = "N", requires = "hub")]
+    #[arg(long, value_name = "N", requires = "hub_mode")]
     rate_limit: Option<f64>,
 }
 
 impl HubArgs {
-    /// Whether `--hub` was given.
+    /// Whether `--hub` (or `--socketio`, which implies it) was given.
     pub fn enabled(&self) -> bool {
-        self.hub
+        self.hub || self.socketio
     }
 }
 
@@ -95,13 +107,36 @@ pub fn build(args: &HubArgs, server: &Server) -> Result<Hub, Failure> {
     Ok(b.build())
 }
 
+/// The Socket.IO relay of `--socketio` on `hub`: Engine.IO pings every
+/// `ping` (the server's ping interval), messages up to `max_payload`, and
+/// CORS for the allowed origins (any, without `--origin`).
+pub fn socketio(args: &HubArgs, hub: &Hub, ping: Duration, max_payload: usize, origins: &[String]) -> Option<SocketIo> {
+    if !args.socketio {
+        return None;
+    }
+    let cors = if origins.is_empty() { Cors::any() } else { Cors::allow(origins).credentials(true) };
+    let mut engine = EngineConfig::default().max_payload(max_payload).cors(cors);
+    if !ping.is_zero() {
+        engine = engine.ping_interval(ping);
+    }
+    Some(SocketIo::builder().hub(hub.clone()).engine(engine).namespace("/", relay()).build())
+}
+
 /// "(node ID, broker URL)" for the listening line.
 pub fn describe(args: &HubArgs, hub: &Hub) -> String {
     format!("(node {}, broker {})", hub.node_id(), redact(&args.broker))
 }
 
-/// One request: the hub's, or the browser client, a static file, 404.
-pub async fn handle(hub: Hub, files: Option<StaticFiles>, req: Request) -> Result<(), HubError> {
+/// One request: Socket.IO's, the hub's, or the browser client, a static
+/// file, 404.
+pub async fn handle(hub: Hub, io: Option<SocketIo>, files: Option<StaticFiles>, req: Request) -> Result<(), HubError> {
+    let req = match &io {
+        Some(io) => match io.handle(req).await? {
+            Handled::Done => return Ok(()),
+            Handled::NotMine(req) => req,
+        },
+        None => req,
+    };
     let Handled::NotMine(req) = hub.handle(req).await? else { return Ok(()) };
     let head = req.head();
     // An upgrade the hub did not take is on another path: 404, as

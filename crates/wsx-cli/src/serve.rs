@@ -30,7 +30,8 @@ Examples:
   wsx serve --broadcast --static ./public            # chat: page and socket on one port
   wsx serve --origin https://example.com --max-connections 1000
   wsx serve --hub --static examples/chat             # wsx-hub chat demo (two browser tabs)
-  wsx serve --hub --broker redis://127.0.0.1:6379    # run several: they act as one hub";
+  wsx serve --hub --broker redis://127.0.0.1:6379    # run several: they act as one hub
+  wsx serve --socketio --static examples/socketio-chat  # Socket.IO chat (the official client)";
 
 /// Options of `wsx serve`.
 #[derive(Args, Debug, Clone)]
@@ -236,16 +237,26 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let served = if args.hub.enabled() {
         let hub = crate::hub::build(&args.hub, &site.server)?;
         let hub_for_shutdown = hub.clone();
+        let config = site.server.config();
+        let (ping, max) = (config.ping_interval().unwrap_or_default(), config.protocol().max_message_size());
+        let io = crate::hub::socketio(&args.hub, &hub, ping, max, &args.origins);
         println!("wsx serve: hub server listening on {ws}://{addr} {}", crate::hub::describe(&args.hub, &hub));
         println!(
             "wsx serve: browser client at {http}://{addr}{}, SSE at /events?room=NAME, metrics at /metrics",
             crate::hub::CLIENT_PATH
         );
+        if io.is_some() {
+            println!("wsx serve: Socket.IO at {http}://{addr}/socket.io/ (events join, leave, publish, whoami)");
+        }
         announce(&site, addr);
         let files = site.files;
-        let handler = move |req| crate::hub::handle(hub.clone(), files.clone(), req);
+        let io_for_shutdown = io.clone();
+        let handler = move |req| crate::hub::handle(hub.clone(), io.clone(), files.clone(), req);
         let served = server.serve_until(listener, handler, signal).await;
         // Connections are closed; leave the cluster.
+        if let Some(io) = io_for_shutdown {
+            io.shutdown().await;
+        }
         hub_for_shutdown.shutdown().await;
         served
     } else {

@@ -6,7 +6,7 @@
 //! [`wsx::CloseHandle`]); the rate limit and the bad-frame limit are the
 //! hub's.
 
-use crate::hub::{refusal, unknown_event, Ctx, Event, Hub};
+use crate::hub::{refusal, unknown_event, Ctx, Event, Hub, Speaks};
 use crate::metrics::Metrics;
 use crate::policy::TokenBucket;
 use crate::protocol::{
@@ -60,7 +60,7 @@ where
     let close = pump.websocket().close_handle();
     let welcome = Welcome { version: protocol::VERSION, conn: conn.clone(), meta: meta.clone() };
     hub.push_packet(&outbox, &Packet::Welcome(welcome));
-    hub.register(&conn, outbox.clone(), close.clone(), meta.clone(), peer);
+    hub.register(&conn, outbox.clone(), Speaks::Hub(close.clone()), meta.clone(), peer);
     let registered = Registered { hub, conn: &conn, done: false };
     tracing::debug!(conn, ?peer, "connected");
     if hub.is_shutting_down() {
@@ -172,6 +172,7 @@ async fn on_packet(
                     room: None,
                     from: None,
                     attachments: pb.attachments,
+                    spread: false,
                 };
                 hub.publish_from(&pb.room, ev, conn, pb.echo);
                 if let Some(id) = pb.id {

@@ -67,6 +67,7 @@ impl Event {
             room: None,
             from: None,
             attachments: self.attachments,
+            spread: false,
         }
     }
 }
@@ -526,6 +527,7 @@ impl HubBuilder {
                 broker_stopped: AtomicBool::new(false),
                 leaving: AtomicUsize::new(0),
                 left: Notify::new(),
+                socketio: std::sync::OnceLock::new(),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -543,11 +545,42 @@ pub(crate) struct State {
 
 pub(crate) struct ConnEntry {
     pub(crate) outbox: Outbox,
-    pub(crate) close: CloseHandle,
+    pub(crate) speaks: Speaks,
     pub(crate) meta: Value,
     pub(crate) rooms: BTreeSet<String>,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) since: SystemTime,
+}
+
+/// What a connection speaks, and how it is closed: the hub's packets
+/// are encoded for it accordingly.
+#[derive(Clone)]
+pub(crate) enum Speaks {
+    /// `wsx-hub.v1` on its own WebSocket.
+    Hub(CloseHandle),
+    /// Socket.IO: a socket of a namespace on an Engine.IO session.
+    SocketIo(Arc<crate::socketio::SocketShared>),
+}
+
+impl Speaks {
+    fn sio(&self) -> Option<&Arc<crate::socketio::SocketShared>> {
+        match self {
+            Speaks::Hub(_) => None,
+            Speaks::SocketIo(s) => Some(s),
+        }
+    }
+}
+
+/// A connection a packet goes to.
+pub(crate) struct Target {
+    pub(crate) outbox: Outbox,
+    pub(crate) sio: Option<Arc<crate::socketio::SocketShared>>,
+}
+
+impl Target {
+    pub(crate) fn of(e: &ConnEntry) -> Self {
+        Self { outbox: e.outbox.clone(), sio: e.speaks.sio().cloned() }
+    }
 }
 
 #[derive(Default)]
@@ -628,6 +661,8 @@ pub(crate) struct Inner {
     /// all published yet.
     leaving: AtomicUsize,
     left: Notify,
+    /// The Socket.IO server on this hub, if any.
+    socketio: std::sync::OnceLock<std::sync::Weak<crate::socketio::Inner>>,
 }
 
 /// Counts a connection as leaving while it lives.
@@ -713,6 +748,20 @@ impl Hub {
                 spawn_sweeper(Arc::downgrade(&self.inner), sse.retention);
             }
         });
+    }
+
+    /// Attach the Socket.IO server that runs on this hub (one per hub).
+    pub(crate) fn attach_socketio(&self, io: std::sync::Weak<crate::socketio::Inner>) {
+        if self.inner.socketio.set(io).is_err() {
+            tracing::warn!(
+                "a hub serves one Socket.IO server: the second one's broadcasts are not recorded for recovery"
+            );
+        }
+    }
+
+    /// The Socket.IO server on this hub, while it lives.
+    pub(crate) fn socketio(&self) -> Option<Arc<crate::socketio::Inner>> {
+        self.inner.socketio.get()?.upgrade()
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -807,6 +856,12 @@ impl Hub {
     /// Put a connection of this node in a room: members of the room get a
     /// `presence` join packet. Returns the room's members.
     pub async fn join(&self, conn: &str, room: &str) -> Result<Vec<Member>, HubError> {
+        self.join_quiet(conn, room).await?;
+        Ok(self.members(room).await)
+    }
+
+    /// [`Hub::join`] without listing the room's members.
+    pub(crate) async fn join_quiet(&self, conn: &str, room: &str) -> Result<(), HubError> {
         check_name(room)?;
         self.ensure_started();
         let mut subscribed = None;
@@ -841,7 +896,7 @@ impl Hub {
             let p = Packet::Presence(PresencePacket { room: room.to_owned(), kind: PresenceKind::Join, member });
             self.fan_out_room(room, &p, Some(conn), false);
         }
-        Ok(self.members(room).await)
+        Ok(())
     }
 
     /// Take a connection of this node out of a room: the remaining members
@@ -885,19 +940,19 @@ impl Hub {
 
     /// Send an event to one connection, on this node or another.
     pub fn emit(&self, conn: &str, event: Event) -> Result<(), HubError> {
-        let wire = protocol::encode(&Packet::Event(event.into_packet()));
+        let p = Packet::Event(event.into_packet());
         if node_of(conn) != self.inner.node {
             self.ensure_started();
             self.publish(BrokerMessage::Direct {
                 node: self.inner.node.clone(),
                 conn: conn.to_owned(),
-                payload: wire,
+                payload: protocol::encode(&p),
                 ack: None,
             });
             return Ok(());
         }
-        let q = self.outbox_of(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
-        self.push(&q, wire.to_message(), false);
+        let t = self.target_of(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
+        self.deliver(std::slice::from_ref(&t), None, &p, false);
         Ok(())
     }
 
@@ -926,12 +981,11 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, Pending::Local { conn: conn.to_owned(), tx });
         if node_of(conn) == self.inner.node {
-            let Some(q) = self.outbox_of(conn) else {
+            let Some(t) = self.target_of(conn) else {
                 self.pending().remove(&id);
                 return Err(AckError::NoSuchConnection(conn.to_owned()));
             };
-            let wire = protocol::encode(&Packet::Event(event.into_packet().with_id(id)));
-            self.push(&q, wire.to_message(), false);
+            self.deliver(&[t], None, &Packet::Event(event.into_packet().with_id(id)), false);
         } else {
             self.ensure_started();
             let wire = protocol::encode(&Packet::Event(event.into_packet()));
@@ -1002,8 +1056,16 @@ impl Hub {
     /// Close a connection of this node with `code` and `reason`. Returns
     /// whether it was open.
     pub fn disconnect(&self, conn: &str, code: CloseCode, reason: &str) -> bool {
-        let close = self.lock().conns.get(conn).map(|e| e.close.clone());
-        close.is_some_and(|c| c.close(code, reason))
+        let speaks = self.lock().conns.get(conn).map(|e| e.speaks.clone());
+        match speaks {
+            Some(Speaks::Hub(c)) => c.close(code, reason),
+            Some(Speaks::SocketIo(s)) => s.disconnect_by_server(),
+            None => false,
+        }
+    }
+
+    pub(crate) fn publish_message(&self, m: BrokerMessage) {
+        self.publish(m)
     }
 
     fn publish(&self, m: BrokerMessage) {
@@ -1011,8 +1073,43 @@ impl Hub {
         self.inner.broker.publish(m);
     }
 
-    pub(crate) fn outbox_of(&self, conn: &str) -> Option<Outbox> {
-        self.lock().conns.get(conn).map(|e| e.outbox.clone())
+    pub(crate) fn target_of(&self, conn: &str) -> Option<Target> {
+        self.lock().conns.get(conn).map(Target::of)
+    }
+
+    /// Send a packet to connections: `msg` (its `wsx-hub.v1` encoding,
+    /// made here when not given) to those that speak it, the Socket.IO
+    /// encoding of an event (made once per namespace) to Socket.IO
+    /// sockets, which get no presence.
+    pub(crate) fn deliver(&self, targets: &[Target], msg: Option<&Message>, p: &Packet, droppable: bool) {
+        self.deliver_with_offset(targets, msg, p, droppable, None)
+    }
+
+    /// [`Hub::deliver`] of a broadcast that state recovery recorded at
+    /// `offset` (Socket.IO sockets that may recover get it as the last
+    /// argument).
+    pub(crate) fn deliver_with_offset(
+        &self,
+        targets: &[Target],
+        msg: Option<&Message>,
+        p: &Packet,
+        droppable: bool,
+        offset: Option<&str>,
+    ) {
+        let mut encoded = None;
+        let mut sio = Vec::new();
+        for t in targets {
+            match &t.sio {
+                Some(s) => sio.push(s),
+                None => {
+                    let msg = msg.unwrap_or_else(|| encoded.get_or_insert_with(|| protocol::encode(p).to_message()));
+                    self.push(&t.outbox, msg.clone(), droppable);
+                }
+            }
+        }
+        if let (false, Packet::Event(ev)) = (sio.is_empty(), p) {
+            crate::socketio::deliver(self, &sio, ev, droppable, offset);
+        }
     }
 
     /// Push to a connection's outbox, counting what goes out and what is
@@ -1052,41 +1149,54 @@ impl Hub {
     }
 
     fn deliver_room_local(&self, room: &str, msg: &Message, except: Option<&str>, droppable: bool, p: Option<&Packet>) {
-        let queues: Vec<Outbox> = {
+        let mut decoded = None;
+        let targets: Vec<Target> = {
             let mut st = self.lock();
             let st = &mut *st;
             let Some(r) = st.rooms.get_mut(room) else { return };
-            if let Some(sse) = &mut r.sse {
-                let decoded;
-                let p = match p {
-                    Some(p) => Some(p),
-                    None => {
-                        decoded = protocol::decode_message(msg).and_then(Result::ok);
-                        decoded.as_ref()
-                    }
-                };
-                if let Some(p) = p {
-                    sse.record(p);
-                }
-            }
-            r.members
+            let targets: Vec<Target> = r
+                .members
                 .iter()
                 .filter(|c| Some(c.as_str()) != except)
-                .filter_map(|c| st.conns.get(c).map(|e| e.outbox.clone()))
-                .collect()
+                .filter_map(|c| st.conns.get(c).map(Target::of))
+                .collect();
+            let sio = targets.iter().any(|t| t.sio.is_some()) || self.inner.socketio.get().is_some();
+            if (r.sse.is_some() || sio) && p.is_none() {
+                decoded = protocol::decode_message(msg).and_then(Result::ok);
+            }
+            if let (Some(sse), Some(p)) = (&mut r.sse, p.or(decoded.as_ref())) {
+                sse.record(p);
+            }
+            targets
         };
-        for q in queues {
-            self.push(&q, msg.clone(), droppable);
+        if let Some(p) = p.or(decoded.as_ref()) {
+            // Socket.IO's state recovery keeps the room's broadcasts.
+            let offset = match p {
+                Packet::Event(ev) if self.inner.socketio.get().is_some() => {
+                    crate::socketio::record_room(self, room, except, ev)
+                }
+                _ => None,
+            };
+            self.deliver_with_offset(&targets, Some(msg), p, droppable, offset.as_deref());
+        } else {
+            for t in targets.iter().filter(|t| t.sio.is_none()) {
+                self.push(&t.outbox, msg.clone(), droppable);
+            }
         }
     }
 
     fn deliver_all_local(&self, msg: &Message, except: Option<&str>) {
-        let queues: Vec<Outbox> = {
+        let targets: Vec<Target> = {
             let st = self.lock();
-            st.conns.iter().filter(|(c, _)| Some(c.as_str()) != except).map(|(_, e)| e.outbox.clone()).collect()
+            st.conns.iter().filter(|(c, _)| Some(c.as_str()) != except).map(|(_, e)| Target::of(e)).collect()
         };
-        for q in queues {
-            self.push(&q, msg.clone(), true);
+        match targets.iter().any(|t| t.sio.is_some()).then(|| protocol::decode_message(msg)).flatten() {
+            Some(Ok(p)) => self.deliver(&targets, Some(msg), &p, true),
+            _ => {
+                for t in targets.iter().filter(|t| t.sio.is_none()) {
+                    self.push(&t.outbox, msg.clone(), true);
+                }
+            }
         }
     }
 
@@ -1104,10 +1214,21 @@ impl Hub {
             BrokerMessage::All { except, payload, .. } => {
                 self.deliver_all_local(&payload.to_message(), except.as_deref());
             }
+            BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, .. } => {
+                if let Some(Ok(Packet::Event(ev))) = protocol::decode_message(&payload.to_message()) {
+                    let sel = crate::socketio::Selection { rooms, except_rooms, except };
+                    crate::socketio::deliver_selected(self, &nsp, &sel, &ev);
+                }
+            }
             BrokerMessage::Direct { node, conn, payload, ack } => {
-                let q = self.outbox_of(&conn);
+                let q = self.target_of(&conn);
                 match (ack, q) {
-                    (None, Some(q)) => self.push(&q, payload.to_message(), false),
+                    (None, Some(t)) => {
+                        let msg = payload.to_message();
+                        if let Some(Ok(p)) = protocol::decode_message(&msg) {
+                            self.deliver(&[t], Some(&msg), &p, false);
+                        }
+                    }
                     (None, None) => {}
                     (Some(their_id), None) => self.publish(BrokerMessage::AckReply {
                         node: self.inner.node.clone(),
@@ -1122,7 +1243,7 @@ impl Hub {
                         let id = self.next_seq();
                         let expires = Instant::now() + Duration::from_secs(3600);
                         self.pending().insert(id, Pending::Remote { conn, node, id: their_id, expires });
-                        self.push_packet(&q, &Packet::Event(ev.with_id(id)));
+                        self.deliver(&[q], None, &Packet::Event(ev.with_id(id)), false);
                     }
                 }
             }
@@ -1163,11 +1284,11 @@ impl Hub {
         &self,
         conn: &ConnId,
         outbox: Outbox,
-        close: CloseHandle,
+        speaks: Speaks,
         meta: Value,
         peer: Option<SocketAddr>,
     ) {
-        let entry = ConnEntry { outbox, close, meta, rooms: BTreeSet::new(), peer, since: SystemTime::now() };
+        let entry = ConnEntry { outbox, speaks, meta, rooms: BTreeSet::new(), peer, since: SystemTime::now() };
         self.lock().conns.insert(conn.clone(), entry);
         Metrics::inc(&self.inner.metrics.connections);
         Metrics::inc(&self.inner.metrics.connections_total);

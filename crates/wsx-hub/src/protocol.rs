@@ -99,12 +99,15 @@ pub struct EventPacket {
     pub from: Option<ConnId>,
     /// Binary attachments.
     pub attachments: Vec<Bytes>,
+    /// `data` is the array of a Socket.IO event's arguments (it had none,
+    /// or more than one); without it, `data` is the one argument.
+    pub spread: bool,
 }
 
 impl EventPacket {
     /// An event without id, room, sender or attachments.
     pub fn new(event: impl Into<String>, data: Value) -> Self {
-        Self { event: event.into(), data, id: None, room: None, from: None, attachments: Vec::new() }
+        Self { event: event.into(), data, id: None, room: None, from: None, attachments: Vec::new(), spread: false }
     }
 
     /// With a request id.
@@ -321,6 +324,8 @@ struct WireObject {
     error: Option<ErrorBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     attachments: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spread: Option<bool>,
 }
 
 fn name(field: &'static str, v: Option<String>) -> Result<String, DecodeError> {
@@ -345,6 +350,7 @@ fn required_id(v: Option<u64>) -> Result<u64, DecodeError> {
 impl WireObject {
     fn into_packet(self, attachments: Vec<Bytes>) -> Result<Packet, DecodeError> {
         let data = self.data.unwrap_or(Value::Null);
+        let spread = self.spread == Some(true) && data.is_array();
         // The types that carry none (a type this side does not know is
         // `UnknownType` below, with attachments or without).
         let bare = matches!(self.t.as_str(), "welcome" | "ack" | "join" | "leave" | "presence" | "error");
@@ -364,6 +370,7 @@ impl WireObject {
                 room: self.room.map(|r| name("room", Some(r))).transpose()?,
                 from: self.from,
                 attachments,
+                spread,
             }),
             "publish" => Packet::Publish(PublishPacket {
                 room: name("room", self.room)?,
@@ -412,6 +419,7 @@ impl WireObject {
                 o.id = e.id;
                 o.room = e.room.clone();
                 o.from = e.from.clone();
+                o.spread = e.spread.then_some(true);
                 att = &e.attachments;
             }
             Packet::Publish(pb) => {

@@ -48,16 +48,12 @@ fn packet() -> impl Strategy<Value = Packet> {
             conn,
             meta
         })),
-        (name(), json_value(), id(), prop::option::of(name()), prop::option::of(name()), attachments()).prop_map(
-            |(event, data, id, room, from, attachments)| Packet::Event(EventPacket {
-                event,
-                data,
-                id,
-                room,
-                from,
-                attachments
-            })
-        ),
+        (name(), json_value(), id(), prop::option::of(name()), prop::option::of(name()), attachments(), any::<bool>())
+            .prop_map(|(event, data, id, room, from, attachments, spread)| {
+                // `spread` says that `data` is an argument list: only arrays are.
+                let spread = spread && data.is_array();
+                Packet::Event(EventPacket { event, data, id, room, from, attachments, spread })
+            }),
         (name(), name(), json_value(), id(), any::<bool>(), attachments()).prop_map(
             |(room, event, data, id, echo, attachments)| Packet::Publish(PublishPacket {
                 room,

@@ -94,7 +94,9 @@ impl Broker for MemoryBroker {
             BrokerMessage::Room { room, .. } => {
                 bus.nodes.iter().filter(|(id, n)| *id != from && n.rooms.contains(room)).for_each(|(_, n)| send(n))
             }
-            BrokerMessage::All { .. } => bus.nodes.iter().filter(|(id, _)| *id != from).for_each(|(_, n)| send(n)),
+            BrokerMessage::All { .. } | BrokerMessage::Select { .. } => {
+                bus.nodes.iter().filter(|(id, _)| *id != from).for_each(|(_, n)| send(n))
+            }
             BrokerMessage::Direct { conn, .. } => {
                 if let Some(n) = bus.nodes.get(super::node_of(conn)) {
                     send(n)

@@ -84,6 +84,23 @@ pub enum BrokerMessage {
         /// The encoded packet.
         payload: Wire,
     },
+    /// A Socket.IO broadcast: for the sockets of namespace `nsp` in any of
+    /// `rooms` (hub room names; every socket of the namespace when empty),
+    /// but those in `except_rooms` and `except`.
+    Select {
+        /// The publishing node.
+        node: String,
+        /// The namespace.
+        nsp: String,
+        /// The rooms.
+        rooms: Vec<String>,
+        /// Rooms whose members it is not for.
+        except_rooms: Vec<String>,
+        /// A connection not to deliver to.
+        except: Option<ConnId>,
+        /// The encoded event.
+        payload: Wire,
+    },
     /// For one connection, on the node that holds it.
     Direct {
         /// The publishing node.
@@ -114,6 +131,7 @@ impl BrokerMessage {
         match self {
             BrokerMessage::Room { node, .. }
             | BrokerMessage::All { node, .. }
+            | BrokerMessage::Select { node, .. }
             | BrokerMessage::Direct { node, .. }
             | BrokerMessage::AckReply { node, .. } => node,
         }
@@ -146,6 +164,12 @@ struct Header {
     data: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nsp: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rooms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    xrooms: Vec<String>,
 }
 
 /// Serialize a message for a byte-oriented broker: a JSON header line, a
@@ -162,6 +186,9 @@ pub fn encode_message(m: &BrokerMessage) -> Vec<u8> {
         bin: false,
         data: None,
         error: None,
+        nsp: None,
+        rooms: Vec::new(),
+        xrooms: Vec::new(),
     };
     let payload = match m {
         BrokerMessage::Room { room, except, payload, .. } => {
@@ -172,6 +199,14 @@ pub fn encode_message(m: &BrokerMessage) -> Vec<u8> {
         }
         BrokerMessage::All { except, payload, .. } => {
             h.k = "all".into();
+            h.except = except.clone();
+            Some(payload)
+        }
+        BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, .. } => {
+            h.k = "select".into();
+            h.nsp = Some(nsp.clone());
+            h.rooms = rooms.clone();
+            h.xrooms = except_rooms.clone();
             h.except = except.clone();
             Some(payload)
         }
@@ -224,6 +259,14 @@ pub fn decode_message(bytes: &[u8]) -> Result<BrokerMessage, BrokerError> {
             node: h.node,
         },
         "all" => BrokerMessage::All { except: h.except.clone(), payload: payload()?, node: h.node },
+        "select" => BrokerMessage::Select {
+            nsp: h.nsp.clone().ok_or_else(|| bad("no nsp"))?,
+            rooms: h.rooms.clone(),
+            except_rooms: h.xrooms.clone(),
+            except: h.except.clone(),
+            payload: payload()?,
+            node: h.node,
+        },
         "direct" => BrokerMessage::Direct {
             conn: h.conn.clone().ok_or_else(|| bad("no conn"))?,
             ack: h.id,
@@ -319,6 +362,14 @@ mod tests {
                 payload: Wire::Text("{\"t\":\"x\"}\n".into()),
             },
             BrokerMessage::All { node: "a".into(), except: None, payload: Wire::Binary(Bytes::from_static(b"\n\0")) },
+            BrokerMessage::Select {
+                node: "a".into(),
+                nsp: "/chat".into(),
+                rooms: vec!["/chat#r".into(), "/chat#s".into()],
+                except_rooms: vec!["/chat#t".into()],
+                except: Some("a.3".into()),
+                payload: Wire::Text("{}".into()),
+            },
             BrokerMessage::Direct {
                 node: "a".into(),
                 conn: "b.2".into(),

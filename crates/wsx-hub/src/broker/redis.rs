@@ -150,7 +150,7 @@ impl Shared {
     fn channel_of(&self, m: &BrokerMessage) -> String {
         match m {
             BrokerMessage::Room { room, .. } => self.key("room", room),
-            BrokerMessage::All { .. } => format!("{}:all", self.opts.prefix),
+            BrokerMessage::All { .. } | BrokerMessage::Select { .. } => format!("{}:all", self.opts.prefix),
             BrokerMessage::Direct { conn, .. } => self.key("node", node_of(conn)),
             BrokerMessage::AckReply { to, .. } => self.key("node", to),
         }

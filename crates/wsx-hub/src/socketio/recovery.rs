@@ -1,0 +1,195 @@
+//! Connection state recovery: a client that lost its connection comes
+//! back within the window with its private id and the offset of the last
+//! broadcast it got, and gets its id, rooms and data back and the
+//! broadcasts it missed, in order.
+//!
+//! Each node keeps the broadcasts of its namespaces that have recovery
+//! (those it sent and those other nodes sent it) for the window, at most
+//! [`MAX_LOGGED`] of them; offsets are unique to the node. A client comes
+//! back to the node it left (as sticky sessions route it): on another
+//! node its offset is unknown and it starts a new session, as the
+//! official server does when it cannot recover.
+
+use super::broadcast::Selection;
+use super::Inner;
+use crate::hub::Hub;
+use crate::protocol::{ConnId, EventPacket};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The most broadcasts a node keeps for recovery; a client that missed
+/// more starts anew.
+pub(crate) const MAX_LOGGED: usize = 100_000;
+
+/// The most disconnected sessions a node keeps (the oldest go first).
+const MAX_SAVED: usize = 100_000;
+
+/// What a socket had when its connection was lost.
+#[derive(Debug, Clone)]
+pub(crate) struct Saved {
+    pub(crate) id: ConnId,
+    pub(crate) nsp: Arc<str>,
+    /// Hub room names.
+    pub(crate) rooms: BTreeSet<String>,
+    pub(crate) data: Value,
+    at: Instant,
+}
+
+struct Logged {
+    offset: String,
+    at: Instant,
+    nsp: Arc<str>,
+    sel: Selection,
+    ev: EventPacket,
+}
+
+#[derive(Default)]
+struct State {
+    saved: HashMap<String, Saved>,
+    /// Private ids in the order saved, for expiry.
+    order: VecDeque<(Instant, String)>,
+    log: VecDeque<Logged>,
+}
+
+/// A namespace-independent store for one node.
+pub(crate) struct Recovery {
+    pub(crate) window: Duration,
+    state: Mutex<State>,
+}
+
+impl Recovery {
+    pub(crate) fn new(window: Duration) -> Self {
+        Self { window, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn expire(&self, st: &mut State, now: Instant) {
+        while st.log.front().is_some_and(|l| now.duration_since(l.at) > self.window) || st.log.len() > MAX_LOGGED {
+            st.log.pop_front();
+        }
+        while let Some((at, pid)) = st.order.front() {
+            if now.duration_since(*at) <= self.window && st.order.len() <= MAX_SAVED {
+                break;
+            }
+            if st.saved.get(pid).is_some_and(|s| s.at == *at) {
+                st.saved.remove(pid);
+            }
+            st.order.pop_front();
+        }
+    }
+
+    /// Keep a socket's state under its private id.
+    pub(crate) fn save(&self, pid: String, id: ConnId, nsp: Arc<str>, rooms: BTreeSet<String>, data: Value) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.order.push_back((now, pid.clone()));
+        st.saved.insert(pid, Saved { id, nsp, rooms, data, at: now });
+        self.expire(&mut st, now);
+    }
+
+    /// Take back a socket's state, and the broadcasts after `offset` that
+    /// it would have got. `None` when the session or the offset is unknown
+    /// or too old.
+    pub(crate) fn restore(&self, pid: &str, offset: &str, nsp: &str) -> Option<(Saved, Vec<(String, EventPacket)>)> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        self.expire(&mut st, now);
+        if st.saved.get(pid).is_none_or(|s| &*s.nsp != nsp) {
+            return None;
+        }
+        let start = st.log.iter().position(|l| l.offset == offset)? + 1;
+        let saved = st.saved.remove(pid)?;
+        let missed = st
+            .log
+            .iter()
+            .skip(start)
+            .filter(|l| &*l.nsp == nsp && l.sel.matches(nsp, &saved.id, &saved.rooms))
+            .map(|l| (l.offset.clone(), l.ev.clone()))
+            .collect();
+        Some((saved, missed))
+    }
+
+    fn log(&self, offset: String, nsp: &str, sel: &Selection, ev: &EventPacket) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.log.push_back(Logged { offset, at: now, nsp: nsp.into(), sel: sel.clone(), ev: ev.clone() });
+        self.expire(&mut st, now);
+    }
+}
+
+/// Record a broadcast of namespace `nsp` when it has recovery; its offset.
+pub(crate) fn record(hub: &Hub, nsp: &str, sel: &Selection, ev: &EventPacket) -> Option<String> {
+    let io: Arc<Inner> = hub.socketio()?;
+    let rec = io.recovery.as_ref()?;
+    if !io.has_namespace(nsp) {
+        return None;
+    }
+    let offset = format!("{}-{}", hub.node_id(), hub.next_seq());
+    rec.log(offset.clone(), nsp, sel, ev);
+    Some(offset)
+}
+
+/// Record a hub room broadcast (`room` is a hub room name) for the
+/// namespace the room belongs to.
+pub(crate) fn record_room(hub: &Hub, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String> {
+    hub.socketio()?.recovery.as_ref()?;
+    let nsp = super::nsp_of_room(room);
+    let sel = Selection { rooms: vec![room.to_owned()], except_rooms: Vec::new(), except: except.map(str::to_owned) };
+    record(hub, nsp, &sel, ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sel(rooms: &[&str]) -> Selection {
+        Selection { rooms: rooms.iter().map(|r| r.to_string()).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn restores_what_the_socket_missed_in_order() {
+        let r = Recovery::new(Duration::from_secs(60));
+        r.log("o1".into(), "/", &sel(&["a"]), &EventPacket::new("e1", json!(1)));
+        r.save("pid".into(), "n.1".into(), "/".into(), ["a".to_string()].into(), json!({"k": 1}));
+        r.log("o2".into(), "/", &sel(&["a"]), &EventPacket::new("e2", json!(2)));
+        r.log("o3".into(), "/", &sel(&["b"]), &EventPacket::new("other room", json!(3)));
+        r.log("o4".into(), "/x", &sel(&[]), &EventPacket::new("other namespace", json!(4)));
+        r.log("o5".into(), "/", &sel(&[]), &EventPacket::new("e5", json!(5)));
+        let mut except_me = sel(&["a"]);
+        except_me.except = Some("n.1".into());
+        r.log("o6".into(), "/", &except_me, &EventPacket::new("its own", json!(6)));
+        let (saved, missed) = r.restore("pid", "o1", "/").unwrap();
+        assert_eq!(saved.id, "n.1");
+        assert_eq!(saved.data, json!({"k": 1}));
+        let names: Vec<&str> = missed.iter().map(|(_, e)| e.event.as_str()).collect();
+        assert_eq!(names, ["e2", "e5"]);
+        // Once.
+        assert!(r.restore("pid", "o1", "/").is_none());
+    }
+
+    #[test]
+    fn unknown_offsets_pids_and_namespaces_do_not_restore() {
+        let r = Recovery::new(Duration::from_secs(60));
+        r.log("o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
+        r.save("pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
+        assert!(r.restore("pid", "nope", "/").is_none());
+        assert!(r.restore("other", "o1", "/").is_none());
+        assert!(r.restore("pid", "o1", "/x").is_none());
+        assert!(r.restore("pid", "o1", "/").is_some());
+    }
+
+    #[test]
+    fn the_window_expires_sessions_and_broadcasts() {
+        let r = Recovery::new(Duration::from_millis(30));
+        r.log("o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
+        r.save("pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(r.restore("pid", "o1", "/").is_none());
+    }
+}
