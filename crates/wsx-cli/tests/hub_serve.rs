@@ -7,6 +7,8 @@
 mod common;
 #[path = "../../wsx/tests/support/pki.rs"]
 mod pki;
+#[path = "../../wsx-hub/tests/common/sio.rs"]
+mod sio;
 
 use common::{http_get, run, serve, temp_dir, Server};
 use serde_json::json;
@@ -303,10 +305,15 @@ async fn broker_up(server: &Server) {
 /// Hub processes `a` and `b` on one fresh redis-server, both connected to
 /// it; `None` (the test skipped) without redis-server outside CI.
 async fn two_nodes() -> Option<(Redis, Server, Server)> {
+    two_nodes_serving("--hub").await
+}
+
+/// [`two_nodes`] with `--hub` or `--socketio`.
+async fn two_nodes_serving(mode: &str) -> Option<(Redis, Server, Server)> {
     let (redis, port) = Redis::start()?;
     let broker = format!("redis://127.0.0.1:{port}/");
-    let node_a = serve(&["--hub", "--broker", &broker, "--node-id", "a"]);
-    let node_b = serve(&["--hub", "--broker", &broker, "--node-id", "b"]);
+    let node_a = serve(&[mode, "--broker", &broker, "--node-id", "a"]);
+    let node_b = serve(&[mode, "--broker", &broker, "--node-id", "b"]);
     broker_up(&node_a).await;
     broker_up(&node_b).await;
     Some((redis, node_a, node_b))
@@ -383,4 +390,62 @@ async fn a_stopped_nodes_members_all_leave() {
     let exit = tokio::task::spawn_blocking(move || node_b.child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
     drop(members);
+}
+
+/// A Socket.IO client of the relay, connected to `/`; its id.
+async fn sio_client(server: &Server) -> (sio::Sio, String) {
+    let mut c = sio::Sio::open(server.addr.parse().unwrap()).await;
+    let id = c.connect("/", None).await;
+    (c, id)
+}
+
+async fn sio_join(c: &mut sio::Sio, room: &str) {
+    c.send(&format!(r#"421["join","{room}"]"#)).await;
+    assert_eq!(c.text().await, "431[true]");
+}
+
+#[tokio::test]
+async fn socketio_clients_use_the_relay_and_share_rooms_with_hub_clients() {
+    let server = serve(&["--socketio"]);
+    let (mut s1, id1) = sio_client(&server).await;
+    let (mut s2, _) = sio_client(&server).await;
+    sio_join(&mut s1, "lobby").await;
+    sio_join(&mut s2, "lobby").await;
+    let (hub_client, mut events, _) = client(&server).await;
+    hub_client.join("lobby").await.unwrap();
+    s1.send(r#"429["publish","lobby","say",{"text":"hi"},2]"#).await;
+    assert_eq!(s1.text().await, "439[true]");
+    assert_eq!(s2.event().await, json!(["say", {"text": "hi"}, 2]));
+    let (room, from, name, data) = room_event(&mut events).await;
+    assert_eq!((room.as_deref(), from.as_deref(), name.as_str()), (Some("lobby"), Some(id1.as_str()), "say"));
+    assert_eq!(data, json!([{"text": "hi"}, 2]));
+    hub_client.publish_ack("lobby", Event::new("from-hub", json!({"n": 1})), false).await.unwrap();
+    assert_eq!(s1.event().await, json!(["from-hub", {"n": 1}]));
+    assert_eq!(s2.event().await, json!(["from-hub", {"n": 1}]));
+    s2.send(r#"427["whoami"]"#).await;
+    let who: serde_json::Value = serde_json::from_str(s2.text().await.strip_prefix("437").unwrap()).unwrap();
+    assert_eq!(who[0]["rooms"], json!(["lobby"]));
+    // Polling works on the same port: the Engine.IO handshake.
+    let (status, _, body) = http_get(&server.addr, "/socket.io/?EIO=4&transport=polling");
+    assert_eq!(status, 200);
+    assert!(body.starts_with(b"0{\"sid\":"), "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn two_socketio_nodes_on_one_redis_deliver_each_publish_once() {
+    let Some((_redis, node_a, node_b)) = two_nodes_serving("--socketio").await else { return };
+    let (mut on_a, _) = sio_client(&node_a).await;
+    let (mut on_b, _) = sio_client(&node_b).await;
+    sio_join(&mut on_a, "r").await;
+    sio_join(&mut on_b, "r").await;
+    for n in 0..3 {
+        on_a.send(&format!(r#"42["publish","r","from-a",{n}]"#)).await;
+        on_b.send(&format!(r#"42["publish","r","from-b",{n}]"#)).await;
+    }
+    for n in 0..3 {
+        assert_eq!(on_b.event().await, json!(["from-a", n]));
+        assert_eq!(on_a.event().await, json!(["from-b", n]));
+    }
+    assert_eq!(on_a.quiet(Duration::from_millis(300)).await, None, "exactly once");
+    assert_eq!(on_b.quiet(Duration::from_millis(300)).await, None, "exactly once");
 }

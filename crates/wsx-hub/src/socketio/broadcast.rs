@@ -179,7 +179,10 @@ impl Operator {
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) {
         self.hub.ensure_started();
         let mut ev = payload.into().into_event(event);
-        ev.room = self.sel.rooms.first().map(|r| sio_room(&self.nsp, r).unwrap_or(r).to_owned());
+        // The hub room, as hub clients know it.
+        ev.room = self.sel.rooms.first().cloned();
+        // A socket's broadcast leaves it out: hub clients see it as the sender.
+        ev.from = self.sel.except.clone();
         deliver_selected(&self.hub, &self.nsp, &self.sel, &ev);
         if self.local {
             return;
