@@ -439,3 +439,37 @@ async fn leaving_on_purpose_is_not_recovered() {
     let hs2: Value = serde_json::from_str(back.text().await.strip_prefix("40").unwrap()).unwrap();
     assert_ne!(hs2["sid"], hs["sid"]);
 }
+
+#[tokio::test]
+async fn attachments_are_bounded_and_must_follow_their_header() {
+    let io = builder()
+        .decode_limits(wsx_hub::socketio::packet::DecodeLimits { max_attachments: 4, max_attachment_bytes: 1000 })
+        .build();
+    let addr = serve(io.clone()).await;
+    let ph = r#"{"_placeholder":true,"num":0}"#;
+    // More attachments than allowed: closed at the header.
+    let (mut c, _) = client(addr).await;
+    c.send(&format!(r#"455-["message",{ph}]"#)).await;
+    assert!(c.closes().await);
+    // More bytes than allowed: closed at the attachment.
+    let (mut c, _) = client(addr).await;
+    c.send(&format!(r#"451-["message",{ph}]"#)).await;
+    c.send_binary(&[0u8; 1001]).await;
+    assert!(c.closes().await);
+    // A header whose attachments never come holds only the header; a text
+    // packet before they come is a protocol error.
+    let (mut c, _) = client(addr).await;
+    c.send(&format!(r#"452-["message",{ph},{}]"#, ph.replace('0', "1"))).await;
+    c.send_binary(&[1]).await;
+    assert_eq!(c.quiet(Duration::from_millis(100)).await, None);
+    c.send(r#"42["message",1]"#).await;
+    assert!(c.closes().await);
+    // A binary frame nobody announced.
+    let (mut c, _) = client(addr).await;
+    c.send_binary(&[1, 2]).await;
+    assert!(c.closes().await);
+    // The server is still up for the others.
+    let (mut ok, _) = client(addr).await;
+    ok.send(r#"42["message","fine"]"#).await;
+    assert_eq!(ok.event().await, json!(["message-back", "fine"]));
+}
