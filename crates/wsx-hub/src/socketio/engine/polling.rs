@@ -181,6 +181,7 @@ where
         return error(&engine, req, ErrorCode::SessionIdUnknown).await;
     }
     // Decided under the lock, answered after it.
+    let mut upgrading = false;
     let refused = {
         let mut st = session.state();
         if session.is_closed() && !st.linger {
@@ -189,6 +190,9 @@ where
             Some((ErrorCode::BadRequest, false))
         } else if st.get_active {
             Some((ErrorCode::BadRequest, true))
+        } else if st.upgrading {
+            upgrading = true;
+            None
         } else {
             st.get_active = true;
             None
@@ -199,6 +203,9 @@ where
             session.close(CloseReason::TransportError);
         }
         return error(&engine, req, code).await;
+    }
+    if upgrading {
+        return get_while_upgrading(engine, session, req).await;
     }
     let _guard = GetGuard(&session);
     let max = engine.config.max_payload;
@@ -241,6 +248,35 @@ where
     })
     .await;
     let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
+    req.respond(resp).await
+}
+
+/// How long a GET that comes during an upgrade waits for it to complete
+/// (then it gets 400, the session having moved) before it gets a noop.
+const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A GET after the probe: the client's last poll, racing the upgrade
+/// packet on the WebSocket. Past the grace or once the probe failed, a
+/// noop; once upgraded, 400.
+async fn get_while_upgrading<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let until = tokio::time::Instant::now() + UPGRADE_GRACE;
+    loop {
+        let (upgraded, still) = {
+            let st = session.state();
+            (st.transport != Transport::Polling, st.upgrading)
+        };
+        if upgraded || session.is_closed() {
+            return error(&engine, req, ErrorCode::BadRequest).await;
+        }
+        if !still || tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
     req.respond(resp).await
 }
 
