@@ -703,3 +703,64 @@ async fn the_transport_is_reported() {
     let _ws = ws_connect(addr, "EIO=4&transport=websocket").await.unwrap();
     assert_eq!(rx.recv().await, Some((Transport::WebSocket, Some("websocket".into()))));
 }
+
+#[tokio::test]
+async fn an_outbox_overflow_on_polling_closes_the_session() {
+    let config = quiet_config().outbox(
+        wsx::server::OutboxConfig::default()
+            .with_max_messages(2)
+            .with_slow_consumer(wsx::server::SlowConsumer::Close(wsx::CloseCode::PolicyViolation)),
+    );
+    let mut echo = start(config).await;
+    let sid = open_polling(echo.addr).await;
+    // Three echoes, never polled, into an outbox of two.
+    assert_eq!(post(echo.addr, &sid, b"4a\x1e4b\x1e4c").await.status, 200);
+    let ended = tokio::time::timeout(WAIT, echo.ended.recv()).await.unwrap();
+    assert_eq!(ended, Some((sid.clone(), Some(CloseReason::SlowConsumer))));
+    assert_eq!(poll(echo.addr, &sid).await.status, 400);
+    assert_eq!(echo.engine.sessions(), 0);
+}
+
+#[tokio::test]
+async fn a_post_waits_for_an_app_that_does_not_read() {
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let keep = parked.clone();
+    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = engine.clone();
+    tokio::spawn(async move {
+        wsx::server::Server::builder()
+            .build()
+            .serve(listener, move |req| {
+                let engine = serving.clone();
+                async move { engine.handle(req).await }
+            })
+            .await
+    });
+    let sid = open_polling(addr).await;
+    let body: Vec<String> = (0..200).map(|i| format!("4m{i}")).collect();
+    let body = body.join("\x1e");
+    let posting = tokio::spawn({
+        let sid = sid.clone();
+        async move { post(addr, &sid, body.as_bytes()).await }
+    });
+    // The app does not read: the POST waits (bounded incoming queue).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!posting.is_finished(), "the POST finished though nothing was read");
+    let mut socket = parked.lock().unwrap().pop().unwrap();
+    for i in 0..200 {
+        match tokio::time::timeout(WAIT, socket.recv()).await.unwrap() {
+            Some(Incoming::Text(t)) => assert_eq!(t.as_str(), format!("m{i}")),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(posting.await.unwrap().body, "ok");
+    // Dropping the socket closes the session at the next message; the
+    // next GET takes the close packet and the session leaves.
+    drop(socket);
+    assert_eq!(post(addr, &sid, b"4x").await.status, 200);
+    assert_eq!(poll(addr, &sid).await.body, "1");
+    assert_eq!(engine.sessions(), 0);
+    assert_eq!(poll(addr, &sid).await.status, 400);
+}
