@@ -44,6 +44,14 @@ async fn server(ca: &Ca, config: Config) -> (Server, u16, mpsc::UnboundedReceive
                         let _ = tx.send(close_code(echo(&mut ws).await));
                         Ok(())
                     }
+                    "/body" => {
+                        let mut req = req;
+                        let resp = match req.body(16).await {
+                            Ok(body) => http::Response::new(body),
+                            Err(e) => http::Response::builder().status(e.status()).body(Bytes::new()).unwrap(),
+                        };
+                        req.respond(resp).await
+                    }
                     "/page" => {
                         let resp = http::Response::builder()
                             .header("content-type", "text/html")
@@ -349,6 +357,30 @@ async fn pages_and_event_streams_share_the_connection() {
 
     within(ws.send(Message::text("and the socket"))).await.unwrap();
     assert_eq!(within(ws.recv()).await.unwrap().unwrap(), Message::text("and the socket"));
+}
+
+/// `Request::body` on a stream: its DATA, within the limit (413 past it).
+#[tokio::test]
+async fn request_bodies_are_read_from_the_stream() {
+    let ca = Ca::new("wsx h2 test CA");
+    let (_server, port, _ended) = server(&ca, Config::default()).await;
+    let c = client(&ca, port, browser()).await;
+    for (body, status) in [(&b"hello"[..], 200), (&b"0123456789abcdefX"[..], 413)] {
+        let req = http::Request::post("https://localhost/body").body(()).unwrap();
+        let (resp, mut send) = c.send.clone().ready().await.unwrap().send_request(req, false).unwrap();
+        send.send_data(Bytes::copy_from_slice(&body[..3]), false).unwrap();
+        send.send_data(Bytes::copy_from_slice(&body[3..]), true).unwrap();
+        let resp = within(resp).await.unwrap();
+        assert_eq!(resp.status(), status);
+        let mut got = Vec::new();
+        let mut data = resp.into_body();
+        while let Some(chunk) = within(data.data()).await {
+            got.extend_from_slice(&chunk.unwrap());
+        }
+        if status == 200 {
+            assert_eq!(got, body);
+        }
+    }
 }
 
 /// Shutdown: 1001 on every WebSocket of the connection, then, once they

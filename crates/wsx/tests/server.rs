@@ -520,3 +520,80 @@ async fn a_tls_client_hello_at_a_plain_server_gets_400_at_once() {
     assert_eq!(status(&head), 400);
     assert!(String::from_utf8_lossy(&raw.read_to_eof().await).contains("ws://"));
 }
+
+/// `Request::body`: echo the body of a request, or answer its error's
+/// status (413 past 16 bytes).
+async fn body_echo(mut req: Request) -> wsx::Result<()> {
+    let resp = match req.body(16).await {
+        Ok(body) => http::Response::new(body),
+        Err(e) => http::Response::builder().status(e.status()).body(bytes::Bytes::from(e.to_string())).unwrap(),
+    };
+    req.respond(resp).await
+}
+
+/// Send `request` raw; the whole response.
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    within(tcp.read_to_end(&mut out)).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn request_bodies_are_read_by_length_or_chunks_within_a_limit() {
+    let server = Server::builder().config(Config::default().with_handshake_timeout(Duration::from_millis(300))).build();
+    let (l, addr) = listen().await;
+    let s = server.clone();
+    tokio::spawn(async move { s.serve(l, body_echo).await });
+
+    let r = raw_exchange(addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await;
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\nhello"), "{r}");
+    let chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
+    let r = raw_exchange(addr, chunked).await;
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\nhello"), "{r}");
+    let r = raw_exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n"), "no body: {r}");
+
+    // Past the limit: 413, by the announced length (before any byte of
+    // the body) and by the chunks.
+    let r = raw_exchange(addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let big = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n";
+    assert!(raw_exchange(addr, big).await.starts_with("HTTP/1.1 413"));
+    // Malformed: 400. Slow: 408 at the timeout.
+    let r = raw_exchange(addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = raw_exchange(addr, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nhell").await;
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    // A client that expects 100 Continue gets it before it sends.
+    let mut raw = Raw::connect(addr).await;
+    raw.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n").await;
+    assert!(raw.read_head().await.starts_with("HTTP/1.1 100"));
+    raw.write(b"ok").await;
+    assert!(raw.read_head().await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_outbox_is_read_without_a_websocket_and_reports_its_overflow() {
+    let config =
+        OutboxConfig::default().with_max_messages(2).with_slow_consumer(SlowConsumer::Close(CloseCode::TryAgainLater));
+    let (outbox, mut rx) = Outbox::new(config);
+    assert_eq!(outbox.push(Message::text("a")), Push::Queued);
+    assert_eq!(rx.recv().await, Some(Message::text("a")));
+    assert_eq!(rx.try_recv(), None);
+    let waiter = tokio::spawn({
+        let outbox = outbox.clone();
+        async move { outbox.overflowed().await }
+    });
+    let _ = outbox.push(Message::text("b"));
+    let _ = outbox.push(Message::text("c"));
+    assert!(!outbox.is_overflowed());
+    assert_eq!(outbox.push(Message::text("d")), Push::Overflow);
+    within(waiter).await.unwrap();
+    assert!(outbox.is_overflowed() && rx.is_overflowed());
+    // The queue was dropped: the receiver ends.
+    assert_eq!(rx.recv().await, None);
+    assert_eq!(outbox.push(Message::text("e")), Push::Closed);
+}

@@ -357,7 +357,7 @@ impl Outbox {
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// use wsx::server::{Outbox, OutboxConfig, Push, SlowConsumer};
-    /// let config = OutboxConfig::default().with_max_messages(1).with_slow_consumer(SlowConsumer::Close(wsx::CloseCode::Again));
+    /// let config = OutboxConfig::default().with_max_messages(1).with_slow_consumer(SlowConsumer::Close(wsx::CloseCode::TryAgainLater));
     /// let (outbox, _receiver) = Outbox::new(config);
     /// let _ = outbox.push(wsx::Message::text("a"));
     /// assert_eq!(outbox.push(wsx::Message::text("b")), Push::Overflow);

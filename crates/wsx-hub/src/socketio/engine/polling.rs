@@ -181,6 +181,7 @@ where
         return error(&engine, req, ErrorCode::SessionIdUnknown).await;
     }
     // Decided under the lock, answered after it.
+    let mut upgrading = false;
     let refused = {
         let mut st = session.state();
         if session.is_closed() && !st.linger {
@@ -189,6 +190,9 @@ where
             Some((ErrorCode::BadRequest, false))
         } else if st.get_active {
             Some((ErrorCode::BadRequest, true))
+        } else if st.upgrading {
+            upgrading = true;
+            None
         } else {
             st.get_active = true;
             None
@@ -199,6 +203,9 @@ where
             session.close(CloseReason::TransportError);
         }
         return error(&engine, req, code).await;
+    }
+    if upgrading {
+        return get_while_upgrading(engine, session, req).await;
     }
     let _guard = GetGuard(&session);
     let max = engine.config.max_payload;
@@ -241,6 +248,35 @@ where
     })
     .await;
     let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
+    req.respond(resp).await
+}
+
+/// How long a GET that comes during an upgrade waits for it to complete
+/// (then it gets 400, the session having moved) before it gets a noop.
+const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A GET after the probe: the client's last poll, racing the upgrade
+/// packet on the WebSocket. Past the grace or once the probe failed, a
+/// noop; once upgraded, 400.
+async fn get_while_upgrading<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let until = tokio::time::Instant::now() + UPGRADE_GRACE;
+    loop {
+        let (upgraded, still) = {
+            let st = session.state();
+            (st.transport != Transport::Polling, st.upgrading)
+        };
+        if upgraded || session.is_closed() {
+            return error(&engine, req, ErrorCode::BadRequest).await;
+        }
+        if !still || tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
     req.respond(resp).await
 }
 
@@ -314,4 +350,62 @@ where
     }
     let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"ok"));
     req.respond(resp).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Engine, EngineConfig};
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+    use wsx::server::RequestHead;
+
+    /// One GET through the server layer over an in-memory stream; the
+    /// response.
+    async fn get_over_duplex(engine: &Engine, sid: &str) -> String {
+        let server = wsx::server::Server::builder().build();
+        let (mut client, stream) = tokio::io::duplex(4096);
+        let e = engine.clone();
+        let handler = move |req: Request<tokio::io::DuplexStream>| {
+            let e = e.clone();
+            async move { e.handle(req).await }
+        };
+        tokio::spawn(async move { server.serve_stream(stream, None, &handler).await });
+        let req = format!("GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
+        client.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut out)).await.unwrap().unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A session without its task: no timer runs, only the check a
+    /// request makes.
+    fn timerless_session(engine: &Engine, since_ping_due: Duration) -> (Arc<Session>, super::super::EngineSocket) {
+        let inner = engine.inner.clone();
+        let (session, socket) =
+            Session::new(&inner, Transport::Polling, RequestHead::new(http::Request::new(()), None));
+        inner.map().insert(session.sid.clone(), session.clone());
+        session.state().ping_due = Instant::now() - since_ping_due;
+        let _ = session.outbox.push(wsx::Message::text("4queued"));
+        (session, socket)
+    }
+
+    #[tokio::test]
+    async fn a_get_past_the_pong_deadline_gets_400_though_no_timer_fired() {
+        let config =
+            EngineConfig::default().ping_interval(Duration::from_millis(300)).ping_timeout(Duration::from_millis(200));
+        let engine = Engine::new(config, |_| {});
+        // The deadline (ping due + 200 ms) is just past.
+        let (session, socket) = timerless_session(&engine, Duration::from_millis(200));
+        let r = get_over_duplex(&engine, &session.sid).await;
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+        assert_eq!(socket.close_reason(), Some(CloseReason::PingTimeout));
+        assert_eq!(engine.sessions(), 0);
+        // 50 ms before it, the same GET is served.
+        let (session, socket) = timerless_session(&engine, Duration::from_millis(150));
+        let r = get_over_duplex(&engine, &session.sid).await;
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("4queued"), "{r}");
+        assert_eq!(socket.close_reason(), None);
+    }
 }
