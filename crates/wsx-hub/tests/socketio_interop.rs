@@ -42,10 +42,8 @@ const SERVER_START: Duration = Duration::from_secs(120);
 /// Upper bound for one client run (the clients' own watchdog is 60 s).
 const CLIENT_LIMIT: Duration = Duration::from_secs(90);
 
-/// The modes every client runs (tests/socketio/node/checks.mjs `MODES`).
-const MODES: [&str; 3] = ["upgrade", "websocket", "polling"];
 /// The checks of one mode, as the clients name them (without "two nodes").
-const CHECKS: [&str; 9] = [
+const CHECKS: [&str; 11] = [
     "connect and transport",
     "whoami",
     "join, publish, leave",
@@ -54,6 +52,8 @@ const CHECKS: [&str; 9] = [
     "binary",
     "namespaces",
     "middleware refusal",
+    "heartbeat",
+    "payload limit",
     "state recovery",
 ];
 
@@ -464,8 +464,18 @@ fn node_client_polling_only() {
 }
 
 #[test]
-fn chromium_socket_io_min_js() {
-    interop(Client::Chromium, &MODES);
+fn chromium_polling_then_upgrade() {
+    interop(Client::Chromium, &["upgrade"]);
+}
+
+#[test]
+fn chromium_websocket_only() {
+    interop(Client::Chromium, &["websocket"]);
+}
+
+#[test]
+fn chromium_polling_only() {
+    interop(Client::Chromium, &["polling"]);
 }
 
 #[test]

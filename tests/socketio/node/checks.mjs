@@ -117,6 +117,12 @@ class Clients {
   async connect(url, extra = {}) {
     const socket = this.lib.io(url, this.opts(extra));
     this.sockets.push(socket);
+    // The Engine.IO open packet (the engine is created at once, and opens
+    // asynchronously).
+    socket.handshakeData = null;
+    socket.io.engine?.once('handshake', (data) => {
+      socket.handshakeData = data;
+    });
     await waitConnect(socket);
     return socket;
   }
@@ -204,8 +210,20 @@ const emitAckAll = (socket, ...args) =>
 const CHECKS = [
   ['connect and transport', async ({ c, url, mode }) => {
     const s = await c.connect(url);
-    const first = s.io.engine.transport.name;
+    const e = s.io.engine;
+    const first = e.transport.name;
     assert(typeof s.id === 'string' && s.id.length > 0, `socket.id ${show(s.id)}`);
+    // The Engine.IO handshake: the open packet's values.
+    const hs = s.handshakeData;
+    assert(hs, 'no Engine.IO "handshake" event seen');
+    assert(typeof hs.sid === 'string' && hs.sid.length > 0 && hs.sid !== s.id, `handshake sid ${show(hs.sid)} (socket.id ${s.id})`);
+    same(
+      { pingInterval: hs.pingInterval, pingTimeout: hs.pingTimeout, maxPayload: hs.maxPayload },
+      { pingInterval: 1000, pingTimeout: 1000, maxPayload: 1000000 },
+      'handshake',
+    );
+    // The upgrades offered: WebSocket from polling, none on a WebSocket.
+    same(hs.upgrades, first === 'polling' ? ['websocket'] : [], 'handshake upgrades');
     if (mode === 'upgrade') {
       assert(first === 'polling', `first transport ${first}, expected polling`);
       await until(() => s.io.engine.transport.name === 'websocket', 5000, 'the upgrade to websocket');
@@ -356,6 +374,15 @@ const CHECKS = [
     const bad = m.socket('/dyn-UPPER');
     const err2 = await waitRefused(bad);
     assert(err2.message === 'Invalid namespace', `/dyn-UPPER: connect_error ${show(err2.message)}`);
+    // Leaving one namespace keeps the others, and it can come back.
+    const left = new Promise((r) => admin.once('disconnect', r));
+    admin.disconnect();
+    same(await withTimeout(left, 3000, '/admin disconnect'), 'io client disconnect', '/admin disconnect reason');
+    same(await emitAck(main, 'echo', 'still'), 'still', '/ echo after /admin left');
+    same(await emitAck(dyn, 'nsp'), '/dyn-abc', '/dyn-abc after /admin left');
+    admin.connect();
+    await waitConnect(admin);
+    same(await emitAck(admin, 'echo', 'back'), 'back', '/admin echo after coming back');
     // /admin alone on its own connection (no "/" on it).
     const solo = await c.connect(`${url}/admin`);
     same(await emitAck(solo, 'echo', 'solo'), 'solo', '/admin alone');
@@ -373,6 +400,39 @@ const CHECKS = [
     const admin = await c.connect(`${url}/admin`, { auth: { token: 'bad' } });
     same(await emitAck(admin, 'echo', 1), 1, '/admin echo with the bad token');
     return 'refused with unauthorized {"reason":"bad token"}';
+  }],
+
+  ['heartbeat', async ({ c, url }) => {
+    // Idle for longer than pingInterval + pingTimeout (2 s): the server's
+    // pings and the client's pongs keep the connection open.
+    const s = await c.connect(url);
+    let pings = 0;
+    const disconnects = [];
+    s.io.on('ping', () => {
+      pings += 1;
+    });
+    s.on('disconnect', (reason) => disconnects.push(reason));
+    await sleep(2600);
+    assert(disconnects.length === 0, `disconnected while idle: ${show(disconnects)}`);
+    assert(pings >= 2, `${pings} ping(s) from the server in 2.6 s, expected 2 or more (pingInterval 1000 ms)`);
+    same(await emitAck(s, 'echo', 'still here'), 'still here', 'echo after 2.6 s idle');
+    return `${pings} pings in 2.6 s`;
+  }],
+
+  ['payload limit', async ({ c, url }) => {
+    // maxHttpBufferSize 1e6: a larger packet ends the connection (the
+    // official server: WebSocket close, or HTTP 413 to the polling POST).
+    const s = await c.connect(url);
+    const reasons = [];
+    s.on('disconnect', (reason) => reasons.push(reason));
+    let acked = false;
+    s.emit('echo', 'x'.repeat(1100000), () => {
+      acked = true;
+    });
+    await until(() => reasons.length > 0, 5000, 'the disconnect after a 1.1 MB packet');
+    assert(!acked, 'the 1.1 MB packet was echoed');
+    assert(['transport close', 'transport error'].includes(reasons[0]), `disconnect reason ${show(reasons[0])}`);
+    return `disconnected: ${reasons[0]}`;
   }],
 
   ['state recovery', async ({ c, url }) => {
@@ -443,8 +503,9 @@ const TWO_NODE_CHECK = ['two nodes', async ({ c, url, second }) => {
 export async function runChecks({ lib, url, second = null, mode, bin, report, only = [], concurrency = Infinity }) {
   if (!MODES[mode]) throw new Error(`unknown mode ${mode}`);
   const checks = (second ? [...CHECKS, TWO_NODE_CHECK] : CHECKS).filter(([name]) => only.length === 0 || only.includes(name));
-  // The slowest first: the ack timeout mostly waits.
-  checks.sort(([a], [b]) => (b === 'ack timeout') - (a === 'ack timeout'));
+  // The slowest first: they mostly wait.
+  const slow = (name) => ['ack timeout', 'heartbeat'].includes(name);
+  checks.sort(([a], [b]) => slow(b) - slow(a));
   let failures = 0;
   let next = 0;
   const worker = async () => {

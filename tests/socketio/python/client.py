@@ -177,6 +177,11 @@ def check_connect(c, url, mode, second):
     s = c.connect(url)
     check(isinstance(s.sid, str) and s.sid, f"sid {s.sid!r}")
     t = s.transport()
+    # The Engine.IO open packet's values.
+    check(s.eio.sid and s.eio.sid != s.get_sid(), f"engine sid {s.eio.sid!r} (socket id {s.get_sid()!r})")
+    same([s.eio.ping_interval, s.eio.ping_timeout], [1.0, 1.0], "handshake pingInterval, pingTimeout (s)")
+    if mode != "websocket":
+        same(s.eio.upgrades, ["websocket"], "handshake upgrades")
     if mode == "upgrade":
         # python-engineio upgrades within connect() when the server offers it.
         until(lambda: s.transport() == "websocket", 5, "the upgrade to websocket")
@@ -298,6 +303,32 @@ def check_binary(c, url, mode, second):
     return "attachments echoed"
 
 
+def check_heartbeat(c, url, mode, second):
+    # Idle for longer than pingInterval + pingTimeout (2 s): the server's
+    # pings and the client's pongs keep the connection open.
+    s = c.client()
+    disconnects = []
+    s.on("disconnect", lambda *reason: disconnects.append(reason))
+    c.connect(url, client=s)
+    time.sleep(2.6)
+    check(not disconnects and s.connected, f"disconnected while idle: {disconnects}")
+    same(ack1(s, "echo", "still here"), "still here", "echo after 2.6 s idle")
+    return "connected after 2.6 s idle"
+
+
+def check_payload_limit(c, url, mode, second):
+    # maxHttpBufferSize 1e6: a larger packet ends the connection.
+    s = c.client()
+    disconnects = []
+    s.on("disconnect", lambda *reason: disconnects.append(reason))
+    c.connect(url, client=s)
+    acked = []
+    s.emit("echo", "x" * 1100000, callback=lambda *a: acked.append(a))
+    until(lambda: disconnects, 5, "the disconnect after a 1.1 MB packet")
+    check(not acked, "the 1.1 MB packet was echoed")
+    return f"disconnected: {disconnects[0]}"
+
+
 def check_namespaces(c, url, mode, second):
     # One connection, three namespaces.
     s = c.connect(url, namespaces=["/", "/admin", "/dyn-abc"])
@@ -352,6 +383,8 @@ CHECKS = {
     "binary": check_binary,
     "namespaces": check_namespaces,
     "middleware refusal": check_middleware,
+    "heartbeat": check_heartbeat,
+    "payload limit": check_payload_limit,
     "state recovery": None,  # not in python-socketio
     "two nodes": check_two_nodes,
 }
