@@ -54,7 +54,7 @@ function norm(v) {
 }
 
 const show = (v) => {
-  const s = JSON.stringify(norm(v));
+  const s = String(JSON.stringify(norm(v)));
   return s.length > 300 ? `${s.slice(0, 300)}... (${s.length} chars)` : s;
 };
 
@@ -439,7 +439,13 @@ const CHECKS = [
     const room = uniq('recover');
     // a reconnects by itself 1 s after the cut: b's publishes happen
     // in between (checked below, not assumed).
-    const a = await c.connect(url, { reconnection: true, reconnectionDelay: 1000, reconnectionDelayMax: 1000, randomizationFactor: 0 });
+    const a = await c.connect(url, {
+      auth: { token: 'good' },
+      reconnection: true,
+      reconnectionDelay: 1000,
+      reconnectionDelayMax: 1000,
+      randomizationFactor: 0,
+    });
     const b = await c.connect(url);
     const got = record(a, 'missed');
     same(await emitAck(a, 'join', room), true, 'join ack');
@@ -450,6 +456,10 @@ const CHECKS = [
     const events = [];
     a.on('disconnect', (reason) => events.push(['disconnect', reason, Date.now()]));
     a.on('connect', () => events.push(['connect', a.recovered, Date.now()]));
+    a.on('connect_error', (err) => events.push(['connect_error', err.message, Date.now()]));
+    // skipMiddlewares: a recovered session skips the middleware, so the
+    // token that "/" refuses does not matter when it comes back.
+    a.auth = { token: 'bad' };
     // Cut the network: close the Engine.IO connection under the socket
     // (as the official tests do); the manager reconnects.
     a.io.engine.close();
@@ -457,7 +467,9 @@ const CHECKS = [
     assert(events[0][0] === 'disconnect', `first event ${show(events[0])}`);
     for (const n of [1, 2, 3]) same(await emitAck(b, 'publish', room, 'missed', n), true, `publish ack ${n}`);
     const published = Date.now();
-    await until(() => events.some((e) => e[0] === 'connect'), 5000, 'the reconnection');
+    await until(() => events.some((e) => e[0] !== 'disconnect'), 5000, 'the reconnection');
+    const refused = events.find((e) => e[0] === 'connect_error');
+    assert(!refused, `the reconnection was refused: connect_error ${show(refused && refused[1])} (not recovered, so the middleware ran)`);
     const connectEv = events.find((e) => e[0] === 'connect');
     assert(connectEv[2] >= published, 'a reconnected before b had published the three events: the check did not test recovery');
     assert(a.recovered === true, `socket.recovered is ${a.recovered}, expected true (disconnect reason ${events[0][1]})`);
@@ -469,7 +481,7 @@ const CHECKS = [
     // The room still works live.
     same(await emitAck(b, 'publish', room, 'missed', 4), true, 'publish ack after recovery');
     await until(() => got.length >= 5, 3000, 'a publish after recovery');
-    return `recovered ${id} after "${events[0][1]}", missed events 1-3 once, in order`;
+    return `recovered ${id} after "${events[0][1]}" (middleware skipped), missed events 1-3 once, in order`;
   }],
 ];
 
