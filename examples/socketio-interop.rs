@@ -31,6 +31,10 @@ fn with_echo(ns: Namespace) -> Namespace {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let mut port = 0u16;
     let mut redis = None;
@@ -55,9 +59,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on("ask", |socket, msg| async move {
             let event: String = msg.data()?;
             let args = msg.payload().clone().skip(1);
+            // Its first argument, with the attachments its placeholders name.
             let answer = match socket.emit_with_ack(&event, args, Duration::from_secs(2)).await {
-                Ok(a) => a.values().first().cloned().unwrap_or(serde_json::Value::Null),
-                Err(_) => json!({"error": "timeout"}),
+                Ok(a) => {
+                    Payload::with_attachments(a.values().iter().take(1).cloned().collect(), a.attachments().to_vec())
+                }
+                Err(_) => Payload::from(json!({"error": "timeout"})),
             };
             msg.ack(answer);
             Ok(())

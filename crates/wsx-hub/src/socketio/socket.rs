@@ -153,7 +153,8 @@ impl Socket {
         *lock(&self.shared.data) = data;
     }
 
-    /// Send `event` to this client.
+    /// Send `event` to this client. With connection state recovery, it
+    /// is kept for the client and carries its offset like a broadcast.
     ///
     /// ```no_run
     /// # fn f(socket: wsx_hub::socketio::Socket) {
@@ -165,6 +166,13 @@ impl Socket {
     pub fn emit(&self, event: &str, payload: impl Into<Payload>) -> Result<(), HubError> {
         if !self.connected() {
             return Err(HubError::NoSuchConnection(self.shared.id.clone()));
+        }
+        if self.shared.pid.is_some() {
+            // With state recovery, an emit to one socket is a broadcast to
+            // the room of its id (as upstream): recorded, with its offset,
+            // so that a client that lost it gets it back.
+            Operator::new(self.hub.clone(), self.shared.nsp.clone()).to(&self.shared.id).local().emit(event, payload);
+            return Ok(());
         }
         let p = super::event_packet(&self.shared.nsp, event, payload.into(), None);
         self.shared.session.send(&p, false);
