@@ -69,10 +69,11 @@ pub enum DisconnectReason {
     ClientNamespaceDisconnect,
     /// The server disconnected it ([`Socket::disconnect`]).
     ServerNamespaceDisconnect,
-    /// The client closed its connection.
-    ClientClose,
-    /// The connection was lost or closed.
+    /// The connection was closed (by the client, or lost).
     TransportClose,
+    /// The server closed the connection ([`Socket::close`], or no CONNECT
+    /// in time).
+    ForcedClose,
     /// The connection failed.
     TransportError,
     /// The client stopped answering pings.
@@ -91,7 +92,7 @@ impl DisconnectReason {
         match self {
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
             DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
-            DisconnectReason::ClientClose => "client close",
+            DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::TransportClose => "transport close",
             DisconnectReason::TransportError => "transport error",
             DisconnectReason::PingTimeout => "ping timeout",
@@ -102,13 +103,16 @@ impl DisconnectReason {
     }
 
     /// Whether the client may come back and recover its state: it lost
-    /// the connection rather than leaving.
+    /// its connection rather than leaving its namespace (the reasons
+    /// upstream recovers from, and a slow consumer's).
     pub(crate) fn recoverable(&self) -> bool {
         matches!(
             self,
             DisconnectReason::TransportClose
                 | DisconnectReason::TransportError
                 | DisconnectReason::PingTimeout
+                | DisconnectReason::ForcedClose
+                | DisconnectReason::ServerShuttingDown
                 | DisconnectReason::SlowConsumer
         )
     }

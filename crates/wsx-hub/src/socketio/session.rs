@@ -40,15 +40,14 @@ fn transport_code(t: Transport) -> u8 {
 
 fn reason_of(r: Option<CloseReason>) -> DisconnectReason {
     match r {
-        Some(CloseReason::ClientClose) => DisconnectReason::ClientClose,
+        // The client's close packet: "transport close" upstream.
+        Some(CloseReason::ClientClose) | Some(CloseReason::TransportClose) | None => DisconnectReason::TransportClose,
         Some(CloseReason::PingTimeout) => DisconnectReason::PingTimeout,
         Some(CloseReason::ParseError) | Some(CloseReason::PayloadTooLarge) => DisconnectReason::ParseError,
         Some(CloseReason::TransportError) => DisconnectReason::TransportError,
         Some(CloseReason::ServerShutdown) => DisconnectReason::ServerShuttingDown,
         Some(CloseReason::SlowConsumer) => DisconnectReason::SlowConsumer,
-        // A close the server asked for: the namespaces are already gone,
-        // or it was forced (which the client may recover from).
-        Some(CloseReason::ServerClose) | Some(CloseReason::TransportClose) | None => DisconnectReason::TransportClose,
+        Some(CloseReason::ServerClose) => DisconnectReason::ForcedClose,
     }
 }
 
@@ -185,7 +184,9 @@ async fn connect(
     let restored = io.recovery.as_ref().and_then(|rec| {
         let pid = auth.get("pid")?.as_str()?;
         let offset = auth.get("offset")?.as_str()?;
-        rec.restore(pid, offset, &nsp_name)
+        let r = rec.restore(pid, offset, &nsp_name);
+        tracing::debug!(pid, offset, nsp = nsp_name, recovered = r.is_some(), "state recovery asked");
+        r.map(|r| (pid.to_owned(), r))
     });
     let hs = Arc::new(Handshake { namespace: nsp_name.clone(), auth, request: es.head().clone() });
     if restored.is_none() || !io.skip_middlewares {
@@ -195,10 +196,12 @@ async fn connect(
         }
     }
     let hub = &io.hub;
-    let (id, data, rooms, missed, recovered) = match restored {
-        Some((saved, missed)) => (saved.id, saved.data, saved.rooms, missed, true),
-        None => (format!("{}.{}", hub.node_id(), hub.next_seq()), Value::Null, Default::default(), Vec::new(), false),
+    let (id, data, rooms, missed, pid) = match restored {
+        // The client knows it recovered by getting its private id back.
+        Some((pid, (saved, missed))) => (saved.id, saved.data, saved.rooms, missed, Some(pid)),
+        None => (format!("{}.{}", hub.node_id(), hub.next_seq()), Value::Null, Default::default(), Vec::new(), None),
     };
+    let recovered = pid.is_some();
     let shared = Arc::new(SocketShared {
         id: id.clone(),
         nsp: nsp_name.as_str().into(),
@@ -207,7 +210,7 @@ async fn connect(
         data: Mutex::new(data),
         connected: AtomicBool::new(true),
         recovered,
-        pid: io.recovery.as_ref().map(|_| super::random_id()),
+        pid: io.recovery.as_ref().map(|_| pid.unwrap_or_else(super::random_id)),
         io: Arc::downgrade(io),
     });
     hub.register(&id, session.outbox.clone(), Speaks::SocketIo(shared.clone()), Value::Null, es.head().peer());
@@ -257,6 +260,7 @@ pub(crate) async fn leave(io: &Inner, s: &Arc<SocketShared>, reason: DisconnectR
     if !s.connected.swap(false, Ordering::AcqRel) {
         return;
     }
+    tracing::debug!(id = s.id, nsp = &*s.nsp, %reason, "socket left its namespace");
     if let (true, Some(rec), Some(pid)) = (reason.recoverable(), &io.recovery, &s.pid) {
         let rooms = io.hub.lock().conns.get(&s.id).map(|e| e.rooms.clone()).unwrap_or_default();
         let data = s.data.lock().unwrap_or_else(|p| p.into_inner()).clone();
