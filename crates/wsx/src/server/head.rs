@@ -163,6 +163,18 @@ pub(crate) async fn respond<S: AsyncWrite + Unpin>(
     resp: &Response<Bytes>,
     head_only: bool,
 ) -> Result<()> {
+    // The connection closes after this response: say so (RFC 9112 §9.6),
+    // or a client that pools connections may send its next request on
+    // this one and lose it to the close.
+    let closing;
+    let resp = if resp.headers().contains_key(header::CONNECTION) {
+        resp
+    } else {
+        let mut r = resp.clone();
+        r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        closing = r;
+        &closing
+    };
     let body: &[u8] = if head_only { &[] } else { resp.body() };
     let mut out = Vec::with_capacity(256 + body.len());
     write_response(resp, body, &mut out);
@@ -207,5 +219,25 @@ pub(crate) fn remove_connection_fields(headers: &mut http::HeaderMap) {
     }
     for name in ["keep-alive", "proxy-connection"] {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response after which the connection closes says so; one that
+    /// already has a `Connection` header keeps it.
+    #[tokio::test]
+    async fn a_response_announces_the_close() {
+        let mut out = Vec::new();
+        respond(&mut out, &Response::new(Bytes::from_static(b"ok")), false).await.unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{text}");
+        let mut out = Vec::new();
+        let mut r = Response::new(Bytes::new());
+        r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        respond(&mut out, &r, false).await.unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().to_ascii_lowercase().matches("connection:").count(), 1);
     }
 }
