@@ -149,20 +149,35 @@ impl Server {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if t0.elapsed() < SERVER_START => {
                     if let Ok(Some(status)) = server.child.try_wait() {
-                        panic!(
-                            "the server `{}` exited ({status}) before `listening PORT`:\n{}",
-                            server.command,
-                            server.log()
-                        );
+                        server.exited(status);
                     }
                 }
-                Err(_) => panic!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its stdout closed: it has exited, or is about to.
+                    for _ in 0..100 {
+                        if let Ok(Some(status)) = server.child.try_wait() {
+                            server.exited(status);
+                        }
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                    panic!(
+                        "the server `{}` closed its stdout before `listening PORT`:\n{}",
+                        server.command,
+                        server.log()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "the server `{}` did not print `listening PORT` within {SERVER_START:?}:\n{}",
                     server.command,
                     server.log()
                 ),
             }
         }
+    }
+
+    fn exited(&self, status: ExitStatus) -> ! {
+        thread::sleep(Duration::from_millis(100)); // the rest of its stderr
+        panic!("the server `{}` exited ({status}) before `listening PORT`:\n{}", self.command, self.log());
     }
 
     fn url(&self) -> String {
