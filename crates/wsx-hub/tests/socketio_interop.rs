@@ -70,21 +70,27 @@ fn server_command() -> Result<String, String> {
     reference_server_command()
 }
 
-/// Two nodes of one cluster for the two-node check: a command line with
-/// `{port}` and `{redis}` (a `redis://127.0.0.1:PORT` URL of a redis-server
-/// that the test starts), from `WSX_SIO_CLUSTER_SERVER`. `None` (the
-/// default, and the reference, which is one node): the two-node check runs
-/// with both URLs on one server, which checks the clients' side of it.
-fn two_node_command() -> Option<String> {
-    std::env::var("WSX_SIO_CLUSTER_SERVER").ok().filter(|c| !c.trim().is_empty())
+/// One node of a cluster, for the two-node check: a command line with
+/// `{port}` and `{redis}` (a `redis://127.0.0.1:PORT` URL of the
+/// redis-server that the test starts; two nodes share it). Change the
+/// default here (or set `WSX_SIO_CLUSTER_SERVER`) to run wsx's nodes, e.g.
+/// `exec target/debug/wsx serve --socketio --port {port} --redis {redis}`.
+/// By default: the official server with its Redis Streams adapter.
+fn two_node_command() -> Result<String, String> {
+    if let Some(cmd) = std::env::var("WSX_SIO_CLUSTER_SERVER").ok().filter(|c| !c.trim().is_empty()) {
+        return Ok(cmd);
+    }
+    Ok(format!("{} --redis {{redis}}", reference_server_command()?))
 }
 
 /// The official server: `node tests/socketio/node/reference-server.mjs {port}`.
 fn reference_server_command() -> Result<String, String> {
     let node = which("node").ok_or("`node` is not on PATH")?;
     let dir = repo_root().join("tests/socketio/node");
-    if !dir.join("node_modules/socket.io/package.json").is_file() {
-        return Err(format!("the socket.io package is not installed in {}", dir.join("node_modules").display()));
+    for pkg in ["socket.io", "@socket.io/redis-streams-adapter", "redis"] {
+        if !dir.join("node_modules").join(pkg).join("package.json").is_file() {
+            return Err(format!("the {pkg} package is not installed in {}", dir.join("node_modules").display()));
+        }
     }
     Ok(format!("exec {} tests/socketio/node/reference-server.mjs {{port}}", node.display()))
 }
@@ -143,20 +149,35 @@ impl Server {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if t0.elapsed() < SERVER_START => {
                     if let Ok(Some(status)) = server.child.try_wait() {
-                        panic!(
-                            "the server `{}` exited ({status}) before `listening PORT`:\n{}",
-                            server.command,
-                            server.log()
-                        );
+                        server.exited(status);
                     }
                 }
-                Err(_) => panic!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its stdout closed: it has exited, or is about to.
+                    for _ in 0..100 {
+                        if let Ok(Some(status)) = server.child.try_wait() {
+                            server.exited(status);
+                        }
+                        thread::sleep(Duration::from_millis(50));
+                    }
+                    panic!(
+                        "the server `{}` closed its stdout before `listening PORT`:\n{}",
+                        server.command,
+                        server.log()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "the server `{}` did not print `listening PORT` within {SERVER_START:?}:\n{}",
                     server.command,
                     server.log()
                 ),
             }
         }
+    }
+
+    fn exited(&self, status: ExitStatus) -> ! {
+        thread::sleep(Duration::from_millis(100)); // the rest of its stderr
+        panic!("the server `{}` exited ({status}) before `listening PORT`:\n{}", self.command, self.log());
     }
 
     fn url(&self) -> String {
@@ -493,28 +514,33 @@ fn python_client_polling_only() {
     interop(Client::Python, &["polling"]);
 }
 
-/// A socket on each of two nodes: a publish from either reaches the other
-/// exactly once (`--second`), with the Node and Python clients over
-/// WebSocket and over polling. Two nodes on one redis-server with
-/// `WSX_SIO_CLUSTER_SERVER` (`{port}`, `{redis}`); otherwise both URLs are
-/// the one server.
+/// Two nodes (`two_node_command()`) on one redis-server: a socket on each,
+/// and a publish from either reaches the other exactly once (`--second`),
+/// with the Node and Python clients over WebSocket and over polling.
 #[test]
 fn two_nodes() {
     let Some(node) = prerequisites(Client::Node) else { return };
     let Some(python) = prerequisites(Client::Python) else { return };
-    let (_redis, servers) = match two_node_command() {
-        Some(cmd) => {
-            let (redis, port) = Redis::start();
-            let vars = [("redis", format!("redis://127.0.0.1:{port}"))];
-            (Some(redis), vec![Server::start(&cmd, &vars), Server::start(&cmd, &vars)])
+    let found = two_node_command().and_then(|cmd| {
+        let redis = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status();
+        match redis {
+            Ok(s) if s.success() => Ok(cmd),
+            _ => Err("redis-server is not installed (scripts/install-redis)".to_owned()),
         }
-        None => {
-            eprintln!("two_nodes: WSX_SIO_CLUSTER_SERVER is not set: both URLs are one server (the clients' side of the check)");
-            (None, vec![Server::start(&node.1, &[])])
+    });
+    let command = match found {
+        Ok(cmd) => cmd,
+        Err(why) if in_ci() => panic!("Socket.IO interop, two nodes: {why}"),
+        Err(why) => {
+            eprintln!("skipping the two-node Socket.IO interop test: {why}");
+            return;
         }
     };
-    let first = servers[0].url();
-    let second = servers.last().unwrap().url();
+    let (_redis, port) = Redis::start();
+    let vars = [("redis", format!("redis://127.0.0.1:{port}"))];
+    let servers = [Server::start(&command, &vars), Server::start(&command, &vars)];
+    eprintln!("two_nodes: {} and {}", servers[0].command, servers[1].command);
+    let (first, second) = (servers[0].url(), servers[1].url());
     let refs: Vec<&Server> = servers.iter().collect();
     for (client, program) in [(Client::Node, &node.0), (Client::Python, &python.0)] {
         for mode in ["websocket", "polling"] {

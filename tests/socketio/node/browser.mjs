@@ -103,7 +103,7 @@ try {
   await page.unrouteAll();
   const browserVersion = browser.version();
   // Each result as it comes, not at the end of the mode.
-  await page.exposeFunction('sioReport', (r) => report({ ...r, streamed: undefined }));
+  await page.exposeFunction('sioReport', (r) => report(r));
   for (const mode of modes) {
     // Long-polling sockets each hold one of the 6 connections Chromium opens
     // to a server: two checks at a time (at most 4 sockets) while polling.

@@ -1,12 +1,14 @@
 // The checks of tests/socketio/CONTRACT.md, run by the official Socket.IO
 // client against a server: in Node by client.mjs, in headless Chromium by
-// ../browser.mjs (the page imports this module next to socket.io.min.js).
+// browser.mjs (the page, ../browser/index.html, imports this module next to
+// socket.io.min.js).
 // Nothing here is Node- or browser-specific: the caller passes the client
 // library (`io`, `Manager`), how to make binary data (`bin`: a Buffer in
 // Node, an ArrayBuffer in the browser) and where to report.
 //
-// runChecks({ lib, url, second, mode, bin, report }) runs every check once
-// for one transport mode (MODES) and reports each as
+// runChecks({ lib, url, second, mode, bin, report, only, concurrency }) runs
+// every check (or those in `only`) once for one transport mode (MODES) and
+// reports each as
 //   { mode, check, ok, ms, detail }
 // and resolves to the number of failures.
 
@@ -185,10 +187,11 @@ function record(socket, event) {
 }
 
 /**
- * A broadcast's arguments as the client sees them: with connection state
- * recovery on, the server appends the packet's offset (a string) as one
- * more argument, which the client keeps for its next reconnection and also
- * passes to the listener. Checks that it is there and returns the rest.
+ * A server event's arguments as the client sees them: with connection
+ * state recovery on, the server appends the packet's offset (a string) to
+ * every event it emits without an ack (broadcast or not), which the client
+ * keeps for its next reconnection and also passes to the listener. Checks
+ * that it is there and returns the rest.
  */
 function stripOffset(args, wantLen, what) {
   assert(

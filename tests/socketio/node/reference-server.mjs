@@ -4,30 +4,34 @@
 // contract that the clients (client.mjs, ../browser.mjs, ../python/client.py)
 // check. wsx-hub's Socket.IO server must pass the same clients.
 //
-//   node tests/socketio/node/reference-server.mjs PORT      # 0: any free port
+//   node tests/socketio/node/reference-server.mjs PORT [--redis URL]   # PORT 0: any free port
 //
 // Prints `listening PORT` (the real port) on stdout once it accepts
 // connections; exits on SIGTERM / SIGINT, or when its stdin closes if
 // started with --exit-on-stdin-close.
 //
-// `--redis URL` is accepted for symmetry with the wsx nodes but refused: the
-// reference runs one node (a Redis adapter would lose state recovery, which
-// the in-memory adapter has). The two-node check (client.mjs --second) runs
-// against two wsx nodes on one redis-server.
+// With `--redis redis://HOST:PORT` it is one node of a cluster: the official
+// Redis Streams adapter (`@socket.io/redis-streams-adapter`, which keeps
+// connection state recovery: sessions and offsets in Redis) instead of the
+// in-memory one. Two such nodes on one redis-server pass the two-node check
+// (client.mjs --second).
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 
 function usage(msg) {
-  process.stderr.write(`reference-server: ${msg}\nusage: reference-server.mjs PORT [--exit-on-stdin-close]\n`);
+  process.stderr.write(`reference-server: ${msg}\nusage: reference-server.mjs PORT [--redis URL] [--exit-on-stdin-close]\n`);
   process.exit(2);
 }
 
 const argv = process.argv.slice(2);
 let port = null;
+let redisUrl = null;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
-  if (a === '--redis') usage('--redis is not supported by the reference server (one node, in-memory adapter)');
-  else if (a === '--exit-on-stdin-close') {
+  if (a === '--redis') {
+    if (i + 1 >= argv.length) usage('--redis needs a URL');
+    redisUrl = argv[++i];
+  } else if (a === '--exit-on-stdin-close') {
     process.stdin.on('end', () => process.exit(0));
     process.stdin.resume();
   } else if (/^\d+$/.test(a) && port === null) port = Number(a);
@@ -40,7 +44,18 @@ const httpServer = createServer((req, res) => {
   res.end('not found\n');
 });
 
+let adapter;
+if (redisUrl) {
+  const { createClient } = await import('redis');
+  const { createAdapter } = await import('@socket.io/redis-streams-adapter');
+  const redis = createClient({ url: redisUrl });
+  redis.on('error', (e) => process.stderr.write(`reference-server: redis: ${e.message}\n`));
+  await redis.connect();
+  adapter = createAdapter(redis);
+}
+
 const io = new Server(httpServer, {
+  ...(adapter ? { adapter } : {}),
   path: '/socket.io/',
   serveClient: false,
   transports: ['polling', 'websocket'],
