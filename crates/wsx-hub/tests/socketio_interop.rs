@@ -4,9 +4,10 @@
 //! `tests/socketio/CONTRACT.md` against a server that serves that contract.
 //!
 //! The server is started from a command line (`server_command()`): by
-//! default the official Node `socket.io` 4.8 server
+//! default wsx-hub's (`examples/socketio-interop.rs`, built with the tests);
+//! `WSX_SIO_SERVER=reference` runs the official Node `socket.io` 4.8 server
 //! (`tests/socketio/node/reference-server.mjs`), which validates the checks
-//! themselves; `WSX_SIO_SERVER="… {port} …"` runs another one (wsx's). The
+//! themselves, and `WSX_SIO_SERVER="… {port} …"` any other. The
 //! command runs from the repository's root through `sh -c`, `{port}` is
 //! replaced by a free loopback port, and the server must print
 //! `listening PORT` on stdout once it accepts connections on
@@ -26,7 +27,7 @@
 //!
 //!   scripts/install-socketio && scripts/install-browser
 //!   cargo test -p wsx-hub --test socketio_interop
-//!   WSX_SIO_SERVER='target/debug/examples/socketio-interop {port}' cargo test -p wsx-hub --test socketio_interop
+//!   WSX_SIO_SERVER=reference WSX_SIO_CLUSTER_SERVER=reference cargo test -p wsx-hub --test socketio_interop
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -60,27 +61,40 @@ const CHECKS: [&str; 11] = [
 // ---------------------------------------------------------------- the server
 
 /// The server under test: a command line with a `{port}` placeholder, run
-/// by `sh -c` from the repository's root. Change the default here (or set
-/// `WSX_SIO_SERVER`) to run wsx's Socket.IO server instead of the official
-/// one, e.g. `cargo run -q -p wsx-hub --example socketio-interop -- {port}`.
+/// by `sh -c` from the repository's root: wsx's Socket.IO server by
+/// default, the official one with `WSX_SIO_SERVER=reference`, any other
+/// with `WSX_SIO_SERVER="… {port} …"`.
 fn server_command() -> Result<String, String> {
-    if let Some(cmd) = std::env::var("WSX_SIO_SERVER").ok().filter(|c| !c.trim().is_empty()) {
-        return Ok(cmd);
+    match std::env::var("WSX_SIO_SERVER").ok().filter(|c| !c.trim().is_empty()) {
+        Some(r) if r == "reference" => reference_server_command(),
+        Some(cmd) => Ok(cmd),
+        None => wsx_server_command(),
     }
-    reference_server_command()
+}
+
+/// `examples/socketio-interop.rs`, which `cargo test` builds beside this
+/// test: `target/<profile>/examples/socketio-interop`.
+fn wsx_server_command() -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let profile_dir = exe.parent().and_then(Path::parent).ok_or("no target directory")?;
+    let example = profile_dir.join("examples/socketio-interop");
+    if !example.is_file() {
+        return Err(format!("{} is not built (cargo test builds it)", example.display()));
+    }
+    Ok(format!("exec {} {{port}}", example.display()))
 }
 
 /// One node of a cluster, for the two-node check: a command line with
 /// `{port}` and `{redis}` (a `redis://127.0.0.1:PORT` URL of the
-/// redis-server that the test starts; two nodes share it). Change the
-/// default here (or set `WSX_SIO_CLUSTER_SERVER`) to run wsx's nodes, e.g.
-/// `exec target/debug/wsx serve --socketio --port {port} --redis {redis}`.
-/// By default: the official server with its Redis Streams adapter.
+/// redis-server that the test starts; two nodes share it): wsx's by
+/// default, the official server with its Redis Streams adapter with
+/// `WSX_SIO_CLUSTER_SERVER=reference`.
 fn two_node_command() -> Result<String, String> {
-    if let Some(cmd) = std::env::var("WSX_SIO_CLUSTER_SERVER").ok().filter(|c| !c.trim().is_empty()) {
-        return Ok(cmd);
+    match std::env::var("WSX_SIO_CLUSTER_SERVER").ok().filter(|c| !c.trim().is_empty()) {
+        Some(r) if r == "reference" => Ok(format!("{} --redis {{redis}}", reference_server_command()?)),
+        Some(cmd) => Ok(cmd),
+        None => Ok(format!("{} --redis {{redis}}", wsx_server_command()?)),
     }
-    Ok(format!("{} --redis {{redis}}", reference_server_command()?))
 }
 
 /// The official server: `node tests/socketio/node/reference-server.mjs {port}`.

@@ -92,6 +92,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let status = if code == ErrorCode::Forbidden { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    tracing::debug!(?code, method = %req.head().method(), query = ?req.head().request().uri().query(), "engine.io request refused");
     let resp = response(engine, &req, status, "application/json", Bytes::from(code.json()));
     req.respond(resp).await
 }
@@ -207,7 +208,7 @@ where
     if upgrading {
         return get_while_upgrading(engine, session, req).await;
     }
-    let _guard = GetGuard(&session);
+    let guard = GetGuard(&session);
     let max = engine.config.max_payload;
     let body = poll_fn(|cx| {
         let mut st = session.state();
@@ -247,6 +248,9 @@ where
         Poll::Ready(out.freeze())
     })
     .await;
+    // The next GET may come the moment this response is read: this one
+    // is over before it is written.
+    drop(guard);
     let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
     req.respond(resp).await
 }
@@ -316,7 +320,7 @@ where
         }
         return error(&engine, req, code).await;
     }
-    let _guard = PostGuard(&session);
+    let guard = PostGuard(&session);
     let body = match req.body(engine.config.max_payload).await {
         Ok(b) => b,
         Err(e) => {
@@ -348,6 +352,9 @@ where
             Packet::Noop | Packet::Ping(_) | Packet::Upgrade => {}
         }
     }
+    // As for a GET: the client's next POST may follow the moment it reads
+    // this answer.
+    drop(guard);
     let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"ok"));
     req.respond(resp).await
 }
@@ -389,6 +396,40 @@ mod tests {
         session.state().ping_due = Instant::now() - since_ping_due;
         let _ = session.outbox.push(wsx::Message::text("4queued"));
         (session, socket)
+    }
+
+    /// A GET (and a POST) is over for the session before its response is
+    /// written: the client's next request, sent the moment it reads the
+    /// response, is never taken for an overlapping one.
+    #[tokio::test]
+    async fn a_request_is_over_before_its_response_is_written() {
+        let engine = Engine::new(EngineConfig::default(), |_| {});
+        let (session, _socket) = timerless_session(&engine, Duration::ZERO);
+        for (method, body) in [("GET", ""), ("POST", "4hi")] {
+            let server = wsx::server::Server::builder().build();
+            // Room for the request, not for the response: it cannot be
+            // written until the client reads.
+            let (mut client, stream) = tokio::io::duplex(8);
+            let e = engine.clone();
+            let handler = move |req: Request<tokio::io::DuplexStream>| {
+                let e = e.clone();
+                async move { e.handle(req).await }
+            };
+            tokio::spawn(async move { server.serve_stream(stream, None, &handler).await });
+            let req = format!(
+                "{method} /engine.io/?EIO=4&transport=polling&sid={} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                session.sid,
+                body.len()
+            );
+            client.write_all(req.as_bytes()).await.unwrap();
+            // The response is being written (its first bytes are here).
+            let mut first = [0u8; 8];
+            client.read_exact(&mut first).await.unwrap();
+            assert_eq!(&first, b"HTTP/1.1");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let st = session.state();
+            assert!(!st.get_active && !st.post_active, "{method} still counted while its response is written");
+        }
     }
 
     #[tokio::test]
