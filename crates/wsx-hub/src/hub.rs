@@ -588,6 +588,9 @@ pub(crate) struct Room {
     pub(crate) members: BTreeSet<ConnId>,
     pub(crate) subscribed: bool,
     pub(crate) sse: Option<SseRoom>,
+    /// Socket.IO sessions kept for state recovery that were in the room:
+    /// the node keeps receiving its broadcasts, to replay them.
+    pub(crate) held: u32,
 }
 
 impl Room {
@@ -600,7 +603,7 @@ impl Room {
     /// members here, or it keeps the room's SSE history (a stream is open,
     /// or one that closed may still resume with `Last-Event-ID`).
     fn needs_broker(&self, now: Instant) -> bool {
-        !self.members.is_empty() || self.sse.as_ref().is_some_and(|s| !s.expired(now))
+        !self.members.is_empty() || self.held > 0 || self.sse.as_ref().is_some_and(|s| !s.expired(now))
     }
 
     /// Subscribe or unsubscribe as the room's needs changed. When it
@@ -915,6 +918,22 @@ impl Hub {
         };
         self.announce_leave(room, member).await;
         Ok(())
+    }
+
+    /// Keep receiving `room`'s broadcasts for a session that may recover
+    /// (`hold`), or stop (`!hold`).
+    pub(crate) fn hold_room(&self, room: &str, hold: bool) {
+        let mut st = self.lock();
+        let r = st.rooms.entry(room.to_owned()).or_default();
+        if hold {
+            r.held += 1;
+        } else {
+            r.held = r.held.saturating_sub(1);
+        }
+        let _ = r.sync_subscription(room, &*self.inner.broker);
+        if r.is_dead() {
+            st.rooms.remove(room);
+        }
     }
 
     fn remove_member(&self, st: &mut State, room: &str, conn: &str) {

@@ -475,3 +475,45 @@ async fn attachments_are_bounded_and_must_follow_their_header() {
     ok.send(r#"42["message","fine"]"#).await;
     assert_eq!(ok.event().await, json!(["message-back", "fine"]));
 }
+
+/// A node keeps receiving the rooms of a session it keeps for recovery:
+/// what another node publishes to them while the client is away is
+/// replayed when it comes back.
+#[tokio::test]
+async fn recovery_replays_what_other_nodes_sent_while_the_client_was_away() {
+    let bus = MemoryBus::new();
+    let node = |id: &str| {
+        builder()
+            .hub(Hub::builder().node_id(id).broker(bus.broker()).build())
+            .connection_state_recovery(Duration::from_secs(30))
+            .build()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let (addr_a, addr_b) = (serve(a.clone()).await, serve(b.clone()).await);
+    let mut on_a = Sio::open(addr_a).await;
+    on_a.send("40").await;
+    let hs: Value = serde_json::from_str(on_a.text().await.strip_prefix("40").unwrap()).unwrap();
+    let _auth = on_a.event().await;
+    join(&mut on_a, "r", 1).await;
+    let mut on_b = Sio::open(addr_b).await;
+    on_b.connect("/", None).await;
+    assert_eq!(on_b.event().await[0], json!("auth"));
+    join(&mut on_b, "r", 1).await;
+    on_b.send(r#"42["publish","r","before",0]"#).await;
+    let before = on_a.event().await;
+    let offset = before[2].as_str().unwrap().to_owned();
+    drop(on_a); // a's only member of "r" is gone
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 1..4 {
+        on_b.send(&format!(r#"42["publish","r","missed",{n}]"#)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut back = Sio::open(addr_a).await;
+    back.send(&format!(r#"40{{"pid":"{}","offset":"{offset}"}}"#, hs["pid"].as_str().unwrap())).await;
+    let hs2: Value = serde_json::from_str(back.text().await.strip_prefix("40").unwrap()).unwrap();
+    assert_eq!(hs2["sid"], hs["sid"]);
+    for n in 1..4 {
+        let e = back.event().await;
+        assert_eq!((&e[0], &e[1]), (&json!("missed"), &json!(n)));
+    }
+}

@@ -223,6 +223,9 @@ impl SocketIoBuilder {
             }
         });
         hub.attach_socketio(Arc::downgrade(&inner));
+        if let Some(window) = self.recovery {
+            spawn_recovery_sweeper(Arc::downgrade(&inner), window);
+        }
         SocketIo { inner }
     }
 }
@@ -346,6 +349,22 @@ impl SocketIo {
         self.inner.engine.shutdown().await;
         self.inner.hub.shutdown().await;
     }
+}
+
+/// Forget expired recovery sessions (and release their rooms) a few times
+/// per window, while the server lives.
+fn spawn_recovery_sweeper(io: Weak<Inner>, window: Duration) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let every = (window / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    rt.spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(io) = io.upgrade() else { return };
+            if let Some(rec) = &io.recovery {
+                rec.sweep(&io.hub);
+            }
+        }
+    });
 }
 
 /// The hub room that holds the room `room` of namespace `nsp`: the same

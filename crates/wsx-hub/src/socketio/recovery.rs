@@ -5,7 +5,10 @@
 //!
 //! Each node keeps the broadcasts of its namespaces that have recovery
 //! (those it sent and those other nodes sent it) for the window, at most
-//! [`MAX_LOGGED`] of them; offsets are unique to the node. A client comes
+//! [`MAX_LOGGED`] of them; offsets are unique to the node. While it keeps a
+//! session, the node stays subscribed to the session's rooms (the hub's
+//! room `held` count), so that the broadcasts other nodes send to them
+//! while the client is away reach the log. A client comes
 //! back to the node it left (as sticky sessions route it): on another
 //! node its offset is unknown and it starts a new session, as the
 //! official server does when it cannot recover.
@@ -68,37 +71,66 @@ impl Recovery {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn expire(&self, st: &mut State, now: Instant) {
+    /// Drop what is past the window (or over the bounds); the sessions
+    /// dropped, whose rooms the caller releases.
+    fn expire(&self, st: &mut State, now: Instant) -> Vec<Saved> {
         while st.log.front().is_some_and(|l| now.duration_since(l.at) > self.window) || st.log.len() > MAX_LOGGED {
             st.log.pop_front();
         }
+        let mut gone = Vec::new();
         while let Some((at, pid)) = st.order.front() {
             if now.duration_since(*at) <= self.window && st.order.len() <= MAX_SAVED {
                 break;
             }
             if st.saved.get(pid).is_some_and(|s| s.at == *at) {
-                st.saved.remove(pid);
+                gone.extend(st.saved.remove(pid));
             }
             st.order.pop_front();
         }
+        gone
     }
 
-    /// Keep a socket's state under its private id.
-    pub(crate) fn save(&self, pid: String, id: ConnId, nsp: Arc<str>, rooms: BTreeSet<String>, data: Value) {
+    /// Forget the sessions past the window, and stop holding their rooms.
+    pub(crate) fn sweep(&self, hub: &Hub) {
+        let gone = self.expire(&mut self.lock(), Instant::now());
+        release(hub, gone);
+    }
+
+    /// Keep a socket's state under its private id (and its rooms
+    /// subscribed).
+    pub(crate) fn save(&self, hub: &Hub, pid: String, id: ConnId, nsp: Arc<str>, rooms: BTreeSet<String>, data: Value) {
+        for r in &rooms {
+            hub.hold_room(r, true);
+        }
         let now = Instant::now();
-        let mut st = self.lock();
-        st.order.push_back((now, pid.clone()));
-        st.saved.insert(pid, Saved { id, nsp, rooms, data, at: now });
-        self.expire(&mut st, now);
+        let gone = {
+            let mut st = self.lock();
+            st.order.push_back((now, pid.clone()));
+            st.saved.insert(pid, Saved { id, nsp, rooms, data, at: now });
+            self.expire(&mut st, now)
+        };
+        release(hub, gone);
     }
 
     /// Take back a socket's state, and the broadcasts after `offset` that
     /// it would have got. `None` when the session or the offset is unknown
-    /// or too old.
-    pub(crate) fn restore(&self, pid: &str, offset: &str, nsp: &str) -> Option<(Saved, Vec<(String, EventPacket)>)> {
+    /// or too old. The caller rejoins the rooms, then calls
+    /// [`Recovery::release`] with them.
+    pub(crate) fn restore(
+        &self,
+        hub: &Hub,
+        pid: &str,
+        offset: &str,
+        nsp: &str,
+    ) -> Option<(Saved, Vec<(String, EventPacket)>)> {
         let now = Instant::now();
         let mut st = self.lock();
-        self.expire(&mut st, now);
+        let gone = self.expire(&mut st, now);
+        if !gone.is_empty() {
+            drop(st);
+            release(hub, gone);
+            st = self.lock();
+        }
         if st.saved.get(pid).is_none_or(|s| &*s.nsp != nsp) {
             return None;
         }
@@ -114,11 +146,23 @@ impl Recovery {
         Some((saved, missed))
     }
 
-    fn log(&self, offset: String, nsp: &str, sel: &Selection, ev: &EventPacket) {
+    fn log(&self, hub: &Hub, offset: String, nsp: &str, sel: &Selection, ev: &EventPacket) {
         let now = Instant::now();
-        let mut st = self.lock();
-        st.log.push_back(Logged { offset, at: now, nsp: nsp.into(), sel: sel.clone(), ev: ev.clone() });
-        self.expire(&mut st, now);
+        let gone = {
+            let mut st = self.lock();
+            st.log.push_back(Logged { offset, at: now, nsp: nsp.into(), sel: sel.clone(), ev: ev.clone() });
+            self.expire(&mut st, now)
+        };
+        release(hub, gone);
+    }
+}
+
+/// Stop holding the rooms of sessions that are gone.
+pub(crate) fn release(hub: &Hub, gone: Vec<Saved>) {
+    for s in gone {
+        for r in &s.rooms {
+            hub.hold_room(r, false);
+        }
     }
 }
 
@@ -130,7 +174,7 @@ pub(crate) fn record(hub: &Hub, nsp: &str, sel: &Selection, ev: &EventPacket) ->
         return None;
     }
     let offset = format!("{}-{}", hub.node_id(), hub.next_seq());
-    rec.log(offset.clone(), nsp, sel, ev);
+    rec.log(hub, offset.clone(), nsp, sel, ev);
     Some(offset)
 }
 
@@ -152,44 +196,60 @@ mod tests {
         Selection { rooms: rooms.iter().map(|r| r.to_string()).collect(), ..Default::default() }
     }
 
-    #[test]
-    fn restores_what_the_socket_missed_in_order() {
+    #[tokio::test]
+    async fn restores_what_the_socket_missed_in_order() {
+        let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_secs(60));
-        r.log("o1".into(), "/", &sel(&["a"]), &EventPacket::new("e1", json!(1)));
-        r.save("pid".into(), "n.1".into(), "/".into(), ["a".to_string()].into(), json!({"k": 1}));
-        r.log("o2".into(), "/", &sel(&["a"]), &EventPacket::new("e2", json!(2)));
-        r.log("o3".into(), "/", &sel(&["b"]), &EventPacket::new("other room", json!(3)));
-        r.log("o4".into(), "/x", &sel(&[]), &EventPacket::new("other namespace", json!(4)));
-        r.log("o5".into(), "/", &sel(&[]), &EventPacket::new("e5", json!(5)));
+        r.log(&hub, "o1".into(), "/", &sel(&["a"]), &EventPacket::new("e1", json!(1)));
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), ["a".to_string()].into(), json!({"k": 1}));
+        r.log(&hub, "o2".into(), "/", &sel(&["a"]), &EventPacket::new("e2", json!(2)));
+        r.log(&hub, "o3".into(), "/", &sel(&["b"]), &EventPacket::new("other room", json!(3)));
+        r.log(&hub, "o4".into(), "/x", &sel(&[]), &EventPacket::new("other namespace", json!(4)));
+        r.log(&hub, "o5".into(), "/", &sel(&[]), &EventPacket::new("e5", json!(5)));
         let mut except_me = sel(&["a"]);
         except_me.except = Some("n.1".into());
-        r.log("o6".into(), "/", &except_me, &EventPacket::new("its own", json!(6)));
-        let (saved, missed) = r.restore("pid", "o1", "/").unwrap();
+        r.log(&hub, "o6".into(), "/", &except_me, &EventPacket::new("its own", json!(6)));
+        let (saved, missed) = r.restore(&hub, "pid", "o1", "/").unwrap();
         assert_eq!(saved.id, "n.1");
         assert_eq!(saved.data, json!({"k": 1}));
         let names: Vec<&str> = missed.iter().map(|(_, e)| e.event.as_str()).collect();
         assert_eq!(names, ["e2", "e5"]);
         // Once.
-        assert!(r.restore("pid", "o1", "/").is_none());
+        assert!(r.restore(&hub, "pid", "o1", "/").is_none());
     }
 
-    #[test]
-    fn unknown_offsets_pids_and_namespaces_do_not_restore() {
+    #[tokio::test]
+    async fn unknown_offsets_pids_and_namespaces_do_not_restore() {
+        let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_secs(60));
-        r.log("o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
-        r.save("pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
-        assert!(r.restore("pid", "nope", "/").is_none());
-        assert!(r.restore("other", "o1", "/").is_none());
-        assert!(r.restore("pid", "o1", "/x").is_none());
-        assert!(r.restore("pid", "o1", "/").is_some());
+        r.log(&hub, "o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
+        assert!(r.restore(&hub, "pid", "nope", "/").is_none());
+        assert!(r.restore(&hub, "other", "o1", "/").is_none());
+        assert!(r.restore(&hub, "pid", "o1", "/x").is_none());
+        assert!(r.restore(&hub, "pid", "o1", "/").is_some());
     }
 
-    #[test]
-    fn the_window_expires_sessions_and_broadcasts() {
+    #[tokio::test]
+    async fn the_window_expires_sessions_and_broadcasts() {
+        let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_millis(30));
-        r.log("o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
-        r.save("pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
+        r.log(&hub, "o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
         std::thread::sleep(Duration::from_millis(60));
-        assert!(r.restore("pid", "o1", "/").is_none());
+        assert!(r.restore(&hub, "pid", "o1", "/").is_none());
+    }
+
+    /// While a session is kept, the node stays subscribed to its rooms (to
+    /// log what other nodes send them); once it expires, no longer.
+    #[tokio::test]
+    async fn a_kept_session_holds_its_rooms() {
+        let hub = Hub::builder().build();
+        let r = Recovery::new(Duration::from_millis(30));
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), ["a".to_string()].into(), Value::Null);
+        assert!(hub.lock().rooms.get("a").is_some_and(|room| room.held == 1 && room.subscribed));
+        std::thread::sleep(Duration::from_millis(60));
+        r.sweep(&hub);
+        assert!(hub.lock().rooms.get("a").is_none());
     }
 }

@@ -184,7 +184,7 @@ async fn connect(
     let restored = io.recovery.as_ref().and_then(|rec| {
         let pid = auth.get("pid")?.as_str()?;
         let offset = auth.get("offset")?.as_str()?;
-        let r = rec.restore(pid, offset, &nsp_name);
+        let r = rec.restore(&io.hub, pid, offset, &nsp_name);
         tracing::debug!(pid, offset, nsp = nsp_name, recovered = r.is_some(), "state recovery asked");
         r.map(|r| (pid.to_owned(), r))
     });
@@ -221,6 +221,12 @@ async fn connect(
     session.send(&Packet::connect(&nsp_name, Some(answer)), false);
     for room in &rooms {
         let _ = hub.join_quiet(&id, room).await;
+    }
+    if recovered {
+        // Joined again: the session no longer holds its rooms.
+        for room in &rooms {
+            hub.hold_room(room, false);
+        }
     }
     for (offset, ev) in &missed {
         super::broadcast::deliver(hub, &[&shared], ev, false, Some(offset));
@@ -264,7 +270,7 @@ pub(crate) async fn leave(io: &Inner, s: &Arc<SocketShared>, reason: DisconnectR
     if let (true, Some(rec), Some(pid)) = (reason.recoverable(), &io.recovery, &s.pid) {
         let rooms = io.hub.lock().conns.get(&s.id).map(|e| e.rooms.clone()).unwrap_or_default();
         let data = s.data.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        rec.save(pid.clone(), s.id.clone(), s.nsp.clone(), rooms, data);
+        rec.save(&io.hub, pid.clone(), s.id.clone(), s.nsp.clone(), rooms, data);
     }
     io.hub.unregister(&s.id).await;
     let ns: Option<Arc<Namespace>> = io.namespace(&s.nsp);
