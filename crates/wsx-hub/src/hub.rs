@@ -528,6 +528,7 @@ impl HubBuilder {
                 leaving: AtomicUsize::new(0),
                 left: Notify::new(),
                 socketio: std::sync::OnceLock::new(),
+                moved: Mutex::new(HashMap::new()),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -666,7 +667,17 @@ pub(crate) struct Inner {
     left: Notify,
     /// The Socket.IO server on this hub, if any.
     socketio: std::sync::OnceLock<std::sync::Weak<crate::socketio::Inner>>,
+    /// Connections of this node that moved to another one (Socket.IO
+    /// sessions recovered there), and until when to forward to them.
+    moved: Mutex<HashMap<ConnId, (String, Instant)>>,
 }
+
+/// How long a node forwards direct messages for a socket that recovered
+/// its session on another node.
+const MOVED_FOR: Duration = Duration::from_secs(3600);
+
+/// The most such sockets a node remembers.
+const MAX_MOVED: usize = 100_000;
 
 /// Counts a connection as leaving while it lives.
 struct Leaving<'a>(&'a Inner);
@@ -960,18 +971,24 @@ impl Hub {
     /// Send an event to one connection, on this node or another.
     pub fn emit(&self, conn: &str, event: Event) -> Result<(), HubError> {
         let p = Packet::Event(event.into_packet());
-        if node_of(conn) != self.inner.node {
-            self.ensure_started();
-            self.publish(BrokerMessage::Direct {
-                node: self.inner.node.clone(),
-                conn: conn.to_owned(),
-                payload: protocol::encode(&p),
-                ack: None,
-            });
+        // Here first: a Socket.IO socket that recovered its session here
+        // keeps the id another node gave it.
+        if let Some(t) = self.target_of(conn) {
+            self.deliver(std::slice::from_ref(&t), None, &p, false);
             return Ok(());
         }
-        let t = self.target_of(conn).ok_or_else(|| HubError::NoSuchConnection(conn.to_owned()))?;
-        self.deliver(std::slice::from_ref(&t), None, &p, false);
+        let at = self.moved_to(conn);
+        if node_of(conn) == self.inner.node && at.is_none() {
+            return Err(HubError::NoSuchConnection(conn.to_owned()));
+        }
+        self.ensure_started();
+        self.publish(BrokerMessage::Direct {
+            node: self.inner.node.clone(),
+            conn: conn.to_owned(),
+            payload: protocol::encode(&p),
+            ack: None,
+            at,
+        });
         Ok(())
     }
 
@@ -999,12 +1016,12 @@ impl Hub {
         let id = self.next_seq();
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, Pending::Local { conn: conn.to_owned(), tx });
-        if node_of(conn) == self.inner.node {
-            let Some(t) = self.target_of(conn) else {
-                self.pending().remove(&id);
-                return Err(AckError::NoSuchConnection(conn.to_owned()));
-            };
+        let at = self.moved_to(conn);
+        if let Some(t) = self.target_of(conn) {
             self.deliver(&[t], None, &Packet::Event(event.into_packet().with_id(id)), false);
+        } else if node_of(conn) == self.inner.node && at.is_none() {
+            self.pending().remove(&id);
+            return Err(AckError::NoSuchConnection(conn.to_owned()));
         } else {
             self.ensure_started();
             let wire = protocol::encode(&Packet::Event(event.into_packet()));
@@ -1013,6 +1030,7 @@ impl Hub {
                 conn: conn.to_owned(),
                 payload: wire,
                 ack: Some(id),
+                at,
             });
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -1239,8 +1257,13 @@ impl Hub {
                     crate::socketio::deliver_selected(self, &nsp, &sel, &ev);
                 }
             }
-            BrokerMessage::Direct { node, conn, payload, ack } => {
+            BrokerMessage::Direct { node, conn, payload, ack, at } => {
                 let q = self.target_of(&conn);
+                // A socket that recovered its session on another node: on.
+                if let (None, None, Some(there)) = (&q, &at, self.moved_to(&conn)) {
+                    self.publish(BrokerMessage::Direct { node, conn, payload, ack, at: Some(there) });
+                    return;
+                }
                 match (ack, q) {
                     (None, Some(t)) => {
                         let msg = payload.to_message();
@@ -1271,7 +1294,34 @@ impl Hub {
                     let _ = tx.send(result.map_err(remote_ack_error));
                 }
             }
+            BrokerMessage::RecoverAsk { node, id, query, .. } => {
+                crate::socketio::answer_recovery(self, node, id, &query)
+            }
+            BrokerMessage::RecoverAnswer { id, session, .. } => crate::socketio::recovery_answered(self, id, session),
         }
+    }
+
+    /// Where a connection of this node went (a Socket.IO socket that
+    /// recovered its session on another node), while it is remembered.
+    fn moved_to(&self, conn: &str) -> Option<String> {
+        let mut moved = self.inner.moved.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        moved.retain(|_, (_, until)| *until > now);
+        moved.get(conn).map(|(node, _)| node.clone())
+    }
+
+    /// Remember that `conn` now lives on `node`: direct messages for it
+    /// that reach this node go on there (for [`MOVED_FOR`]).
+    pub(crate) fn note_moved(&self, conn: &str, node: &str) {
+        let mut moved = self.inner.moved.lock().unwrap_or_else(|p| p.into_inner());
+        if moved.len() >= MAX_MOVED {
+            let now = Instant::now();
+            moved.retain(|_, (_, until)| *until > now);
+            if moved.len() >= MAX_MOVED {
+                return;
+            }
+        }
+        moved.insert(conn.to_owned(), (node.to_owned(), Instant::now() + MOVED_FOR));
     }
 
     /// A client answered request `id`.

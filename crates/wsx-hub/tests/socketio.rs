@@ -330,8 +330,11 @@ async fn broadcasts_cross_nodes_once() {
     let b = builder().hub(Hub::builder().node_id("b").broker(bus.broker()).build()).build();
     let (addr_a, addr_b) = (serve(a.clone()).await, serve(b.clone()).await);
     let (mut on_a, _) = client(addr_a).await;
-    let (mut on_b, _) = client(addr_b).await;
+    let (mut on_b, on_b_id) = client(addr_b).await;
     let (mut muted_b, _) = client(addr_b).await;
+    // A socket's id, from another node.
+    a.to(&on_b_id).emit("to-id", json!(0));
+    assert_eq!(on_b.event().await, json!(["to-id", 0]));
     join(&mut on_a, "r", 1).await;
     join(&mut on_b, "r", 1).await;
     join(&mut muted_b, "r", 1).await;
@@ -516,4 +519,57 @@ async fn recovery_replays_what_other_nodes_sent_while_the_client_was_away() {
         let e = back.event().await;
         assert_eq!((&e[0], &e[1]), (&json!("missed"), &json!(n)));
     }
+}
+
+/// A client that comes back to another node (no sticky sessions) gets its
+/// session from the node that kept it: same id, rooms, data and missed
+/// broadcasts; and what is sent to its id from anywhere reaches it there.
+#[tokio::test]
+async fn recovery_on_another_node_through_the_broker() {
+    let bus = MemoryBus::new();
+    let node = |id: &str| {
+        let hub = Hub::builder().node_id(id).broker(bus.broker()).build();
+        builder().hub(hub).connection_state_recovery(Duration::from_secs(30)).build()
+    };
+    let (a, b) = (node("a"), node("b"));
+    let (addr_a, addr_b) = (serve(a.clone()).await, serve(b.clone()).await);
+    let mut on_a = Sio::open(addr_a).await;
+    on_a.send("40").await;
+    let hs: Value = serde_json::from_str(on_a.text().await.strip_prefix("40").unwrap()).unwrap();
+    let sid = hs["sid"].as_str().unwrap().to_owned();
+    assert_eq!(on_a.event().await[0], json!("auth"));
+    join(&mut on_a, "r", 1).await;
+    a.to("r").emit("before", json!(0));
+    let offset = on_a.event().await[2].as_str().unwrap().to_owned();
+    drop(on_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.to("r").emit("missed", json!(1)); // from the other node
+    tokio::time::sleep(Duration::from_millis(100)).await; // (no order between nodes)
+    a.to("r").emit("missed", json!(2));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Back, on node b.
+    let mut back = Sio::open(addr_b).await;
+    back.send(&format!(r#"40{{"pid":"{}","offset":"{offset}"}}"#, hs["pid"].as_str().unwrap())).await;
+    let hs2: Value = serde_json::from_str(back.text().await.strip_prefix("40").unwrap()).unwrap();
+    assert_eq!(hs2["sid"], json!(sid), "the same id, on another node");
+    assert_eq!(hs2["pid"], hs["pid"], "the private id back: the client knows it recovered");
+    for n in 1..3 {
+        let e = back.event().await;
+        assert_eq!((&e[0], &e[1]), (&json!("missed"), &json!(n)));
+    }
+    assert_eq!(back.event().await[0], json!("auth"));
+    back.send(r#"421["whoami"]"#).await;
+    let who: Value = serde_json::from_str(back.text().await.strip_prefix("431").unwrap()).unwrap();
+    assert_eq!(who[0]["rooms"], json!(["r"]));
+    // Live: the room from node a, its id from node a, a direct hub emit
+    // from node a (forwarded by a, which its id names).
+    a.to("r").emit("live", json!(3));
+    let e = back.event().await;
+    assert_eq!((&e[0], &e[1]), (&json!("live"), &json!(3)));
+    a.to(&sid).emit("to-id", json!(4));
+    let e = back.event().await;
+    assert_eq!((&e[0], &e[1]), (&json!("to-id"), &json!(4)));
+    a.hub().emit(&sid, wsx_hub::Event::new("direct", json!(5))).unwrap();
+    let e = back.event().await;
+    assert_eq!((&e[0], &e[1]), (&json!("direct"), &json!(5)));
 }

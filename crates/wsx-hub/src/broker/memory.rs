@@ -97,13 +97,11 @@ impl Broker for MemoryBroker {
             BrokerMessage::All { .. } | BrokerMessage::Select { .. } => {
                 bus.nodes.iter().filter(|(id, _)| *id != from).for_each(|(_, n)| send(n))
             }
-            BrokerMessage::Direct { conn, .. } => {
-                if let Some(n) = bus.nodes.get(super::node_of(conn)) {
-                    send(n)
-                }
-            }
-            BrokerMessage::AckReply { to, .. } => {
-                if let Some(n) = bus.nodes.get(to) {
+            BrokerMessage::Direct { .. }
+            | BrokerMessage::AckReply { .. }
+            | BrokerMessage::RecoverAsk { .. }
+            | BrokerMessage::RecoverAnswer { .. } => {
+                if let Some(n) = msg.target().and_then(|to| bus.nodes.get(to)) {
                     send(n)
                 }
             }

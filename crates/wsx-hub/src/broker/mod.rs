@@ -111,6 +111,34 @@ pub enum BrokerMessage {
         payload: Wire,
         /// The publishing node's request id, when it waits for an ack.
         ack: Option<u64>,
+        /// The node that holds the connection, when it is not the one its
+        /// id names (a Socket.IO socket that recovered its session on
+        /// another node).
+        at: Option<String>,
+    },
+    /// Socket.IO state recovery: node `node` asks node `to` for a session
+    /// that `to` keeps (the client came back to `node`).
+    RecoverAsk {
+        /// The asking node.
+        node: String,
+        /// The node that kept the session.
+        to: String,
+        /// The asking node's request id.
+        id: u64,
+        /// `{"pid": ..., "offset": ..., "nsp": ...}`.
+        query: Value,
+    },
+    /// The answer to a [`BrokerMessage::RecoverAsk`]: the session, or
+    /// `null`.
+    RecoverAnswer {
+        /// The answering node.
+        node: String,
+        /// The node that asked.
+        to: String,
+        /// Its request id.
+        id: u64,
+        /// The session and the broadcasts it missed, or `null`.
+        session: Value,
     },
     /// The answer to a [`BrokerMessage::Direct`] request.
     AckReply {
@@ -133,7 +161,20 @@ impl BrokerMessage {
             | BrokerMessage::All { node, .. }
             | BrokerMessage::Select { node, .. }
             | BrokerMessage::Direct { node, .. }
+            | BrokerMessage::RecoverAsk { node, .. }
+            | BrokerMessage::RecoverAnswer { node, .. }
             | BrokerMessage::AckReply { node, .. } => node,
+        }
+    }
+
+    /// The node a message is for, when it is for one node.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            BrokerMessage::Direct { conn, at, .. } => Some(at.as_deref().unwrap_or_else(|| node_of(conn))),
+            BrokerMessage::AckReply { to, .. }
+            | BrokerMessage::RecoverAsk { to, .. }
+            | BrokerMessage::RecoverAnswer { to, .. } => Some(to),
+            BrokerMessage::Room { .. } | BrokerMessage::All { .. } | BrokerMessage::Select { .. } => None,
         }
     }
 }
@@ -210,11 +251,26 @@ pub fn encode_message(m: &BrokerMessage) -> Vec<u8> {
             h.except = except.clone();
             Some(payload)
         }
-        BrokerMessage::Direct { conn, payload, ack, .. } => {
+        BrokerMessage::Direct { conn, payload, ack, at, .. } => {
             h.k = "direct".into();
             h.conn = Some(conn.clone());
             h.id = *ack;
+            h.to = at.clone();
             Some(payload)
+        }
+        BrokerMessage::RecoverAsk { to, id, query, .. } => {
+            h.k = "recover".into();
+            h.to = Some(to.clone());
+            h.id = Some(*id);
+            h.data = Some(query.clone());
+            None
+        }
+        BrokerMessage::RecoverAnswer { to, id, session, .. } => {
+            h.k = "recovered".into();
+            h.to = Some(to.clone());
+            h.id = Some(*id);
+            h.data = Some(session.clone());
+            None
         }
         BrokerMessage::AckReply { to, id, result, .. } => {
             h.k = "ack".into();
@@ -271,6 +327,19 @@ pub fn decode_message(bytes: &[u8]) -> Result<BrokerMessage, BrokerError> {
             conn: h.conn.clone().ok_or_else(|| bad("no conn"))?,
             ack: h.id,
             payload: payload()?,
+            at: h.to.clone(),
+            node: h.node,
+        },
+        "recover" => BrokerMessage::RecoverAsk {
+            to: h.to.ok_or_else(|| bad("no to"))?,
+            id: h.id.ok_or_else(|| bad("no id"))?,
+            query: h.data.unwrap_or(Value::Null),
+            node: h.node,
+        },
+        "recovered" => BrokerMessage::RecoverAnswer {
+            to: h.to.ok_or_else(|| bad("no to"))?,
+            id: h.id.ok_or_else(|| bad("no id"))?,
+            session: h.data.unwrap_or(Value::Null),
             node: h.node,
         },
         "ack" => BrokerMessage::AckReply {
@@ -375,7 +444,15 @@ mod tests {
                 conn: "b.2".into(),
                 payload: Wire::Text("{}".into()),
                 ack: Some(4),
+                at: Some("c".into()),
             },
+            BrokerMessage::RecoverAsk {
+                node: "b".into(),
+                to: "a".into(),
+                id: 7,
+                query: serde_json::json!({"pid": "p", "offset": "a-3", "nsp": "/"}),
+            },
+            BrokerMessage::RecoverAnswer { node: "a".into(), to: "b".into(), id: 7, session: Value::Null },
             BrokerMessage::AckReply { node: "b".into(), to: "a".into(), id: 4, result: Err(ErrorBody::new("x", "y")) },
         ];
         for m in msgs {

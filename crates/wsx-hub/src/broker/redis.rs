@@ -151,8 +151,10 @@ impl Shared {
         match m {
             BrokerMessage::Room { room, .. } => self.key("room", room),
             BrokerMessage::All { .. } | BrokerMessage::Select { .. } => format!("{}:all", self.opts.prefix),
-            BrokerMessage::Direct { conn, .. } => self.key("node", node_of(conn)),
-            BrokerMessage::AckReply { to, .. } => self.key("node", to),
+            BrokerMessage::Direct { .. }
+            | BrokerMessage::AckReply { .. }
+            | BrokerMessage::RecoverAsk { .. }
+            | BrokerMessage::RecoverAnswer { .. } => self.key("node", m.target().unwrap_or_default()),
         }
     }
 

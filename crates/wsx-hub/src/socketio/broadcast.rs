@@ -108,6 +108,13 @@ pub(crate) fn deliver(
     }
 }
 
+/// Whether a room name has the shape of a socket id (`<node>.<n>`): a
+/// broadcast to it goes to every node, which each look for the socket.
+fn could_be_socket_id(room: &str) -> bool {
+    room.rsplit_once('.')
+        .is_some_and(|(node, n)| !node.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Selects sockets of a namespace for a broadcast or an operation: all
 /// of them, or those in some rooms, minus those in others. Made by
 /// [`super::SocketIo::of`], [`super::SocketIo::to`] and
@@ -190,8 +197,10 @@ impl Operator {
         let payload = protocol::encode(&Packet::Event(ev));
         let node = self.hub.node_id().to_owned();
         let m = match (&self.sel.rooms[..], self.sel.except_rooms.is_empty()) {
-            // One room: its own channel, as the hub's broadcasts.
-            ([room], true) => {
+            // One room: its own channel, as the hub's broadcasts; but a
+            // socket's id is no channel anyone listens to (its socket may
+            // even live on a node its id does not name).
+            ([room], true) if !could_be_socket_id(sio_room(&self.nsp, room).unwrap_or(room)) => {
                 BrokerMessage::Room { node, room: room.clone(), except: self.sel.except.clone(), payload }
             }
             _ => BrokerMessage::Select {

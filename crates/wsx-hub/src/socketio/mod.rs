@@ -56,7 +56,7 @@ pub use relay::relay;
 pub use socket::{Received, Socket};
 
 pub(crate) use broadcast::{deliver, deliver_selected, Selection};
-pub(crate) use recovery::record_room;
+pub(crate) use recovery::{answer_recovery, record_room, recovery_answered};
 pub(crate) use socket::SocketShared;
 
 use crate::error::HubError;

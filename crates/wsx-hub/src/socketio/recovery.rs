@@ -8,19 +8,25 @@
 //! [`MAX_LOGGED`] of them; offsets are unique to the node. While it keeps a
 //! session, the node stays subscribed to the session's rooms (the hub's
 //! room `held` count), so that the broadcasts other nodes send to them
-//! while the client is away reach the log. A client comes
-//! back to the node it left (as sticky sessions route it): on another
-//! node its offset is unknown and it starts a new session, as the
-//! official server does when it cannot recover.
+//! while the client is away reach the log.
+//!
+//! A client that comes back to another node (no sticky sessions) brings an
+//! offset that names the node that kept its session (`<node id>-<n>`): the
+//! new node asks that one through the broker ([`BrokerMessage::RecoverAsk`]),
+//! which hands over the session and the missed broadcasts and from then on
+//! forwards direct messages for the socket's id to the new node.
 
 use super::broadcast::Selection;
 use super::Inner;
+use crate::broker::BrokerMessage;
 use crate::hub::Hub;
-use crate::protocol::{ConnId, EventPacket};
-use serde_json::Value;
+use crate::protocol::{self, ConnId, EventPacket, Packet, Wire};
+use base64::Engine as _;
+use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// The most broadcasts a node keeps for recovery; a client that missed
 /// more starts anew.
@@ -56,15 +62,20 @@ struct State {
     log: VecDeque<Logged>,
 }
 
+/// How long a node waits for another to hand over a session.
+const ASK_WAIT: Duration = Duration::from_secs(2);
+
 /// A namespace-independent store for one node.
 pub(crate) struct Recovery {
     pub(crate) window: Duration,
     state: Mutex<State>,
+    /// Sessions asked of other nodes: request id → who waits.
+    asks: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
 }
 
 impl Recovery {
     pub(crate) fn new(window: Duration) -> Self {
-        Self { window, state: Mutex::new(State::default()) }
+        Self { window, state: Mutex::new(State::default()), asks: Mutex::new(HashMap::new()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -155,6 +166,103 @@ impl Recovery {
         };
         release(hub, gone);
     }
+}
+
+/// A restored session and the broadcasts it missed (offset, event).
+pub(crate) type Restored = (Saved, Vec<(String, EventPacket)>);
+
+/// The node that recorded a broadcast, from its offset.
+fn node_of_offset(offset: &str) -> Option<&str> {
+    offset.rsplit_once('-').map(|(node, _)| node)
+}
+
+/// Ask the node that kept the session (named by the offset) to hand it
+/// over; `None` when it is this node, does not answer in time, or no
+/// longer has it.
+pub(crate) async fn restore_remote(io: &Inner, pid: &str, offset: &str, nsp: &str) -> Option<Restored> {
+    let rec = io.recovery.as_ref()?;
+    let hub = &io.hub;
+    let node = node_of_offset(offset).filter(|n| *n != hub.node_id())?;
+    let id = hub.next_seq();
+    let (tx, rx) = oneshot::channel();
+    rec.asks.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+    hub.ensure_started();
+    hub.publish_message(BrokerMessage::RecoverAsk {
+        node: hub.node_id().to_owned(),
+        to: node.to_owned(),
+        id,
+        query: json!({"pid": pid, "offset": offset, "nsp": nsp}),
+    });
+    let answer = tokio::time::timeout(ASK_WAIT, rx).await;
+    rec.asks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    session_from_json(answer.ok()?.ok()?, nsp)
+}
+
+/// Another node asks for a session this node keeps: hand it over (and
+/// forward the socket's direct messages there from now on).
+pub(crate) fn answer_recovery(hub: &Hub, asker: String, id: u64, query: &Value) {
+    let Some(io) = hub.socketio() else { return };
+    let Some(rec) = io.recovery.as_ref() else { return };
+    let field = |k: &str| query.get(k).and_then(Value::as_str).unwrap_or_default();
+    let found = rec.restore(hub, field("pid"), field("offset"), field("nsp"));
+    let session = match found {
+        Some((saved, missed)) => {
+            hub.note_moved(&saved.id, &asker);
+            let json = session_to_json(&saved, &missed);
+            release(hub, vec![saved]);
+            json
+        }
+        None => Value::Null,
+    };
+    hub.publish_message(BrokerMessage::RecoverAnswer { node: hub.node_id().to_owned(), to: asker, id, session });
+}
+
+/// The answer to one of this node's asks.
+pub(crate) fn recovery_answered(hub: &Hub, id: u64, session: Value) {
+    let Some(io) = hub.socketio() else { return };
+    let Some(rec) = io.recovery.as_ref() else { return };
+    let waiting = rec.asks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    if let Some(tx) = waiting {
+        let _ = tx.send(session);
+    }
+}
+
+fn session_to_json(saved: &Saved, missed: &[(String, EventPacket)]) -> Value {
+    let missed: Vec<Value> = missed
+        .iter()
+        .map(|(offset, ev)| match protocol::encode(&Packet::Event(ev.clone())) {
+            Wire::Text(t) => json!([offset, {"t": t}]),
+            Wire::Binary(b) => json!([offset, {"b": base64::engine::general_purpose::STANDARD.encode(b)}]),
+        })
+        .collect();
+    json!({"sid": saved.id, "rooms": saved.rooms, "data": saved.data, "missed": missed})
+}
+
+fn session_from_json(v: Value, nsp: &str) -> Option<Restored> {
+    let sid = v.get("sid")?.as_str()?.to_owned();
+    let rooms: BTreeSet<String> = serde_json::from_value(v.get("rooms")?.clone()).ok()?;
+    let mut missed = Vec::new();
+    for m in v.get("missed")?.as_array()? {
+        let offset = m.get(0)?.as_str()?.to_owned();
+        let packet = match (m.get(1)?.get("t"), m.get(1)?.get("b")) {
+            (Some(Value::String(t)), _) => protocol::decode_text(t).ok()?,
+            (_, Some(Value::String(b))) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b).ok()?;
+                protocol::decode_binary(bytes.into()).ok()?
+            }
+            _ => return None,
+        };
+        let Packet::Event(ev) = packet else { return None };
+        missed.push((offset, ev));
+    }
+    let saved = Saved {
+        id: sid,
+        nsp: nsp.into(),
+        rooms,
+        data: v.get("data").cloned().unwrap_or(Value::Null),
+        at: Instant::now(),
+    };
+    Some((saved, missed))
 }
 
 /// Stop holding the rooms of sessions that are gone.

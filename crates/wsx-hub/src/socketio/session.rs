@@ -181,13 +181,19 @@ async fn connect(
         Some(v @ Value::Object(_)) => v,
         _ => json!({}),
     };
-    let restored = io.recovery.as_ref().and_then(|rec| {
-        let pid = auth.get("pid")?.as_str()?;
-        let offset = auth.get("offset")?.as_str()?;
-        let r = rec.restore(&io.hub, pid, offset, &nsp_name);
-        tracing::debug!(pid, offset, nsp = nsp_name, recovered = r.is_some(), "state recovery asked");
-        r.map(|r| (pid.to_owned(), r))
-    });
+    // Kept here (its rooms held here), or handed over by the node that
+    // kept it.
+    let mut restored = None;
+    let mut held_here = false;
+    let asked = (auth.get("pid").and_then(Value::as_str), auth.get("offset").and_then(Value::as_str));
+    if let (Some(rec), (Some(pid), Some(offset))) = (&io.recovery, asked) {
+        restored = rec.restore(&io.hub, pid, offset, &nsp_name).map(|r| (pid.to_owned(), r));
+        held_here = restored.is_some();
+        if restored.is_none() {
+            restored = super::recovery::restore_remote(io, pid, offset, &nsp_name).await.map(|r| (pid.to_owned(), r));
+        }
+        tracing::debug!(pid, offset, nsp = nsp_name, recovered = restored.is_some(), held_here, "state recovery asked");
+    }
     let hs = Arc::new(Handshake { namespace: nsp_name.clone(), auth, request: es.head().clone() });
     if restored.is_none() || !io.skip_middlewares {
         if let Err(e) = ns.admit(&hs).await {
@@ -222,7 +228,7 @@ async fn connect(
     for room in &rooms {
         let _ = hub.join_quiet(&id, room).await;
     }
-    if recovered {
+    if held_here {
         // Joined again: the session no longer holds its rooms.
         for room in &rooms {
             hub.hold_room(room, false);

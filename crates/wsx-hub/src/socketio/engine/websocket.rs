@@ -201,6 +201,9 @@ async fn run<S>(
             Some(Err(wsx::Error::Protocol(e))) if e.close_code() == CloseCode::MessageTooBig => {
                 break Some(CloseReason::PayloadTooLarge)
             }
+            // The connection went away without a close frame: a close, as
+            // upstream says, not an error.
+            Some(Err(e)) if went_away(&e) => break Some(CloseReason::TransportClose),
             Some(Err(_)) => break Some(CloseReason::TransportError),
             Some(Ok(m)) => m,
         };
@@ -247,4 +250,16 @@ async fn run<S>(
         ws.close(CloseCode::Normal, "").await
     };
     let _ = tokio::time::timeout(CLOSE_WAIT, flush).await;
+}
+
+/// Whether a receive error means the peer's connection is gone (closed or
+/// reset without a closing handshake), rather than that it broke a rule.
+fn went_away(e: &wsx::Error) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        wsx::Error::ConnectionClosed => true,
+        wsx::Error::Protocol(p) => p.close_code() == CloseCode::Abnormal,
+        wsx::Error::Io(io) => matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe),
+        _ => false,
+    }
 }
