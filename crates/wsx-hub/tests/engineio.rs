@@ -164,14 +164,14 @@ async fn next_text(ws: &mut Ws) -> String {
     }
 }
 
-/// Waits until the server ends the WebSocket (close frame or end); the
-/// text messages received before.
+/// Waits until the server ends the WebSocket (its close frame, answered,
+/// then the end); the text messages received before.
 async fn closed(ws: &mut Ws) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
         match tokio::time::timeout(WAIT, ws.recv()).await.expect("the server did not close the websocket") {
             Some(Ok(Message::Text(t))) => seen.push(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return seen,
+            None | Some(Err(_)) => return seen,
             Some(Ok(_)) => {}
         }
     }
@@ -760,4 +760,26 @@ async fn a_post_waits_for_an_app_that_does_not_read() {
     assert_eq!(poll(addr, &sid).await.body, "1");
     assert_eq!(engine.sessions(), 0);
     assert_eq!(poll(addr, &sid).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_websocket_message_past_the_payload_limit_closes_the_session() {
+    let mut echo = start(quiet_config().max_payload(100)).await;
+    let mut ws = ws_connect(echo.addr, "EIO=4&transport=websocket").await.unwrap();
+    let sid = sid_of(&next_text(&mut ws).await);
+    ws.send(Message::text(format!("4{}", "x".repeat(99)))).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.len(), 100);
+    ws.send(Message::text(format!("4{}", "x".repeat(100)))).await.unwrap();
+    closed(&mut ws).await;
+    assert_eq!(echo.ended.recv().await, Some((sid, Some(CloseReason::PayloadTooLarge))));
+    sessions_become(&echo.engine, 0).await;
+}
+
+#[test]
+fn the_handles_cross_tasks() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync + Clone>() {}
+    send::<wsx_hub::socketio::engine::EngineSocket>();
+    shared::<Closer>();
+    shared::<Engine>();
 }

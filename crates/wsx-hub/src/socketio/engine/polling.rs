@@ -78,6 +78,9 @@ where
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The server answers one request per HTTP/1.1 connection: say so, so
+    // that clients do not reuse it (HTTP/2 drops the field).
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     if let Some(cors) = &engine.config.cors {
         cors.apply(req.head().origin(), resp.headers_mut());
     }
@@ -248,7 +251,12 @@ where
     })
     .await;
     let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
-    req.respond(resp).await
+    let sent = req.respond(resp).await;
+    if sent.is_err() {
+        // What it carried is lost: the session cannot go on in order.
+        session.close(CloseReason::TransportError);
+    }
+    sent
 }
 
 /// How long a GET that comes during an upgrade waits for it to complete
