@@ -783,3 +783,41 @@ fn the_handles_cross_tasks() {
     shared::<Closer>();
     shared::<Engine>();
 }
+
+#[tokio::test]
+async fn a_closed_session_takes_no_more_output() {
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let keep = parked.clone();
+    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = engine.clone();
+    tokio::spawn(async move {
+        wsx::server::Server::builder()
+            .build()
+            .serve(listener, move |req| {
+                let engine = serving.clone();
+                async move { engine.handle(req).await }
+            })
+            .await
+    });
+    let sid = open_polling(addr).await;
+    let mut ws = ws_connect(addr, "EIO=4&transport=websocket").await.unwrap();
+    next_text(&mut ws).await;
+    let mut sockets = std::mem::take(&mut *parked.lock().unwrap());
+    assert_eq!(sockets.len(), 2);
+    assert_eq!(sockets[0].outbox().push(Message::text("4before")), wsx::server::Push::Queued);
+    assert_eq!(post(addr, &sid, b"1").await.body, "ok");
+    ws.send(Message::text("1")).await.unwrap();
+    closed(&mut ws).await;
+    for socket in &mut sockets {
+        assert_eq!(tokio::time::timeout(WAIT, socket.recv()).await.unwrap(), None);
+        assert_eq!(socket.close_reason(), Some(CloseReason::ClientClose));
+    }
+    sessions_become(&engine, 0).await;
+    let until = Instant::now() + WAIT;
+    while sockets.iter().any(|s| s.outbox().push(Message::text("4after")) != wsx::server::Push::Closed) {
+        assert!(Instant::now() < until, "the outbox of a closed session still takes messages");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

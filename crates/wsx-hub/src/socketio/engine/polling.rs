@@ -167,8 +167,11 @@ impl Drop for GetGuard<'_> {
         let mut st = self.0.state();
         st.get_active = false;
         st.get_waker = None;
-        drop(st);
         if self.0.is_closed() {
+            // The last GET: the outbox takes nothing more.
+            st.rx = None;
+            st.pending = None;
+            drop(st);
             self.0.drained();
         }
     }

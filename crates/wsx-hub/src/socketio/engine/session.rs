@@ -256,5 +256,12 @@ impl Session {
                 () = self.wake.notified() => {}
             }
         }
+        // Unless a GET still takes its last packets, the outbox of a
+        // polling session takes nothing more (pushes get `Closed`).
+        let mut st = self.state();
+        if !st.get_active && st.transport == Transport::Polling && !st.probing {
+            st.rx = None;
+            st.pending = None;
+        }
     }
 }

@@ -73,12 +73,12 @@ where
         let ws = req.upgrade_with(Accept::new(), &config).await?;
         return refuse(ws).await;
     }
-    let guard = ProbeGuard(&session);
+    // Undoes the probe however it ends, unless the session moved.
+    let _guard = ProbeGuard(&session);
     let ws = req.upgrade_with(Accept::new(), &config).await?;
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
     match tokio::time::timeout_at(deadline, probe(&engine, &session, ws)).await {
         Ok(Some((ws, rx, pending))) => {
-            std::mem::forget(guard);
             run(engine, session.clone(), ws, rx, pending).await;
         }
         Ok(None) => {}
@@ -96,6 +96,10 @@ impl Drop for ProbeGuard<'_> {
         if st.transport == Transport::Polling {
             st.probing = false;
             st.upgrading = false;
+            if self.0.is_closed() && !st.get_active {
+                st.rx = None;
+                st.pending = None;
+            }
         }
     }
 }
