@@ -821,3 +821,42 @@ async fn a_closed_session_takes_no_more_output() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_get_that_races_the_client_close_gets_a_noop() {
+    let echo = start(quiet_config()).await;
+    let addr = echo.addr;
+    let sid = open_polling(addr).await;
+    // The close arrives before the GET sent with it.
+    assert_eq!(post(addr, &sid, b"1").await.body, "ok");
+    let r = poll(addr, &sid).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "6"));
+    assert_eq!(poll(addr, &sid).await.status, 400);
+    assert_eq!(echo.engine.sessions(), 0);
+    // Without that GET, the session leaves soon all the same.
+    let sid = open_polling(addr).await;
+    assert_eq!(post(addr, &sid, b"1").await.body, "ok");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(echo.engine.sessions(), 0);
+    assert_eq!(poll(addr, &sid).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_get_that_races_the_probe_and_upgrade_packets_gets_400() {
+    let echo = start(quiet_config()).await;
+    let addr = echo.addr;
+    let sid = open_polling(addr).await;
+    let mut ws = ws_connect(addr, &format!("EIO=4&transport=websocket&sid={sid}")).await.unwrap();
+    // The GET comes before the probe.
+    let racing = tokio::spawn({
+        let sid = sid.clone();
+        async move { poll(addr, &sid).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ws.send(Message::text("2probe")).await.unwrap();
+    ws.send(Message::text("5")).await.unwrap();
+    assert_eq!(racing.await.unwrap().status, 400);
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    ws.send(Message::text("4hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "4hello");
+}

@@ -186,6 +186,28 @@ where
         session.close(CloseReason::PingTimeout);
         return error(&engine, req, ErrorCode::SessionIdUnknown).await;
     }
+    // During an upgrade, the outcome first (the GET may race the
+    // WebSocket's probe and upgrade packets).
+    let transitional = {
+        let st = session.state();
+        st.probing || st.upgrading
+    };
+    if transitional {
+        let answer = match upgrade_outcome(&session).await {
+            Outcome::Upgraded => Some(Err(ErrorCode::BadRequest)),
+            Outcome::Closed => Some(Err(ErrorCode::SessionIdUnknown)),
+            Outcome::Upgrading => Some(Ok(())),
+            Outcome::Polling => None,
+        };
+        match answer {
+            Some(Err(code)) => return error(&engine, req, code).await,
+            Some(Ok(())) => {
+                let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
+                return req.respond(resp).await;
+            }
+            None => {}
+        }
+    }
     // Decided under the lock, answered after it.
     let mut upgrading = false;
     let refused = {
@@ -211,7 +233,9 @@ where
         return error(&engine, req, code).await;
     }
     if upgrading {
-        return get_while_upgrading(engine, session, req).await;
+        // (Upgrading again since the check above.)
+        let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
+        return req.respond(resp).await;
     }
     let _guard = GetGuard(&session);
     let max = engine.config.max_payload;
@@ -262,33 +286,45 @@ where
     sent
 }
 
-/// How long a GET that comes during an upgrade waits for it to complete
-/// (then it gets 400, the session having moved) before it gets a noop.
+/// How long a GET that comes during an upgrade waits for its outcome.
 const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A GET after the probe: the client's last poll, racing the upgrade
-/// packet on the WebSocket. Past the grace or once the probe failed, a
-/// noop; once upgraded, 400.
-async fn get_while_upgrading<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// Where an upgrade stands for a GET that came during it.
+enum Outcome {
+    /// Done: the session moved (400).
+    Upgraded,
+    /// The session closed (400).
+    Closed,
+    /// Still upgrading after the grace: a noop ends the GET.
+    Upgrading,
+    /// No upgrade (it failed, or no probe came yet): serve the GET.
+    Polling,
+}
+
+/// Wait up to [`UPGRADE_GRACE`] for an upgrade under way to complete: a
+/// client sends its last GET as it probes and upgrades, and the GET may
+/// arrive first.
+async fn upgrade_outcome(session: &Session) -> Outcome {
     let until = tokio::time::Instant::now() + UPGRADE_GRACE;
     loop {
-        let (upgraded, still) = {
+        let (transport, probing, upgrading) = {
             let st = session.state();
-            (st.transport != Transport::Polling, st.upgrading)
+            (st.transport, st.probing, st.upgrading)
         };
-        if upgraded || session.is_closed() {
-            return error(&engine, req, ErrorCode::BadRequest).await;
+        if session.is_closed() {
+            return Outcome::Closed;
         }
-        if !still || tokio::time::Instant::now() >= until {
-            break;
+        if transport != Transport::Polling {
+            return Outcome::Upgraded;
+        }
+        if !probing && !upgrading {
+            return Outcome::Polling;
+        }
+        if tokio::time::Instant::now() >= until {
+            return if upgrading { Outcome::Upgrading } else { Outcome::Polling };
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
-    req.respond(resp).await
 }
 
 /// Resets the POST flag when the request ends.

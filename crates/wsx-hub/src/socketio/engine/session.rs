@@ -9,6 +9,10 @@ use tokio::time::Instant;
 use wsx::server::{Outbox, OutboxReceiver, RequestHead};
 use wsx::Message;
 
+/// How long a session the client closed over polling waits for a GET
+/// that raced the close (it gets a noop).
+const CLIENT_CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(crate) struct Session {
     pub(super) sid: Arc<str>,
     engine: Weak<EngineInner>,
@@ -40,8 +44,9 @@ pub(super) struct State {
     /// ping timeout after it.
     pub(super) ping_due: Instant,
     pub(super) awaiting_pong: bool,
-    /// Closed by the server on polling with no GET waiting: kept until a
-    /// GET takes the close packet (or a while passes).
+    /// Closed on polling with no GET waiting: kept until a GET takes the
+    /// close packet (closed by the server) or a noop (closed by the
+    /// client, whose last GET may race its close), or a while passes.
     pub(super) linger: bool,
 }
 
@@ -161,7 +166,7 @@ impl Session {
         st.linger = st.transport == Transport::Polling
             && !st.get_active
             && !st.upgrading
-            && matches!(reason, CloseReason::ServerClose | CloseReason::ServerShutdown);
+            && matches!(reason, CloseReason::ServerClose | CloseReason::ServerShutdown | CloseReason::ClientClose);
         let linger = st.linger;
         let waker = st.get_waker.take();
         drop(st);
@@ -245,8 +250,13 @@ impl Session {
                 }
             }
         }
-        // A lingering session waits for a GET to take its close packet.
-        let until = Instant::now() + interval + timeout;
+        // A lingering session waits for a GET to take its close packet
+        // (for the client's own close, only for the GET it sent with it).
+        let linger = match self.close_reason() {
+            Some(CloseReason::ClientClose) => CLIENT_CLOSE_LINGER.min(interval + timeout),
+            _ => interval + timeout,
+        };
+        let until = Instant::now() + linger;
         while self.state().linger {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {
