@@ -145,6 +145,10 @@ impl Session {
     /// leaves the engine's map (a polling one closed by the server with
     /// no GET waiting stays until a GET takes the `1`, or a while).
     pub(super) fn close(&self, reason: CloseReason) -> bool {
+        // All under the state lock, which every request takes to look at
+        // the session: none sees the session closed without its close
+        // packet queued or its linger decided.
+        let mut st = self.state();
         let mut first = false;
         self.closed.send_if_modified(|r| {
             if r.is_none() {
@@ -156,13 +160,11 @@ impl Session {
         if !first {
             return false;
         }
-        tracing::debug!(sid = %self.sid, %reason, "engine.io session closed");
         let close_packet =
             !matches!(reason, CloseReason::ClientClose | CloseReason::TransportClose | CloseReason::SlowConsumer);
         if close_packet {
             let _ = self.outbox.push(Message::text("1"));
         }
-        let mut st = self.state();
         st.linger = st.transport == Transport::Polling
             && !st.get_active
             && !st.upgrading
@@ -170,6 +172,7 @@ impl Session {
         let linger = st.linger;
         let waker = st.get_waker.take();
         drop(st);
+        tracing::debug!(sid = %self.sid, %reason, "engine.io session closed");
         if let Some(w) = waker {
             w.wake();
         }
