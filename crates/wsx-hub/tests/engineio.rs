@@ -860,3 +860,20 @@ async fn a_get_that_races_the_probe_and_upgrade_packets_gets_400() {
     ws.send(Message::text("4hello")).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "4hello");
 }
+
+#[tokio::test]
+async fn only_the_configured_transports_are_served() {
+    let ws_only = start(quiet_config().transports(false, true)).await;
+    let r = get(ws_only.addr, "EIO=4&transport=polling").await;
+    assert_eq!((r.status, r.body.as_str()), (400, r#"{"code":0,"message":"Transport unknown"}"#));
+    let mut ws = ws_connect(ws_only.addr, "EIO=4&transport=websocket").await.unwrap();
+    assert!(next_text(&mut ws).await.contains(r#""upgrades":[]"#));
+
+    let polling_only = start(quiet_config().transports(true, false)).await;
+    let r = get(polling_only.addr, "EIO=4&transport=polling").await;
+    assert!(r.body.contains(r#""upgrades":[]"#), "{}", r.body);
+    let sid = sid_of(&r.body);
+    assert!(ws_connect(polling_only.addr, "EIO=4&transport=websocket").await.is_err());
+    assert!(ws_connect(polling_only.addr, &format!("EIO=4&transport=websocket&sid={sid}")).await.is_err());
+    assert_eq!(polling_only.engine.sessions(), 1);
+}
