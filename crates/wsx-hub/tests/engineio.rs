@@ -877,3 +877,28 @@ async fn only_the_configured_transports_are_served() {
     assert!(ws_connect(polling_only.addr, &format!("EIO=4&transport=websocket&sid={sid}")).await.is_err());
     assert_eq!(polling_only.engine.sessions(), 1);
 }
+
+#[tokio::test]
+async fn an_abandoned_get_frees_its_place_and_loses_nothing() {
+    let mut echo = start(quiet_config()).await;
+    let addr = echo.addr;
+    let sid = open_polling(addr).await;
+    // A GET whose client goes away while it waits.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(tcp);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The next GET is no second GET at once, and gets what comes next.
+    let next_get = tokio::spawn({
+        let sid = sid.clone();
+        async move { poll(addr, &sid).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(post(addr, &sid, b"4after").await.body, "ok");
+    let r = next_get.await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "4after"));
+    assert_eq!(echo.engine.sessions(), 1);
+    assert!(echo.ended.try_recv().is_err(), "the session is still open");
+}

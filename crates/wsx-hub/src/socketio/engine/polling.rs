@@ -178,7 +178,7 @@ impl Drop for GetGuard<'_> {
 }
 
 /// A polling GET: wait for packets, answer with those queued.
-async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
+async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -239,7 +239,7 @@ where
     }
     let _guard = GetGuard(&session);
     let max = engine.config.max_payload;
-    let body = poll_fn(|cx| {
+    let packets = poll_fn(|cx| {
         let mut st = session.state();
         let reason = session.close_reason();
         if reason == Some(CloseReason::ClientClose)
@@ -275,8 +275,18 @@ where
             }
         }
         Poll::Ready(out.freeze())
-    })
-    .await;
+    });
+    let body = tokio::select! {
+        biased;
+        body = packets => body,
+        // The client went away (or half-closed) while nothing was queued:
+        // a noop ends this GET and frees its place for the next one, and
+        // no packet is taken for a response no one may read.
+        () = req.client_gone() => {
+            let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
+            return req.respond(resp).await;
+        }
+    };
     let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
     let sent = req.respond(resp).await;
     if sent.is_err() {
