@@ -164,14 +164,14 @@ async fn next_text(ws: &mut Ws) -> String {
     }
 }
 
-/// Waits until the server ends the WebSocket (close frame or end); the
-/// text messages received before.
+/// Waits until the server ends the WebSocket (its close frame, answered,
+/// then the end); the text messages received before.
 async fn closed(ws: &mut Ws) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
         match tokio::time::timeout(WAIT, ws.recv()).await.expect("the server did not close the websocket") {
             Some(Ok(Message::Text(t))) => seen.push(t.as_str().to_owned()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return seen,
+            None | Some(Err(_)) => return seen,
             Some(Ok(_)) => {}
         }
     }
@@ -760,4 +760,145 @@ async fn a_post_waits_for_an_app_that_does_not_read() {
     assert_eq!(poll(addr, &sid).await.body, "1");
     assert_eq!(engine.sessions(), 0);
     assert_eq!(poll(addr, &sid).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_websocket_message_past_the_payload_limit_closes_the_session() {
+    let mut echo = start(quiet_config().max_payload(100)).await;
+    let mut ws = ws_connect(echo.addr, "EIO=4&transport=websocket").await.unwrap();
+    let sid = sid_of(&next_text(&mut ws).await);
+    ws.send(Message::text(format!("4{}", "x".repeat(99)))).await.unwrap();
+    assert_eq!(next_text(&mut ws).await.len(), 100);
+    ws.send(Message::text(format!("4{}", "x".repeat(100)))).await.unwrap();
+    closed(&mut ws).await;
+    assert_eq!(echo.ended.recv().await, Some((sid, Some(CloseReason::PayloadTooLarge))));
+    sessions_become(&echo.engine, 0).await;
+}
+
+#[test]
+fn the_handles_cross_tasks() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync + Clone>() {}
+    send::<wsx_hub::socketio::engine::EngineSocket>();
+    shared::<Closer>();
+    shared::<Engine>();
+}
+
+#[tokio::test]
+async fn a_closed_session_takes_no_more_output() {
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let keep = parked.clone();
+    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = engine.clone();
+    tokio::spawn(async move {
+        wsx::server::Server::builder()
+            .build()
+            .serve(listener, move |req| {
+                let engine = serving.clone();
+                async move { engine.handle(req).await }
+            })
+            .await
+    });
+    let sid = open_polling(addr).await;
+    let mut ws = ws_connect(addr, "EIO=4&transport=websocket").await.unwrap();
+    next_text(&mut ws).await;
+    let mut sockets = std::mem::take(&mut *parked.lock().unwrap());
+    assert_eq!(sockets.len(), 2);
+    assert_eq!(sockets[0].outbox().push(Message::text("4before")), wsx::server::Push::Queued);
+    assert_eq!(post(addr, &sid, b"1").await.body, "ok");
+    ws.send(Message::text("1")).await.unwrap();
+    closed(&mut ws).await;
+    for socket in &mut sockets {
+        assert_eq!(tokio::time::timeout(WAIT, socket.recv()).await.unwrap(), None);
+        assert_eq!(socket.close_reason(), Some(CloseReason::ClientClose));
+    }
+    sessions_become(&engine, 0).await;
+    let until = Instant::now() + WAIT;
+    while sockets.iter().any(|s| s.outbox().push(Message::text("4after")) != wsx::server::Push::Closed) {
+        assert!(Instant::now() < until, "the outbox of a closed session still takes messages");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_get_that_races_the_client_close_gets_a_noop() {
+    let echo = start(quiet_config()).await;
+    let addr = echo.addr;
+    let sid = open_polling(addr).await;
+    // The close arrives before the GET sent with it.
+    assert_eq!(post(addr, &sid, b"1").await.body, "ok");
+    let r = poll(addr, &sid).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "6"));
+    assert_eq!(poll(addr, &sid).await.status, 400);
+    assert_eq!(echo.engine.sessions(), 0);
+    // Without that GET, the session leaves soon all the same.
+    let sid = open_polling(addr).await;
+    assert_eq!(post(addr, &sid, b"1").await.body, "ok");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(echo.engine.sessions(), 0);
+    assert_eq!(poll(addr, &sid).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_get_that_races_the_probe_and_upgrade_packets_gets_400() {
+    let echo = start(quiet_config()).await;
+    let addr = echo.addr;
+    let sid = open_polling(addr).await;
+    let mut ws = ws_connect(addr, &format!("EIO=4&transport=websocket&sid={sid}")).await.unwrap();
+    // The GET comes before the probe.
+    let racing = tokio::spawn({
+        let sid = sid.clone();
+        async move { poll(addr, &sid).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    ws.send(Message::text("2probe")).await.unwrap();
+    ws.send(Message::text("5")).await.unwrap();
+    assert_eq!(racing.await.unwrap().status, 400);
+    assert_eq!(next_text(&mut ws).await, "3probe");
+    ws.send(Message::text("4hello")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "4hello");
+}
+
+#[tokio::test]
+async fn only_the_configured_transports_are_served() {
+    let ws_only = start(quiet_config().transports(false, true)).await;
+    let r = get(ws_only.addr, "EIO=4&transport=polling").await;
+    assert_eq!((r.status, r.body.as_str()), (400, r#"{"code":0,"message":"Transport unknown"}"#));
+    let mut ws = ws_connect(ws_only.addr, "EIO=4&transport=websocket").await.unwrap();
+    assert!(next_text(&mut ws).await.contains(r#""upgrades":[]"#));
+
+    let polling_only = start(quiet_config().transports(true, false)).await;
+    let r = get(polling_only.addr, "EIO=4&transport=polling").await;
+    assert!(r.body.contains(r#""upgrades":[]"#), "{}", r.body);
+    let sid = sid_of(&r.body);
+    assert!(ws_connect(polling_only.addr, "EIO=4&transport=websocket").await.is_err());
+    assert!(ws_connect(polling_only.addr, &format!("EIO=4&transport=websocket&sid={sid}")).await.is_err());
+    assert_eq!(polling_only.engine.sessions(), 1);
+}
+
+#[tokio::test]
+async fn an_abandoned_get_frees_its_place_and_loses_nothing() {
+    let mut echo = start(quiet_config()).await;
+    let addr = echo.addr;
+    let sid = open_polling(addr).await;
+    // A GET whose client goes away while it waits.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(tcp);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The next GET is no second GET at once, and gets what comes next.
+    let next_get = tokio::spawn({
+        let sid = sid.clone();
+        async move { poll(addr, &sid).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(post(addr, &sid, b"4after").await.body, "ok");
+    let r = next_get.await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "4after"));
+    assert_eq!(echo.engine.sessions(), 1);
+    assert!(echo.ended.try_recv().is_err(), "the session is still open");
 }

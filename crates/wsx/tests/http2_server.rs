@@ -44,6 +44,13 @@ async fn server(ca: &Ca, config: Config) -> (Server, u16, mpsc::UnboundedReceive
                         let _ = tx.send(close_code(echo(&mut ws).await));
                         Ok(())
                     }
+                    "/poll" => {
+                        // A long-poll without news: reports when its client leaves.
+                        let mut req = req;
+                        req.client_gone().await;
+                        let _ = tx.send(Some(CloseCode::from(4100)));
+                        Ok(())
+                    }
                     "/body" => {
                         let mut req = req;
                         let resp = match req.body(16).await {
@@ -381,6 +388,20 @@ async fn request_bodies_are_read_from_the_stream() {
             assert_eq!(got, body);
         }
     }
+}
+
+/// `Request::client_gone` on a stream: the client's reset.
+#[tokio::test]
+async fn a_waiting_handler_learns_of_the_reset_of_its_stream() {
+    let ca = Ca::new("wsx h2 test CA");
+    let (_server, port, mut ended) = server(&ca, Config::default()).await;
+    let c = client(&ca, port, browser()).await;
+    let req = http::Request::get("https://localhost/poll").body(()).unwrap();
+    let (resp, send) = c.send.clone().ready().await.unwrap().send_request(req, true).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ended.try_recv().is_err(), "the stream is still open");
+    drop((resp, send));
+    assert_eq!(within(ended.recv()).await.unwrap(), Some(CloseCode::from(4100)));
 }
 
 /// Shutdown: 1001 on every WebSocket of the connection, then, once they

@@ -597,3 +597,30 @@ async fn an_outbox_is_read_without_a_websocket_and_reports_its_overflow() {
     assert_eq!(rx.recv().await, None);
     assert_eq!(outbox.push(Message::text("e")), Push::Closed);
 }
+
+#[tokio::test]
+async fn a_waiting_handler_learns_that_its_client_went_away() {
+    let (gone_tx, mut gone) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::builder().build();
+    let (l, addr) = listen().await;
+    let s = server.clone();
+    tokio::spawn(async move {
+        s.serve(l, move |mut req: Request| {
+            let gone_tx = gone_tx.clone();
+            async move {
+                // A long-poll that never gets news; bytes sent meanwhile
+                // are kept for the body.
+                req.client_gone().await;
+                let _ = gone_tx.send(());
+                Ok::<_, wsx::Error>(())
+            }
+        })
+        .await
+    });
+    let mut raw = Raw::connect(addr).await;
+    raw.write(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(gone.try_recv().is_err(), "the client is still there");
+    drop(raw);
+    within(gone.recv()).await.unwrap();
+}

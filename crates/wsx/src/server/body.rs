@@ -252,4 +252,36 @@ mod tests {
         let e = read(&[("content-length", "9")], b"hello", 10).await.unwrap_err();
         assert!(matches!(e, BodyError::Incomplete));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn chunked_bodies_decode_whatever_their_chunks(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            sizes in proptest::collection::vec(1usize..40, 1..10),
+            at in 0usize..300,
+        ) {
+            let mut wire = Vec::new();
+            let mut rest = &data[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = sizes[i % sizes.len()].min(rest.len());
+                wire.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                wire.extend_from_slice(&rest[..n]);
+                wire.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+                i += 1;
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let head = [("transfer-encoding", "chunked")];
+            let got = rt.block_on(read_split(&head, &wire, 1 << 20, at.min(wire.len()))).unwrap();
+            proptest::prop_assert_eq!(&got[..], &data[..]);
+        }
+
+        #[test]
+        fn garbage_is_refused_without_panic(wire in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let _ = rt.block_on(read_split(&[("transfer-encoding", "chunked")], &wire, 64, wire.len() / 2));
+        }
+    }
 }

@@ -87,6 +87,12 @@ impl<S> H2Io<S> {
         Ok(())
     }
 
+    /// Resolves when the client resets the stream (or the connection
+    /// fails).
+    pub(super) async fn reset(&mut self) {
+        let _ = std::future::poll_fn(|cx| self.respond.poll_reset(cx)).await;
+    }
+
     /// Read the request's body (its DATA frames, returning their flow
     /// control credit as they are taken), at most `max` bytes.
     pub(super) async fn read_body(&mut self, max: usize) -> std::result::Result<Bytes, super::BodyError> {

@@ -758,6 +758,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
         &self.0.server
     }
 
+    /// Resolves when the client goes away: on HTTP/1.1 when its
+    /// connection ends or fails (bytes it sends meanwhile, up to 64 KiB,
+    /// are kept for [`Request::body`]; past that this waits for ever), on
+    /// HTTP/2 when it resets the stream. A handler that waits before it
+    /// answers (a long-poll) races its wait with this one, and can drop
+    /// its work when no one is left to read the answer. Cancel-safe.
+    ///
+    /// ```no_run
+    /// # async fn run(mut req: wsx::server::Request, news: tokio::sync::Notify) -> wsx::Result<()> {
+    /// tokio::select! {
+    ///     () = news.notified() => req.respond(http::Response::new("news".into())).await,
+    ///     () = req.client_gone() => Ok(()),
+    /// }
+    /// # }
+    /// ```
+    pub async fn client_gone(&mut self) {
+        match &mut self.0.io {
+            Io::H1 { stream, leftover } => loop {
+                if leftover.len() >= 64 << 10 {
+                    return std::future::pending().await;
+                }
+                let mut chunk = BytesMut::with_capacity(4096);
+                match stream.read_buf(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let mut joined = BytesMut::with_capacity(leftover.len() + chunk.len());
+                        joined.extend_from_slice(leftover);
+                        joined.extend_from_slice(&chunk);
+                        *leftover = joined.freeze();
+                    }
+                }
+            },
+            #[cfg(feature = "http2")]
+            Io::H2(h2) => h2.reset().await,
+        }
+    }
+
     /// Read the request's body, at most `max` bytes: a `Content-Length` or
     /// `Transfer-Encoding: chunked` body on HTTP/1.1 (after a `100
     /// Continue` when the client expects one), the stream's DATA on

@@ -335,7 +335,11 @@ impl Engine {
     }
 
     /// Close every session (each gets the close packet `1`), refuse new
-    /// ones, and wait (at most a few seconds) for them to end.
+    /// ones, and wait (at most a few seconds) for them to end. Call it
+    /// before [`wsx::server::Server::shutdown`], which would close the
+    /// WebSockets with 1001 before their `1`, and knows nothing of polling
+    /// sessions. A polling session without a GET waiting keeps its `1` for
+    /// the next GET, for at most a ping interval and timeout (3 s here).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {

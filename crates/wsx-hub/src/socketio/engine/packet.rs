@@ -140,6 +140,7 @@ pub(super) fn new_sid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn payloads_split_into_packets() {
@@ -175,5 +176,34 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_parses_or_is_refused_without_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = parse_payload(Bytes::from(body));
+        }
+
+        #[test]
+        fn encoded_messages_parse_back(msgs in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[^\x1e]{0,12}".prop_map(|t| wsx::Message::text(format!("4{t}"))),
+                proptest::collection::vec(proptest::num::u8::ANY, 0..12).prop_map(wsx::Message::binary),
+            ],
+            1..6,
+        )) {
+            let mut out = BytesMut::new();
+            for m in &msgs {
+                encode_into(&mut out, m);
+            }
+            let expected: Vec<Packet> = msgs
+                .iter()
+                .map(|m| match m {
+                    wsx::Message::Text(t) => Packet::Message(Incoming::Text(t.as_str()[1..].into())),
+                    m => Packet::Message(Incoming::Binary(Bytes::copy_from_slice(m.as_bytes()))),
+                })
+                .collect();
+            prop_assert_eq!(parse_payload(out.freeze()), Some(expected));
+        }
     }
 }

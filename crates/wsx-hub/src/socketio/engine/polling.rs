@@ -78,6 +78,9 @@ where
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     }
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The server answers one request per HTTP/1.1 connection: say so, so
+    // that clients do not reuse it (HTTP/2 drops the field).
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     if let Some(cors) = &engine.config.cors {
         cors.apply(req.head().origin(), resp.headers_mut());
     }
@@ -165,21 +168,46 @@ impl Drop for GetGuard<'_> {
         let mut st = self.0.state();
         st.get_active = false;
         st.get_waker = None;
-        drop(st);
         if self.0.is_closed() {
+            // The last GET: the outbox takes nothing more.
+            st.rx = None;
+            st.pending = None;
+            drop(st);
             self.0.drained();
         }
     }
 }
 
 /// A polling GET: wait for packets, answer with those queued.
-async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
+async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     if !session.is_closed() && session.deadline_passed(&engine) {
         session.close(CloseReason::PingTimeout);
         return error(&engine, req, ErrorCode::SessionIdUnknown).await;
+    }
+    // During an upgrade, the outcome first (the GET may race the
+    // WebSocket's probe and upgrade packets).
+    let transitional = {
+        let st = session.state();
+        st.probing || st.upgrading
+    };
+    if transitional {
+        let answer = match upgrade_outcome(&session).await {
+            Outcome::Upgraded => Some(Err(ErrorCode::BadRequest)),
+            Outcome::Closed => Some(Err(ErrorCode::SessionIdUnknown)),
+            Outcome::Upgrading => Some(Ok(())),
+            Outcome::Polling => None,
+        };
+        match answer {
+            Some(Err(code)) => return error(&engine, req, code).await,
+            Some(Ok(())) => {
+                let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
+                return req.respond(resp).await;
+            }
+            None => {}
+        }
     }
     // Decided under the lock, answered after it.
     let mut upgrading = false;
@@ -206,11 +234,13 @@ where
         return error(&engine, req, code).await;
     }
     if upgrading {
-        return get_while_upgrading(engine, session, req).await;
+        // (Upgrading again since the check above.)
+        let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
+        return req.respond(resp).await;
     }
     let guard = GetGuard(&session);
     let max = engine.config.max_payload;
-    let body = poll_fn(|cx| {
+    let packets = poll_fn(|cx| {
         let mut st = session.state();
         let reason = session.close_reason();
         if reason == Some(CloseReason::ClientClose)
@@ -246,42 +276,70 @@ where
             }
         }
         Poll::Ready(out.freeze())
-    })
-    .await;
+    });
+    let body = tokio::select! {
+        biased;
+        body = packets => body,
+        // The client went away (or half-closed) while nothing was queued:
+        // a noop ends this GET and frees its place for the next one, and
+        // no packet is taken for a response no one may read.
+        () = req.client_gone() => {
+            drop(guard);
+            let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
+            return req.respond(resp).await;
+        }
+    };
     // The next GET may come the moment this response is read: this one
     // is over before it is written.
     drop(guard);
     let resp = response(&engine, &req, StatusCode::OK, TEXT, body);
-    req.respond(resp).await
+    let sent = req.respond(resp).await;
+    if sent.is_err() {
+        // What it carried is lost: the session cannot go on in order.
+        session.close(CloseReason::TransportError);
+    }
+    sent
 }
 
-/// How long a GET that comes during an upgrade waits for it to complete
-/// (then it gets 400, the session having moved) before it gets a noop.
+/// How long a GET that comes during an upgrade waits for its outcome.
 const UPGRADE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A GET after the probe: the client's last poll, racing the upgrade
-/// packet on the WebSocket. Past the grace or once the probe failed, a
-/// noop; once upgraded, 400.
-async fn get_while_upgrading<S>(engine: Arc<EngineInner>, session: Arc<Session>, req: Request<S>) -> wsx::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// Where an upgrade stands for a GET that came during it.
+enum Outcome {
+    /// Done: the session moved (400).
+    Upgraded,
+    /// The session closed (400).
+    Closed,
+    /// Still upgrading after the grace: a noop ends the GET.
+    Upgrading,
+    /// No upgrade (it failed, or no probe came yet): serve the GET.
+    Polling,
+}
+
+/// Wait up to [`UPGRADE_GRACE`] for an upgrade under way to complete: a
+/// client sends its last GET as it probes and upgrades, and the GET may
+/// arrive first.
+async fn upgrade_outcome(session: &Session) -> Outcome {
     let until = tokio::time::Instant::now() + UPGRADE_GRACE;
     loop {
-        let (upgraded, still) = {
+        let (transport, probing, upgrading) = {
             let st = session.state();
-            (st.transport != Transport::Polling, st.upgrading)
+            (st.transport, st.probing, st.upgrading)
         };
-        if upgraded || session.is_closed() {
-            return error(&engine, req, ErrorCode::BadRequest).await;
+        if session.is_closed() {
+            return Outcome::Closed;
         }
-        if !still || tokio::time::Instant::now() >= until {
-            break;
+        if transport != Transport::Polling {
+            return Outcome::Upgraded;
+        }
+        if !probing && !upgrading {
+            return Outcome::Polling;
+        }
+        if tokio::time::Instant::now() >= until {
+            return if upgrading { Outcome::Upgrading } else { Outcome::Polling };
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let resp = response(&engine, &req, StatusCode::OK, TEXT, Bytes::from_static(b"6"));
-    req.respond(resp).await
 }
 
 /// Resets the POST flag when the request ends.

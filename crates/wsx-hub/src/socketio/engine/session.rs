@@ -9,6 +9,10 @@ use tokio::time::Instant;
 use wsx::server::{Outbox, OutboxReceiver, RequestHead};
 use wsx::Message;
 
+/// How long a session the client closed over polling waits for a GET
+/// that raced the close (it gets a noop).
+const CLIENT_CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(crate) struct Session {
     pub(super) sid: Arc<str>,
     engine: Weak<EngineInner>,
@@ -40,8 +44,9 @@ pub(super) struct State {
     /// ping timeout after it.
     pub(super) ping_due: Instant,
     pub(super) awaiting_pong: bool,
-    /// Closed by the server on polling with no GET waiting: kept until a
-    /// GET takes the close packet (or a while passes).
+    /// Closed on polling with no GET waiting: kept until a GET takes the
+    /// close packet (closed by the server) or a noop (closed by the
+    /// client, whose last GET may race its close), or a while passes.
     pub(super) linger: bool,
 }
 
@@ -140,6 +145,10 @@ impl Session {
     /// leaves the engine's map (a polling one closed by the server with
     /// no GET waiting stays until a GET takes the `1`, or a while).
     pub(super) fn close(&self, reason: CloseReason) -> bool {
+        // All under the state lock, which every request takes to look at
+        // the session: none sees the session closed without its close
+        // packet queued or its linger decided.
+        let mut st = self.state();
         let mut first = false;
         self.closed.send_if_modified(|r| {
             if r.is_none() {
@@ -151,20 +160,19 @@ impl Session {
         if !first {
             return false;
         }
-        tracing::debug!(sid = %self.sid, %reason, "engine.io session closed");
         let close_packet =
             !matches!(reason, CloseReason::ClientClose | CloseReason::TransportClose | CloseReason::SlowConsumer);
         if close_packet {
             let _ = self.outbox.push(Message::text("1"));
         }
-        let mut st = self.state();
         st.linger = st.transport == Transport::Polling
             && !st.get_active
             && !st.upgrading
-            && matches!(reason, CloseReason::ServerClose | CloseReason::ServerShutdown);
+            && matches!(reason, CloseReason::ServerClose | CloseReason::ServerShutdown | CloseReason::ClientClose);
         let linger = st.linger;
         let waker = st.get_waker.take();
         drop(st);
+        tracing::debug!(sid = %self.sid, %reason, "engine.io session closed");
         if let Some(w) = waker {
             w.wake();
         }
@@ -245,8 +253,13 @@ impl Session {
                 }
             }
         }
-        // A lingering session waits for a GET to take its close packet.
-        let until = Instant::now() + interval + timeout;
+        // A lingering session waits for a GET to take its close packet
+        // (for the client's own close, only for the GET it sent with it).
+        let linger = match self.close_reason() {
+            Some(CloseReason::ClientClose) => CLIENT_CLOSE_LINGER.min(interval + timeout),
+            _ => interval + timeout,
+        };
+        let until = Instant::now() + linger;
         while self.state().linger {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {
@@ -255,6 +268,13 @@ impl Session {
                 }
                 () = self.wake.notified() => {}
             }
+        }
+        // Unless a GET still takes its last packets, the outbox of a
+        // polling session takes nothing more (pushes get `Closed`).
+        let mut st = self.state();
+        if !st.get_active && st.transport == Transport::Polling && !st.probing {
+            st.rx = None;
+            st.pending = None;
         }
     }
 }

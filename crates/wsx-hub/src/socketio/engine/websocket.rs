@@ -73,12 +73,12 @@ where
         let ws = req.upgrade_with(Accept::new(), &config).await?;
         return refuse(ws).await;
     }
-    let guard = ProbeGuard(&session);
+    // Undoes the probe however it ends, unless the session moved.
+    let _guard = ProbeGuard(&session);
     let ws = req.upgrade_with(Accept::new(), &config).await?;
     let deadline = tokio::time::Instant::now() + engine.config.upgrade_timeout;
-    match tokio::time::timeout_at(deadline, probe(&engine, &session, ws)).await {
+    match tokio::time::timeout_at(deadline, probe(&session, ws)).await {
         Ok(Some((ws, rx, pending))) => {
-            std::mem::forget(guard);
             run(engine, session.clone(), ws, rx, pending).await;
         }
         Ok(None) => {}
@@ -96,6 +96,10 @@ impl Drop for ProbeGuard<'_> {
         if st.transport == Transport::Polling {
             st.probing = false;
             st.upgrading = false;
+            if self.0.is_closed() && !st.get_active {
+                st.rx = None;
+                st.pending = None;
+            }
         }
     }
 }
@@ -112,7 +116,7 @@ type Upgraded<S> = (WebSocket<S>, OutboxReceiver, Option<Message>);
 /// `5` moves the session to this WebSocket, with the outbox's receiver
 /// and what a polling response left. `None`: the WebSocket failed, broke
 /// the protocol, or the session closed.
-async fn probe<S>(engine: &EngineInner, session: &Session, mut ws: WebSocket<S>) -> Option<Upgraded<S>>
+async fn probe<S>(session: &Session, mut ws: WebSocket<S>) -> Option<Upgraded<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -162,7 +166,6 @@ where
             _ => break,
         }
     }
-    let _ = engine;
     let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(CloseCode::Normal, "")).await;
     None
 }
