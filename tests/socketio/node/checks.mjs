@@ -226,9 +226,10 @@ const CHECKS = [
       'handshake',
     );
     // The upgrades offered: WebSocket from polling, none on a WebSocket.
-    same(hs.upgrades, first === 'polling' ? ['websocket'] : [], 'handshake upgrades');
+    // (In upgrade mode the session opened on polling; a fast upgrade may be
+    // done by the time the transport is read here.)
+    same(hs.upgrades, mode === 'websocket' ? [] : ['websocket'], 'handshake upgrades');
     if (mode === 'upgrade') {
-      assert(first === 'polling', `first transport ${first}, expected polling`);
       await until(() => s.io.engine.transport.name === 'websocket', 5000, 'the upgrade to websocket');
       // The connection still works after the upgrade.
       same(await emitAck(s, 'echo', 'after upgrade'), 'after upgrade', 'echo after upgrade');
