@@ -250,13 +250,18 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         }
         announce(&site, addr);
         let files = site.files;
+        // On the signal, Socket.IO sessions are told first (polling ones
+        // hold no connection the server would close), then the rest.
         let io_for_shutdown = io.clone();
+        let signal = async move {
+            signal.await;
+            if let Some(io) = io_for_shutdown {
+                io.shutdown().await;
+            }
+        };
         let handler = move |req| crate::hub::handle(hub.clone(), io.clone(), files.clone(), req);
         let served = server.serve_until(listener, handler, signal).await;
         // Connections are closed; leave the cluster.
-        if let Some(io) = io_for_shutdown {
-            io.shutdown().await;
-        }
         hub_for_shutdown.shutdown().await;
         served
     } else {
