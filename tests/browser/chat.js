@@ -10,14 +10,19 @@
 //   STEP restart   start it again on the same port
 //   OK             every step passed (exit status 0)
 // Progress and failures go to stderr; any failed step exits 1.
+//
+// tests/browser/socketio-chat.js runs the same scenario on
+// examples/socketio-chat (the same page, on Socket.IO), through `run`.
 'use strict';
+const path = require('path');
 const { launch } = require('./launch');
 
 const url = process.argv[2];
 const STEP_MS = 5000; // one step: a message crossing, presence updating
 const RECONNECT_MS = 20000; // server back up to both pages connected (client backoff is at most 2 s)
 
-const log = (msg) => process.stderr.write(`chat.js: ${msg}\n`);
+const script = path.basename(require.main?.filename ?? 'chat.js');
+const log = (msg) => process.stderr.write(`${script}: ${msg}\n`);
 const command = (cmd) => process.stdout.write(`${cmd}\n`);
 
 async function step(name, fn) {
@@ -120,19 +125,21 @@ async function chat(browser, pageErrors) {
       if (new Set(messages).size !== messages.length) throw new Error(`${name} shows ${JSON.stringify(messages)}`);
     }
   });
-  if (pageErrors.length) throw new Error(`uncaught errors in the pages: ${pageErrors.join('; ')}`);
   return pages;
 }
 
-async function main() {
+// The scenario, then `more(pages, browser)` (a script's own steps), then OK.
+async function main(more = async () => {}) {
   if (!url) {
-    log('usage: node tests/browser/chat.js http://HOST:PORT/');
+    log(`usage: node tests/browser/${script} http://HOST:PORT/`);
     return 2;
   }
   const browser = await launch();
   const pageErrors = [];
   try {
-    await chat(browser, pageErrors);
+    const pages = await chat(browser, pageErrors);
+    await more(pages, browser);
+    if (pageErrors.length) throw new Error(`uncaught errors in the pages: ${pageErrors.join('; ')}`);
     command('OK');
     return 0;
   } catch (e) {
@@ -147,10 +154,17 @@ async function main() {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    log(`FAIL: ${e.stack ?? e}`);
-    process.exit(1);
-  },
-);
+// Runs the scenario (plus `more`) and exits with its status.
+function run(more) {
+  main(more).then(
+    (code) => process.exit(code),
+    (e) => {
+      log(`FAIL: ${e.stack ?? e}`);
+      process.exit(1);
+    },
+  );
+}
+
+if (require.main === module) run();
+
+module.exports = { run, step, waitState, waitMembers, waitMessage, send, snapshot, log, command, STEP_MS, RECONNECT_MS };
