@@ -573,3 +573,32 @@ async fn recovery_on_another_node_through_the_broker() {
     let e = back.event().await;
     assert_eq!((&e[0], &e[1]), (&json!("direct"), &json!(5)));
 }
+
+#[tokio::test]
+async fn a_request_handler_answers_the_ack_with_its_result() {
+    #[derive(serde::Deserialize)]
+    struct Sum {
+        a: i64,
+        b: i64,
+    }
+    let io = builder()
+        .namespace(
+            "/req",
+            Namespace::new().on_request("sum", |_socket, msg| async move {
+                let Sum { a, b } = msg.data()?;
+                Ok(Payload::of(&(a + b))?)
+            }),
+        )
+        .build();
+    let addr = serve(io).await;
+    let mut c = Sio::open(addr).await;
+    c.connect("/req", None).await;
+    c.send(r#"42/req,5["sum",{"a":2,"b":3}]"#).await;
+    assert_eq!(c.text().await, "43/req,5[5]");
+    c.send(r#"42/req,6["sum","nope"]"#).await;
+    let t = c.text().await;
+    assert!(t.starts_with(r#"43/req,6[{"error":"#), "{t}");
+    // No ack asked: nothing.
+    c.send(r#"42/req,["sum",{"a":1,"b":1}]"#).await;
+    assert_eq!(c.quiet(Duration::from_millis(100)).await, None);
+}

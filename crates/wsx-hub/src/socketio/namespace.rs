@@ -2,6 +2,7 @@
 //! hook, one handler per event name, and the disconnection hook. Shared
 //! by every socket of the namespace (a socket holds none of its own).
 
+use super::payload::Payload;
 use super::socket::{Received, Socket};
 use crate::error::HandlerError;
 use serde_json::Value;
@@ -202,6 +203,43 @@ impl Namespace {
     {
         self.handlers.insert(name.into(), Arc::new(move |s, r| Box::pin(f(s, r))));
         self
+    }
+
+    /// Handle the event `name` as a request: what `f` returns is the ack
+    /// (an error answers `{"error": "<message>"}`). A client that asked for
+    /// no ack gets nothing.
+    ///
+    /// ```
+    /// use wsx_hub::socketio::{Namespace, Payload};
+    /// #[derive(serde::Deserialize)]
+    /// struct Sum { a: i64, b: i64 }
+    /// let ns = Namespace::new().on_request("sum", |_socket, msg| async move {
+    ///     let Sum { a, b } = msg.data()?;
+    ///     Ok(Payload::from(serde_json::json!(a + b)))
+    /// });
+    /// # drop(ns);
+    /// ```
+    pub fn on_request<F, Fut, P>(self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Socket, Received) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<P, HandlerError>> + Send + 'static,
+        P: Into<Payload> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.on(name, move |socket, msg| {
+            let f = f.clone();
+            async move {
+                let ack = msg.acker();
+                let answer = match f(socket, msg).await {
+                    Ok(p) => p.into(),
+                    Err(e) => Payload::from(serde_json::json!({"error": e.to_string()})),
+                };
+                if let Some(ack) = ack {
+                    ack.send(answer);
+                }
+                Ok(())
+            }
+        })
     }
 
     /// Handle the events that have no handler of their own.

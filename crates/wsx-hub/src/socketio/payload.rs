@@ -31,6 +31,18 @@ impl Payload {
         Self::default()
     }
 
+    /// One argument: `value` as JSON.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Point { x: i32, y: i32 }
+    /// let p = wsx_hub::socketio::Payload::of(&Point { x: 1, y: 2 }).unwrap();
+    /// assert_eq!(p.values()[0], serde_json::json!({"x": 1, "y": 2}));
+    /// ```
+    pub fn of<T: serde::Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        Ok(Self::from(serde_json::to_value(value)?))
+    }
+
     /// These arguments, in order.
     pub fn args(args: Vec<Value>) -> Self {
         Self { args, attachments: Vec::new() }

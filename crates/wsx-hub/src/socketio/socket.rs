@@ -306,11 +306,29 @@ impl Received {
 
     /// Answer the client's ack (nothing happens if it asked for none).
     pub fn ack(&self, answer: impl Into<Payload>) {
-        if let Some((id, s)) = &self.ack {
-            if s.connected.load(Ordering::Acquire) {
-                let p = answer.into();
-                s.session.send(&Packet::ack(&s.nsp, *id, p.args, p.attachments), false);
-            }
+        if let Some(a) = self.acker() {
+            a.send(answer.into());
+        }
+    }
+
+    /// What answers the client's ack, apart from the event (for a
+    /// handler that gives the event away first).
+    pub(crate) fn acker(&self) -> Option<Acker> {
+        self.ack.as_ref().map(|(id, s)| Acker { id: *id, socket: s.clone() })
+    }
+}
+
+/// Answers one ack of a client.
+pub(crate) struct Acker {
+    id: u64,
+    socket: Arc<SocketShared>,
+}
+
+impl Acker {
+    pub(crate) fn send(self, p: Payload) {
+        let s = &self.socket;
+        if s.connected.load(Ordering::Acquire) {
+            s.session.send(&Packet::ack(&s.nsp, self.id, p.args, p.attachments), false);
         }
     }
 }
