@@ -720,21 +720,7 @@ async fn an_outbox_overflow_on_polling_closes_the_session() {
 
 #[tokio::test]
 async fn a_post_waits_for_an_app_that_does_not_read() {
-    let parked = Arc::new(Mutex::new(Vec::new()));
-    let keep = parked.clone();
-    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = engine.clone();
-    tokio::spawn(async move {
-        wsx::server::Server::builder()
-            .build()
-            .serve(listener, move |req| {
-                let engine = serving.clone();
-                async move { engine.handle(req).await }
-            })
-            .await
-    });
+    let (engine, addr, parked) = start_parked().await;
     let sid = open_polling(addr).await;
     let body: Vec<String> = (0..200).map(|i| format!("4m{i}")).collect();
     let body = body.join("\x1e");
@@ -786,21 +772,7 @@ fn the_handles_cross_tasks() {
 
 #[tokio::test]
 async fn a_closed_session_takes_no_more_output() {
-    let parked = Arc::new(Mutex::new(Vec::new()));
-    let keep = parked.clone();
-    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = engine.clone();
-    tokio::spawn(async move {
-        wsx::server::Server::builder()
-            .build()
-            .serve(listener, move |req| {
-                let engine = serving.clone();
-                async move { engine.handle(req).await }
-            })
-            .await
-    });
+    let (engine, addr, parked) = start_parked().await;
     let sid = open_polling(addr).await;
     let mut ws = ws_connect(addr, "EIO=4&transport=websocket").await.unwrap();
     next_text(&mut ws).await;
@@ -901,4 +873,25 @@ async fn an_abandoned_get_frees_its_place_and_loses_nothing() {
     assert_eq!((r.status, r.body.as_str()), (200, "4after"));
     assert_eq!(echo.engine.sessions(), 1);
     assert!(echo.ended.try_recv().is_err(), "the session is still open");
+}
+
+/// An engine whose sessions nobody serves: they are kept (parked) for the
+/// test to drive by hand.
+async fn start_parked() -> (Engine, std::net::SocketAddr, Arc<Mutex<Vec<wsx_hub::socketio::engine::EngineSocket>>>) {
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let keep = parked.clone();
+    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = engine.clone();
+    tokio::spawn(async move {
+        wsx::server::Server::builder()
+            .build()
+            .serve(listener, move |req| {
+                let engine = serving.clone();
+                async move { engine.handle(req).await }
+            })
+            .await
+    });
+    (engine, addr, parked)
 }

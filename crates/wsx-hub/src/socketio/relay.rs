@@ -27,25 +27,19 @@ use serde_json::{json, Value};
 pub fn relay() -> Namespace {
     Namespace::new()
         .on("join", |socket, msg| async move {
-            let answer = match msg.data::<String>() {
-                Ok(room) => match socket.join(&room).await {
-                    Ok(()) => json!(true),
-                    Err(e) => json!({"error": e.to_string()}),
-                },
-                Err(_) => json!({"error": "join(room): room must be a string"}),
+            let joined = match msg.data::<String>() {
+                Ok(room) => socket.join(&room).await.map_err(|e| e.to_string()),
+                Err(_) => Err("join(room): room must be a string".to_owned()),
             };
-            msg.ack(answer);
+            msg.ack(answer(joined));
             Ok(())
         })
         .on("leave", |socket, msg| async move {
-            let answer = match msg.data::<String>() {
-                Ok(room) => match socket.leave(&room).await {
-                    Ok(()) => json!(true),
-                    Err(e) => json!({"error": e.to_string()}),
-                },
-                Err(_) => json!({"error": "leave(room): room must be a string"}),
+            let left = match msg.data::<String>() {
+                Ok(room) => socket.leave(&room).await.map_err(|e| e.to_string()),
+                Err(_) => Err("leave(room): room must be a string".to_owned()),
             };
-            msg.ack(answer);
+            msg.ack(answer(left));
             Ok(())
         })
         .on("publish", |socket, msg| async move {
@@ -71,4 +65,12 @@ pub fn relay() -> Namespace {
             msg.ack(json!({"id": socket.id(), "rooms": rooms}));
             Ok(())
         })
+}
+
+/// `true`, or `{"error": ...}`.
+fn answer(r: Result<(), String>) -> Value {
+    match r {
+        Ok(()) => json!(true),
+        Err(e) => json!({"error": e}),
+    }
 }
