@@ -527,7 +527,7 @@ impl HubBuilder {
                 broker_stopped: AtomicBool::new(false),
                 leaving: AtomicUsize::new(0),
                 left: Notify::new(),
-                socketio: std::sync::OnceLock::new(),
+                extension: std::sync::OnceLock::new(),
                 moved: Mutex::new(HashMap::new()),
             }),
         };
@@ -559,28 +559,58 @@ pub(crate) struct ConnEntry {
 pub(crate) enum Speaks {
     /// `wsx-hub.v1` on its own WebSocket.
     Hub(CloseHandle),
-    /// Socket.IO: a socket of a namespace on an Engine.IO session.
-    SocketIo(Arc<crate::socketio::SocketShared>),
+    /// Another wire protocol (a Socket.IO socket).
+    Other(Arc<dyn OtherWire>),
 }
 
 impl Speaks {
-    fn sio(&self) -> Option<&Arc<crate::socketio::SocketShared>> {
+    fn other(&self) -> Option<&Arc<dyn OtherWire>> {
         match self {
             Speaks::Hub(_) => None,
-            Speaks::SocketIo(s) => Some(s),
+            Speaks::Other(o) => Some(o),
         }
     }
+}
+
+/// A connection of the hub that speaks another protocol than
+/// `wsx-hub.v1` (a Socket.IO socket): the hub hands it events (no
+/// presence), and it encodes them.
+pub(crate) trait OtherWire: Send + Sync + 'static {
+    /// Connections with the same key get the same frames for an event
+    /// (so a broadcast is encoded once per key): its group (a Socket.IO
+    /// namespace) and whether it takes a recovery offset.
+    fn key(&self) -> (&str, bool);
+    /// The frames of `ev` (`offset`: where state recovery recorded it).
+    fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Message>;
+    /// Queue the frames of one event.
+    fn send(&self, frames: Vec<Message>, droppable: bool);
+    /// Close it (from [`Hub::disconnect`]); whether it was open.
+    fn disconnect(&self) -> bool;
+    /// Itself, for its protocol's code to get its own type back.
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
+/// What another protocol on the hub (Socket.IO) does with what the hub
+/// sees: room broadcasts to record, broker messages of its own.
+pub(crate) trait Extension: Send + Sync + 'static {
+    /// An event for `room` is delivered on this node (from here or from
+    /// another node): record it if it should be (state recovery); the
+    /// offset it was recorded at.
+    fn room_event(&self, hub: &Hub, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String>;
+    /// A broker message for it ([`BrokerMessage::Select`],
+    /// [`BrokerMessage::RecoverAsk`], [`BrokerMessage::RecoverAnswer`]).
+    fn broker_message(&self, hub: &Hub, m: BrokerMessage);
 }
 
 /// A connection a packet goes to.
 pub(crate) struct Target {
     pub(crate) outbox: Outbox,
-    pub(crate) sio: Option<Arc<crate::socketio::SocketShared>>,
+    pub(crate) other: Option<Arc<dyn OtherWire>>,
 }
 
 impl Target {
     pub(crate) fn of(e: &ConnEntry) -> Self {
-        Self { outbox: e.outbox.clone(), sio: e.speaks.sio().cloned() }
+        Self { outbox: e.outbox.clone(), other: e.speaks.other().cloned() }
     }
 }
 
@@ -665,8 +695,8 @@ pub(crate) struct Inner {
     /// all published yet.
     leaving: AtomicUsize,
     left: Notify,
-    /// The Socket.IO server on this hub, if any.
-    socketio: std::sync::OnceLock<std::sync::Weak<crate::socketio::Inner>>,
+    /// Another protocol on this hub (Socket.IO), if any.
+    extension: std::sync::OnceLock<std::sync::Weak<dyn Extension>>,
     /// Connections of this node that moved to another one (Socket.IO
     /// sessions recovered there), and until when to forward to them.
     moved: Mutex<HashMap<ConnId, (String, Instant)>>,
@@ -764,18 +794,14 @@ impl Hub {
         });
     }
 
-    /// Attach the Socket.IO server that runs on this hub (one per hub).
-    pub(crate) fn attach_socketio(&self, io: std::sync::Weak<crate::socketio::Inner>) {
-        if self.inner.socketio.set(io).is_err() {
-            tracing::warn!(
-                "a hub serves one Socket.IO server: the second one's broadcasts are not recorded for recovery"
-            );
-        }
+    /// Attach the other protocol that runs on this hub (one per hub: a
+    /// Socket.IO server). Whether it was attached.
+    pub(crate) fn attach(&self, ext: std::sync::Weak<dyn Extension>) -> bool {
+        self.inner.extension.set(ext).is_ok()
     }
 
-    /// The Socket.IO server on this hub, while it lives.
-    pub(crate) fn socketio(&self) -> Option<Arc<crate::socketio::Inner>> {
-        self.inner.socketio.get()?.upgrade()
+    fn extension(&self) -> Option<Arc<dyn Extension>> {
+        self.inner.extension.get()?.upgrade()
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
@@ -1096,7 +1122,7 @@ impl Hub {
         let speaks = self.lock().conns.get(conn).map(|e| e.speaks.clone());
         match speaks {
             Some(Speaks::Hub(c)) => c.close(code, reason),
-            Some(Speaks::SocketIo(s)) => s.disconnect_by_server(),
+            Some(Speaks::Other(o)) => o.disconnect(),
             None => false,
         }
     }
@@ -1134,18 +1160,29 @@ impl Hub {
         offset: Option<&str>,
     ) {
         let mut encoded = None;
-        let mut sio = Vec::new();
+        // Other protocols' frames, once per key.
+        let mut others: Vec<((String, bool), Vec<Message>)> = Vec::new();
         for t in targets {
-            match &t.sio {
-                Some(s) => sio.push(s),
-                None => {
+            match (&t.other, p) {
+                (None, _) => {
                     let msg = msg.unwrap_or_else(|| encoded.get_or_insert_with(|| protocol::encode(p).to_message()));
                     self.push(&t.outbox, msg.clone(), droppable);
                 }
+                (Some(o), Packet::Event(ev)) => {
+                    let (group, takes_offset) = o.key();
+                    let frames = match others.iter().find(|(k, _)| k.0 == group && k.1 == takes_offset) {
+                        Some((_, f)) => f.clone(),
+                        None => {
+                            let f = o.encode(ev, offset.filter(|_| takes_offset));
+                            others.push(((group.to_owned(), takes_offset), f.clone()));
+                            f
+                        }
+                    };
+                    o.send(frames, droppable);
+                }
+                // Presence is for wsx-hub.v1 clients.
+                (Some(_), _) => {}
             }
-        }
-        if let (false, Packet::Event(ev)) = (sio.is_empty(), p) {
-            crate::socketio::deliver(self, &sio, ev, droppable, offset);
         }
     }
 
@@ -1197,7 +1234,7 @@ impl Hub {
                 .filter(|c| Some(c.as_str()) != except)
                 .filter_map(|c| st.conns.get(c).map(Target::of))
                 .collect();
-            let sio = targets.iter().any(|t| t.sio.is_some()) || self.inner.socketio.get().is_some();
+            let sio = targets.iter().any(|t| t.other.is_some()) || self.inner.extension.get().is_some();
             if (r.sse.is_some() || sio) && p.is_none() {
                 decoded = protocol::decode_message(msg).and_then(Result::ok);
             }
@@ -1209,14 +1246,12 @@ impl Hub {
         if let Some(p) = p.or(decoded.as_ref()) {
             // Socket.IO's state recovery keeps the room's broadcasts.
             let offset = match p {
-                Packet::Event(ev) if self.inner.socketio.get().is_some() => {
-                    crate::socketio::record_room(self, room, except, ev)
-                }
+                Packet::Event(ev) => self.extension().and_then(|x| x.room_event(self, room, except, ev)),
                 _ => None,
             };
             self.deliver_with_offset(&targets, Some(msg), p, droppable, offset.as_deref());
         } else {
-            for t in targets.iter().filter(|t| t.sio.is_none()) {
+            for t in targets.iter().filter(|t| t.other.is_none()) {
                 self.push(&t.outbox, msg.clone(), droppable);
             }
         }
@@ -1227,10 +1262,10 @@ impl Hub {
             let st = self.lock();
             st.conns.iter().filter(|(c, _)| Some(c.as_str()) != except).map(|(_, e)| Target::of(e)).collect()
         };
-        match targets.iter().any(|t| t.sio.is_some()).then(|| protocol::decode_message(msg)).flatten() {
+        match targets.iter().any(|t| t.other.is_some()).then(|| protocol::decode_message(msg)).flatten() {
             Some(Ok(p)) => self.deliver(&targets, Some(msg), &p, true),
             _ => {
-                for t in targets.iter().filter(|t| t.sio.is_none()) {
+                for t in targets.iter().filter(|t| t.other.is_none()) {
                     self.push(&t.outbox, msg.clone(), true);
                 }
             }
@@ -1251,10 +1286,11 @@ impl Hub {
             BrokerMessage::All { except, payload, .. } => {
                 self.deliver_all_local(&payload.to_message(), except.as_deref());
             }
-            BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, .. } => {
-                if let Some(Ok(Packet::Event(ev))) = protocol::decode_message(&payload.to_message()) {
-                    let sel = crate::socketio::Selection { rooms, except_rooms, except };
-                    crate::socketio::deliver_selected(self, &nsp, &sel, &ev);
+            m @ (BrokerMessage::Select { .. }
+            | BrokerMessage::RecoverAsk { .. }
+            | BrokerMessage::RecoverAnswer { .. }) => {
+                if let Some(x) = self.extension() {
+                    x.broker_message(self, m);
                 }
             }
             BrokerMessage::Direct { node, conn, payload, ack, at } => {
@@ -1294,10 +1330,6 @@ impl Hub {
                     let _ = tx.send(result.map_err(remote_ack_error));
                 }
             }
-            BrokerMessage::RecoverAsk { node, id, query, .. } => {
-                crate::socketio::answer_recovery(self, node, id, &query)
-            }
-            BrokerMessage::RecoverAnswer { id, session, .. } => crate::socketio::recovery_answered(self, id, session),
         }
     }
 

@@ -39,28 +39,28 @@
 //! # Ok(()) }
 //! ```
 
-mod broadcast;
+mod connect;
 pub mod engine;
 mod namespace;
 pub mod packet;
 mod payload;
 mod recovery;
 mod relay;
+mod selection;
 mod session;
 mod socket;
+mod state;
 
-pub use broadcast::Operator;
-pub use namespace::{ConnectError, DisconnectReason, Handshake, Namespace};
+pub use connect::{ConnectError, DisconnectReason, Handshake};
+pub use namespace::Namespace;
 pub use payload::Payload;
 pub use relay::relay;
-pub use socket::{Received, Socket};
+pub use socket::{Operator, Received, Socket};
 
-pub(crate) use broadcast::{deliver, deliver_selected, Selection};
-pub(crate) use recovery::{answer_recovery, record_room, recovery_answered};
-pub(crate) use socket::SocketShared;
-
+use crate::broker::BrokerMessage;
 use crate::error::HubError;
-use crate::hub::Hub;
+use crate::hub::{Extension, Hub};
+use crate::protocol::{self, EventPacket, Packet as HubPacket};
 use crate::server::Handled;
 use engine::{Engine, EngineConfig};
 use packet::{DecodeLimits, Packet};
@@ -86,6 +86,26 @@ pub(crate) struct Inner {
     pub(crate) skip_middlewares: bool,
     pub(crate) limits: DecodeLimits,
     path: String,
+}
+
+impl Extension for Inner {
+    fn room_event(&self, _hub: &Hub, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String> {
+        self.recovery.as_ref()?.record_room(self, room, except, ev)
+    }
+
+    fn broker_message(&self, _hub: &Hub, m: BrokerMessage) {
+        match m {
+            BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, .. } => {
+                if let Some(Ok(HubPacket::Event(ev))) = protocol::decode_message(&payload.to_message()) {
+                    let sel = selection::Selection { rooms, except_rooms, except };
+                    selection::deliver_selected(self, &nsp, &sel, &ev);
+                }
+            }
+            BrokerMessage::RecoverAsk { node, id, query, .. } => recovery::answer_recovery(self, node, id, &query),
+            BrokerMessage::RecoverAnswer { id, session, .. } => recovery::recovery_answered(self, id, session),
+            _ => {}
+        }
+    }
 }
 
 impl Inner {
@@ -222,7 +242,12 @@ impl SocketIoBuilder {
                 path: self.path,
             }
         });
-        hub.attach_socketio(Arc::downgrade(&inner));
+        let ext: Weak<dyn Extension> = Arc::downgrade(&inner) as Weak<dyn Extension>;
+        if !hub.attach(ext) {
+            tracing::warn!(
+                "a hub serves one Socket.IO server: the second one's broadcasts are not recorded for recovery"
+            );
+        }
         if let Some(window) = self.recovery {
             spawn_recovery_sweeper(Arc::downgrade(&inner), window);
         }
@@ -266,7 +291,7 @@ impl SocketIo {
     /// Every socket of the namespace `nsp` (narrow with
     /// [`Operator::to`]).
     pub fn of(&self, nsp: &str) -> Operator {
-        Operator::new(self.inner.hub.clone(), nsp.into())
+        Operator::new(self.inner.clone(), nsp.into())
     }
 
     /// The sockets in `room` of the main namespace.

@@ -16,7 +16,7 @@
 //! which hands over the session and the missed broadcasts and from then on
 //! forwards direct messages for the socket's id to the new node.
 
-use super::broadcast::Selection;
+use super::selection::Selection;
 use super::Inner;
 use crate::broker::BrokerMessage;
 use crate::hub::Hub;
@@ -157,6 +157,26 @@ impl Recovery {
         Some((saved, missed))
     }
 
+    /// Record a broadcast of namespace `nsp` (when it is one of this
+    /// server's); its offset.
+    pub(crate) fn record(&self, io: &Inner, nsp: &str, sel: &Selection, ev: &EventPacket) -> Option<String> {
+        if !io.has_namespace(nsp) {
+            return None;
+        }
+        let hub = &io.hub;
+        let offset = format!("{}-{}", hub.node_id(), hub.next_seq());
+        self.log(hub, offset.clone(), nsp, sel, ev);
+        Some(offset)
+    }
+
+    /// Record a hub room broadcast (`room` is a hub room name) for the
+    /// namespace the room belongs to.
+    pub(crate) fn record_room(&self, io: &Inner, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String> {
+        let sel =
+            Selection { rooms: vec![room.to_owned()], except_rooms: Vec::new(), except: except.map(str::to_owned) };
+        self.record(io, super::nsp_of_room(room), &sel, ev)
+    }
+
     fn log(&self, hub: &Hub, offset: String, nsp: &str, sel: &Selection, ev: &EventPacket) {
         let now = Instant::now();
         let gone = {
@@ -200,9 +220,9 @@ pub(crate) async fn restore_remote(io: &Inner, pid: &str, offset: &str, nsp: &st
 
 /// Another node asks for a session this node keeps: hand it over (and
 /// forward the socket's direct messages there from now on).
-pub(crate) fn answer_recovery(hub: &Hub, asker: String, id: u64, query: &Value) {
-    let Some(io) = hub.socketio() else { return };
+pub(crate) fn answer_recovery(io: &Inner, asker: String, id: u64, query: &Value) {
     let Some(rec) = io.recovery.as_ref() else { return };
+    let hub = &io.hub;
     let field = |k: &str| query.get(k).and_then(Value::as_str).unwrap_or_default();
     let found = rec.restore(hub, field("pid"), field("offset"), field("nsp"));
     let session = match found {
@@ -218,8 +238,7 @@ pub(crate) fn answer_recovery(hub: &Hub, asker: String, id: u64, query: &Value) 
 }
 
 /// The answer to one of this node's asks.
-pub(crate) fn recovery_answered(hub: &Hub, id: u64, session: Value) {
-    let Some(io) = hub.socketio() else { return };
+pub(crate) fn recovery_answered(io: &Inner, id: u64, session: Value) {
     let Some(rec) = io.recovery.as_ref() else { return };
     let waiting = rec.asks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     if let Some(tx) = waiting {
@@ -272,27 +291,6 @@ pub(crate) fn release(hub: &Hub, gone: Vec<Saved>) {
             hub.hold_room(r, false);
         }
     }
-}
-
-/// Record a broadcast of namespace `nsp` when it has recovery; its offset.
-pub(crate) fn record(hub: &Hub, nsp: &str, sel: &Selection, ev: &EventPacket) -> Option<String> {
-    let io: Arc<Inner> = hub.socketio()?;
-    let rec = io.recovery.as_ref()?;
-    if !io.has_namespace(nsp) {
-        return None;
-    }
-    let offset = format!("{}-{}", hub.node_id(), hub.next_seq());
-    rec.log(hub, offset.clone(), nsp, sel, ev);
-    Some(offset)
-}
-
-/// Record a hub room broadcast (`room` is a hub room name) for the
-/// namespace the room belongs to.
-pub(crate) fn record_room(hub: &Hub, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String> {
-    hub.socketio()?.recovery.as_ref()?;
-    let nsp = super::nsp_of_room(room);
-    let sel = Selection { rooms: vec![room.to_owned()], except_rooms: Vec::new(), except: except.map(str::to_owned) };
-    record(hub, nsp, &sel, ev)
 }
 
 #[cfg(test)]

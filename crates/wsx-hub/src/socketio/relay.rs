@@ -50,7 +50,7 @@ pub fn relay() -> Namespace {
                     return Ok(());
                 }
             };
-            if !socket.hub.inner.s.client_publish {
+            if !socket.io.hub.inner.s.client_publish {
                 msg.ack(json!({"error": "forbidden"}));
                 return Ok(());
             }

@@ -3,18 +3,19 @@
 //! state recovery), dispatches events and acks, and when the session
 //! ends takes every socket out of its namespace.
 
+use super::connect::{DisconnectReason, Handshake};
 use super::engine::{CloseReason, EngineSocket, Incoming, Transport};
-use super::namespace::{DisconnectReason, Handshake, Namespace};
 use super::packet::{Decoder, Packet, PacketType};
 use super::payload::Payload;
-use super::socket::{Received, SessionShared, Socket, SocketShared};
+use super::socket::{Received, Socket};
+use super::state::{lock, SessionShared, SocketShared};
 use super::Inner;
-use crate::hub::Speaks;
+use crate::hub::{OtherWire, Speaks};
 use crate::protocol::AckPacket;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -53,13 +54,7 @@ fn reason_of(r: Option<CloseReason>) -> DisconnectReason {
 
 /// Serve one session until it closes.
 pub(crate) async fn run(io: Arc<Inner>, mut es: EngineSocket) {
-    let session = Arc::new(SessionShared {
-        outbox: es.outbox().clone(),
-        closer: es.closer(),
-        transport: AtomicU8::new(transport_code(es.transport())),
-        acks: Mutex::new(HashMap::new()),
-        sending: Mutex::new(()),
-    });
+    let session = Arc::new(SessionShared::new(es.outbox().clone(), es.closer(), transport_code(es.transport())));
     let mut sockets: HashMap<String, Arc<SocketShared>> = HashMap::new();
     let mut decoder = Decoder::new(io.limits);
     // A client that connects to no namespace in time is closed.
@@ -69,6 +64,16 @@ pub(crate) async fn run(io: Arc<Inner>, mut es: EngineSocket) {
     loop {
         let incoming = tokio::select! {
             m = es.recv() => m,
+            () = session.kick.notified() => {
+                // Sockets the server disconnected from their namespace.
+                let kicked = std::mem::take(&mut *lock(&session.kicked));
+                for nsp in kicked {
+                    if let Some(s) = sockets.remove(&*nsp) {
+                        leave(&io, &s, DisconnectReason::ServerNamespaceDisconnect).await;
+                    }
+                }
+                continue;
+            }
             () = &mut connect_by, if waiting_for_connect => {
                 waiting_for_connect = false;
                 tracing::debug!(sid = es.sid(), "no CONNECT in time: closing");
@@ -136,10 +141,6 @@ pub(crate) async fn run(io: Arc<Inner>, mut es: EngineSocket) {
     }
     // Whoever waits for an ack of this session hears it is gone.
     lock(&session.acks).clear();
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The socket of `nsp`, if it is still connected (the server may have
@@ -217,9 +218,8 @@ async fn connect(
         connected: AtomicBool::new(true),
         recovered,
         pid: io.recovery.as_ref().map(|_| pid.unwrap_or_else(super::random_id)),
-        io: Arc::downgrade(io),
     });
-    hub.register(&id, session.outbox.clone(), Speaks::SocketIo(shared.clone()), Value::Null, es.head().peer());
+    hub.register(&id, session.outbox.clone(), Speaks::Other(shared.clone()), Value::Null, es.head().peer());
     let mut answer = json!({"sid": id});
     if let Some(pid) = &shared.pid {
         answer["pid"] = Value::String(pid.clone());
@@ -235,11 +235,11 @@ async fn connect(
         }
     }
     for (offset, ev) in &missed {
-        super::broadcast::deliver(hub, &[&shared], ev, false, Some(offset));
+        shared.send(shared.encode(ev, Some(offset)), false);
     }
     sockets.insert(nsp_name, shared.clone());
     if let Some(f) = &ns.on_connect {
-        run_now(f(Socket { shared, hub: hub.clone() }));
+        run_now(f(Socket { shared, io: io.clone() }));
     }
 }
 
@@ -257,7 +257,7 @@ fn dispatch(io: &Arc<Inner>, s: &Arc<SocketShared>, p: Packet) {
         payload: Payload::with_attachments(args.collect(), p.attachments),
         ack: p.id.map(|id| (id, s.clone())),
     };
-    let socket = Socket { shared: s.clone(), hub: io.hub.clone() };
+    let socket = Socket { shared: s.clone(), io: io.clone() };
     run_now(async move {
         if let Err(e) = handler(socket, received).await {
             tracing::warn!(error = %e, "Socket.IO event handler failed");
@@ -268,7 +268,7 @@ fn dispatch(io: &Arc<Inner>, s: &Arc<SocketShared>, p: Packet) {
 /// Take a socket out of its namespace (once): keep its state for
 /// recovery when it lost its connection, leave its rooms, and run the
 /// namespace's disconnection hook.
-pub(crate) async fn leave(io: &Inner, s: &Arc<SocketShared>, reason: DisconnectReason) {
+pub(crate) async fn leave(io: &Arc<Inner>, s: &Arc<SocketShared>, reason: DisconnectReason) {
     if !s.connected.swap(false, Ordering::AcqRel) {
         return;
     }
@@ -279,8 +279,7 @@ pub(crate) async fn leave(io: &Inner, s: &Arc<SocketShared>, reason: DisconnectR
         rec.save(&io.hub, pid.clone(), s.id.clone(), s.nsp.clone(), rooms, data);
     }
     io.hub.unregister(&s.id).await;
-    let ns: Option<Arc<Namespace>> = io.namespace(&s.nsp);
-    if let Some(f) = ns.as_ref().and_then(|ns| ns.on_disconnect.clone()) {
-        f(&Socket { shared: s.clone(), hub: io.hub.clone() }, reason);
+    if let Some(f) = io.namespace(&s.nsp).and_then(|ns| ns.on_disconnect.clone()) {
+        f(&Socket { shared: s.clone(), io: io.clone() }, reason);
     }
 }

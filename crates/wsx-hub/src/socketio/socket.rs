@@ -1,102 +1,30 @@
-//! A socket: one client in one namespace, on an Engine.IO session that it
-//! shares with the client's other namespaces.
+//! The handles a server's code holds: a [`Socket`] (one client in one
+//! namespace), the [`Received`] event a handler gets, and the [`Operator`]
+//! that selects sockets of a namespace for a broadcast or an operation.
 
-use super::broadcast::Operator;
-use super::engine::{CloseReason, Closer, Transport};
-use super::namespace::{DisconnectReason, Handshake};
-use super::packet::Packet;
+use super::connect::Handshake;
+use super::engine::{CloseReason, Transport};
 use super::payload::Payload;
-use super::Inner;
+use super::selection::{could_be_socket_id, deliver_selected, select_local, socket_of, Selection};
+use super::state::{lock, SocketShared};
+use super::{hub_room, sio_room, Inner};
+use crate::broker::BrokerMessage;
 use crate::error::{AckError, HubError};
 use crate::hub::Hub;
+use crate::protocol;
 use bytes::Bytes;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use wsx::server::Outbox;
-use wsx::Message;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What the sockets of one Engine.IO session share: its outgoing queue,
-/// its closer, and the acks it waits for.
-pub(crate) struct SessionShared {
-    pub(crate) outbox: Outbox,
-    pub(crate) closer: Closer,
-    pub(crate) transport: AtomicU8,
-    /// Ack id → who waits for the client's answer.
-    pub(crate) acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
-    /// Held while the frames of one packet are queued, so that the
-    /// attachments of two binary packets never interleave.
-    pub(crate) sending: Mutex<()>,
-}
-
-impl SessionShared {
-    /// Queue a packet's frames.
-    pub(crate) fn send(&self, p: &Packet, droppable: bool) -> bool {
-        self.send_frames(p.to_frames(), droppable)
-    }
-
-    /// Queue the frames of one packet: a binary packet's attachments
-    /// follow its header (only Engine.IO's own pings may come between,
-    /// which the client's Socket.IO layer never sees), and are never
-    /// dropped apart from it.
-    pub(crate) fn send_frames(&self, frames: Vec<Message>, droppable: bool) -> bool {
-        use wsx::server::Push;
-        let ok = |p: Push| matches!(p, Push::Queued | Push::Dropped(_));
-        if frames.len() == 1 {
-            let f = frames.into_iter().next().unwrap_or_else(|| Message::text(""));
-            return ok(if droppable { self.outbox.push_droppable(f) } else { self.outbox.push(f) });
-        }
-        let _one_at_a_time = lock(&self.sending);
-        frames.into_iter().all(|f| ok(self.outbox.push(f)))
-    }
-}
-
-/// A socket's state, shared by its handles and the hub's registry.
-pub(crate) struct SocketShared {
-    pub(crate) id: String,
-    pub(crate) nsp: Arc<str>,
-    pub(crate) session: Arc<SessionShared>,
-    pub(crate) handshake: Arc<Handshake>,
-    pub(crate) data: Mutex<Value>,
-    pub(crate) connected: AtomicBool,
-    pub(crate) recovered: bool,
-    /// The private id of connection state recovery (never shown to
-    /// others).
-    pub(crate) pid: Option<String>,
-    pub(crate) io: Weak<Inner>,
-}
-
-impl SocketShared {
-    /// The server disconnects the socket from its namespace: the client
-    /// gets DISCONNECT. Whether it was connected.
-    pub(crate) fn disconnect_by_server(self: &Arc<Self>) -> bool {
-        if !self.connected.load(Ordering::Acquire) {
-            return false;
-        }
-        self.session.send(&Packet::disconnect(&self.nsp), false);
-        if let Some(io) = self.io.upgrade() {
-            let this = self.clone();
-            tokio::spawn(async move {
-                super::session::leave(&io, &this, DisconnectReason::ServerNamespaceDisconnect).await
-            });
-        }
-        true
-    }
-}
 
 /// A client connected to a namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct Socket {
     pub(crate) shared: Arc<SocketShared>,
-    pub(crate) hub: Hub,
+    pub(crate) io: Arc<Inner>,
 }
 
 impl fmt::Debug for Socket {
@@ -171,7 +99,7 @@ impl Socket {
             // With state recovery, an emit to one socket is a broadcast to
             // the room of its id (as upstream): recorded, with its offset,
             // so that a client that lost it gets it back.
-            Operator::new(self.hub.clone(), self.shared.nsp.clone()).to(&self.shared.id).local().emit(event, payload);
+            Operator::new(self.io.clone(), self.shared.nsp.clone()).to(&self.shared.id).local().emit(event, payload);
             return Ok(());
         }
         let p = super::event_packet(&self.shared.nsp, event, payload.into(), None);
@@ -200,7 +128,7 @@ impl Socket {
         if !self.connected() {
             return Err(AckError::NoSuchConnection(self.shared.id.clone()));
         }
-        let id = self.hub.next_seq();
+        let id = self.io.hub.next_seq();
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.session.acks).insert(id, tx);
         let p = super::event_packet(&self.shared.nsp, event, payload.into(), Some(id));
@@ -217,19 +145,19 @@ impl Socket {
 
     /// Put the socket in a room of its namespace.
     pub async fn join(&self, room: &str) -> Result<(), HubError> {
-        self.hub.join_quiet(&self.shared.id, &super::hub_room(&self.shared.nsp, room)).await
+        self.io.hub.join_quiet(&self.shared.id, &hub_room(&self.shared.nsp, room)).await
     }
 
     /// Take the socket out of a room.
     pub async fn leave(&self, room: &str) -> Result<(), HubError> {
-        self.hub.leave(&self.shared.id, &super::hub_room(&self.shared.nsp, room)).await
+        self.io.hub.leave(&self.shared.id, &hub_room(&self.shared.nsp, room)).await
     }
 
     /// The rooms it is in (not counting the room of its own id).
     pub fn rooms(&self) -> Vec<String> {
-        let st = self.hub.lock();
+        let st = self.io.hub.lock();
         let Some(e) = st.conns.get(&self.shared.id) else { return Vec::new() };
-        e.rooms.iter().filter_map(|r| super::sio_room(&self.shared.nsp, r).map(str::to_owned)).collect()
+        e.rooms.iter().filter_map(|r| sio_room(&self.shared.nsp, r).map(str::to_owned)).collect()
     }
 
     /// Everyone in `room` but this socket.
@@ -240,7 +168,7 @@ impl Socket {
     /// Everyone in the namespace but this socket (add rooms with
     /// [`Operator::to`]).
     pub fn broadcast(&self) -> Operator {
-        Operator::new(self.hub.clone(), self.shared.nsp.clone()).except_socket(&self.shared.id)
+        Operator::new(self.io.clone(), self.shared.nsp.clone()).except_socket(&self.shared.id)
     }
 
     /// Disconnect the socket from its namespace (the client gets
@@ -326,9 +254,166 @@ pub(crate) struct Acker {
 
 impl Acker {
     pub(crate) fn send(self, p: Payload) {
-        let s = &self.socket;
-        if s.connected.load(Ordering::Acquire) {
-            s.session.send(&Packet::ack(&s.nsp, self.id, p.args, p.attachments), false);
+        self.socket.ack(self.id, p);
+    }
+}
+
+/// Selects sockets of a namespace for a broadcast or an operation: all
+/// of them, or those in some rooms, minus those in others. Made by
+/// [`super::SocketIo::of`], [`super::SocketIo::to`] and
+/// [`Socket::to`] / [`Socket::broadcast`] (which leave the
+/// sender out).
+///
+/// ```no_run
+/// # async fn f(io: wsx_hub::socketio::SocketIo) {
+/// use serde_json::json;
+/// io.to("room1").to("room2").except("muted").emit("news", json!({"headline": "hi"}));
+/// io.of("/admin").emit("alert", json!("disk full"));
+/// let answers = io.to("voters").emit_with_ack("vote?", json!(null), std::time::Duration::from_secs(5)).await;
+/// io.to("old").join("new").await;         // every socket of "old" also joins "new"
+/// # let _ = answers;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Operator {
+    io: Arc<Inner>,
+    nsp: Arc<str>,
+    sel: Selection,
+    volatile: bool,
+    local: bool,
+}
+
+impl fmt::Debug for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Operator").field("ns", &&*self.nsp).field("selection", &self.sel).finish_non_exhaustive()
+    }
+}
+
+impl Operator {
+    pub(crate) fn new(io: Arc<Inner>, nsp: Arc<str>) -> Self {
+        Self { io, nsp, sel: Selection::default(), volatile: false, local: false }
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.io.hub
+    }
+
+    /// Also the sockets in `room` (the first call narrows from "everyone"
+    /// to this room).
+    pub fn to(mut self, room: &str) -> Self {
+        self.sel.rooms.push(hub_room(&self.nsp, room));
+        self
+    }
+
+    /// The same as [`Operator::to`] (Socket.IO's `in`).
+    pub fn within(self, room: &str) -> Self {
+        self.to(room)
+    }
+
+    /// But not the sockets in `room`.
+    pub fn except(mut self, room: &str) -> Self {
+        self.sel.except_rooms.push(hub_room(&self.nsp, room));
+        self
+    }
+
+    pub(crate) fn except_socket(mut self, id: &str) -> Self {
+        self.sel.except = Some(id.to_owned());
+        self
+    }
+
+    /// May be dropped for a client that does not keep up (under the
+    /// [`crate::SlowConsumer::DropOldest`] rule).
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Only the sockets of this node (not through the broker).
+    pub fn local(mut self) -> Self {
+        self.local = true;
+        self
+    }
+
+    /// Send `event` to the selected sockets, on every node unless
+    /// [`Operator::local`].
+    pub fn emit(&self, event: &str, payload: impl Into<Payload>) {
+        self.hub().ensure_started();
+        let mut ev = payload.into().into_event(event);
+        // The hub room, as hub clients know it.
+        ev.room = self.sel.rooms.first().cloned();
+        // A socket's broadcast leaves it out: hub clients see it as the sender.
+        ev.from = self.sel.except.clone();
+        deliver_selected(&self.io, &self.nsp, &self.sel, &ev);
+        if self.local {
+            return;
+        }
+        let payload = protocol::encode(&protocol::Packet::Event(ev));
+        let node = self.hub().node_id().to_owned();
+        let m = match (&self.sel.rooms[..], self.sel.except_rooms.is_empty()) {
+            // One room: its own channel, as the hub's broadcasts; but a
+            // socket's id is no channel anyone listens to (its socket may
+            // even live on a node its id does not name).
+            ([room], true) if !could_be_socket_id(sio_room(&self.nsp, room).unwrap_or(room)) => {
+                BrokerMessage::Room { node, room: room.clone(), except: self.sel.except.clone(), payload }
+            }
+            _ => BrokerMessage::Select {
+                node,
+                nsp: self.nsp.to_string(),
+                rooms: self.sel.rooms.clone(),
+                except_rooms: self.sel.except_rooms.clone(),
+                except: self.sel.except.clone(),
+                payload,
+            },
+        };
+        self.hub().publish_message(m);
+    }
+
+    /// Send `event` to the selected sockets of this node and gather every
+    /// answer within `timeout` (one entry per socket: its answer, or why
+    /// there is none).
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+        timeout: Duration,
+    ) -> Vec<Result<Payload, AckError>> {
+        let payload = payload.into();
+        let sockets = self.sockets();
+        let asks = sockets.iter().map(|s| s.emit_with_ack(event, payload.clone(), timeout));
+        futures_util::future::join_all(asks).await
+    }
+
+    fn sockets(&self) -> Vec<Socket> {
+        select_local(&self.io, &self.nsp, &self.sel)
+            .iter()
+            .filter_map(socket_of)
+            .map(|shared| Socket { shared, io: self.io.clone() })
+            .collect()
+    }
+
+    /// The selected sockets of this node.
+    pub fn fetch_sockets(&self) -> Vec<Socket> {
+        self.sockets()
+    }
+
+    /// Put the selected sockets of this node in `room`.
+    pub async fn join(&self, room: &str) {
+        for s in self.sockets() {
+            let _ = s.join(room).await;
+        }
+    }
+
+    /// Take the selected sockets of this node out of `room`.
+    pub async fn leave(&self, room: &str) {
+        for s in self.sockets() {
+            let _ = s.leave(room).await;
+        }
+    }
+
+    /// Disconnect the selected sockets of this node from the namespace.
+    pub fn disconnect(&self) {
+        for s in self.sockets() {
+            s.disconnect();
         }
     }
 }

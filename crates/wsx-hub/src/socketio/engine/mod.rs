@@ -60,6 +60,8 @@ mod websocket;
 pub use cors::Cors;
 
 use bytes::Bytes;
+use http::Method;
+use packet::ErrorCode;
 use session::Session;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -331,7 +333,7 @@ impl Engine {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Box::pin(polling::route(self.inner.clone(), req)).await
+        Box::pin(route(self.inner.clone(), req)).await
     }
 
     /// Close every session (each gets the close packet `1`), refuse new
@@ -482,5 +484,53 @@ impl Closer {
         if let Some(s) = self.session.upgrade() {
             s.close(reason);
         }
+    }
+}
+
+/// Route one request: preflight, polling GET/POST, or WebSocket.
+async fn route<S>(engine: Arc<EngineInner>, req: Request<S>) -> wsx::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let head = req.head();
+    if head.method() == Method::OPTIONS && !req.is_upgrade() {
+        return polling::preflight(&engine, req).await;
+    }
+    if head.query_param("EIO").as_deref() != Some("4") {
+        return polling::error(&engine, req, ErrorCode::UnsupportedProtocolVersion).await;
+    }
+    let transport = match head.query_param("transport").as_deref() {
+        Some("polling") if engine.config.polling => Transport::Polling,
+        Some("websocket") if engine.config.websocket => Transport::WebSocket,
+        _ => return polling::error(&engine, req, ErrorCode::TransportUnknown).await,
+    };
+    let sid = head.query_param("sid");
+    if req.is_upgrade() {
+        if transport != Transport::WebSocket {
+            return polling::error(&engine, req, ErrorCode::BadRequest).await;
+        }
+        if let Some(cors) = &engine.config.cors {
+            if !cors.allows(head.origin()) {
+                return polling::error(&engine, req, ErrorCode::Forbidden).await;
+            }
+        }
+        return websocket::serve(engine, req, sid).await;
+    }
+    if transport != Transport::Polling {
+        return polling::error(&engine, req, ErrorCode::BadRequest).await;
+    }
+    let Some(sid) = sid else {
+        if head.method() != Method::GET {
+            return polling::error(&engine, req, ErrorCode::BadHandshakeMethod).await;
+        }
+        return polling::handshake(engine, req).await;
+    };
+    let Some(session) = engine.get(&sid) else {
+        return polling::error(&engine, req, ErrorCode::SessionIdUnknown).await;
+    };
+    match *head.method() {
+        Method::GET => polling::get(engine, session, req).await,
+        Method::POST => polling::post(engine, session, req).await,
+        _ => polling::error(&engine, req, ErrorCode::BadRequest).await,
     }
 }

@@ -1,10 +1,11 @@
-//! Routing a request of the engine's path, and the polling transport.
+//! The polling transport: the handshake, GET and POST, the CORS preflight,
+//! and the error answers.
 
 use super::packet::{self, ErrorCode, Packet};
 use super::session::Session;
 use super::{CloseReason, EngineInner, Transport};
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -12,54 +13,6 @@ use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wsx::server::{BodyError, Request};
 use wsx::Message;
-
-/// Route one request: preflight, polling GET/POST, or WebSocket.
-pub(super) async fn route<S>(engine: Arc<EngineInner>, req: Request<S>) -> wsx::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let head = req.head();
-    if head.method() == Method::OPTIONS && !req.is_upgrade() {
-        return preflight(&engine, req).await;
-    }
-    if head.query_param("EIO").as_deref() != Some("4") {
-        return error(&engine, req, ErrorCode::UnsupportedProtocolVersion).await;
-    }
-    let transport = match head.query_param("transport").as_deref() {
-        Some("polling") if engine.config.polling => Transport::Polling,
-        Some("websocket") if engine.config.websocket => Transport::WebSocket,
-        _ => return error(&engine, req, ErrorCode::TransportUnknown).await,
-    };
-    let sid = head.query_param("sid");
-    if req.is_upgrade() {
-        if transport != Transport::WebSocket {
-            return error(&engine, req, ErrorCode::BadRequest).await;
-        }
-        if let Some(cors) = &engine.config.cors {
-            if !cors.allows(head.origin()) {
-                return error(&engine, req, ErrorCode::Forbidden).await;
-            }
-        }
-        return super::websocket::serve(engine, req, sid).await;
-    }
-    if transport != Transport::Polling {
-        return error(&engine, req, ErrorCode::BadRequest).await;
-    }
-    let Some(sid) = sid else {
-        if head.method() != Method::GET {
-            return error(&engine, req, ErrorCode::BadHandshakeMethod).await;
-        }
-        return handshake(engine, req).await;
-    };
-    let Some(session) = engine.get(&sid) else {
-        return error(&engine, req, ErrorCode::SessionIdUnknown).await;
-    };
-    match *head.method() {
-        Method::GET => get(engine, session, req).await,
-        Method::POST => post(engine, session, req).await,
-        _ => error(&engine, req, ErrorCode::BadRequest).await,
-    }
-}
 
 /// A response with the engine's CORS headers for `req`'s origin.
 fn response<S>(
@@ -117,7 +70,7 @@ pub(super) fn has_room(engine: &EngineInner) -> bool {
 
 /// A CORS preflight: 204 with the allowed methods and the requested
 /// headers (and the origin headers for an allowed origin).
-async fn preflight<S>(engine: &EngineInner, req: Request<S>) -> wsx::Result<()>
+pub(super) async fn preflight<S>(engine: &EngineInner, req: Request<S>) -> wsx::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -136,7 +89,7 @@ where
 }
 
 /// A polling handshake: a new session, its open packet as the answer.
-async fn handshake<S>(engine: Arc<EngineInner>, req: Request<S>) -> wsx::Result<()>
+pub(super) async fn handshake<S>(engine: Arc<EngineInner>, req: Request<S>) -> wsx::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -179,7 +132,7 @@ impl Drop for GetGuard<'_> {
 }
 
 /// A polling GET: wait for packets, answer with those queued.
-async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
+pub(super) async fn get<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -352,7 +305,7 @@ impl Drop for PostGuard<'_> {
 }
 
 /// A polling POST: the client's packets, delivered in order.
-async fn post<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
+pub(super) async fn post<S>(engine: Arc<EngineInner>, session: Arc<Session>, mut req: Request<S>) -> wsx::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -1,0 +1,138 @@
+//! The state of a session and of its sockets that the sockets' handles,
+//! the session's task and the hub share.
+
+use super::connect::Handshake;
+use super::engine::Closer;
+use super::packet::Packet;
+use super::payload::Payload;
+use crate::hub::OtherWire;
+use crate::protocol::EventPacket;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{oneshot, Notify};
+use wsx::server::{Outbox, Push};
+use wsx::Message;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the sockets of one Engine.IO session share: its outgoing queue,
+/// its closer, the acks it waits for, and the sockets the server took out
+/// of their namespace (for the session's task to finish).
+pub(crate) struct SessionShared {
+    pub(crate) outbox: Outbox,
+    pub(crate) closer: Closer,
+    pub(crate) transport: AtomicU8,
+    /// Ack id → who waits for the client's answer.
+    pub(crate) acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
+    /// Held while the frames of one packet are queued, so that the
+    /// attachments of two binary packets never interleave.
+    sending: Mutex<()>,
+    /// Namespaces the server disconnected the session's socket from.
+    pub(crate) kicked: Mutex<Vec<Arc<str>>>,
+    pub(crate) kick: Notify,
+}
+
+impl SessionShared {
+    pub(crate) fn new(outbox: Outbox, closer: Closer, transport: u8) -> Self {
+        Self {
+            outbox,
+            closer,
+            transport: AtomicU8::new(transport),
+            acks: Mutex::new(HashMap::new()),
+            sending: Mutex::new(()),
+            kicked: Mutex::new(Vec::new()),
+            kick: Notify::new(),
+        }
+    }
+
+    /// Queue a packet's frames.
+    pub(crate) fn send(&self, p: &Packet, droppable: bool) -> bool {
+        self.send_frames(p.to_frames(), droppable)
+    }
+
+    /// Queue the frames of one packet: a binary packet's attachments
+    /// follow its header (only Engine.IO's own pings may come between,
+    /// which the client's Socket.IO layer never sees), and are never
+    /// dropped apart from it.
+    pub(crate) fn send_frames(&self, frames: Vec<Message>, droppable: bool) -> bool {
+        let ok = |p: Push| matches!(p, Push::Queued | Push::Dropped(_));
+        if frames.len() == 1 {
+            let f = frames.into_iter().next().unwrap_or_else(|| Message::text(""));
+            return ok(if droppable { self.outbox.push_droppable(f) } else { self.outbox.push(f) });
+        }
+        let _one_at_a_time = lock(&self.sending);
+        frames.into_iter().all(|f| ok(self.outbox.push(f)))
+    }
+}
+
+/// A socket's state, shared by its handles and the hub's registry.
+pub(crate) struct SocketShared {
+    pub(crate) id: String,
+    pub(crate) nsp: Arc<str>,
+    pub(crate) session: Arc<SessionShared>,
+    pub(crate) handshake: Arc<Handshake>,
+    pub(crate) data: Mutex<Value>,
+    pub(crate) connected: AtomicBool,
+    pub(crate) recovered: bool,
+    /// The private id of connection state recovery (never shown to
+    /// others).
+    pub(crate) pid: Option<String>,
+}
+
+impl SocketShared {
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// The server disconnects the socket from its namespace: the client
+    /// gets DISCONNECT, the session's task takes it out. Whether it was
+    /// connected.
+    pub(crate) fn disconnect_by_server(&self) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        self.session.send(&Packet::disconnect(&self.nsp), false);
+        lock(&self.session.kicked).push(self.nsp.clone());
+        self.session.kick.notify_one();
+        true
+    }
+
+    /// Answer the client's ack `id`.
+    pub(crate) fn ack(&self, id: u64, p: Payload) {
+        if self.is_connected() {
+            self.session.send(&Packet::ack(&self.nsp, id, p.args, p.attachments), false);
+        }
+    }
+}
+
+impl OtherWire for SocketShared {
+    fn key(&self) -> (&str, bool) {
+        (&self.nsp, self.pid.is_some())
+    }
+
+    fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Message> {
+        let mut payload = Payload::from_event(ev);
+        if let Some(o) = offset.filter(|_| self.pid.is_some()) {
+            payload.args.push(Value::String(o.to_owned()));
+        }
+        super::event_packet(&self.nsp, &ev.event, payload, ev.id).to_frames()
+    }
+
+    fn send(&self, frames: Vec<Message>, droppable: bool) {
+        if self.is_connected() {
+            self.session.send_frames(frames, droppable);
+        }
+    }
+
+    fn disconnect(&self) -> bool {
+        self.disconnect_by_server()
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
