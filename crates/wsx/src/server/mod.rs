@@ -61,6 +61,8 @@ mod h2;
 mod head;
 mod policy;
 mod pump;
+#[cfg(feature = "hyper")]
+mod service;
 
 #[cfg(any(feature = "hyper", feature = "http3"))]
 pub(crate) use accept::Accepted;
@@ -73,6 +75,8 @@ pub(crate) use head::remove_connection_fields;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
 pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
+#[cfg(feature = "hyper")]
+pub use service::{ResponseBody, ServerService, ServiceFuture};
 
 use crate::group::Group;
 use crate::maybe_tls::{MaybeTls, ServerTls};
@@ -703,6 +707,10 @@ enum Io<S> {
     /// A stream of an HTTP/2 connection.
     #[cfg(feature = "http2")]
     H2(h2::H2Io<S>),
+    /// A request from hyper (or another tower stack), through a
+    /// [`ServerService`].
+    #[cfg(feature = "hyper")]
+    Hyper(service::HyperIo<S>),
 }
 
 impl<S: AsyncWrite + Unpin> Io<S> {
@@ -712,6 +720,8 @@ impl<S: AsyncWrite + Unpin> Io<S> {
             Io::H1 { mut stream, .. } => head::respond(&mut stream, response, head_only).await,
             #[cfg(feature = "http2")]
             Io::H2(h2) => h2.respond(response, head_only).await,
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => hyper.respond(response, head_only),
         }
     }
 }
@@ -808,6 +818,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
                 }
                 #[cfg(feature = "http2")]
                 Io::H2(h2) => h2.read_body(max).await,
+                #[cfg(feature = "hyper")]
+                Io::Hyper(hyper) => hyper.read_body(max).await,
             }
         };
         match tokio::time::timeout(timeout, reading).await {
@@ -857,6 +869,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
                 let protocol = head.connect_protocol().map(str::to_owned);
                 UpgradeRequest::from_extended_connect(head.into_request(), protocol.as_deref())
             }
+            #[cfg(feature = "hyper")]
+            Io::Hyper(_) => service::check_upgrade(head, config),
         };
         let upgrade = match upgrade {
             Ok(u) => u,
@@ -879,6 +893,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
                     return Err(e.into());
                 }
             },
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => hyper.accept(&upgrade, &accept, config).await?,
         };
         if let Some(i) = version_index(version) {
             inner.websockets[i].fetch_add(1, Ordering::Relaxed);
@@ -923,6 +939,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
             }
             #[cfg(feature = "http2")]
             Io::H2(h2) => Ok(ResponseStream(StreamIo::H2 { stream: h2.respond_stream(&response)?, body_done: false })),
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => Ok(ResponseStream(StreamIo::Hyper(hyper.respond_stream(&response)?))),
         }
     }
 }
@@ -939,6 +957,8 @@ enum StreamIo<S> {
         stream: crate::http2::H2Stream,
         body_done: bool,
     },
+    #[cfg(feature = "hyper")]
+    Hyper(service::HyperStream),
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ResponseStream<S> {
@@ -964,6 +984,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ResponseStream<S> {
                 // start: it goes away by resetting the stream.
                 send.poll_reset(cx).map(Ok)
             }
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -974,6 +996,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
             StreamIo::H1(s) => Pin::new(s).poll_write(cx, buf),
             #[cfg(feature = "http2")]
             StreamIo::H2 { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -981,6 +1005,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
             StreamIo::H1(s) => Pin::new(s).poll_flush(cx),
             #[cfg(feature = "http2")]
             StreamIo::H2 { stream, .. } => Pin::new(stream).poll_flush(cx),
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -988,6 +1014,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
             StreamIo::H1(s) => Pin::new(s).poll_shutdown(cx),
             #[cfg(feature = "http2")]
             StreamIo::H2 { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
