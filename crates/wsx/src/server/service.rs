@@ -56,16 +56,8 @@ pub(super) struct HyperIo<S> {
     wrap: fn(UpgradedIo) -> S,
 }
 
-/// A request's body. In a mutex only to be `Sync` (axum's body is not):
-/// a handler's future may hold `&Request` across an await. It is only
-/// reached through `&mut`, which takes no lock.
-struct RequestBody(Mutex<UnsyncBoxBody<Bytes, BoxError>>);
-
-impl RequestBody {
-    fn get(&mut self) -> &mut UnsyncBoxBody<Bytes, BoxError> {
-        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
-    }
-}
+/// A request's body (`Send`, not `Sync`, as axum's).
+type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The client went away before the response could be sent (hyper dropped
 /// the service's future).
@@ -104,7 +96,7 @@ impl<S> HyperIo<S> {
 
     /// Read the body, at most `max` bytes (the caller bounds the time).
     pub(super) async fn read_body(&mut self, max: usize) -> std::result::Result<Bytes, BodyError> {
-        let body = self.body.get();
+        let body = &mut self.body;
         if body.size_hint().lower() > max as u64 {
             return Err(BodyError::TooLarge(max));
         }
@@ -292,7 +284,7 @@ impl AsyncRead for HyperStream {
                 return Poll::Ready(Ok(()));
             }
             let Some(body) = &mut this.body else { break };
-            match ready!(Pin::new(body.get()).poll_frame(cx)) {
+            match ready!(Pin::new(body).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         this.pending = data;
@@ -614,7 +606,7 @@ impl ServerService {
         let on_upgrade = parts.extensions.remove::<OnUpgrade>();
         let peer = parts.extensions.get::<SocketAddr>().copied();
         let (respond, response) = oneshot::channel();
-        let body = RequestBody(Mutex::new(body.map_err(Into::into).boxed_unsync()));
+        let body = body.map_err(Into::into).boxed_unsync();
         let io = Io::Hyper(HyperIo { body, on_upgrade, respond, version, wrap: |io| io });
         let head = RequestHead::new(http::Request::from_parts(parts, ()), peer);
         let id = slot.id;
@@ -692,5 +684,85 @@ impl Future for ServiceFuture {
             r.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
             r
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    /// Handlers run in spawned tasks; axum wants its services `Sync`.
+    #[test]
+    fn requests_are_send_and_the_service_send_and_sync() {
+        send::<Request<UpgradedIo>>();
+        send_sync::<ServerService>();
+        send_sync::<ResponseBody>();
+    }
+
+    /// A request from a stack that is not a hyper server connection (no
+    /// upgrade handle) is answered, and its upgrade refused with 500.
+    #[tokio::test]
+    async fn requests_without_hyper_connections_are_answered_and_not_upgraded() {
+        let server = Server::builder().build();
+        let service = server.service(|req: Request<UpgradedIo>| async move {
+            if req.path() == "/ws" {
+                return req.upgrade(Accept::new()).await.map(drop);
+            }
+            req.respond(http::Response::new(Bytes::from_static(b"page"))).await
+        });
+        let page =
+            hyper::service::Service::call(&service, http::Request::get("/").body(Full::<Bytes>::default()).unwrap());
+        let page = page.await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert_eq!(page.into_body().collect().await.unwrap().to_bytes(), "page");
+        let upgrade = http::Request::get("/ws")
+            .header("host", "x")
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let refused = hyper::service::Service::call(&service, upgrade).await.unwrap();
+        assert_eq!(refused.status(), 500);
+    }
+
+    /// A streamed body holds at most its capacity ahead of hyper; once
+    /// hyper drops the body, writes fail and reading ends.
+    #[tokio::test]
+    async fn a_streamed_body_is_bounded_and_ends_when_the_client_goes() {
+        let server = Server::builder().build();
+        let (done_tx, done_rx) = oneshot::channel();
+        let done_tx = std::sync::Mutex::new(Some(done_tx));
+        let service = server.service(move |req: Request<UpgradedIo>| {
+            let done = done_tx.lock().unwrap().take();
+            async move {
+                let mut stream = req.respond_stream(http::Response::new(())).await?;
+                let chunk = vec![b'x'; 1 << 20];
+                // Nothing takes the body: the writer waits once the pipe is full.
+                let wrote = tokio::time::timeout(std::time::Duration::from_millis(100), stream.write_all(&chunk)).await;
+                assert!(wrote.is_err(), "the pipe is bounded");
+                // The client goes away: reading ends, writing fails.
+                let mut buf = [0u8; 16];
+                assert_eq!(stream.read(&mut buf).await?, 0);
+                assert!(stream.write_all(b"more").await.is_err());
+                let _ = done.map(|d| d.send(()));
+                Ok::<_, Error>(())
+            }
+        });
+        let response =
+            hyper::service::Service::call(&service, http::Request::get("/").body(Full::<Bytes>::default()).unwrap());
+        let response = response.await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first.len(), PIPE_CAPACITY);
+        drop(body);
+        tokio::time::timeout(std::time::Duration::from_secs(5), done_rx).await.unwrap().unwrap();
     }
 }
