@@ -31,8 +31,8 @@ use wsx::{CloseCode, Config, Message, Role, WebSocket};
 async fn serve_hyper(service: ServerService) -> SocketAddr {
     let (listener, addr) = listen().await;
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let service = service.clone();
+        while let Ok((tcp, peer)) = listener.accept().await {
+            let service = service.clone().with_peer(peer);
             tokio::spawn(async move {
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder.http2().enable_connect_protocol();
@@ -70,6 +70,10 @@ async fn app(mut req: Request<UpgradedIo>, go: Arc<Notify>) -> wsx::Result<()> {
             Ok(())
         }
         "/silent" => Ok(()),
+        "/peer" => {
+            let peer = req.head().peer().map(|p| p.to_string()).unwrap_or_default();
+            req.respond(http::Response::new(peer.into())).await
+        }
         _ => req.respond(wsx::handshake::Reject::new(404, "not found\n").into_response()).await,
     }
 }
@@ -152,6 +156,13 @@ async fn whole_responses_heads_bodies_and_silence() {
     let (head, body) = http1(addr, "HEAD /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert_eq!(header(&head, "content-length").as_deref(), Some("5"), "{head}");
     assert!(body.is_empty());
+
+    // The peer, as the accept loop told the service.
+    let mut raw = Raw::connect(addr).await;
+    let me = raw.stream.local_addr().unwrap().to_string();
+    raw.write(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status(&raw.read_head().await), 200);
+    assert_eq!(String::from_utf8(raw.read_to_eof().await).unwrap(), me);
 
     // A handler that ends without answering: 500.
     let (head, _) = http1(addr, "GET /silent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;

@@ -15,6 +15,36 @@
 //! to a connection go through its [`Outbox`] and [`Pump`], with one
 //! slow-consumer rule.
 //!
+//! ## Inside hyper or axum
+//!
+//! A server that already runs hyper or axum mounts the same handlers with
+//! [`Server::service`] (feature `hyper`): a tower and hyper `Service`
+//! ([`ServerService`]) for a route, a fallback or a whole connection. Its
+//! requests are `Request<`[`UpgradedIo`](crate::upgrade::UpgradedIo)`>`,
+//! answered through hyper (a WebSocket takes the connection, or the HTTP/2
+//! stream, that hyper hands over), and they get this server's policies,
+//! connection limit, keepalive, counters and graceful shutdown, so that a
+//! handler written for [`Request`] (wsx-hub's `Hub::handle`, Socket.IO,
+//! SSE, [`StaticFiles`]) works unchanged there:
+//!
+//! ```no_run
+//! # #[cfg(feature = "hyper")]
+//! # async fn run(server: wsx::server::Server) -> std::io::Result<()> {
+//! let echo = server.service(|req| async move {
+//!     let mut ws = req.upgrade(wsx::handshake::Accept::new()).await?;
+//!     while let Some(msg) = ws.recv().await {
+//!         let msg = msg?;
+//!         if msg.is_text() || msg.is_binary() {
+//!             ws.feed(msg).await?;
+//!         }
+//!     }
+//!     Ok::<_, wsx::Error>(())
+//! });
+//! let app = axum::Router::new().route_service("/ws", echo);
+//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await
+//! # }
+//! ```
+//!
 //! An echo server with static files, keepalive, an origin allowlist, a
 //! connection limit and graceful shutdown on Ctrl-C, as `wsx serve` runs it:
 //!

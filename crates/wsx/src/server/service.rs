@@ -448,6 +448,8 @@ type Spawn = dyn Fn(Request<UpgradedIo>, Slot) -> AbortHandle + Send + Sync;
 pub struct ServerService {
     server: Server,
     spawn: Arc<Spawn>,
+    /// The peer of the connection this copy serves, if told.
+    peer: Option<SocketAddr>,
 }
 
 impl fmt::Debug for ServerService {
@@ -516,9 +518,10 @@ impl Server {
     /// upgrades only connections served with upgrades
     /// (`serve_connection_with_upgrades`, as `axum::serve` does) and, on
     /// HTTP/2, with the extended CONNECT enabled; a request from another
-    /// stack is refused 500 on upgrade. The peer's address is a
-    /// [`SocketAddr`] in the request's extensions, when the stack put one
-    /// there. Route WebSockets with any method (axum's `route_service`
+    /// stack is refused 500 on upgrade. The peer's address
+    /// ([`RequestHead::peer`]) is a [`SocketAddr`] in the request's
+    /// extensions when a layer put one there, else the one given to
+    /// [`ServerService::with_peer`]. Route WebSockets with any method (axum's `route_service`
     /// does): HTTP/2 opens them with `CONNECT`.
     ///
     /// In axum, next to other routes:
@@ -562,8 +565,8 @@ impl Server {
     /// });
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     /// loop {
-    ///     let (tcp, _) = listener.accept().await?;
-    ///     let service = service.clone();
+    ///     let (tcp, peer) = listener.accept().await?;
+    ///     let service = service.clone().with_peer(peer);
     ///     tokio::spawn(async move {
     ///         let mut builder = auto::Builder::new(TokioExecutor::new());
     ///         builder.http2().enable_connect_protocol();
@@ -581,7 +584,7 @@ impl Server {
         let spawn = move |request: Request<UpgradedIo>, slot: Slot| {
             tokio::spawn(RequestTask { serving: handler(request), _slot: slot }).abort_handle()
         };
-        ServerService { server: self.clone(), spawn: Arc::new(spawn) }
+        ServerService { server: self.clone(), spawn: Arc::new(spawn), peer: None }
     }
 }
 
@@ -589,6 +592,25 @@ impl ServerService {
     /// The server whose limits, policies and shutdown the requests get.
     pub fn server(&self) -> &Server {
         &self.server
+    }
+
+    /// This copy's requests come from `peer` (a hyper server that makes
+    /// a copy for each connection it accepts knows it): what
+    /// [`RequestHead::peer`] says, unless the request carries a
+    /// [`SocketAddr`] extension.
+    ///
+    /// ```
+    /// # let server = wsx::server::Server::builder().build();
+    /// let service = server.service(|req| async move {
+    ///     let peer = req.head().peer().map(|p| p.to_string()).unwrap_or_default();
+    ///     req.respond(http::Response::new(peer.into())).await
+    /// });
+    /// let for_one_connection = service.clone().with_peer("127.0.0.1:50000".parse().unwrap());
+    /// # drop(for_one_connection);
+    /// ```
+    pub fn with_peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = Some(peer);
+        self
     }
 
     fn serve<B>(&self, request: http::Request<B>) -> ServiceFuture
@@ -604,7 +626,7 @@ impl ServerService {
             return ServiceFuture(Waiting::Ready(Some(fit_to_version(busy, version).map(ResponseBody::full))));
         };
         let on_upgrade = parts.extensions.remove::<OnUpgrade>();
-        let peer = parts.extensions.get::<SocketAddr>().copied();
+        let peer = parts.extensions.get::<SocketAddr>().copied().or(self.peer);
         let (respond, response) = oneshot::channel();
         let body = body.map_err(Into::into).boxed_unsync();
         let io = Io::Hyper(HyperIo { body, on_upgrade, respond, version, wrap: |io| io });
