@@ -712,10 +712,14 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 }
 
 /// A request that a [`Server`] read, over HTTP/1.1 or on a stream of an
-/// HTTP/2 connection: its head, and where to answer it. Upgrade it to a
-/// WebSocket ([`Request::upgrade`]), answer it ([`Request::respond`]), or
-/// stream a response ([`Request::respond_stream`]: Server-Sent Events,
-/// say). The handler sees no difference between the versions.
+/// HTTP/2 connection, or that hyper (or axum) handed to the server's
+/// service (`Server::service`, feature `hyper`: a
+/// `Request<UpgradedIo>`): its head, and where to answer it. Upgrade it
+/// to a WebSocket ([`Request::upgrade`]), answer it
+/// ([`Request::respond`]), or stream a response
+/// ([`Request::respond_stream`]: Server-Sent Events, say). The handler
+/// sees no difference between the versions, nor between the server's own
+/// connections and hyper's.
 ///
 /// Small (one pointer): a handler's future keeps it for the connection's
 /// whole life.
@@ -949,8 +953,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
     /// request's body, then waits, and ends (0 bytes) when the client goes
     /// away. On HTTP/1.1 the body runs until the connection closes
     /// (`Connection: close`, no length); on HTTP/2 it is the stream's DATA,
-    /// paced by the client's window. The connection (or stream) counts
-    /// against the limit until the handler returns.
+    /// paced by the client's window. A request from hyper
+    /// (`Server::service`) gets a body that hyper sends as it likes
+    /// (chunked on HTTP/1.1), at most 64 KiB ahead of it; reading gives
+    /// the request's body, then ends when hyper drops the response (the
+    /// client went away), as on HTTP/2. The connection (or stream, or
+    /// request) counts against the limit until the handler returns.
     ///
     /// ```no_run
     /// use tokio::io::AsyncWriteExt;
