@@ -106,3 +106,56 @@ async fn a_socket_io_client_talks_through_axum_and_the_shutdown_closes_it() {
     tokio::time::timeout(WAIT, stopping).await.expect("shutdown timed out").unwrap();
     assert_eq!(io.hub().server().connections(), 0);
 }
+
+/// Read from `tcp` until `text` holds `end`.
+async fn read_until(tcp: &mut TcpStream, text: &mut String, end: &str) {
+    let mut buf = [0u8; 4096];
+    while !text.contains(end) {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf)).await.expect("read timed out").unwrap();
+        assert!(n > 0, "EOF before {end:?}: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// The hub's SSE through the router's fallback: the stream, an event,
+/// and the end of the stream when the client goes away (hyper drops the
+/// response) or the hub shuts down.
+#[tokio::test]
+async fn the_hubs_server_sent_events_stream_through_axum() {
+    let (io, addr) = start().await;
+    let hub = io.hub().clone();
+    let open = |room: &'static str| async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /events?room={room} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        read_until(&mut tcp, &mut text, "retry: 2000\n").await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("content-type: text/event-stream\r\n"), "{text}");
+        (tcp, text)
+    };
+    let (mut tcp, mut text) = open("news").await;
+    hub.broadcast("news", wsx_hub::Event::new("headline", json!({"n": 1})));
+    read_until(&mut tcp, &mut text, "data: {\"n\":1}\n\n").await;
+    assert!(text.contains("event: headline\n"), "{text}");
+    assert!(hub.metrics_text().contains("wsx_hub_sse_streams 1"));
+
+    // The client goes away: the stream ends, its slot is given back.
+    drop(tcp);
+    tokio::time::timeout(WAIT, async {
+        while !hub.metrics_text().contains("wsx_hub_sse_streams 0") || hub.server().connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the stream did not end when its client went away");
+
+    // Shutdown ends a stream (the last chunk).
+    let (mut tcp, mut text) = open("news").await;
+    let stopping = tokio::spawn({
+        let io = io.clone();
+        async move { io.shutdown().await }
+    });
+    read_until(&mut tcp, &mut text, "\r\n0\r\n\r\n").await;
+    tokio::time::timeout(WAIT, stopping).await.expect("shutdown timed out").unwrap();
+}
