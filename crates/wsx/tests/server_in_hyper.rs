@@ -287,24 +287,92 @@ async fn shutdown_closes_a_hyper_websocket_with_1001() {
     assert_eq!(status(&head), 503, "{head}");
 }
 
-#[tokio::test]
-async fn a_websocket_is_served_through_hyper_over_http2() {
-    let server = Server::builder().build();
-    let (service, _) = app_service(&server);
-    let addr = serve_hyper(service).await;
-    // HTTP/2 with prior knowledge (h2c).
+/// An HTTP/2 connection with prior knowledge (h2c), once the server's
+/// SETTINGS (with SETTINGS_ENABLE_CONNECT_PROTOCOL) arrived.
+async fn h2c(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let (send, conn) = within(h2::client::handshake(tcp)).await.unwrap();
     tokio::spawn(conn);
     let mut send = within(send.ready()).await.unwrap();
     within(async {
-        // SETTINGS_ENABLE_CONNECT_PROTOCOL comes with the server's SETTINGS.
         while !send.is_extended_connect_protocol_enabled() {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             send = send.clone().ready().await.unwrap();
         }
     })
     .await;
+    send
+}
+
+/// A request over HTTP/2 with `body` (none: the request ends with its
+/// head): the status, and the response's body to read as it comes.
+async fn h2_request(
+    send: &h2::client::SendRequest<Bytes>,
+    req: http::Request<()>,
+    body: &[u8],
+) -> (StatusCode, h2::RecvStream) {
+    let mut send = within(send.clone().ready()).await.unwrap();
+    let (response, mut stream) = send.send_request(req, body.is_empty()).unwrap();
+    if !body.is_empty() {
+        stream.send_data(Bytes::copy_from_slice(body), true).unwrap();
+    }
+    let response = within(response).await.unwrap();
+    (response.status(), response.into_body())
+}
+
+/// What a response body brings until it ends.
+async fn h2_body(body: &mut h2::RecvStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = within(body.data()).await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+#[tokio::test]
+async fn requests_over_http2_through_hyper() {
+    let server = Server::builder().allow_origins(["https://good.example"]).build();
+    let (service, go) = app_service(&server);
+    let addr = serve_hyper(service).await;
+    let send = h2c(addr).await;
+
+    let post = |path: &str| http::Request::post(format!("http://localhost{path}")).body(()).unwrap();
+    let (status, mut body) = h2_request(&send, post("/post"), b"hello world").await;
+    assert_eq!((status, h2_body(&mut body).await), (StatusCode::OK, b"hello world".to_vec()));
+    let (status, _) = h2_request(&send, post("/post"), &[b'x'; 17]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A streamed response: the first chunk before the second is written.
+    let (status, mut body) =
+        h2_request(&send, http::Request::get("http://localhost/stream").body(()).unwrap(), b"").await;
+    assert_eq!(status, StatusCode::OK);
+    let first = within(body.data()).await.unwrap().unwrap();
+    assert_eq!(first, "data: first\n\n");
+    go.notify_one();
+    assert_eq!(h2_body(&mut body).await, b"data: second\n\n");
+
+    // The origin policy on an extended CONNECT.
+    let req = http::Request::get("http://localhost/ws").header("origin", "https://evil.example").body(()).unwrap();
+    let (mut req, _) = ClientHandshake::extended_connect(req).unwrap();
+    req.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
+    let (status, _) = h2_request(&send, req, b"").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    within(async {
+        while server.connections() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_websocket_is_served_through_hyper_over_http2() {
+    let server = Server::builder().build();
+    let (service, _) = app_service(&server);
+    let addr = serve_hyper(service).await;
+    let mut send = h2c(addr).await;
     let req = http::Request::get("http://localhost/ws").body(()).unwrap();
     let (mut req, handshake) = ClientHandshake::extended_connect(req).unwrap();
     req.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
