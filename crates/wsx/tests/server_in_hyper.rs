@@ -344,6 +344,15 @@ async fn requests_over_http2_through_hyper() {
     let (status, _) = h2_request(&send, post("/post"), &[b'x'; 17]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
+    // HEAD: the head alone, with the length a GET would get.
+    let head = http::Request::head("http://localhost/page").body(()).unwrap();
+    let mut send_head = within(send.clone().ready()).await.unwrap();
+    let (response, _) = send_head.send_request(head, true).unwrap();
+    let response = within(response).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-length"], "5");
+    assert!(h2_body(&mut response.into_body()).await.is_empty());
+
     // A streamed response: the first chunk before the second is written.
     let (status, mut body) =
         h2_request(&send, http::Request::get("http://localhost/stream").body(()).unwrap(), b"").await;
