@@ -188,6 +188,17 @@ async fn a_request_body_is_read_within_the_limit() {
     assert_eq!(status(&head), 200, "{head}");
     assert_eq!(body, b"hello world");
 
+    // A client that waits for `100 Continue` before its body gets it.
+    let mut raw = Raw::connect(addr).await;
+    raw.write(
+        b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&raw.read_head().await), 100);
+    raw.write(b"hello").await;
+    assert_eq!(status(&raw.read_head().await), 200);
+    assert_eq!(raw.read_to_eof().await, b"hello");
+
     // Past the limit: 413, by its length, and by what arrives.
     let big =
         format!("POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\nConnection: close\r\n\r\n{}", "x".repeat(17));
