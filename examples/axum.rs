@@ -1,6 +1,9 @@
 //! An axum server with a WebSocket echo route at `/ws` (subprotocol
 //! `echo` when offered) next to a plain HTTP route, over HTTP/1.1 and
-//! HTTP/2.
+//! HTTP/2; and the same echo at `/server` written for a
+//! `wsx::server::Server` (`Request::upgrade`) and mounted with
+//! `Server::service`, which brings the server's connection limit,
+//! keepalive and graceful shutdown (Ctrl-C closes its WebSockets with 1001).
 //!
 //! ```sh
 //! cargo run -p wsx --example axum --features axum                  # http://127.0.0.1:3000
@@ -115,17 +118,44 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// The echo as a handler of a `wsx::server::Server`: any handler written
+/// for `Request` (wsx-hub's `Hub::handle`, Socket.IO...) mounts the same way.
+fn server_echo(server: &wsx::server::Server) -> wsx::server::ServerService {
+    server.service(|req| async move {
+        let mut ws = req.upgrade(wsx::handshake::Accept::new()).await?;
+        while let Some(msg) = ws.recv().await {
+            let msg = msg?;
+            if msg.is_text() || msg.is_binary() {
+                ws.feed(msg).await?;
+            }
+        }
+        Ok::<_, wsx::Error>(())
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // `any`: a WebSocket is a GET on HTTP/1.1, a CONNECT on HTTP/2.
-    let app = Router::new().route("/", get(|| async { "WebSocket echo at /ws\n" })).route("/ws", any(ws_handler));
+    let server = wsx::server::Server::builder()
+        .config(wsx::Config::default().with_keepalive(Duration::from_secs(20), Duration::from_secs(60)))
+        .max_connections(10_000)
+        .build();
+    // `any`: a WebSocket is a GET on HTTP/1.1, a CONNECT on HTTP/2 (and
+    // `route_service` takes every method).
+    let app = Router::new()
+        .route("/", get(|| async { "WebSocket echo at /ws and /server\n" }))
+        .route("/ws", any(ws_handler))
+        .route_service("/server", server_echo(&server));
+    let shutdown = async move {
+        tokio::signal::ctrl_c().await.ok();
+        server.shutdown().await;
+    };
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:3000".into());
     let listener = TcpListener::bind(&addr).await?;
     match (args.next().as_deref(), args.next(), args.next()) {
         (None, ..) => {
             println!("listening on http://{} (HTTP/1.1, and HTTP/2 with prior knowledge)", listener.local_addr()?);
-            axum::serve(listener, app).await?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         }
         (Some("--tls"), Some(cert), Some(key)) => {
             let mut tls = (*wsx::tls::server_config_from_pem_files(cert, key)?).clone();
@@ -133,7 +163,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
             let listener = TlsListener::new(listener, TlsAcceptor::from(std::sync::Arc::new(tls)))?;
             println!("listening on https://{} (HTTP/2 and HTTP/1.1 by ALPN)", listener.local);
-            axum::serve(listener, app).await?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         }
         _ => return Err("usage: axum [ADDR] [--tls CERT KEY]".into()),
     }

@@ -84,6 +84,35 @@ impl Hub {
         self.inner.server.serve_stream(stream, None, &move |req| hub.clone().handle_or_404(req)).await
     }
 
+    /// The hub as a tower (and hyper) service, to mount in a hyper or axum
+    /// server: the hub's endpoints (`wsx-hub.v1` upgrades, SSE, metrics)
+    /// as [`Hub::serve`] answers them, 404 for anything else. The
+    /// requests count against the hub's [`Server`] (its connection limit,
+    /// keepalive and [`Hub::shutdown`]); see
+    /// [`Server::service`](wsx::server::Server::service).
+    ///
+    /// ```no_run
+    /// use axum::{routing::get, Router};
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// let hub = wsx_hub::Hub::builder().build();
+    /// let app = Router::new()
+    ///     .route("/health", get(|| async { "ok" }))
+    ///     .fallback_service(hub.service());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app).with_graceful_shutdown(async move {
+    ///     tokio::signal::ctrl_c().await.ok();
+    ///     hub.shutdown().await;
+    /// }).await
+    /// # }
+    /// ```
+    #[cfg(feature = "hyper")]
+    pub fn service(&self) -> wsx::server::ServerService {
+        self.ensure_started();
+        let hub = self.clone();
+        self.inner.server.service(move |req| hub.clone().handle_or_404(req))
+    }
+
     async fn handle_or_404<S>(self, req: Request<S>) -> Result<(), HubError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

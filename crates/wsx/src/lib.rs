@@ -64,7 +64,7 @@
 //! | `tls` | on | `wss://` in both roles with rustls ([`tls`], `ServerBuilder::tls`); without it `wss://` fails with [`Error::TlsDisabled`] |
 //! | `webpki-roots` | on | Mozilla's root certificates, compiled in (the default trust for `wss://`) |
 //! | `native-roots` | off | the platform's root certificates (`TlsRoots::Platform`) |
-//! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server |
+//! | `hyper` | off | `upgrade`: WebSocket upgrades inside a hyper 1 server; `Server::service`: the server's handlers (and wsx-hub's) mounted in hyper or axum |
 //! | `axum` | off | `axum`: the `WebSocketUpgrade` extractor of axum 0.8 |
 //! | `http3` | off | `http3`: WebSockets over HTTP/3 (RFC 9220) on quinn and h3, experimental: blocked on h3, whose releases cannot carry `:protocol websocket` yet |
 

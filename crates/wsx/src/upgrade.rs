@@ -30,6 +30,14 @@
 //! offer ALPN `h2` and `http/1.1`; in clear text it also takes HTTP/2 with
 //! prior knowledge (h2c).
 //!
+//! These functions upgrade one request and leave the rest to you. To run
+//! in hyper (or axum) a handler written for [`crate::server::Request`],
+//! with a [`crate::server::Server`]'s origin policy, connection limit,
+//! keepalive and graceful shutdown (1001) around it, mount
+//! [`Server::service`](crate::server::Server::service) instead: a tower
+//! and hyper `Service` whose requests are `Request<UpgradedIo>`, as
+//! wsx-hub's `Hub::service` and `SocketIo::service` are.
+//!
 //! ```no_run
 //! use http_body_util::Full;
 //! use hyper::{body::Incoming, service::service_fn, Request, Response};

@@ -348,24 +348,65 @@ impl SocketIo {
     /// (`wsx-hub.v1`, SSE, metrics) beside it, 404 for anything else.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let server = self.inner.hub.server().clone();
-        server
-            .serve(listener, move |req| {
-                let io = self.clone();
-                async move {
-                    let req = match io.handle(req).await? {
-                        Handled::Done => return Ok(()),
-                        Handled::NotMine(req) => req,
-                    };
-                    match io.inner.hub.handle(req).await? {
-                        Handled::Done => Ok(()),
-                        Handled::NotMine(req) => {
-                            let reject = wsx::handshake::Reject::new(404, "not found\n");
-                            req.respond(reject.into_response()).await.map_err(HubError::from)
-                        }
-                    }
-                }
-            })
-            .await
+        server.serve(listener, move |req| self.clone().route(req)).await
+    }
+
+    /// Socket.IO as a tower (and hyper) service, to mount in a hyper or
+    /// axum server: what [`SocketIo::serve`] answers (Socket.IO on its
+    /// path, polling and WebSocket; the hub's endpoints beside it; 404 for
+    /// anything else). The requests count against the hub's server (its
+    /// connection limit, keepalive and [`SocketIo::shutdown`]); see
+    /// [`Server::service`](wsx::server::Server::service).
+    ///
+    /// Mount it at the Socket.IO path (`/socket.io/` unless the builder
+    /// says otherwise), with any method (polling `POST`s, and HTTP/2 opens
+    /// WebSockets with `CONNECT`), as `route_service` does:
+    ///
+    /// ```no_run
+    /// use axum::{routing::get, Router};
+    /// use wsx_hub::socketio::{Namespace, SocketIo};
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// let io = SocketIo::builder()
+    ///     .namespace("/", Namespace::new().on("ping", |socket, _msg| async move {
+    ///         socket.emit("pong", ())?;
+    ///         Ok(())
+    ///     }))
+    ///     .build();
+    /// let app = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .route_service("/socket.io/", io.service());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app).with_graceful_shutdown(async move {
+    ///     tokio::signal::ctrl_c().await.ok();
+    ///     io.shutdown().await;
+    /// }).await
+    /// # }
+    /// ```
+    #[cfg(feature = "hyper")]
+    pub fn service(&self) -> wsx::server::ServerService {
+        self.inner.hub.ensure_started();
+        let io = self.clone();
+        self.inner.hub.server().service(move |req| io.clone().route(req))
+    }
+
+    /// A request of [`SocketIo::serve`] or [`SocketIo::service`]:
+    /// Socket.IO, the hub's endpoints, or 404.
+    async fn route<S>(self, req: Request<S>) -> Result<(), HubError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let req = match self.handle(req).await? {
+            Handled::Done => return Ok(()),
+            Handled::NotMine(req) => req,
+        };
+        match self.inner.hub.handle(req).await? {
+            Handled::Done => Ok(()),
+            Handled::NotMine(req) => {
+                let reject = wsx::handshake::Reject::new(404, "not found\n");
+                req.respond(reject.into_response()).await.map_err(HubError::from)
+            }
+        }
     }
 
     /// Close every session (the clients are told the server is going

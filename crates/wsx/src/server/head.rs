@@ -90,6 +90,11 @@ impl RequestHead {
         if let Some(p) = self.request.extensions().get::<h2::ext::Protocol>() {
             return Some(p.as_str());
         }
+        // A request from hyper's server (`Server::service`).
+        #[cfg(feature = "hyper")]
+        if let Some(p) = self.request.extensions().get::<hyper::ext::Protocol>() {
+            return Some(p.as_str());
+        }
         None
     }
 

@@ -15,6 +15,36 @@
 //! to a connection go through its [`Outbox`] and [`Pump`], with one
 //! slow-consumer rule.
 //!
+//! ## Inside hyper or axum
+//!
+//! A server that already runs hyper or axum mounts the same handlers with
+//! [`Server::service`] (feature `hyper`): a tower and hyper `Service`
+//! ([`ServerService`]) for a route, a fallback or a whole connection. Its
+//! requests are `Request<`[`UpgradedIo`](crate::upgrade::UpgradedIo)`>`,
+//! answered through hyper (a WebSocket takes the connection, or the HTTP/2
+//! stream, that hyper hands over), and they get this server's policies,
+//! connection limit, keepalive, counters and graceful shutdown, so that a
+//! handler written for [`Request`] (wsx-hub's `Hub::handle`, Socket.IO,
+//! SSE, [`StaticFiles`]) works unchanged there:
+//!
+//! ```no_run
+//! # #[cfg(feature = "hyper")]
+//! # async fn run(server: wsx::server::Server) -> std::io::Result<()> {
+//! let echo = server.service(|req| async move {
+//!     let mut ws = req.upgrade(wsx::handshake::Accept::new()).await?;
+//!     while let Some(msg) = ws.recv().await {
+//!         let msg = msg?;
+//!         if msg.is_text() || msg.is_binary() {
+//!             ws.feed(msg).await?;
+//!         }
+//!     }
+//!     Ok::<_, wsx::Error>(())
+//! });
+//! let app = axum::Router::new().route_service("/ws", echo);
+//! axum::serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?, app).await
+//! # }
+//! ```
+//!
 //! An echo server with static files, keepalive, an origin allowlist, a
 //! connection limit and graceful shutdown on Ctrl-C, as `wsx serve` runs it:
 //!
@@ -61,6 +91,8 @@ mod h2;
 mod head;
 mod policy;
 mod pump;
+#[cfg(feature = "hyper")]
+mod service;
 
 #[cfg(any(feature = "hyper", feature = "http3"))]
 pub(crate) use accept::Accepted;
@@ -73,6 +105,8 @@ pub(crate) use head::remove_connection_fields;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
 pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
+#[cfg(feature = "hyper")]
+pub use service::{ResponseBody, ServerService, ServiceFuture};
 
 use crate::group::Group;
 use crate::maybe_tls::{MaybeTls, ServerTls};
@@ -678,10 +712,14 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
 }
 
 /// A request that a [`Server`] read, over HTTP/1.1 or on a stream of an
-/// HTTP/2 connection: its head, and where to answer it. Upgrade it to a
-/// WebSocket ([`Request::upgrade`]), answer it ([`Request::respond`]), or
-/// stream a response ([`Request::respond_stream`]: Server-Sent Events,
-/// say). The handler sees no difference between the versions.
+/// HTTP/2 connection, or that hyper (or axum) handed to the server's
+/// service (`Server::service`, feature `hyper`: a
+/// `Request<UpgradedIo>`): its head, and where to answer it. Upgrade it
+/// to a WebSocket ([`Request::upgrade`]), answer it
+/// ([`Request::respond`]), or stream a response
+/// ([`Request::respond_stream`]: Server-Sent Events, say). The handler
+/// sees no difference between the versions, nor between the server's own
+/// connections and hyper's.
 ///
 /// Small (one pointer): a handler's future keeps it for the connection's
 /// whole life.
@@ -703,6 +741,10 @@ enum Io<S> {
     /// A stream of an HTTP/2 connection.
     #[cfg(feature = "http2")]
     H2(h2::H2Io<S>),
+    /// A request from hyper (or another tower stack), through a
+    /// [`ServerService`].
+    #[cfg(feature = "hyper")]
+    Hyper(service::HyperIo<S>),
 }
 
 impl<S: AsyncWrite + Unpin> Io<S> {
@@ -712,6 +754,8 @@ impl<S: AsyncWrite + Unpin> Io<S> {
             Io::H1 { mut stream, .. } => head::respond(&mut stream, response, head_only).await,
             #[cfg(feature = "http2")]
             Io::H2(h2) => h2.respond(response, head_only).await,
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => hyper.respond(response, head_only),
         }
     }
 }
@@ -845,6 +889,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
                 }
                 #[cfg(feature = "http2")]
                 Io::H2(h2) => h2.read_body(max).await,
+                #[cfg(feature = "hyper")]
+                Io::Hyper(hyper) => hyper.read_body(max).await,
             }
         };
         match tokio::time::timeout(timeout, reading).await {
@@ -894,6 +940,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
                 let protocol = head.connect_protocol().map(str::to_owned);
                 UpgradeRequest::from_extended_connect(head.into_request(), protocol.as_deref())
             }
+            #[cfg(feature = "hyper")]
+            Io::Hyper(_) => service::check_upgrade(head, config),
         };
         let upgrade = match upgrade {
             Ok(u) => u,
@@ -916,6 +964,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
                     return Err(e.into());
                 }
             },
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => hyper.accept(&upgrade, &accept, config).await?,
         };
         if let Some(i) = version_index(version) {
             inner.websockets[i].fetch_add(1, Ordering::Relaxed);
@@ -940,8 +990,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
     /// request's body, then waits, and ends (0 bytes) when the client goes
     /// away. On HTTP/1.1 the body runs until the connection closes
     /// (`Connection: close`, no length); on HTTP/2 it is the stream's DATA,
-    /// paced by the client's window. The connection (or stream) counts
-    /// against the limit until the handler returns.
+    /// paced by the client's window. A request from hyper
+    /// (`Server::service`) gets a body that hyper sends as it likes
+    /// (chunked on HTTP/1.1), at most 64 KiB ahead of it; reading gives
+    /// the request's body, then ends when hyper drops the response (the
+    /// client went away), as on HTTP/2. The connection (or stream, or
+    /// request) counts against the limit until the handler returns.
     ///
     /// ```no_run
     /// use tokio::io::AsyncWriteExt;
@@ -960,6 +1014,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
             }
             #[cfg(feature = "http2")]
             Io::H2(h2) => Ok(ResponseStream(StreamIo::H2 { stream: h2.respond_stream(&response)?, body_done: false })),
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => Ok(ResponseStream(StreamIo::Hyper(hyper.respond_stream(&response)?))),
         }
     }
 }
@@ -976,6 +1032,8 @@ enum StreamIo<S> {
         stream: crate::http2::H2Stream,
         body_done: bool,
     },
+    #[cfg(feature = "hyper")]
+    Hyper(service::HyperStream),
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ResponseStream<S> {
@@ -1001,6 +1059,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ResponseStream<S> {
                 // start: it goes away by resetting the stream.
                 send.poll_reset(cx).map(Ok)
             }
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -1011,6 +1071,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
             StreamIo::H1(s) => Pin::new(s).poll_write(cx, buf),
             #[cfg(feature = "http2")]
             StreamIo::H2 { stream, .. } => Pin::new(stream).poll_write(cx, buf),
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -1018,6 +1080,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
             StreamIo::H1(s) => Pin::new(s).poll_flush(cx),
             #[cfg(feature = "http2")]
             StreamIo::H2 { stream, .. } => Pin::new(stream).poll_flush(cx),
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -1025,6 +1089,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ResponseStream<S> {
             StreamIo::H1(s) => Pin::new(s).poll_shutdown(cx),
             #[cfg(feature = "http2")]
             StreamIo::H2 { stream, .. } => Pin::new(stream).poll_shutdown(cx),
+            #[cfg(feature = "hyper")]
+            StreamIo::Hyper(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
