@@ -836,6 +836,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
             },
             #[cfg(feature = "http2")]
             Io::H2(h2) => h2.reset().await,
+            #[cfg(feature = "hyper")]
+            Io::Hyper(hyper) => hyper.client_gone().await,
         }
     }
 

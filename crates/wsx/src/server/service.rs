@@ -56,6 +56,14 @@ pub(super) struct HyperIo<S> {
     wrap: fn(UpgradedIo) -> S,
 }
 
+impl<S> HyperIo<S> {
+    /// Resolves when hyper dropped the response's future: the client went
+    /// away (or the connection is being shut down).
+    pub(super) async fn client_gone(&mut self) {
+        self.respond.closed().await
+    }
+}
+
 /// A request's body (`Send`, not `Sync`, as axum's).
 type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
