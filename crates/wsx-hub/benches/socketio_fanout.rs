@@ -274,15 +274,19 @@ impl Server {
 
     /// utime + stime of the process (all its threads), in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, Error> {
-        let path = format!("/proc/{}/stat", self.pid());
-        let s = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        // The command name, field 2, is in parentheses and may hold spaces.
-        let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // Fields 14 and 15 (utime, stime); `after` starts at field 3.
-        let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
-        Ok(n(14)? + n(15)?)
+        cpu_ticks(&format!("/proc/{}/stat", self.pid()))
     }
+}
+
+/// utime + stime from a `/proc/PID/stat`, in clock ticks.
+fn cpu_ticks(path: &str) -> Result<u64, Error> {
+    let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime); `after` starts at field 3.
+    let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
+    Ok(n(14)? + n(15)?)
 }
 
 impl Drop for Server {
@@ -577,7 +581,11 @@ struct Outcome {
     publish_s: f64,
     delivered: u64,
     per_s: f64,
+    /// The server's CPU time from the first event published to the last
+    /// one delivered (`window_s`), and this process's.
     cpu_s: f64,
+    client_cpu_s: f64,
+    window_s: f64,
     p50_us: u64,
     p90_us: u64,
     p99_us: u64,
@@ -615,6 +623,7 @@ impl Outcome {
             "rate": self.rate, "size": self.size, "connect_s": round(self.connect_s),
             "publish_s": round(self.publish_s), "delivered": self.delivered,
             "delivered_per_s": self.per_s.round(), "server_cpu_s": round(self.cpu_s),
+            "client_cpu_s": round(self.client_cpu_s), "window_s": round(self.window_s),
             "server_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
             "latency_us": {"p50": self.p50_us, "p90": self.p90_us, "p99": self.p99_us, "max": self.max_us},
             "lost": self.lost, "duplicated": self.duplicated,
@@ -748,6 +757,7 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         return Err(publisher_failed(publisher));
     }
     let cpu_start = server.cpu_ticks()?;
+    let client_cpu_start = cpu_ticks("/proc/self/stat")?;
     if go_tx.send(()).is_err() {
         return Err(publisher_failed(publisher));
     }
@@ -773,6 +783,8 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         }
     });
     let cpu_end = server.cpu_ticks()?;
+    let client_cpu_end = cpu_ticks("/proc/self/stat")?;
+    let window_s = publish_start.elapsed().as_secs_f64();
     let rss_end_kib = server.rss_kib()?;
     for t in &tasks {
         t.abort();
@@ -807,6 +819,8 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         delivered,
         per_s: if span_ns > 0 { delivered as f64 / (span_ns as f64 / 1e9) } else { 0.0 },
         cpu_s: cpu_end.saturating_sub(cpu_start) as f64 / ticks,
+        client_cpu_s: client_cpu_end.saturating_sub(client_cpu_start) as f64 / ticks,
+        window_s,
         p50_us: h.value_at_quantile(0.5),
         p90_us: h.value_at_quantile(0.9),
         p99_us: h.value_at_quantile(0.99),
@@ -854,13 +868,16 @@ fn print_table(rs: &[Outcome]) {
     println!();
     for r in rs {
         println!(
-            "{}: {} of {} deliveries, published in {:.1} s, server CPU {:.2} s; connect + join {:.1} s; \
+            "{}: {} of {} deliveries, published in {:.1} s; CPU over those {:.1} s: server {:.2} s, \
+             clients (this process) {:.2} s; connect + join {:.1} s; \
              {} clients disconnected{}; server RSS {} KiB idle, {} KiB joined, {} KiB at the end",
             r.server,
             r.delivered,
             r.subscribers as u64 * r.messages,
             r.publish_s,
+            r.window_s,
             r.cpu_s,
+            r.client_cpu_s,
             r.connect_s,
             r.disconnected,
             r.close_reason.as_ref().map(|c| format!(" (first: {c})")).unwrap_or_default(),
