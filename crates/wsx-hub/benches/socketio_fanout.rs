@@ -71,6 +71,7 @@ struct Opts {
     seconds: f64,
     size: usize,
     servers: Vec<String>,
+    reps: usize,
     node_dir: PathBuf,
     socketioxide_bin: PathBuf,
     wsx_bin: PathBuf,
@@ -90,6 +91,7 @@ usage: cargo bench -p wsx-hub --bench socketio_fanout -- [options]
   --seconds S            seconds of publishing (default 10)
   --size B               bytes of each event's JSON payload, e.g. 64 or 1024 (default 64)
   --servers LIST         among node,socketioxide,wsx (default all three)
+  --reps N               run each server N times, interleaved (default 1)
   --node-dir DIR         the Node server's folder (default benches/socketio/node)
   --socketioxide-bin F   (default benches/socketio/socketioxide/target/release/bench-socketioxide)
   --wsx-bin F            (default $CARGO_TARGET_DIR/release/wsx, else target/release/wsx)
@@ -108,6 +110,7 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
         seconds: 10.0,
         size: 64,
         servers: vec!["node".into(), "socketioxide".into(), "wsx".into()],
+        reps: 1,
         node_dir: root.join("benches/socketio/node"),
         socketioxide_bin: root.join("benches/socketio/socketioxide/target/release/bench-socketioxide"),
         wsx_bin: target.join("release/wsx"),
@@ -142,6 +145,10 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
                 {
                     return Err(bad(a, &v));
                 }
+            }
+            "--reps" => {
+                let v = value(a)?;
+                o.reps = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad(a, &v))?;
             }
             "--node-dir" => o.node_dir = value(a)?.into(),
             "--socketioxide-bin" => o.socketioxide_bin = value(a)?.into(),
@@ -274,15 +281,19 @@ impl Server {
 
     /// utime + stime of the process (all its threads), in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, Error> {
-        let path = format!("/proc/{}/stat", self.pid());
-        let s = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        // The command name, field 2, is in parentheses and may hold spaces.
-        let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // Fields 14 and 15 (utime, stime); `after` starts at field 3.
-        let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
-        Ok(n(14)? + n(15)?)
+        cpu_ticks(&format!("/proc/{}/stat", self.pid()))
     }
+}
+
+/// utime + stime from a `/proc/PID/stat`, in clock ticks.
+fn cpu_ticks(path: &str) -> Result<u64, Error> {
+    let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime); `after` starts at field 3.
+    let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
+    Ok(n(14)? + n(15)?)
 }
 
 impl Drop for Server {
@@ -577,7 +588,11 @@ struct Outcome {
     publish_s: f64,
     delivered: u64,
     per_s: f64,
+    /// The server's CPU time from the first event published to the last
+    /// one delivered (`window_s`), and this process's.
     cpu_s: f64,
+    client_cpu_s: f64,
+    window_s: f64,
     p50_us: u64,
     p90_us: u64,
     p99_us: u64,
@@ -589,6 +604,9 @@ struct Outcome {
     rss_before_kib: u64,
     rss_joined_kib: u64,
     rss_end_kib: u64,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when publishing ended: the
+    /// machine's other work.
+    loadavg: String,
 }
 
 impl Outcome {
@@ -615,6 +633,8 @@ impl Outcome {
             "rate": self.rate, "size": self.size, "connect_s": round(self.connect_s),
             "publish_s": round(self.publish_s), "delivered": self.delivered,
             "delivered_per_s": self.per_s.round(), "server_cpu_s": round(self.cpu_s),
+            "client_cpu_s": round(self.client_cpu_s), "window_s": round(self.window_s),
+            "loadavg": self.loadavg,
             "server_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
             "latency_us": {"p50": self.p50_us, "p90": self.p90_us, "p99": self.p99_us, "max": self.max_us},
             "lost": self.lost, "duplicated": self.duplicated,
@@ -630,21 +650,31 @@ fn run(o: &Opts) -> Result<(), Error> {
     raise_nofile(2 * o.subscribers as u64 + 256)?;
     let ticks = clock_ticks();
     let mut outcomes = Vec::new();
-    for name in &o.servers {
-        let server = match Server::start(name, o)? {
-            Ok(s) => s,
-            Err(why) => {
-                eprintln!("socketio_fanout: {name} skipped: {why}");
+    let mut skipped = Vec::new();
+    // Repetitions interleave the servers (A, B, A, B), so that a change in
+    // the machine's load falls on all of them.
+    for rep in 1..=o.reps {
+        for name in &o.servers {
+            if skipped.contains(name) {
                 continue;
             }
-        };
-        eprintln!(
-            "socketio_fanout: {name}: {} subscribers, {} events at {}/s ...",
-            o.subscribers,
-            o.messages(),
-            o.rate
-        );
-        outcomes.push(run_server(o, name, &server, ticks)?);
+            let server = match Server::start(name, o)? {
+                Ok(s) => s,
+                Err(why) => {
+                    eprintln!("socketio_fanout: {name} skipped: {why}");
+                    skipped.push(name.clone());
+                    continue;
+                }
+            };
+            eprintln!(
+                "socketio_fanout: {name} (run {rep} of {}): {} subscribers, {} events at {}/s ...",
+                o.reps,
+                o.subscribers,
+                o.messages(),
+                o.rate
+            );
+            outcomes.push(run_server(o, name, &server, ticks)?);
+        }
     }
     print_table(&outcomes);
     if o.json {
@@ -748,6 +778,7 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         return Err(publisher_failed(publisher));
     }
     let cpu_start = server.cpu_ticks()?;
+    let client_cpu_start = cpu_ticks("/proc/self/stat")?;
     if go_tx.send(()).is_err() {
         return Err(publisher_failed(publisher));
     }
@@ -773,6 +804,8 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         }
     });
     let cpu_end = server.cpu_ticks()?;
+    let client_cpu_end = cpu_ticks("/proc/self/stat")?;
+    let window_s = publish_start.elapsed().as_secs_f64();
     let rss_end_kib = server.rss_kib()?;
     for t in &tasks {
         t.abort();
@@ -807,6 +840,11 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         delivered,
         per_s: if span_ns > 0 { delivered as f64 / (span_ns as f64 / 1e9) } else { 0.0 },
         cpu_s: cpu_end.saturating_sub(cpu_start) as f64 / ticks,
+        client_cpu_s: client_cpu_end.saturating_sub(client_cpu_start) as f64 / ticks,
+        window_s,
+        loadavg: std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
         p50_us: h.value_at_quantile(0.5),
         p90_us: h.value_at_quantile(0.9),
         p99_us: h.value_at_quantile(0.99),
@@ -854,19 +892,24 @@ fn print_table(rs: &[Outcome]) {
     println!();
     for r in rs {
         println!(
-            "{}: {} of {} deliveries, published in {:.1} s, server CPU {:.2} s; connect + join {:.1} s; \
-             {} clients disconnected{}; server RSS {} KiB idle, {} KiB joined, {} KiB at the end",
+            "{}: {} of {} deliveries, published in {:.1} s; CPU over those {:.1} s: server {:.2} s, \
+             clients (this process) {:.2} s; connect + join {:.1} s; \
+             {} clients disconnected{}; server RSS {} KiB idle, {} KiB joined, {} KiB at the end; \
+             load average {}",
             r.server,
             r.delivered,
             r.subscribers as u64 * r.messages,
             r.publish_s,
+            r.window_s,
             r.cpu_s,
+            r.client_cpu_s,
             r.connect_s,
             r.disconnected,
             r.close_reason.as_ref().map(|c| format!(" (first: {c})")).unwrap_or_default(),
             r.rss_before_kib,
             r.rss_joined_kib,
             r.rss_end_kib,
+            r.loadavg,
         );
     }
 }
