@@ -54,11 +54,11 @@ impl std::error::Error for ConnectError {}
 pub enum DisconnectReason {
     /// The client disconnected from the namespace (`socket.disconnect()`).
     ClientNamespaceDisconnect,
-    /// The server disconnected it ([`Socket::disconnect`]).
+    /// The server disconnected it ([`Socket::disconnect`](super::Socket::disconnect)).
     ServerNamespaceDisconnect,
     /// The connection was closed (by the client, or lost).
     TransportClose,
-    /// The server closed the connection ([`Socket::close`], or no CONNECT
+    /// The server closed the connection ([`Socket::close`](super::Socket::close), or no CONNECT
     /// in time).
     ForcedClose,
     /// The connection failed.
