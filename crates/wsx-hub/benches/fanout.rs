@@ -38,10 +38,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wsx::{MaybeTlsStream, Message, WebSocket};
+use wsx::Message;
 use wsx_hub::protocol::{self, Packet, PublishPacket, RoomRequest, SUBPROTOCOL};
 
 const ROOM: &str = "fanout";
@@ -61,8 +61,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long the run waits for deliveries that stopped coming.
 const STALL: Duration = Duration::from_secs(10);
 
-type Error = String;
-type Ws = WebSocket<MaybeTlsStream>;
+#[path = "common/mod.rs"]
+mod common;
+use common::{close_reason, field, lock, next_message, raise_nofile, Error, Tally, Ws};
+
+/// How long a subscriber waits for the next message.
+const MESSAGE_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -164,22 +168,6 @@ fn main() {
         eprintln!("fanout: {e}");
         std::process::exit(1);
     }
-}
-
-/// Raise the soft limit of open files to the hard limit; fail if it stays
-/// below `needed`.
-fn raise_nofile(needed: u64) -> Result<(), Error> {
-    let limit = rlimit::increase_nofile_limit(u64::MAX).map_err(|e| format!("cannot raise RLIMIT_NOFILE: {e}"))?;
-    if limit < needed {
-        return Err(format!(
-            "{needed} open files are needed but RLIMIT_NOFILE allows {limit} (raise the hard limit, or use fewer --subscribers)"
-        ));
-    }
-    Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 // ------------------------------------------------------------------ node
@@ -336,39 +324,6 @@ impl Drop for Redis {
 
 // ---------------------------------------------------------------- clients
 
-/// What one subscriber saw.
-struct Tally {
-    /// Bit `i`: message `i` arrived.
-    seen: Vec<u64>,
-    distinct: u64,
-    duplicates: u64,
-    out_of_order: u64,
-    last: Option<u64>,
-}
-
-impl Tally {
-    fn new(messages: u64) -> Self {
-        Tally { seen: vec![0; messages.div_ceil(64) as usize], distinct: 0, duplicates: 0, out_of_order: 0, last: None }
-    }
-
-    fn record(&mut self, seq: u64) {
-        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        match self.seen.get_mut(word) {
-            Some(w) if *w & bit != 0 => self.duplicates += 1,
-            Some(w) => {
-                *w |= bit;
-                self.distinct += 1;
-            }
-            // A sequence number never published.
-            None => self.duplicates += 1,
-        }
-        if self.last.is_some_and(|l| seq < l) {
-            self.out_of_order += 1;
-        }
-        self.last = Some(self.last.map_or(seq, |l| l.max(seq)));
-    }
-}
-
 /// Shared by the subscriber tasks.
 struct Shared {
     epoch: Instant,
@@ -387,14 +342,6 @@ impl Shared {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
-}
-
-/// A number after `key` in `s` (the encoder writes the payload's fields in
-/// the order given, so a plain search finds them).
-fn field(s: &str, key: &str) -> Option<u64> {
-    let at = s.find(key)? + key.len();
-    let digits = s[at..].bytes().take_while(u8::is_ascii_digit).count();
-    s[at..at + digits].parse().ok()
 }
 
 fn upgrade_request(addr: SocketAddr) -> Result<http::Request<()>, Error> {
@@ -443,7 +390,7 @@ async fn join(ws: &mut Ws) -> Result<(), Error> {
     let join = protocol::encode(&Packet::Join(RoomRequest { room: ROOM.into(), id: Some(1) }));
     ws.send(join.to_message()).await.map_err(|e| format!("join: {e}"))?;
     loop {
-        let m = next_message(ws, "the join ack").await?;
+        let m = next_message(ws, "the join ack", MESSAGE_WAIT).await?;
         if let Some(t) = m.as_text() {
             if t.starts_with(r#"{"t":"presence""#) {
                 continue;
@@ -468,27 +415,10 @@ async fn join(ws: &mut Ws) -> Result<(), Error> {
 /// The next packet (control messages skipped), at most 120 s away.
 async fn next_packet(ws: &mut Ws, what: &str) -> Result<Packet, Error> {
     loop {
-        if let Some(p) = protocol::decode_message(&next_message(ws, what).await?) {
+        if let Some(p) = protocol::decode_message(&next_message(ws, what, MESSAGE_WAIT).await?) {
             return p.map_err(|e| format!("bad packet from the hub: {e}"));
         }
     }
-}
-
-/// The next message (not a close frame), at most 120 s away.
-async fn next_message(ws: &mut Ws, what: &str) -> Result<Message, Error> {
-    let m = tokio::time::timeout(Duration::from_secs(120), ws.recv())
-        .await
-        .map_err(|_| format!("no {what} within 120 s"))?
-        .ok_or_else(|| format!("closed before {what}"))?
-        .map_err(|e| format!("before {what}: {e}"))?;
-    match m {
-        Message::Close(f) => Err(format!("closed by the hub before {what}: {}", close_reason(f.as_ref()))),
-        m => Ok(m),
-    }
-}
-
-fn close_reason(f: Option<&wsx::CloseFrame>) -> String {
-    f.map_or_else(|| "no code".into(), |f| format!("{} {:?}", u16::from(f.code), f.reason.as_str()))
 }
 
 /// A subscriber after its join: tally events until the connection ends.

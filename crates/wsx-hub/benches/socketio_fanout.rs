@@ -46,10 +46,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wsx::{MaybeTlsStream, Message, WebSocket};
+use wsx::Message;
 use wsx_hub::socketio::packet::{Decoder, Packet, PacketType};
 
 const ROOM: &str = "bench";
@@ -61,8 +61,12 @@ const STALL: Duration = Duration::from_secs(10);
 /// How long a server may take to listen.
 const START: Duration = Duration::from_secs(30);
 
-type Error = String;
-type Ws = WebSocket<MaybeTlsStream>;
+#[path = "common/mod.rs"]
+mod common;
+use common::{close_reason, field, lock, next_message, raise_nofile, Error, Tally, Ws};
+
+/// How long a subscriber waits for the next message.
+const MESSAGE_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 struct Opts {
@@ -169,22 +173,6 @@ fn main() {
         eprintln!("socketio_fanout: {e}");
         std::process::exit(1);
     }
-}
-
-/// Raise the soft limit of open files to the hard limit (the servers, our
-/// children, inherit it); fail if it stays below `needed`.
-fn raise_nofile(needed: u64) -> Result<(), Error> {
-    let limit = rlimit::increase_nofile_limit(u64::MAX).map_err(|e| format!("cannot raise RLIMIT_NOFILE: {e}"))?;
-    if limit < needed {
-        return Err(format!(
-            "{needed} open files are needed but RLIMIT_NOFILE allows {limit} (raise the hard limit, or use fewer --subscribers)"
-        ));
-    }
-    Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 // ---------------------------------------------------------------- servers
@@ -316,33 +304,6 @@ fn clock_ticks() -> f64 {
 
 // ---------------------------------------------------------------- clients
 
-/// What one subscriber saw.
-struct Tally {
-    /// Bit `i`: event `i` arrived.
-    seen: Vec<u64>,
-    distinct: u64,
-    duplicates: u64,
-}
-
-impl Tally {
-    fn new(messages: u64) -> Self {
-        Tally { seen: vec![0; messages.div_ceil(64) as usize], distinct: 0, duplicates: 0 }
-    }
-
-    fn record(&mut self, seq: u64) {
-        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        match self.seen.get_mut(word) {
-            Some(w) if *w & bit != 0 => self.duplicates += 1,
-            Some(w) => {
-                *w |= bit;
-                self.distinct += 1;
-            }
-            // A sequence number never published.
-            None => self.duplicates += 1,
-        }
-    }
-}
-
 /// Shared by the subscriber tasks.
 struct Shared {
     epoch: Instant,
@@ -361,37 +322,11 @@ impl Shared {
     }
 }
 
-/// A number after `key` in `s` (the publisher writes `seq` and `t` first,
-/// and the servers relay the JSON as it came, so a plain search finds
-/// them without parsing the event).
-fn field(s: &str, key: &str) -> Option<u64> {
-    let at = s.find(key)? + key.len();
-    let digits = s[at..].bytes().take_while(u8::is_ascii_digit).count();
-    s[at..at + digits].parse().ok()
-}
-
-/// The next message (not a close frame), at most 60 s away.
-async fn next_message(ws: &mut Ws, what: &str) -> Result<Message, Error> {
-    let m = tokio::time::timeout(Duration::from_secs(60), ws.recv())
-        .await
-        .map_err(|_| format!("no {what} within 60 s"))?
-        .ok_or_else(|| format!("closed before {what}"))?
-        .map_err(|e| format!("before {what}: {e}"))?;
-    match m {
-        Message::Close(f) => Err(format!("closed by the server before {what}: {}", close_reason(f.as_ref()))),
-        m => Ok(m),
-    }
-}
-
-fn close_reason(f: Option<&wsx::CloseFrame>) -> String {
-    f.map_or_else(|| "no code".into(), |f| format!("{} {:?}", u16::from(f.code), f.reason.as_str()))
-}
-
 /// Read Engine.IO packets until a Socket.IO packet arrives (answering
 /// pings), and decode it.
 async fn next_packet(ws: &mut Ws, decoder: &mut Decoder, what: &str) -> Result<Packet, Error> {
     loop {
-        match next_message(ws, what).await? {
+        match next_message(ws, what, MESSAGE_WAIT).await? {
             Message::Text(t) => match t.as_str().split_at_checked(1) {
                 Some(("2", "")) => ws.send(Message::text("3")).await.map_err(|e| format!("pong: {e}"))?,
                 Some(("4", sio)) => {
@@ -416,7 +351,7 @@ async fn connect(addr: SocketAddr) -> Result<(Ws, Decoder), Error> {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let config = wsx::Config::default().with_compression(false);
     let (mut ws, _) = wsx::connect_with(url.as_str(), &config).await.map_err(|e| format!("connect to {url}: {e}"))?;
-    match next_message(&mut ws, "the Engine.IO open packet").await? {
+    match next_message(&mut ws, "the Engine.IO open packet", MESSAGE_WAIT).await? {
         Message::Text(t) if t.as_str().starts_with("0{") => {}
         other => return Err(format!("expected the Engine.IO open packet, got {other:?}")),
     }
