@@ -15,7 +15,7 @@
 //! | --- | --- |
 //! | `node` | the official `socket.io` 4.8 on Node (`benches/socketio/node/server.mjs`) |
 //! | `socketioxide` | socketioxide 0.18 on one tokio thread (`benches/socketio/socketioxide`) |
-//! | `wsx` | `wsx serve --socketio --port P` (skipped while the flag does not exist) |
+//! | `wsx` | `wsx serve --socketio --threads 1 --port P` |
 //!
 //! The clients live in this process and speak Engine.IO v4 and Socket.IO
 //! v5 over a websocket themselves (`/socket.io/?EIO=4&transport=websocket`,
@@ -221,15 +221,10 @@ impl Server {
                         o.wsx_bin.display()
                     )));
                 }
-                let help = Command::new(&o.wsx_bin)
-                    .args(["serve", "--help"])
-                    .output()
-                    .map_err(|e| format!("cannot run {}: {e}", o.wsx_bin.display()))?;
-                if !String::from_utf8_lossy(&help.stdout).contains("--socketio") {
-                    return Ok(Err(format!("{} serve has no --socketio flag yet", o.wsx_bin.display())));
-                }
+                // One thread, as the others (Node's one, socketioxide's
+                // current-thread runtime).
                 let mut c = Command::new(&o.wsx_bin);
-                c.args(["serve", "--socketio", "--port", &port.to_string()]);
+                c.args(["serve", "--socketio", "--threads", "1", "--port", &port.to_string()]);
                 c
             }
             other => return Err(format!("unknown server {other:?}")),
