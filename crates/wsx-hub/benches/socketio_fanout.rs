@@ -263,20 +263,22 @@ impl Server {
     }
 
     /// utime + stime of the process (all its threads), in clock ticks.
-    fn cpu_ticks(&self) -> Result<u64, Error> {
+    fn cpu_ticks(&self) -> Result<(u64, u64), Error> {
         cpu_ticks(&format!("/proc/{}/stat", self.pid()))
     }
 }
 
-/// utime + stime from a `/proc/PID/stat`, in clock ticks.
-fn cpu_ticks(path: &str) -> Result<u64, Error> {
+/// (utime, stime) from a `/proc/PID/stat`, in clock ticks: user space
+/// and the kernel (on loopback, the kernel's share includes the receiving
+/// side's TCP work, done in the sender's `write`).
+fn cpu_ticks(path: &str) -> Result<(u64, u64), Error> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     // The command name, field 2, is in parentheses and may hold spaces.
     let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime); `after` starts at field 3.
     let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
-    Ok(n(14)? + n(15)?)
+    Ok((n(14)?, n(15)?))
 }
 
 impl Drop for Server {
@@ -519,8 +521,10 @@ struct Outcome {
     delivered: u64,
     per_s: f64,
     /// The server's CPU time from the first event published to the last
-    /// one delivered (`window_s`), and this process's.
+    /// one delivered (`window_s`), of which in user space, and this
+    /// process's.
     cpu_s: f64,
+    cpu_user_s: f64,
     client_cpu_s: f64,
     window_s: f64,
     p50_us: u64,
@@ -563,6 +567,7 @@ impl Outcome {
             "rate": self.rate, "size": self.size, "connect_s": round(self.connect_s),
             "publish_s": round(self.publish_s), "delivered": self.delivered,
             "delivered_per_s": self.per_s.round(), "server_cpu_s": round(self.cpu_s),
+            "server_user_cpu_s": round(self.cpu_user_s),
             "client_cpu_s": round(self.client_cpu_s), "window_s": round(self.window_s),
             "loadavg": self.loadavg,
             "server_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
@@ -769,8 +774,11 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         publish_s,
         delivered,
         per_s: if span_ns > 0 { delivered as f64 / (span_ns as f64 / 1e9) } else { 0.0 },
-        cpu_s: cpu_end.saturating_sub(cpu_start) as f64 / ticks,
-        client_cpu_s: client_cpu_end.saturating_sub(client_cpu_start) as f64 / ticks,
+        cpu_s: (cpu_end.0 + cpu_end.1).saturating_sub(cpu_start.0 + cpu_start.1) as f64 / ticks,
+        cpu_user_s: cpu_end.0.saturating_sub(cpu_start.0) as f64 / ticks,
+        client_cpu_s: (client_cpu_end.0 + client_cpu_end.1).saturating_sub(client_cpu_start.0 + client_cpu_start.1)
+            as f64
+            / ticks,
         window_s,
         loadavg: std::fs::read_to_string("/proc/loadavg")
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -796,13 +804,13 @@ fn ms(us: u64) -> String {
 fn print_table(rs: &[Outcome]) {
     println!();
     println!(
-        "| server | clients | events | delivered/s | server CPU per delivery | latency p50 | p90 | p99 | max | \
+        "| server | clients | events | delivered/s | server CPU per delivery (user space) | latency p50 | p90 | p99 | max | \
          lost / dup | server RSS per client |"
     );
     println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
     for r in rs {
         println!(
-            "| {} | {} | {} × {} B at {}/s | {:.0} | {:.2} µs | {} | {} | {} | {} | {} / {} | {:.1} KiB |",
+            "| {} | {} | {} × {} B at {}/s | {:.0} | {:.2} µs ({:.2}) | {} | {} | {} | {} | {} / {} | {:.1} KiB |",
             r.server,
             r.subscribers,
             r.messages,
@@ -810,6 +818,7 @@ fn print_table(rs: &[Outcome]) {
             r.rate,
             r.per_s,
             r.cpu_us_per_delivery(),
+            r.cpu_user_s * 1e6 / r.delivered.max(1) as f64,
             ms(r.p50_us),
             ms(r.p90_us),
             ms(r.p99_us),
