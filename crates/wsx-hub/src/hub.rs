@@ -1287,6 +1287,7 @@ impl Hub {
                 self.deliver_all_local(&payload.to_message(), except.as_deref());
             }
             m @ (BrokerMessage::Select { .. }
+            | BrokerMessage::Answers { .. }
             | BrokerMessage::RecoverAsk { .. }
             | BrokerMessage::RecoverAnswer { .. }) => {
                 if let Some(x) = self.extension() {

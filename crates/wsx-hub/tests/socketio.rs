@@ -602,3 +602,40 @@ async fn a_request_handler_answers_the_ack_with_its_result() {
     c.send(r#"42/req,["sum",{"a":1,"b":1}]"#).await;
     assert_eq!(c.quiet(Duration::from_millis(100)).await, None);
 }
+
+/// A broadcast with acks gathers the answers of the sockets of every node.
+#[tokio::test]
+async fn a_broadcast_with_acks_gathers_answers_from_every_node() {
+    let bus = MemoryBus::new();
+    let a = builder().hub(Hub::builder().node_id("a").broker(bus.broker()).build()).build();
+    let b = builder().hub(Hub::builder().node_id("b").broker(bus.broker()).build()).build();
+    let (addr_a, addr_b) = (serve(a.clone()).await, serve(b.clone()).await);
+    let (mut on_a, _) = client(addr_a).await;
+    let (mut on_b, _) = client(addr_b).await;
+    let (mut silent_b, _) = client(addr_b).await;
+    for c in [&mut on_a, &mut on_b, &mut silent_b] {
+        join(c, "voters", 1).await;
+    }
+    let everyone = a.to("voters");
+    let gathering = everyone.emit_with_ack("vote", json!("?"), Duration::from_millis(400));
+    let (answers, _) = tokio::join!(gathering, async {
+        for (c, answer) in [(&mut on_a, r#"["yes",1]"#), (&mut on_b, r#"["no"]"#)] {
+            let t = c.text().await;
+            let id: String = t.strip_prefix("42").unwrap().chars().take_while(char::is_ascii_digit).collect();
+            c.send(&format!("43{id}{answer}")).await;
+        }
+        let _ = silent_b.text().await; // asked, never answers
+    });
+    let mut got: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            Ok(p) => serde_json::to_string(p.values()).unwrap(),
+            Err(e) => format!("error: {e}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![r#"["no"]"#.to_owned(), r#"["yes",1]"#.to_owned(), "error: no acknowledgement within 400ms".to_owned()]
+    );
+}

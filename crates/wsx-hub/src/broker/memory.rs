@@ -100,7 +100,8 @@ impl Broker for MemoryBroker {
             BrokerMessage::Direct { .. }
             | BrokerMessage::AckReply { .. }
             | BrokerMessage::RecoverAsk { .. }
-            | BrokerMessage::RecoverAnswer { .. } => {
+            | BrokerMessage::RecoverAnswer { .. }
+            | BrokerMessage::Answers { .. } => {
                 if let Some(n) = msg.target().and_then(|to| bus.nodes.get(to)) {
                     send(n)
                 }

@@ -100,6 +100,22 @@ pub enum BrokerMessage {
         except: Option<ConnId>,
         /// The encoded event.
         payload: Wire,
+        /// A broadcast with acks: the publishing node's request id and
+        /// how long each socket has to answer; each node sends the answers
+        /// of its sockets back ([`BrokerMessage::Answers`]).
+        ack: Option<(u64, u64)>,
+    },
+    /// The answers of a node's sockets to a broadcast with acks.
+    Answers {
+        /// The answering node.
+        node: String,
+        /// The node that asked.
+        to: String,
+        /// Its request id.
+        id: u64,
+        /// One entry per socket: `{"args": [...], "bin": [base64...]}` or
+        /// `{"error": "..."}`.
+        answers: Value,
     },
     /// For one connection, on the node that holds it.
     Direct {
@@ -160,6 +176,7 @@ impl BrokerMessage {
             BrokerMessage::Room { node, .. }
             | BrokerMessage::All { node, .. }
             | BrokerMessage::Select { node, .. }
+            | BrokerMessage::Answers { node, .. }
             | BrokerMessage::Direct { node, .. }
             | BrokerMessage::RecoverAsk { node, .. }
             | BrokerMessage::RecoverAnswer { node, .. }
@@ -173,7 +190,8 @@ impl BrokerMessage {
             BrokerMessage::Direct { conn, at, .. } => Some(at.as_deref().unwrap_or_else(|| node_of(conn))),
             BrokerMessage::AckReply { to, .. }
             | BrokerMessage::RecoverAsk { to, .. }
-            | BrokerMessage::RecoverAnswer { to, .. } => Some(to),
+            | BrokerMessage::RecoverAnswer { to, .. }
+            | BrokerMessage::Answers { to, .. } => Some(to),
             BrokerMessage::Room { .. } | BrokerMessage::All { .. } | BrokerMessage::Select { .. } => None,
         }
     }
@@ -243,8 +261,12 @@ pub fn encode_message(m: &BrokerMessage) -> Vec<u8> {
             h.except = except.clone();
             Some(payload)
         }
-        BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, .. } => {
+        BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, ack, .. } => {
             h.k = "select".into();
+            if let Some((id, timeout_ms)) = ack {
+                h.id = Some(*id);
+                h.data = Some(serde_json::json!({"timeout_ms": timeout_ms}));
+            }
             h.nsp = Some(nsp.clone());
             h.rooms = rooms.clone();
             h.xrooms = except_rooms.clone();
@@ -257,6 +279,13 @@ pub fn encode_message(m: &BrokerMessage) -> Vec<u8> {
             h.id = *ack;
             h.to = at.clone();
             Some(payload)
+        }
+        BrokerMessage::Answers { to, id, answers, .. } => {
+            h.k = "answers".into();
+            h.to = Some(to.clone());
+            h.id = Some(*id);
+            h.data = Some(answers.clone());
+            None
         }
         BrokerMessage::RecoverAsk { to, id, query, .. } => {
             h.k = "recover".into();
@@ -321,6 +350,13 @@ pub fn decode_message(bytes: &[u8]) -> Result<BrokerMessage, BrokerError> {
             except_rooms: h.xrooms.clone(),
             except: h.except.clone(),
             payload: payload()?,
+            ack: h.id.map(|id| (id, h.data.as_ref().and_then(|d| d["timeout_ms"].as_u64()).unwrap_or(0))),
+            node: h.node,
+        },
+        "answers" => BrokerMessage::Answers {
+            to: h.to.ok_or_else(|| bad("no to"))?,
+            id: h.id.ok_or_else(|| bad("no id"))?,
+            answers: h.data.unwrap_or(Value::Null),
             node: h.node,
         },
         "direct" => BrokerMessage::Direct {
@@ -438,7 +474,9 @@ mod tests {
                 except_rooms: vec!["/chat#t".into()],
                 except: Some("a.3".into()),
                 payload: Wire::Text("{}".into()),
+                ack: Some((9, 2000)),
             },
+            BrokerMessage::Answers { node: "b".into(), to: "a".into(), id: 9, answers: serde_json::json!([]) },
             BrokerMessage::Direct {
                 node: "a".into(),
                 conn: "b.2".into(),

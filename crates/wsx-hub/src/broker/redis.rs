@@ -154,7 +154,8 @@ impl Shared {
             BrokerMessage::Direct { .. }
             | BrokerMessage::AckReply { .. }
             | BrokerMessage::RecoverAsk { .. }
-            | BrokerMessage::RecoverAnswer { .. } => self.key("node", m.target().unwrap_or_default()),
+            | BrokerMessage::RecoverAnswer { .. }
+            | BrokerMessage::Answers { .. } => self.key("node", m.target().unwrap_or_default()),
         }
     }
 

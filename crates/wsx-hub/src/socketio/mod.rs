@@ -86,6 +86,10 @@ pub(crate) struct Inner {
     pub(crate) skip_middlewares: bool,
     pub(crate) limits: DecodeLimits,
     path: String,
+    /// Broadcasts with acks of this node waiting for other nodes' answers.
+    pub(crate) gathers: std::sync::Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<serde_json::Value>>>,
+    /// Itself (for handles made from a broker message).
+    this: Weak<Inner>,
 }
 
 impl Extension for Inner {
@@ -95,10 +99,21 @@ impl Extension for Inner {
 
     fn broker_message(&self, _hub: &Hub, m: BrokerMessage) {
         match m {
-            BrokerMessage::Select { nsp, rooms, except_rooms, except, payload, .. } => {
-                if let Some(Ok(HubPacket::Event(ev))) = protocol::decode_message(&payload.to_message()) {
-                    let sel = selection::Selection { rooms, except_rooms, except };
-                    selection::deliver_selected(self, &nsp, &sel, &ev);
+            BrokerMessage::Select { node, nsp, rooms, except_rooms, except, payload, ack } => {
+                let Some(Ok(HubPacket::Event(ev))) = protocol::decode_message(&payload.to_message()) else { return };
+                let sel = selection::Selection { rooms, except_rooms, except };
+                match (ack, self.this.upgrade()) {
+                    (Some((id, timeout_ms)), Some(io)) => {
+                        socket::answer_broadcast(&io, node, id, &nsp, sel, ev, timeout_ms)
+                    }
+                    (Some(_), None) => {}
+                    (None, _) => selection::deliver_selected(self, &nsp, &sel, &ev),
+                }
+            }
+            BrokerMessage::Answers { id, answers, .. } => {
+                let waiting = state::lock(&self.gathers).get(&id).cloned();
+                if let Some(tx) = waiting {
+                    let _ = tx.send(answers);
                 }
             }
             BrokerMessage::RecoverAsk { node, id, query, .. } => recovery::answer_recovery(self, node, id, &query),
@@ -224,6 +239,7 @@ impl SocketIoBuilder {
         let hub = self.hub.take().unwrap_or_else(|| Hub::builder().build());
         self.namespaces.entry("/".to_owned()).or_default();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let this = weak.clone();
             let weak = weak.clone();
             let engine = Engine::new(self.engine, move |es| {
                 if let Some(io) = weak.upgrade() {
@@ -240,6 +256,8 @@ impl SocketIoBuilder {
                 skip_middlewares: self.skip_middlewares,
                 limits: self.limits,
                 path: self.path,
+                gathers: std::sync::Mutex::new(HashMap::new()),
+                this,
             }
         });
         let ext: Weak<dyn Extension> = Arc::downgrade(&inner) as Weak<dyn Extension>;

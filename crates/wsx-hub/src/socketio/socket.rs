@@ -11,7 +11,7 @@ use super::{hub_room, sio_room, Inner};
 use crate::broker::BrokerMessage;
 use crate::error::{AckError, HubError};
 use crate::hub::Hub;
-use crate::protocol;
+use crate::protocol::{self, EventPacket};
 use bytes::Bytes;
 use serde_json::Value;
 use std::fmt;
@@ -363,14 +363,16 @@ impl Operator {
                 except_rooms: self.sel.except_rooms.clone(),
                 except: self.sel.except.clone(),
                 payload,
+                ack: None,
             },
         };
         self.hub().publish_message(m);
     }
 
-    /// Send `event` to the selected sockets of this node and gather every
-    /// answer within `timeout` (one entry per socket: its answer, or why
-    /// there is none).
+    /// Send `event` to the selected sockets (on every node unless
+    /// [`Operator::local`]) and gather every answer within `timeout`: one
+    /// entry per socket, its answer or why there is none. Answers from
+    /// other nodes come within `timeout` and a little more.
     pub async fn emit_with_ack(
         &self,
         event: &str,
@@ -378,9 +380,34 @@ impl Operator {
         timeout: Duration,
     ) -> Vec<Result<Payload, AckError>> {
         let payload = payload.into();
+        let remote = (!self.local).then(|| {
+            let id = self.hub().next_seq();
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            lock(&self.io.gathers).insert(id, tx);
+            self.hub().ensure_started();
+            let ev = payload.clone().into_event(event);
+            self.hub().publish_message(BrokerMessage::Select {
+                node: self.hub().node_id().to_owned(),
+                nsp: self.nsp.to_string(),
+                rooms: self.sel.rooms.clone(),
+                except_rooms: self.sel.except_rooms.clone(),
+                except: self.sel.except.clone(),
+                payload: protocol::encode(&protocol::Packet::Event(ev)),
+                ack: Some((id, timeout.as_millis() as u64)),
+            });
+            (id, rx)
+        });
         let sockets = self.sockets();
         let asks = sockets.iter().map(|s| s.emit_with_ack(event, payload.clone(), timeout));
-        futures_util::future::join_all(asks).await
+        let mut answers = futures_util::future::join_all(asks).await;
+        if let Some((id, mut rx)) = remote {
+            let until = tokio::time::Instant::now() + REMOTE_MARGIN;
+            while let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await {
+                answers.extend(answers_from_json(&more, timeout));
+            }
+            lock(&self.io.gathers).remove(&id);
+        }
+        answers
     }
 
     fn sockets(&self) -> Vec<Socket> {
@@ -416,4 +443,77 @@ impl Operator {
             s.disconnect();
         }
     }
+}
+
+/// How long a broadcast with acks waits for other nodes' answers after its
+/// own sockets' timeout (their sockets have the same timeout).
+const REMOTE_MARGIN: Duration = Duration::from_millis(500);
+
+/// The answers of a node's sockets, for the node that asked.
+pub(crate) fn answers_to_json(answers: &[Result<Payload, AckError>]) -> Value {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Value::Array(
+        answers
+            .iter()
+            .map(|a| match a {
+                Ok(p) => serde_json::json!({
+                    "args": p.args,
+                    "bin": p.attachments.iter().map(|b| b64.encode(b)).collect::<Vec<_>>(),
+                }),
+                Err(e) => serde_json::json!({"error": e.to_string(), "timeout": matches!(e, AckError::Timeout(_))}),
+            })
+            .collect(),
+    )
+}
+
+fn answers_from_json(v: &Value, timeout: Duration) -> Vec<Result<Payload, AckError>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(list) = v.as_array() else { return Vec::new() };
+    list.iter()
+        .map(|a| {
+            if let Some(args) = a.get("args").and_then(Value::as_array) {
+                let bin = a.get("bin").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+                let attachments =
+                    bin.iter().filter_map(|b| b64.decode(b.as_str()?).ok().map(Bytes::from)).collect::<Vec<_>>();
+                Ok(Payload::with_attachments(args.clone(), attachments))
+            } else if a.get("timeout").and_then(Value::as_bool) == Some(true) {
+                Err(AckError::Timeout(timeout))
+            } else {
+                Err(AckError::Disconnected)
+            }
+        })
+        .collect()
+}
+
+/// A broadcast with acks from another node: ask this node's selected
+/// sockets, and send their answers back.
+pub(crate) fn answer_broadcast(
+    io: &Arc<Inner>,
+    asker: String,
+    id: u64,
+    nsp: &str,
+    sel: Selection,
+    ev: EventPacket,
+    timeout_ms: u64,
+) {
+    let sockets: Vec<Socket> = select_local(io, nsp, &sel)
+        .iter()
+        .filter_map(socket_of)
+        .map(|shared| Socket { shared, io: io.clone() })
+        .collect();
+    let io = io.clone();
+    tokio::spawn(async move {
+        let payload = Payload::from_event(&ev);
+        let timeout = Duration::from_millis(timeout_ms);
+        let asks = sockets.iter().map(|s| s.emit_with_ack(&ev.event, payload.clone(), timeout));
+        let answers = futures_util::future::join_all(asks).await;
+        io.hub.publish_message(BrokerMessage::Answers {
+            node: io.hub.node_id().to_owned(),
+            to: asker,
+            id,
+            answers: answers_to_json(&answers),
+        });
+    });
 }
