@@ -52,8 +52,14 @@ impl Settings {
     /// `ticks` more ticks of the clock, with `silent` counting the ticks
     /// since something was last heard (the receive loop sets it to 0 for
     /// every read): what to do.
+    ///
+    /// Ticks this connection missed (its task ran late: a saturated node)
+    /// count as one: a peer that only speaks when pinged could not answer
+    /// pings that were never sent. So a close for the idle timeout always
+    /// follows pings the peer had a whole interval each to answer, however
+    /// late the node runs.
     pub(crate) fn after(&self, silent: &mut u16, ticks: u32) -> Option<Tick> {
-        *silent = silent.saturating_add(u16::try_from(ticks).unwrap_or(u16::MAX));
+        *silent = silent.saturating_add(u16::from(ticks > 0));
         // The ticks with nothing heard in the whole interval before them.
         let quiet = u64::from(*silent).saturating_sub(1);
         if quiet == 0 {
@@ -117,8 +123,13 @@ mod tests {
         assert!(matches!(s.after(&mut silent, 1), Some(Tick::Ping)));
         assert!(matches!(s.after(&mut silent, 1), Some(Tick::Ping)));
         assert!(matches!(s.after(&mut silent, 1), Some(Tick::Idle)), "30 s quiet");
+        // Ticks missed while the node ran late count as one: a ping first,
+        // whether something was heard or not.
         let mut silent = 0;
-        assert!(matches!(s.after(&mut silent, 4), Some(Tick::Idle)), "ticks missed count");
+        assert!(s.after(&mut silent, 40).is_none(), "heard: not even a ping");
+        assert!(matches!(s.after(&mut silent, 40), Some(Tick::Ping)), "late, quiet: a ping, not a close");
+        assert!(matches!(s.after(&mut silent, 40), Some(Tick::Ping)));
+        assert!(matches!(s.after(&mut silent, 40), Some(Tick::Idle)), "pings unanswered: closed");
         let idle_only = Settings::new(&Config::default().with_idle_timeout(Duration::from_secs(8))).unwrap();
         assert_eq!(idle_only.period(), Duration::from_secs(2));
         let mut silent = 0;

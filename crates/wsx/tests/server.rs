@@ -624,3 +624,60 @@ async fn a_waiting_handler_learns_that_its_client_went_away() {
     drop(raw);
     within(gone.recv()).await.unwrap();
 }
+
+/// A connection whose task runs late (a saturated node, a handler busy
+/// between two reads for many keepalive intervals) does not close a peer
+/// that answers every ping: the pings it could not send were not
+/// unanswered.
+#[tokio::test]
+async fn a_busy_server_keeps_a_peer_that_answers_its_pings() {
+    let config = Config::default().with_keepalive(Duration::from_millis(100), Duration::from_millis(300));
+    let server = Server::builder().config(config).build();
+    let (l, addr) = listen().await;
+    let s = server.clone();
+    tokio::spawn(async move {
+        s.serve(l, |req: Request| async move {
+            let mut ws = req.upgrade(Accept::new()).await?;
+            while let Some(m) = ws.recv().await {
+                if let Message::Text(t) = m? {
+                    // Busy for 15 intervals, five times the idle timeout,
+                    // while the server's clock goes on.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    ws.send(Message::Text(t)).await?;
+                }
+            }
+            Ok::<_, wsx::Error>(())
+        })
+        .await
+    });
+    let (mut ws, _) = within(wsx::connect(ws_url(addr, "/"))).await.unwrap();
+    for round in 0..2 {
+        ws.send(Message::text(format!("work {round}"))).await.unwrap();
+        // The client answers pings as it reads; it says nothing else.
+        let echoed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match ws.recv().await {
+                    Some(Ok(Message::Text(t))) => return Ok(t),
+                    Some(Ok(Message::Close(c))) => return Err(format!("closed: {c:?}")),
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("ended".to_owned()),
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("the echo in time");
+        assert_eq!(echoed.as_ref().map(|t| t.as_str()), Ok(format!("work {round}").as_str()));
+        // Then quiet for a while: pings, answered, keep it open.
+        let quiet = tokio::time::timeout(Duration::from_millis(600), async {
+            loop {
+                match ws.recv().await {
+                    Some(Ok(Message::Ping(_))) => {}
+                    other => return other,
+                }
+            }
+        })
+        .await;
+        assert!(quiet.is_err(), "the server closed a peer that answers its pings: {quiet:?}");
+    }
+}
