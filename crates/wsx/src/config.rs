@@ -118,7 +118,10 @@ impl Config {
     /// (without pings, every quarter of the idle timeout), so a ping goes
     /// out one to two intervals into a silence. Zero turns either off. It
     /// runs while the connection is being read (`recv`, the `Stream`, a
-    /// [`crate::server::Pump`]), as answering pings does.
+    /// [`crate::server::Pump`]), as answering pings does; ticks missed while
+    /// the connection was not read (a busy task, a saturated node) count as
+    /// one, so the close always follows pings the peer had a whole interval
+    /// each to answer.
     ///
     /// ```
     /// use std::time::Duration;
