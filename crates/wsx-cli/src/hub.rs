@@ -43,6 +43,11 @@ pub struct HubArgs {
     /// the hub's wsx-hub.v1 clients (docs/socketio.md).
     #[arg(long, conflicts_with_all = ["broadcast", "subprotocols"])]
     pub socketio: bool,
+    /// Socket.IO connection state recovery: a client that lost its
+    /// connection and comes back within SECS (to any node of the cluster)
+    /// gets its id, rooms and the events it missed.
+    #[arg(long, value_name = "SECS", requires = "socketio")]
+    socketio_recovery: Option<f64>,
     /// How hub processes share rooms: "memory" (this process only) or
     /// redis://HOST:PORT[/DB] (every `wsx serve --hub` on that Redis is one
     /// hub).
@@ -110,16 +115,29 @@ pub fn build(args: &HubArgs, server: &Server) -> Result<Hub, Failure> {
 /// The Socket.IO relay of `--socketio` on `hub`: Engine.IO pings every
 /// `ping` (the server's ping interval), messages up to `max_payload`, and
 /// CORS for the allowed origins (any, without `--origin`).
-pub fn socketio(args: &HubArgs, hub: &Hub, ping: Duration, max_payload: usize, origins: &[String]) -> Option<SocketIo> {
+pub fn socketio(
+    args: &HubArgs,
+    hub: &Hub,
+    ping: Duration,
+    max_payload: usize,
+    origins: &[String],
+) -> Result<Option<SocketIo>, Failure> {
     if !args.socketio {
-        return None;
+        return Ok(None);
     }
     let cors = if origins.is_empty() { Cors::any() } else { Cors::allow(origins).credentials(true) };
     let mut engine = EngineConfig::default().max_payload(max_payload).cors(cors);
     if !ping.is_zero() {
         engine = engine.ping_interval(ping);
     }
-    Some(SocketIo::builder().hub(hub.clone()).engine(engine).namespace("/", relay()).build())
+    let mut b = SocketIo::builder().hub(hub.clone()).engine(engine).namespace("/", relay());
+    if let Some(secs) = args.socketio_recovery {
+        let window = Duration::try_from_secs_f64(secs).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+            Failure::error(format!("--socketio-recovery must be a positive number of seconds, not {secs}"))
+        })?;
+        b = b.connection_state_recovery(window);
+    }
+    Ok(Some(b.build()))
 }
 
 /// "(node ID, broker URL)" for the listening line.

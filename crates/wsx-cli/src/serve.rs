@@ -239,7 +239,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         let hub_for_shutdown = hub.clone();
         let config = site.server.config();
         let (ping, max) = (config.ping_interval().unwrap_or_default(), config.protocol().max_message_size());
-        let io = crate::hub::socketio(&args.hub, &hub, ping, max, &args.origins);
+        let io = crate::hub::socketio(&args.hub, &hub, ping, max, &args.origins)?;
         println!("wsx serve: hub server listening on {ws}://{addr} {}", crate::hub::describe(&args.hub, &hub));
         println!(
             "wsx serve: browser client at {http}://{addr}{}, SSE at /events?room=NAME, metrics at /metrics",

@@ -449,3 +449,41 @@ async fn two_socketio_nodes_on_one_redis_deliver_each_publish_once() {
     assert_eq!(on_a.quiet(Duration::from_millis(300)).await, None, "exactly once");
     assert_eq!(on_b.quiet(Duration::from_millis(300)).await, None, "exactly once");
 }
+
+#[tokio::test]
+async fn socketio_recovery_through_wsx_serve() {
+    let server = serve(&["--socketio", "--socketio-recovery", "30"]);
+    let addr: std::net::SocketAddr = server.addr.parse().unwrap();
+    let mut a = sio::Sio::open(addr).await;
+    a.send("40").await;
+    let hs: serde_json::Value = serde_json::from_str(a.text().await.strip_prefix("40").unwrap()).unwrap();
+    let pid = hs["pid"].as_str().expect("a private id with recovery on").to_owned();
+    sio_join(&mut a, "r").await;
+    let (mut b, _) = sio_client(&server).await;
+    b.send(r#"42["publish","r","news",0]"#).await;
+    let first = a.event().await;
+    let offset = first[2].as_str().expect("the offset").to_owned();
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 1..3 {
+        b.send(&format!(r#"42["publish","r","news",{n}]"#)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut back = sio::Sio::open(addr).await;
+    back.send(&format!(r#"40{{"pid":"{pid}","offset":"{offset}"}}"#)).await;
+    let hs2: serde_json::Value = serde_json::from_str(back.text().await.strip_prefix("40").unwrap()).unwrap();
+    assert_eq!(hs2["sid"], hs["sid"]);
+    for n in 1..3 {
+        let e = back.event().await;
+        assert_eq!((&e[0], &e[1]), (&json!("news"), &json!(n)));
+    }
+}
+
+#[test]
+fn socketio_recovery_needs_a_positive_window_and_socketio() {
+    let out = run(&["serve", "--socketio", "--socketio-recovery", "0"], "", Duration::from_secs(10));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--socketio-recovery must be a positive number"));
+    let out = run(&["serve", "--socketio-recovery", "5"], "", Duration::from_secs(10));
+    assert!(!out.status.success(), "without --socketio");
+}
