@@ -564,7 +564,7 @@ pub(crate) enum Speaks {
 }
 
 impl Speaks {
-    fn other(&self) -> Option<&Arc<dyn OtherWire>> {
+    pub(crate) fn other(&self) -> Option<&Arc<dyn OtherWire>> {
         match self {
             Speaks::Hub(_) => None,
             Speaks::Other(o) => Some(o),
@@ -582,8 +582,8 @@ pub(crate) trait OtherWire: Send + Sync + 'static {
     fn key(&self) -> (&str, bool);
     /// The frames of `ev` (`offset`: where state recovery recorded it).
     fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Message>;
-    /// Queue the frames of one event.
-    fn send(&self, frames: Vec<Message>, droppable: bool);
+    /// Queue the frames of one event (shared by every recipient).
+    fn send(&self, frames: &[Message], droppable: bool);
     /// Close it (from [`Hub::disconnect`]); whether it was open.
     fn disconnect(&self) -> bool;
     /// Itself, for its protocol's code to get its own type back.
@@ -596,10 +596,10 @@ pub(crate) trait Extension: Send + Sync + 'static {
     /// An event for `room` is delivered on this node (from here or from
     /// another node): record it if it should be (state recovery); the
     /// offset it was recorded at.
-    fn room_event(&self, hub: &Hub, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String>;
+    fn room_event(&self, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String>;
     /// A broker message for it ([`BrokerMessage::Select`],
     /// [`BrokerMessage::RecoverAsk`], [`BrokerMessage::RecoverAnswer`]).
-    fn broker_message(&self, hub: &Hub, m: BrokerMessage);
+    fn broker_message(&self, m: BrokerMessage);
 }
 
 /// A connection a packet goes to.
@@ -1170,15 +1170,15 @@ impl Hub {
                 }
                 (Some(o), Packet::Event(ev)) => {
                     let (group, takes_offset) = o.key();
-                    let frames = match others.iter().find(|(k, _)| k.0 == group && k.1 == takes_offset) {
-                        Some((_, f)) => f.clone(),
+                    let i = match others.iter().position(|(k, _)| k.0 == group && k.1 == takes_offset) {
+                        Some(i) => i,
                         None => {
                             let f = o.encode(ev, offset.filter(|_| takes_offset));
-                            others.push(((group.to_owned(), takes_offset), f.clone()));
-                            f
+                            others.push(((group.to_owned(), takes_offset), f));
+                            others.len() - 1
                         }
                     };
-                    o.send(frames, droppable);
+                    o.send(&others[i].1, droppable);
                 }
                 // Presence is for wsx-hub.v1 clients.
                 (Some(_), _) => {}
@@ -1246,7 +1246,7 @@ impl Hub {
         if let Some(p) = p.or(decoded.as_ref()) {
             // Socket.IO's state recovery keeps the room's broadcasts.
             let offset = match p {
-                Packet::Event(ev) => self.extension().and_then(|x| x.room_event(self, room, except, ev)),
+                Packet::Event(ev) => self.extension().and_then(|x| x.room_event(room, except, ev)),
                 _ => None,
             };
             self.deliver_with_offset(&targets, Some(msg), p, droppable, offset.as_deref());
@@ -1291,7 +1291,7 @@ impl Hub {
             | BrokerMessage::RecoverAsk { .. }
             | BrokerMessage::RecoverAnswer { .. }) => {
                 if let Some(x) = self.extension() {
-                    x.broker_message(self, m);
+                    x.broker_message(m);
                 }
             }
             BrokerMessage::Direct { node, conn, payload, ack, at } => {

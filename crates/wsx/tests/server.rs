@@ -681,3 +681,42 @@ async fn a_busy_server_keeps_a_peer_that_answers_its_pings() {
         assert!(quiet.is_err(), "the server closed a peer that answers its pings: {quiet:?}");
     }
 }
+
+/// `push_all` queues its messages back to back, however many senders push
+/// at once, and stops at the first the outbox refuses.
+#[test]
+fn push_all_keeps_its_messages_together_and_stops_at_a_refusal() {
+    let (outbox, mut rx) = Outbox::new(OutboxConfig::default().with_max_messages(100_000));
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let outbox = outbox.clone();
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let parts = (0..3).map(|p| Message::text(format!("{s}.{i}.{p}")));
+                    assert_eq!(outbox.push_all(parts), Push::Queued);
+                }
+            })
+        })
+        .collect();
+    for t in senders {
+        t.join().unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(m) = rx.try_recv() {
+        got.push(m.as_text().unwrap().to_owned());
+    }
+    assert_eq!(got.len(), 4 * 500 * 3);
+    for group in got.chunks(3) {
+        let head = group[0].rsplit_once('.').unwrap().0;
+        assert!(group.iter().enumerate().all(|(p, m)| *m == format!("{head}.{p}")), "{group:?}");
+    }
+    // A full outbox that closes: the refusal, and nothing after it.
+    let (outbox, _rx) = Outbox::new(
+        OutboxConfig::default()
+            .with_max_messages(2)
+            .with_slow_consumer(SlowConsumer::Close(CloseCode::PolicyViolation)),
+    );
+    let parts = (0..5).map(|i| Message::text(format!("{i}")));
+    assert_eq!(outbox.push_all(parts), Push::Overflow);
+    assert!(outbox.is_closed());
+}

@@ -93,11 +93,11 @@ pub(crate) struct Inner {
 }
 
 impl Extension for Inner {
-    fn room_event(&self, _hub: &Hub, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String> {
+    fn room_event(&self, room: &str, except: Option<&str>, ev: &EventPacket) -> Option<String> {
         self.recovery.as_ref()?.record_room(self, room, except, ev)
     }
 
-    fn broker_message(&self, _hub: &Hub, m: BrokerMessage) {
+    fn broker_message(&self, m: BrokerMessage) {
         match m {
             BrokerMessage::Select { node, nsp, rooms, except_rooms, except, payload, ack } => {
                 let Some(Ok(HubPacket::Event(ev))) = protocol::decode_message(&payload.to_message()) else { return };

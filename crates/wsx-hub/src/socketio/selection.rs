@@ -49,7 +49,7 @@ pub(crate) fn socket_of(t: &Target) -> Option<Arc<SocketShared>> {
 /// connections count as sockets of the namespace `/`.
 pub(crate) fn select_local(io: &Inner, nsp: &str, sel: &Selection) -> Vec<Target> {
     let st = io.hub.lock();
-    let in_nsp = |e: &ConnEntry| match Target::of(e).other {
+    let in_nsp = |e: &ConnEntry| match e.speaks.other() {
         Some(o) => o.key().0 == nsp,
         None => nsp == "/",
     };

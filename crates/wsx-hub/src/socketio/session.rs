@@ -235,7 +235,7 @@ async fn connect(
         }
     }
     for (offset, ev) in &missed {
-        shared.send(shared.encode(ev, Some(offset)), false);
+        shared.send(&shared.encode(ev, Some(offset)), false);
     }
     sockets.insert(nsp_name, shared.clone());
     if let Some(f) = &ns.on_connect {

@@ -28,9 +28,6 @@ pub(crate) struct SessionShared {
     pub(crate) transport: AtomicU8,
     /// Ack id → who waits for the client's answer.
     pub(crate) acks: Mutex<HashMap<u64, oneshot::Sender<Payload>>>,
-    /// Held while the frames of one packet are queued, so that the
-    /// attachments of two binary packets never interleave.
-    sending: Mutex<()>,
     /// Namespaces the server disconnected the session's socket from.
     pub(crate) kicked: Mutex<Vec<Arc<str>>>,
     pub(crate) kick: Notify,
@@ -43,7 +40,6 @@ impl SessionShared {
             closer,
             transport: AtomicU8::new(transport),
             acks: Mutex::new(HashMap::new()),
-            sending: Mutex::new(()),
             kicked: Mutex::new(Vec::new()),
             kick: Notify::new(),
         }
@@ -51,21 +47,19 @@ impl SessionShared {
 
     /// Queue a packet's frames.
     pub(crate) fn send(&self, p: &Packet, droppable: bool) -> bool {
-        self.send_frames(p.to_frames(), droppable)
+        self.send_frames(&p.to_frames(), droppable)
     }
 
-    /// Queue the frames of one packet: a binary packet's attachments
-    /// follow its header (only Engine.IO's own pings may come between,
-    /// which the client's Socket.IO layer never sees), and are never
-    /// dropped apart from it.
-    pub(crate) fn send_frames(&self, frames: Vec<Message>, droppable: bool) -> bool {
-        let ok = |p: Push| matches!(p, Push::Queued | Push::Dropped(_));
-        if frames.len() == 1 {
-            let f = frames.into_iter().next().unwrap_or_else(|| Message::text(""));
-            return ok(if droppable { self.outbox.push_droppable(f) } else { self.outbox.push(f) });
-        }
-        let _one_at_a_time = lock(&self.sending);
-        frames.into_iter().all(|f| ok(self.outbox.push(f)))
+    /// Queue the frames of one packet (clones of shared bytes): a binary
+    /// packet's attachments right behind its header, never dropped apart
+    /// from it.
+    pub(crate) fn send_frames(&self, frames: &[Message], droppable: bool) -> bool {
+        let pushed = match frames {
+            [f] if droppable => self.outbox.push_droppable(f.clone()),
+            [f] => self.outbox.push(f.clone()),
+            _ => self.outbox.push_all(frames.iter().cloned()),
+        };
+        matches!(pushed, Push::Queued | Push::Dropped(_))
     }
 }
 
@@ -122,7 +116,7 @@ impl OtherWire for SocketShared {
         super::event_packet(&self.nsp, &ev.event, payload, ev.id).to_frames()
     }
 
-    fn send(&self, frames: Vec<Message>, droppable: bool) {
+    fn send(&self, frames: &[Message], droppable: bool) {
         if self.is_connected() {
             self.session.send_frames(frames, droppable);
         }

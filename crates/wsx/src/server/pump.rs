@@ -273,8 +273,56 @@ impl Outbox {
 
     /// Queue `item`, or give it back with why not.
     fn try_push(&self, item: Item) -> std::result::Result<Push, (Item, Push)> {
-        let config = &self.shared.config;
         let mut s = self.shared.lock();
+        let pushed = self.push_locked(&mut s, item);
+        if pushed.is_ok() {
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        }
+        pushed
+    }
+
+    /// Queue messages that may not be dropped, one after the other with
+    /// nothing from other senders between them (a message and the parts
+    /// that go with it), up to the first that is not queued: what happened
+    /// to that one, else [`Push::Queued`] (or [`Push::Dropped`] with how
+    /// many older droppable messages made room).
+    ///
+    /// ```
+    /// use wsx::server::{Outbox, OutboxConfig, Push};
+    /// let (outbox, _receiver) = Outbox::new(OutboxConfig::default());
+    /// let parts = [wsx::Message::text("header"), wsx::Message::binary(vec![1u8, 2])];
+    /// assert_eq!(outbox.push_all(parts), Push::Queued);
+    /// assert_eq!(outbox.len(), 2);
+    /// ```
+    pub fn push_all(&self, msgs: impl IntoIterator<Item = Message>) -> Push {
+        let mut s = self.shared.lock();
+        let mut dropped = 0u64;
+        let mut result = Push::Queued;
+        for msg in msgs {
+            match self.push_locked(&mut s, Item { msg, droppable: false }) {
+                Ok(Push::Dropped(n)) => dropped += n,
+                Ok(_) => {}
+                Err((_, p)) => {
+                    result = p;
+                    break;
+                }
+            }
+        }
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+        match result {
+            Push::Queued if dropped > 0 => Push::Dropped(dropped),
+            p => p,
+        }
+    }
+
+    /// [`Outbox::try_push`] with the state locked (the receiver is not
+    /// woken).
+    fn push_locked(&self, s: &mut State, item: Item) -> std::result::Result<Push, (Item, Push)> {
+        let config = &self.shared.config;
         if s.ended {
             return Err((item, Push::Closed));
         }
@@ -284,30 +332,30 @@ impl Outbox {
                 && (s.items.len() >= config.max_messages || s.bytes.saturating_add(len) > config.max_bytes)
         };
         let mut dropped = 0u64;
-        if full(&s) {
+        if full(s) {
             match config.slow_consumer {
                 SlowConsumer::Wait => {
                     s.waiting = true;
                     return Err((item, Push::Full));
                 }
                 SlowConsumer::Close(code) => {
-                    overflow(&mut s, code, &self.shared.overflow);
+                    overflow(s, code, &self.shared.overflow);
                     return Err((item, Push::Overflow));
                 }
                 SlowConsumer::DropOldest => {
-                    while full(&s) {
+                    while full(s) {
                         let Some(i) = s.items.iter().position(|it| it.droppable) else { break };
                         if let Some(old) = s.items.remove(i) {
                             s.bytes -= old.msg.len();
                             dropped += 1;
                         }
                     }
-                    if full(&s) {
+                    if full(s) {
                         if item.droppable {
                             return Err((item, Push::Discarded));
                         }
                         if s.items.len() >= config.max_messages.saturating_mul(2) {
-                            overflow(&mut s, CloseCode::PolicyViolation, &self.shared.overflow);
+                            overflow(s, CloseCode::PolicyViolation, &self.shared.overflow);
                             return Err((item, Push::Overflow));
                         }
                     }
@@ -316,9 +364,6 @@ impl Outbox {
         }
         s.bytes += len;
         s.items.push_back(item);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
         Ok(if dropped > 0 { Push::Dropped(dropped) } else { Push::Queued })
     }
 
