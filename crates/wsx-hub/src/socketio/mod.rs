@@ -100,14 +100,16 @@ impl Extension for Inner {
     fn broker_message(&self, m: BrokerMessage) {
         match m {
             BrokerMessage::Select { node, nsp, rooms, except_rooms, except, payload, ack } => {
-                let Some(Ok(HubPacket::Event(ev))) = protocol::decode_message(&payload.to_message()) else { return };
+                let Some(Ok(p @ HubPacket::Event(_))) = protocol::decode_message(&payload.to_message()) else { return };
                 let sel = selection::Selection { rooms, except_rooms, except };
                 match (ack, self.this.upgrade()) {
                     (Some((id, timeout_ms)), Some(io)) => {
-                        socket::answer_broadcast(&io, node, id, &nsp, sel, ev, timeout_ms)
+                        if let HubPacket::Event(ev) = p {
+                            socket::answer_broadcast(&io, node, id, &nsp, sel, ev, timeout_ms)
+                        }
                     }
                     (Some(_), None) => {}
-                    (None, _) => selection::deliver_selected(self, &nsp, &sel, &ev),
+                    (None, _) => selection::deliver_selected(self, &nsp, &sel, &p),
                 }
             }
             BrokerMessage::Answers { id, answers, .. } => {

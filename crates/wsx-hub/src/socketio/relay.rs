@@ -54,9 +54,13 @@ pub fn relay() -> Namespace {
                 msg.ack(json!({"error": "forbidden"}));
                 return Ok(());
             }
-            let args: Payload = msg.payload().clone().skip(2);
+            // The arguments go on as they came (no copy); the ack after.
+            let ack = msg.acker();
+            let args: Payload = msg.into_payload().skip(2);
             socket.to(&room).emit(&event, args);
-            msg.ack(json!(true));
+            if let Some(ack) = ack {
+                ack.send(json!(true).into());
+            }
             Ok(())
         })
         .on("whoami", |socket, msg| async move {

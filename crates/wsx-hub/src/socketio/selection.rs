@@ -5,7 +5,7 @@
 use super::state::SocketShared;
 use super::{sio_room, Inner};
 use crate::hub::{ConnEntry, Target};
-use crate::protocol::{ConnId, EventPacket, Packet};
+use crate::protocol::{ConnId, Packet};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
@@ -77,10 +77,12 @@ pub(crate) fn select_local(io: &Inner, nsp: &str, sel: &Selection) -> Vec<Target
     out
 }
 
-/// Deliver a broadcast of namespace `nsp` to the sockets it selects here
-/// (from this node or another), recording it for state recovery.
-pub(crate) fn deliver_selected(io: &Inner, nsp: &str, sel: &Selection, ev: &EventPacket) {
+/// Deliver a broadcast (an event) of namespace `nsp` to the sockets it
+/// selects here (from this node or another), recording it for state
+/// recovery.
+pub(crate) fn deliver_selected(io: &Inner, nsp: &str, sel: &Selection, p: &Packet) {
+    let Packet::Event(ev) = p else { return };
     let offset = io.recovery.as_ref().and_then(|rec| rec.record(io, nsp, sel, ev));
     let targets = select_local(io, nsp, sel);
-    io.hub.deliver_with_offset(&targets, None, &Packet::Event(ev.clone()), true, offset.as_deref());
+    io.hub.deliver_with_offset(&targets, None, p, true, offset.as_deref());
 }

@@ -343,11 +343,12 @@ impl Operator {
         ev.room = self.sel.rooms.first().cloned();
         // A socket's broadcast leaves it out: hub clients see it as the sender.
         ev.from = self.sel.except.clone();
-        deliver_selected(&self.io, &self.nsp, &self.sel, &ev);
+        let p = protocol::Packet::Event(ev);
+        deliver_selected(&self.io, &self.nsp, &self.sel, &p);
         if self.local {
             return;
         }
-        let payload = protocol::encode(&protocol::Packet::Event(ev));
+        let payload = protocol::encode(&p);
         let node = self.hub().node_id().to_owned();
         let m = match (&self.sel.rooms[..], self.sel.except_rooms.is_empty()) {
             // One room: its own channel, as the hub's broadcasts; but a
