@@ -17,6 +17,7 @@
 //! forwards direct messages for the socket's id to the new node.
 
 use super::selection::Selection;
+use super::state::lock;
 use super::Inner;
 use crate::broker::BrokerMessage;
 use crate::hub::Hub;
@@ -79,7 +80,7 @@ impl Recovery {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Drop what is past the window (or over the bounds); the sessions
@@ -205,7 +206,7 @@ pub(crate) async fn restore_remote(io: &Inner, pid: &str, offset: &str, nsp: &st
     let node = node_of_offset(offset).filter(|n| *n != hub.node_id())?;
     let id = hub.next_seq();
     let (tx, rx) = oneshot::channel();
-    rec.asks.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+    lock(&rec.asks).insert(id, tx);
     hub.ensure_started();
     hub.publish_message(BrokerMessage::RecoverAsk {
         node: hub.node_id().to_owned(),
@@ -214,7 +215,7 @@ pub(crate) async fn restore_remote(io: &Inner, pid: &str, offset: &str, nsp: &st
         query: json!({"pid": pid, "offset": offset, "nsp": nsp}),
     });
     let answer = tokio::time::timeout(ASK_WAIT, rx).await;
-    rec.asks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    lock(&rec.asks).remove(&id);
     session_from_json(answer.ok()?.ok()?, nsp)
 }
 
@@ -240,7 +241,7 @@ pub(crate) fn answer_recovery(io: &Inner, asker: String, id: u64, query: &Value)
 /// The answer to one of this node's asks.
 pub(crate) fn recovery_answered(io: &Inner, id: u64, session: Value) {
     let Some(rec) = io.recovery.as_ref() else { return };
-    let waiting = rec.asks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    let waiting = lock(&rec.asks).remove(&id);
     if let Some(tx) = waiting {
         let _ = tx.send(session);
     }

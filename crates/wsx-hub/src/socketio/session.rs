@@ -275,7 +275,7 @@ pub(crate) async fn leave(io: &Arc<Inner>, s: &Arc<SocketShared>, reason: Discon
     tracing::debug!(id = s.id, nsp = &*s.nsp, %reason, "socket left its namespace");
     if let (true, Some(rec), Some(pid)) = (reason.recoverable(), &io.recovery, &s.pid) {
         let rooms = io.hub.lock().conns.get(&s.id).map(|e| e.rooms.clone()).unwrap_or_default();
-        let data = s.data.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let data = lock(&s.data).clone();
         rec.save(&io.hub, pid.clone(), s.id.clone(), s.nsp.clone(), rooms, data);
     }
     io.hub.unregister(&s.id).await;

@@ -55,6 +55,17 @@ impl OriginPolicy {
         self.require
     }
 
+    /// Whether any origin may connect (no allowlist).
+    ///
+    /// ```
+    /// use wsx::server::OriginPolicy;
+    /// assert!(OriginPolicy::any().allows_any());
+    /// assert!(!OriginPolicy::allow(["https://example.com"]).allows_any());
+    /// ```
+    pub fn allows_any(&self) -> bool {
+        self.allowed.is_none()
+    }
+
     /// Check a request's `Origin`: the 403 to send if it may not connect.
     pub fn check(&self, origin: Option<&str>) -> Result<(), Reject> {
         match (origin, &self.allowed) {

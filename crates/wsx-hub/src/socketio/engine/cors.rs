@@ -2,6 +2,7 @@
 //! origins) and the origin check of its WebSocket upgrades.
 
 use http::{HeaderMap, HeaderValue};
+use wsx::server::OriginPolicy;
 
 /// Which origins may use the engine from a browser: the CORS headers of
 /// polling responses and preflights, and the origins allowed to upgrade.
@@ -16,8 +17,8 @@ use http::{HeaderMap, HeaderValue};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
-    /// `None`: any origin.
-    origins: Option<Vec<String>>,
+    /// Which origins (the server layer's allowlist, compared as it does).
+    policy: OriginPolicy,
     credentials: bool,
 }
 
@@ -26,15 +27,14 @@ impl Cors {
     /// [`Cors::credentials`], the request's origin is echoed instead, as
     /// browsers refuse `*` with credentials).
     pub fn any() -> Self {
-        Self { origins: None, credentials: false }
+        Self { policy: OriginPolicy::any(), credentials: false }
     }
 
-    /// Only these origins (`scheme://host[:port]`, compared without regard
-    /// to ASCII case): theirs is echoed with `Vary: Origin`; others get no
-    /// CORS headers, and their WebSocket upgrades get 403.
+    /// Only these origins (`scheme://host[:port]`, compared as
+    /// [`OriginPolicy::allow`] does): theirs is echoed with `Vary: Origin`;
+    /// others get no CORS headers, and their WebSocket upgrades get 403.
     pub fn allow<I: IntoIterator<Item = S>, S: AsRef<str>>(origins: I) -> Self {
-        let origins = origins.into_iter().map(|o| o.as_ref().trim_end_matches('/').to_ascii_lowercase()).collect();
-        Self { origins: Some(origins), credentials: false }
+        Self { policy: OriginPolicy::allow(origins), credentials: false }
     }
 
     /// Allow credentials (cookies): `Access-Control-Allow-Credentials: true`.
@@ -46,15 +46,12 @@ impl Cors {
     /// Whether a request from `origin` is allowed (one without an `Origin`
     /// header, from no browser, always is).
     pub fn allows(&self, origin: Option<&str>) -> bool {
-        match (&self.origins, origin) {
-            (None, _) | (_, None) => true,
-            (Some(list), Some(o)) => list.iter().any(|a| a.eq_ignore_ascii_case(o.trim_end_matches('/'))),
-        }
+        origin.is_none() || self.policy.check(origin).is_ok()
     }
 
     /// Add the CORS response headers for a request from `origin`.
     pub(super) fn apply(&self, origin: Option<&str>, headers: &mut HeaderMap) {
-        let echo = self.origins.is_some() || self.credentials;
+        let echo = !self.policy.allows_any() || self.credentials;
         if echo {
             headers.append(http::header::VARY, HeaderValue::from_static("Origin"));
         }
@@ -63,7 +60,7 @@ impl Cors {
         }
         let value = match origin.and_then(|o| HeaderValue::from_str(o).ok()) {
             Some(v) if echo => v,
-            _ if self.origins.is_none() => HeaderValue::from_static("*"),
+            _ if self.policy.allows_any() => HeaderValue::from_static("*"),
             _ => return,
         };
         headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
