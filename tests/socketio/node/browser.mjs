@@ -25,7 +25,7 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { MODES, CHECK_NAMES } from './checks.mjs';
+import { parseArgs } from './checks.mjs';
 
 const require = createRequire(import.meta.url);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -33,31 +33,7 @@ const { launch } = require('../../browser/launch.js');
 const WATCHDOG_MS = Number(process.env.WSX_SIO_TIMEOUT_MS || 60000);
 const PREFIX = '/__wsx-sio/';
 
-function usage(msg) {
-  process.stderr.write(`browser.mjs: ${msg}\nusage: node browser.mjs URL [--mode ${Object.keys(MODES).join('|')}]... [--check NAME]...\n`);
-  process.exit(2);
-}
-
-const argv = process.argv.slice(2);
-let url = null;
-const modes = [];
-const only = [];
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${a} needs a value`));
-  if (a === '--mode') {
-    const m = value();
-    if (!MODES[m]) usage(`unknown mode ${m}`);
-    modes.push(m);
-  } else if (a === '--check') {
-    const c = value();
-    if (!CHECK_NAMES.includes(c) || c === 'two nodes') usage(`unknown check ${c}`);
-    only.push(c);
-  } else if (!a.startsWith('--') && url === null) url = a.replace(/\/+$/, '');
-  else usage(`unexpected argument ${a}`);
-}
-if (!url) usage('URL is missing');
-if (modes.length === 0) modes.push(...Object.keys(MODES));
+const { url, modes, only } = parseArgs('browser.mjs', process.argv.slice(2), { twoNodes: false });
 
 const FILES = {
   'index.html': [join(here, '../browser/index.html'), 'text/html; charset=utf-8'],

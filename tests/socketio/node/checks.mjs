@@ -551,3 +551,38 @@ export async function runChecks({ lib, url, second = null, mode, bin, report, on
 }
 
 export const CHECK_NAMES = [...CHECKS.map(([n]) => n), TWO_NODE_CHECK[0]];
+
+/**
+ * The command line of client.mjs and browser.mjs: `URL [--mode M]...
+ * [--check NAME]... [--second URL]` (`--second` only where `twoNodes`).
+ * Prints the usage and exits 2 on an error; modes default to all of them.
+ */
+export function parseArgs(script, argv, { twoNodes }) {
+  const usage = (msg) => {
+    const second = twoNodes ? ' [--second URL]' : '';
+    process.stderr.write(
+      `${script}: ${msg}\nusage: node ${script} URL [--mode ${Object.keys(MODES).join('|')}]... [--check NAME]...${second}\n` +
+        `checks: ${CHECK_NAMES.join(', ')}\n`,
+    );
+    process.exit(2);
+  };
+  const args = { url: null, second: null, modes: [], only: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${a} needs a value`));
+    if (a === '--mode') {
+      const m = value();
+      if (!MODES[m]) usage(`unknown mode ${m}`);
+      args.modes.push(m);
+    } else if (a === '--check') {
+      const c = value();
+      if (!CHECK_NAMES.includes(c) || (!twoNodes && c === TWO_NODE_CHECK[0])) usage(`unknown check ${c}`);
+      args.only.push(c);
+    } else if (twoNodes && a === '--second') args.second = value().replace(/\/+$/, '');
+    else if (!a.startsWith('--') && args.url === null) args.url = a.replace(/\/+$/, '');
+    else usage(`unexpected argument ${a}`);
+  }
+  if (!args.url) usage('URL is missing');
+  if (args.modes.length === 0) args.modes.push(...Object.keys(MODES));
+  return args;
+}

@@ -14,42 +14,13 @@
 //   socket.io interop (node socket.io-client 4.8.4): 27 passed, 0 failed
 import { createRequire } from 'node:module';
 import { io, Manager } from 'socket.io-client';
-import { runChecks, MODES, CHECK_NAMES } from './checks.mjs';
+import { runChecks, parseArgs } from './checks.mjs';
 
 const require = createRequire(import.meta.url);
 /** The whole run, as a last resort against a hang. */
 const WATCHDOG_MS = Number(process.env.WSX_SIO_TIMEOUT_MS || 60000);
 
-function usage(msg) {
-  process.stderr.write(
-    `client.mjs: ${msg}\nusage: node client.mjs URL [--mode ${Object.keys(MODES).join('|')}]... [--check NAME]... [--second URL]\n` +
-      `checks: ${CHECK_NAMES.join(', ')}\n`,
-  );
-  process.exit(2);
-}
-
-const argv = process.argv.slice(2);
-let url = null;
-let second = null;
-const modes = [];
-const only = [];
-for (let i = 0; i < argv.length; i++) {
-  const a = argv[i];
-  const value = () => (i + 1 < argv.length ? argv[++i] : usage(`${a} needs a value`));
-  if (a === '--mode') {
-    const m = value();
-    if (!MODES[m]) usage(`unknown mode ${m}`);
-    modes.push(m);
-  } else if (a === '--check') {
-    const c = value();
-    if (!CHECK_NAMES.includes(c)) usage(`unknown check ${c}`);
-    only.push(c);
-  } else if (a === '--second') second = value().replace(/\/+$/, '');
-  else if (!a.startsWith('--') && url === null) url = a.replace(/\/+$/, '');
-  else usage(`unexpected argument ${a}`);
-}
-if (!url) usage('URL is missing');
-if (modes.length === 0) modes.push(...Object.keys(MODES));
+const { url, second, modes, only } = parseArgs('client.mjs', process.argv.slice(2), { twoNodes: true });
 
 const version = require('socket.io-client/package.json').version;
 let passed = 0;
