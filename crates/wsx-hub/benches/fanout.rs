@@ -52,12 +52,6 @@ const CONNECTING: usize = 128;
 /// anyway, each at a cost that grows with the room (presence to every
 /// member, every member in the ack); a few in flight keep it busy.
 const JOINING: usize = 8;
-/// The nodes' idle timeout. With the default (60 s), connections waiting
-/// for their turn to join 10,000 were closed with 1001 "idle timeout"
-/// after a few minutes although they answer every ping: on the saturated
-/// node their keepalive ticks ran up to ~100 s late (pings seen at 24, 50,
-/// 103, 134 s, then none until the close at 239 s).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long the run waits for deliveries that stopped coming.
 const STALL: Duration = Duration::from_secs(10);
 
@@ -187,8 +181,7 @@ fn serve_node(args: &[String]) -> Result<(), Error> {
         .build()
         .map_err(|e| format!("node {name}: runtime: {e}"))?;
     rt.block_on(async move {
-        let mut b =
-            wsx_hub::Hub::builder().node_id(name.clone()).max_room_members(max_members).idle_timeout(IDLE_TIMEOUT);
+        let mut b = wsx_hub::Hub::builder().node_id(name.clone()).max_room_members(max_members);
         if let [_, _, url, prefix] = args {
             let opts = wsx_hub::broker::RedisOptions { prefix: prefix.clone(), ..Default::default() };
             let broker = wsx_hub::broker::RedisBroker::new(url, opts)
