@@ -16,20 +16,16 @@
 //! closes each WebSocket with 1001, then, once this connection's streams
 //! are done, sends GOAWAY.
 
-use super::{stopped, Handler, Io, Request, RequestHead, RequestInner, Server, ServerStream, Slot};
+use super::{stopped, Handler, Io, Request, RequestHead, RequestInner, Server, ServerStream};
 use crate::http2::H2Stream;
 use crate::maybe_tls::{MaybeTls, ServerTls};
 use crate::Result;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use http::{Method, Response};
-use std::fmt::Display;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::sync::Notify;
 use wsx_proto::handshake::HandshakeError;
@@ -302,39 +298,9 @@ fn stream<H: Handler<ServerStream>>(
     let id = slot.id;
     let io = Io::H2(H2Io { respond, body, wrap: |s| MaybeTls::H2(Box::new(s)) });
     let request = Request(Box::new(RequestInner { head, io, server: server.clone(), slot: id, body_read: false }));
-    let task = StreamTask { serving: handler.handle(request), _slot: slot, _live: live.enter() };
+    let task = super::HandlerTask { serving: handler.handle(request), _held: (slot, live.enter()) };
     let task = tokio::spawn(task);
     server.inner.group.set_abort(id, task.abort_handle());
-}
-
-pin_project_lite::pin_project! {
-    /// A stream's task: the handler's future, and the stream's slot and
-    /// place among the connection's live requests, given back when the
-    /// task ends or is aborted (tokio drops a task's future as it
-    /// completes). Written out, not an `async` block, which would hold the
-    /// handler's future twice (captured, and moved into its `.await`):
-    /// every idle WebSocket pays for the task's size.
-    struct StreamTask<F> {
-        #[pin]
-        serving: F,
-        _slot: Slot,
-        _live: LiveGuard,
-    }
-}
-
-impl<F, E> Future for StreamTask<F>
-where
-    F: Future<Output = std::result::Result<(), E>>,
-    E: Display,
-{
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Err(e) = ready!(self.project().serving.poll(cx)) {
-            tracing::debug!(error = %e, "HTTP/2 stream ended with an error");
-        }
-        Poll::Ready(())
-    }
 }
 
 /// A short response sent without waiting: queued whole (refusals are a
@@ -351,9 +317,10 @@ fn answer_now(respond: &mut SendResponse<Bytes>, response: &Response<Bytes>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::{HandlerTask, Slot};
 
     fn task_size<F>(_: &F) -> usize {
-        std::mem::size_of::<StreamTask<F>>()
+        std::mem::size_of::<HandlerTask<F, (Slot, LiveGuard)>>()
     }
 
     /// A stream's task is the handler's future, held once, beside its

@@ -610,6 +610,37 @@ where
     }
 }
 
+#[cfg(any(feature = "http2", feature = "hyper"))]
+pin_project_lite::pin_project! {
+    /// A handler's task beside what it holds until it ends or is aborted
+    /// (its slot; on HTTP/2 also its place among the connection's live
+    /// streams): tokio drops a task's future as it completes. Written out,
+    /// not an `async` block, which would hold the handler's future twice
+    /// (captured, and moved into its `.await`): every idle WebSocket pays
+    /// for the task's size.
+    struct HandlerTask<F, H> {
+        #[pin]
+        serving: F,
+        _held: H,
+    }
+}
+
+#[cfg(any(feature = "http2", feature = "hyper"))]
+impl<F, E, H> Future for HandlerTask<F, H>
+where
+    F: Future<Output = std::result::Result<(), E>>,
+    E: Display,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Err(e) = ready!(self.project().serving.poll(cx)) {
+            tracing::debug!(error = %e, "request ended with an error");
+        }
+        Poll::Ready(())
+    }
+}
+
 /// What an accepted connection turned out to carry.
 enum Opened {
     /// One HTTP/1.1 request (an upgrade, or a request answered once).

@@ -466,31 +466,6 @@ impl fmt::Debug for ServerService {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A request's task: the handler's future and the request's slot,
-    /// given back when it ends or is aborted.
-    struct RequestTask<F> {
-        #[pin]
-        serving: F,
-        _slot: Slot,
-    }
-}
-
-impl<F, E> Future for RequestTask<F>
-where
-    F: Future<Output = std::result::Result<(), E>>,
-    E: Display,
-{
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Err(e) = ready!(self.project().serving.poll(cx)) {
-            tracing::debug!(error = %e, "request ended with an error");
-        }
-        Poll::Ready(())
-    }
-}
-
 impl Server {
     /// Serve `handler` inside hyper or axum: a [`ServerService`] for each
     /// route or connection, whose requests are `Request<UpgradedIo>` for
@@ -590,7 +565,7 @@ impl Server {
         E: Display,
     {
         let spawn = move |request: Request<UpgradedIo>, slot: Slot| {
-            tokio::spawn(RequestTask { serving: handler(request), _slot: slot }).abort_handle()
+            tokio::spawn(super::HandlerTask { serving: handler(request), _held: slot }).abort_handle()
         };
         ServerService { server: self.clone(), spawn: Arc::new(spawn), peer: None }
     }
