@@ -7,12 +7,16 @@
 mod common;
 #[path = "../../wsx/tests/support/pki.rs"]
 mod pki;
+#[path = "../../wsx-hub/tests/common/redis.rs"]
+mod redis_server;
 #[path = "../../wsx-hub/tests/common/sio.rs"]
 mod sio;
 
+use redis_server::RedisServer;
+
 use common::{http_get, run, serve, temp_dir, Server};
 use serde_json::json;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use wsx::{CloseCode, Message};
 use wsx_hub::client::{Client, ClientEvent, Events};
@@ -252,45 +256,6 @@ async fn serve_flags_apply_to_the_hub() {
     }
 }
 
-/// A `redis-server` child on a loopback port, killed on drop (as in
-/// wsx-hub's tests/cluster.rs).
-struct Redis(Child);
-
-impl Redis {
-    /// Start one and wait until it takes connections; `None` when
-    /// redis-server is not installed (a notice; a failure under CI).
-    fn start() -> Option<(Redis, u16)> {
-        let installed =
-            Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-        if !installed {
-            assert!(std::env::var_os("CI").is_none(), "redis-server is not installed (scripts/install-redis)");
-            eprintln!("NOTICE: redis-server is not installed: skipping the Redis test (scripts/install-redis)");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let redis = Redis(child);
-        let t = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "redis-server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some((redis, port))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Wait until a hub process says its Redis broker is up.
 async fn broker_up(server: &Server) {
     let t = std::time::Instant::now();
@@ -304,14 +269,14 @@ async fn broker_up(server: &Server) {
 
 /// Hub processes `a` and `b` on one fresh redis-server, both connected to
 /// it; `None` (the test skipped) without redis-server outside CI.
-async fn two_nodes() -> Option<(Redis, Server, Server)> {
+async fn two_nodes() -> Option<(RedisServer, Server, Server)> {
     two_nodes_serving("--hub").await
 }
 
 /// [`two_nodes`] with `--hub` or `--socketio`.
-async fn two_nodes_serving(mode: &str) -> Option<(Redis, Server, Server)> {
-    let (redis, port) = Redis::start()?;
-    let broker = format!("redis://127.0.0.1:{port}/");
+async fn two_nodes_serving(mode: &str) -> Option<(RedisServer, Server, Server)> {
+    let redis = RedisServer::start()?;
+    let broker = redis.url();
     let node_a = serve(&[mode, "--broker", &broker, "--node-id", "a"]);
     let node_b = serve(&[mode, "--broker", &broker, "--node-id", "b"]);
     broker_up(&node_a).await;

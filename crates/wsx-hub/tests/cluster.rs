@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use wsx_hub::broker::{BrokerState, MemoryBus, RedisBroker, RedisOptions};
 use wsx_hub::protocol::{AckPacket, Packet, PresenceKind, PublishPacket, RoomRequest};
@@ -100,49 +99,12 @@ async fn two_nodes_over_the_memory_bus() {
     assert_eq!(a.members("room").await.len(), 1);
 }
 
-/// A `redis-server` child on a loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Option<Redis> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Redis { child, port })
-    }
-
-    async fn ready(&self) {
-        eventually_async(|| async { tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() }).await;
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 async fn eventually_async<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F) {
     let t = std::time::Instant::now();
     while !f().await {
         assert!(t.elapsed() < Duration::from_secs(10), "condition not met in time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn redis_hub(node: &str, port: u16, prefix: &str) -> wsx_hub::HubBuilder {
@@ -159,12 +121,8 @@ fn redis_hub(node: &str, port: u16, prefix: &str) -> wsx_hub::HubBuilder {
 
 #[tokio::test]
 async fn two_nodes_over_redis_survive_a_restart() {
-    if !redis_installed() {
-        return;
-    }
-    let port = free_port();
-    let mut redis = Redis::start(port).expect("redis-server starts");
-    redis.ready().await;
+    let Some(mut redis) = RedisServer::start() else { return };
+    let port = redis.port;
     let prefix = format!("test{}", std::process::id());
     let (a, addr_a) = start(redis_hub("a", port, &prefix)).await;
     let (b, addr_b) = start(redis_hub("b", port, &prefix)).await;
@@ -186,8 +144,7 @@ async fn two_nodes_over_redis_survive_a_restart() {
 
     // Redis comes back (empty): nodes reconnect, subscribe again and
     // record their presence again.
-    let redis = Redis::start(port).expect("redis-server restarts");
-    redis.ready().await;
+    let _redis = RedisServer::start_on(port);
     eventually(|| a.broker_state() == BrokerState::Connected && b.broker_state() == BrokerState::Connected).await;
     eventually_async(|| async { a.members("room").await.iter().any(|m| m.conn == id_b1) }).await;
     // What node A buffered while Redis was down may or may not reach B

@@ -9,37 +9,10 @@ mod common;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wsx_hub::broker::{BrokerState, RedisBroker, RedisOptions};
 use wsx_hub::protocol::{Packet, RoomRequest};
 use wsx_hub::{Event, Hub};
-
-struct Redis(Child);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_redis() -> (Redis, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    let redis = Redis(child);
-    let t = std::time::Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(t.elapsed() < WAIT, "redis-server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (redis, format!("redis://127.0.0.1:{port}/"))
-}
 
 async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
     let mut cmd = redis::cmd(args[0]);
@@ -51,10 +24,8 @@ async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnecti
 
 #[tokio::test]
 async fn redis_names_and_messages_are_as_documented() {
-    if !redis_installed() {
-        return;
-    }
-    let (_redis, url) = start_redis().await;
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
     // The default options: the default prefix, `wsx-hub`.
     let broker = RedisBroker::new(&url, RedisOptions::default()).unwrap();
     let (hub, addr) = start(Hub::builder().node_id("n1").broker(broker)).await;
@@ -128,10 +99,8 @@ async fn redis_names_and_messages_are_as_documented() {
 /// entries written straight into Redis that nobody refreshes.
 #[tokio::test]
 async fn a_dead_nodes_members_leave_once() {
-    if !redis_installed() {
-        return;
-    }
-    let (_redis, url) = start_redis().await;
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
     let node = |id: &str| {
         let opts = RedisOptions { presence_ttl: Duration::from_secs(3), ..RedisOptions::default() };
         Hub::builder().node_id(id).broker(RedisBroker::new(&url, opts).unwrap())
@@ -182,10 +151,8 @@ async fn a_dead_nodes_members_leave_once() {
 async fn a_stopped_nodes_members_all_leave() {
     const MEMBERS: usize = 10;
     const ROOMS: [&str; 3] = ["r1", "r2", "r3"];
-    if !redis_installed() {
-        return;
-    }
-    let (_redis, url) = start_redis().await;
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
     let node = |id: &str| {
         Hub::builder()
             .node_id(id)

@@ -29,6 +29,10 @@
 //!   cargo test -p wsx-hub --test socketio_interop
 //!   WSX_SIO_SERVER=reference WSX_SIO_CLUSTER_SERVER=reference cargo test -p wsx-hub --test socketio_interop
 
+#[path = "common/redis.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -229,34 +233,6 @@ fn push_log(log: &Mutex<String>, line: &str) {
     }
     log.push_str(line);
     log.push('\n');
-}
-
-/// A redis-server on a loopback port (for the two-node servers), killed on drop.
-struct Redis(Child);
-
-impl Redis {
-    fn start() -> (Redis, u16) {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (scripts/install-redis): {e}"));
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "redis-server did not listen on {port}");
-            thread::sleep(Duration::from_millis(20));
-        }
-        (Redis(child), port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 // ---------------------------------------------------------------- the clients
@@ -550,8 +526,8 @@ fn two_nodes() {
             return;
         }
     };
-    let (_redis, port) = Redis::start();
-    let vars = [("redis", format!("redis://127.0.0.1:{port}"))];
+    let Some(redis) = RedisServer::start() else { return };
+    let vars = [("redis", redis.url().trim_end_matches('/').to_owned())];
     let servers = [Server::start(&command, &vars), Server::start(&command, &vars)];
     eprintln!("two_nodes: {} and {}", servers[0].command, servers[1].command);
     let (first, second) = (servers[0].url(), servers[1].url());

@@ -153,19 +153,7 @@ pub async fn read_until(tcp: &mut TcpStream, text: &mut String, needle: &str) {
     }
 }
 
-/// Whether redis-server is installed: in CI it must be; elsewhere the
-/// Redis tests are skipped with a notice.
-pub fn redis_installed() -> bool {
-    let ok = std::process::Command::new("redis-server")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var_os("CI").is_some() {
-            panic!("redis-server is not installed (scripts/install-redis installs it)");
-        }
-        eprintln!("NOTICE: redis-server is not installed: skipping the Redis tests (scripts/install-redis)");
-    }
-    ok
-}
+#[path = "redis.rs"]
+mod redis_server;
+#[allow(unused_imports)]
+pub use redis_server::{redis_installed, RedisServer};
