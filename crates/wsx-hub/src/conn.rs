@@ -9,11 +9,12 @@
 use crate::hub::{refusal, unknown_event, Ctx, Event, Hub, Speaks};
 use crate::metrics::Metrics;
 use crate::policy::TokenBucket;
+use crate::presence::PresenceMode;
 use crate::protocol::{
     self, codes, AckPacket, ConnId, DecodeError, ErrorBody, EventPacket, Packet, Welcome, SUBPROTOCOL,
 };
 use futures_util::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -182,13 +183,26 @@ async fn on_packet(
         }
         Packet::Ack(a) => hub.on_ack(conn, a),
         Packet::Join(r) => match hub.join(conn, &r.room).await {
-            Ok(members) => {
+            Ok(()) => {
                 if let Some(id) = r.id {
-                    reply(Packet::Ack(AckPacket { id, result: Ok(json!({"room": r.room, "members": members})) }));
+                    reply(Packet::Ack(AckPacket { id, result: Ok(to_value(hub.join_answer(&r.room).await)) }));
                 }
             }
             Err(e) => reply(refusal(r.id, e.body())),
         },
+        Packet::Members(q) => {
+            let member = hub.lock().conns.get(conn).is_some_and(|e| e.rooms.contains(&q.room));
+            let result = if !member {
+                Err(ErrorBody::new(codes::NOT_MEMBER, format!("join {:?} first", q.room)))
+            } else if hub.inner.s.presence.mode(&q.room) != PresenceMode::Names {
+                Err(ErrorBody::new(codes::FORBIDDEN, "this room's member list is not shown"))
+            } else {
+                let limit = q.limit.unwrap_or(protocol::DEFAULT_PAGE) as usize;
+                let page = hub.members_page(&q.room, q.after.as_deref(), limit).await;
+                Ok(to_value(page))
+            };
+            reply(Packet::Ack(AckPacket { id: q.id, result }));
+        }
         Packet::Leave(r) => match hub.leave(conn, &r.room).await {
             Ok(()) => {
                 if let Some(id) = r.id {
@@ -200,6 +214,10 @@ async fn on_packet(
         // Refused as invalid frames by `drive`.
         Packet::Welcome(_) | Packet::Presence(_) | Packet::Error(_) => {}
     }
+}
+
+fn to_value(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// The task that runs a connection's handlers, one event at a time, in
