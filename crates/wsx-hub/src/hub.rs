@@ -523,6 +523,14 @@ impl HubBuilder {
         self
     }
 
+    /// Send a room without names (see [`HubBuilder::presence_names_up_to`]
+    /// and [`PresenceMode::Count`]) its member count at most this often
+    /// (default 1 s).
+    pub fn presence_count_interval(mut self, d: Duration) -> Self {
+        self.s.presence.count_interval = d;
+        self
+    }
+
     /// A room with more members than `n` gets member counts without names,
     /// and joins are answered without the member list (default 1,000);
     /// its members read the list a page at a time (`members` requests,
@@ -568,6 +576,7 @@ impl HubBuilder {
                 extension: std::sync::OnceLock::new(),
                 moved: Mutex::new(HashMap::new()),
                 presence: Mutex::new(PendingPresence::default()),
+                counted: Mutex::new(HashMap::new()),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -741,6 +750,8 @@ pub(crate) struct Inner {
     moved: Mutex<HashMap<ConnId, (String, Instant)>>,
     /// Joins and leaves of this node's members not sent yet.
     presence: Mutex<PendingPresence>,
+    /// When rooms without names last got their count from this node.
+    counted: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a node forwards direct messages for a socket that recovered
@@ -1084,8 +1095,10 @@ impl Hub {
     /// Send every room's pending joins and leaves: one `presence` packet
     /// per room, with its member count, to the members here (as the room's
     /// presence mode says) and to the other nodes (which do the same for
-    /// theirs).
-    pub(crate) async fn flush_presence(&self) {
+    /// theirs). A room without names gets its count at most every count
+    /// interval; its changes wait until then. `now`: send everything (at
+    /// shutdown).
+    pub(crate) async fn flush_presence(&self, now: bool) {
         let changes = {
             let mut pending = self.inner.presence.lock().unwrap_or_else(|p| p.into_inner());
             if pending.is_empty() {
@@ -1093,9 +1106,24 @@ impl Hub {
             }
             pending.take()
         };
+        let ps = &self.inner.s.presence;
         let counts = futures_util::future::join_all(changes.iter().map(|(room, _)| self.member_count(room))).await;
+        let at = Instant::now();
         for ((room, diff), count) in changes.into_iter().zip(counts) {
-            let p = Packet::Presence(PresencePacket { room: room.clone(), count, diff: Some(diff) });
+            let names = ps.names(&room, count);
+            if !names {
+                let mut counted = self.inner.counted.lock().unwrap_or_else(|p| p.into_inner());
+                if !now && counted.get(&room).is_some_and(|t| at.duration_since(*t) < ps.count_interval) {
+                    drop(counted);
+                    self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).restore(room, diff);
+                    continue;
+                }
+                counted.retain(|_, t| at.duration_since(*t) < ps.count_interval);
+                counted.insert(room.clone(), at);
+            }
+            // Other nodes shape it for their members by the same rules:
+            // a room without names costs them no names.
+            let p = Packet::Presence(PresencePacket { room: room.clone(), count, diff: names.then_some(diff) });
             let wire = protocol::encode(&p);
             self.publish(BrokerMessage::Room {
                 node: self.inner.node.clone(),
@@ -1632,7 +1660,7 @@ impl Hub {
             tracing::warn!("shutdown: connections still leaving; stopping the broker anyway");
         }
         // Their leaves go out now, not at the next tick.
-        self.flush_presence().await;
+        self.flush_presence(true).await;
         if !self.inner.broker_stopped.swap(true, Ordering::SeqCst) {
             self.inner.broker.shutdown().await;
         }
@@ -1695,7 +1723,7 @@ fn spawn_presence(hub: std::sync::Weak<Inner>, every: Duration) {
             if inner.broker_stopped.load(Ordering::SeqCst) {
                 return;
             }
-            Hub { inner }.flush_presence().await;
+            Hub { inner }.flush_presence(false).await;
         }
     });
 }

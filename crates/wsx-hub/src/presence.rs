@@ -6,8 +6,10 @@
 //! room into one `presence` packet per presence interval (100 ms by
 //! default), with the room's member count; the names go with it only in
 //! rooms that want them ([`PresenceMode::Names`]) and are small enough
-//! ([`PresenceSettings::names_up_to`]). Larger rooms get counts, and their
-//! member lists are read a page at a time.
+//! ([`PresenceSettings::names_up_to`]). Larger rooms get counts, at most
+//! once per count interval (1 s by default: a count that changes ten times
+//! a second tells an audience nothing, and costs a packet per member), and
+//! their member lists are read a page at a time.
 //!
 //! This file holds the rules (the modes, the settings, the pending
 //! changes of a room and what a packet becomes for a room); the hub runs
@@ -45,6 +47,9 @@ pub(crate) type ModeFn = Arc<dyn Fn(&str) -> PresenceMode + Send + Sync>;
 pub struct PresenceSettings {
     /// How often a room's changes are sent at most (default 100 ms).
     pub interval: Duration,
+    /// How often a room without names gets its count at most (default
+    /// 1 s).
+    pub count_interval: Duration,
     /// A room with more members gets counts without names, and a join's
     /// answer without the member list (default 1,000).
     pub names_up_to: u64,
@@ -54,7 +59,12 @@ pub struct PresenceSettings {
 
 impl Default for PresenceSettings {
     fn default() -> Self {
-        Self { interval: Duration::from_millis(100), names_up_to: 1000, mode: None }
+        Self {
+            interval: Duration::from_millis(100),
+            count_interval: Duration::from_secs(1),
+            names_up_to: 1000,
+            mode: None,
+        }
     }
 }
 
@@ -62,6 +72,7 @@ impl std::fmt::Debug for PresenceSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PresenceSettings")
             .field("interval", &self.interval)
+            .field("count_interval", &self.count_interval)
             .field("names_up_to", &self.names_up_to)
             .finish_non_exhaustive()
     }
@@ -111,6 +122,15 @@ impl Pending {
         changes.insert(member.conn.clone(), (member, joined));
     }
 
+    /// Put back changes taken but not sent: those noted since win.
+    pub(crate) fn restore(&mut self, room: String, diff: PresenceDiff) {
+        let changes = self.rooms.entry(room).or_default();
+        let all = diff.joins.into_iter().map(|m| (m, true)).chain(diff.leaves.into_iter().map(|m| (m, false)));
+        for (member, joined) in all {
+            changes.entry(member.conn.clone()).or_insert((member, joined));
+        }
+    }
+
     /// Whether nothing waits.
     pub(crate) fn is_empty(&self) -> bool {
         self.rooms.is_empty()
@@ -155,6 +175,12 @@ mod tests {
         assert_eq!(out[0].1.joins, vec![m("a.1"), m("a.3")]);
         assert_eq!(out[0].1.leaves, vec![m("a.2")]);
         assert_eq!(out[1].1.joins, vec![m("a.1")]);
+        // Changes put back yield to those noted since.
+        p.note("r", m("a.1"), false);
+        p.restore("r".into(), out.remove(0).1);
+        let back = p.take().remove(0).1;
+        assert_eq!(back.joins, vec![m("a.3")]);
+        assert_eq!(back.leaves, vec![m("a.1"), m("a.2")]);
     }
 
     #[test]

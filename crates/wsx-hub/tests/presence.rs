@@ -66,7 +66,11 @@ async fn joins_within_an_interval_reach_members_in_one_packet() {
 
 #[tokio::test]
 async fn a_room_over_the_names_limit_gets_counts_and_pages_its_list() {
-    let (hub, addr) = start(Hub::builder().presence_names_up_to(2).presence_interval(Duration::from_millis(20))).await;
+    let b = Hub::builder()
+        .presence_names_up_to(2)
+        .presence_interval(Duration::from_millis(20))
+        .presence_count_interval(Duration::from_millis(20));
+    let (hub, addr) = start(b).await;
     let (mut a, id_a) = raw(addr).await;
     assert_eq!(join(&mut a, "r", 1).await["members"].as_array().unwrap().len(), 1);
     let (mut b, id_b) = raw(addr).await;
@@ -112,7 +116,7 @@ async fn a_room_over_the_names_limit_gets_counts_and_pages_its_list() {
 
 #[tokio::test]
 async fn count_rooms_send_counts_and_off_rooms_nothing() {
-    let b = Hub::builder().presence_interval(Duration::from_millis(20)).room_presence(|room| match room {
+    let b = Hub::builder().presence_count_interval(Duration::ZERO).room_presence(|room| match room {
         "stage" => PresenceMode::Count,
         "feed" => PresenceMode::Off,
         _ => PresenceMode::Names,
@@ -148,6 +152,38 @@ async fn count_rooms_send_counts_and_off_rooms_nothing() {
     // Events still flow in the feed.
     hub.broadcast("feed", Event::new("tick", json!(1)));
     assert!(matches!(next(&mut a).await, Packet::Event(e) if e.event == "tick"));
+}
+
+/// Counts without names go out at most once per count interval, however
+/// often the room changes, and the last one is right.
+#[tokio::test]
+async fn counts_come_at_most_once_per_count_interval() {
+    let b = Hub::builder()
+        .presence_interval(Duration::from_millis(10))
+        .presence_count_interval(Duration::from_millis(400))
+        .room_presence(|_| PresenceMode::Count);
+    let (_hub, addr) = start(b).await;
+    let (mut observer, _) = raw(addr).await;
+    join(&mut observer, "r", 1).await;
+    assert_eq!(next_presence(&mut observer).await.count, 1);
+    let t = std::time::Instant::now();
+    let mut crowd = Vec::new();
+    for _ in 0..10 {
+        let (mut ws, _) = raw(addr).await;
+        join(&mut ws, "r", 1).await;
+        crowd.push(ws);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let mut packets = 0;
+    loop {
+        let p = next_presence(&mut observer).await;
+        packets += 1;
+        if p.count == 11 {
+            break;
+        }
+    }
+    let spent = t.elapsed().as_millis() as usize;
+    assert!(packets <= spent / 400 + 1, "{packets} count packets in {spent} ms");
 }
 
 /// With per-join presence, a burst of joins filled a member's queue with
