@@ -675,9 +675,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     let end_rss = node_rss()?;
     let results = clients.results()?;
     let _ = done_tx.send(());
-    if let Err(e) = publisher.join().map_err(|_| "the publisher panicked".to_string()).and_then(|r| r) {
-        return Err(e);
-    }
+    publisher.join().map_err(|_| "the publisher panicked".to_string())??;
     // The nodes go first, so that the client sockets are closed by their
     // peer and leave no TIME_WAIT on the client addresses.
     drop(nodes);
