@@ -406,7 +406,6 @@ struct Signals {
 /// What one mode measured.
 struct Outcome {
     mode: Mode,
-    nodes: usize,
     /// In the room (the publisher aside): `per_node` on each node.
     subscribers: usize,
     per_node: usize,
@@ -415,37 +414,46 @@ struct Outcome {
     rate: f64,
     size: usize,
     deflate: bool,
-    /// First handshake begun to last ended; the join command to the last
-    /// join ack; first handshake to last join ack (the two, and the
-    /// bench's pause of 0.3 s between them to read the nodes' memory).
-    connect_s: f64,
+    /// The join command to the last join ack.
     join_s: f64,
-    fill_s: f64,
     publish_s: f64,
+    /// Each node's RSS idle, with the subscribers connected, joined, and
+    /// at the end.
+    node_rss_kib: [Vec<u64>; 4],
+    redis_rss_kib: Option<u64>,
+    /// CPU time (utime + stime) while publishing: the nodes' (summed) and
+    /// redis-server's.
+    node_cpu_s: f64,
+    redis_cpu_s: Option<f64>,
+    seen: Seen,
+}
+
+/// What the subscribers saw, over all client processes.
+struct Seen {
+    /// First handshake begun to last ended; first handshake to last join
+    /// ack (with the bench's pause of 0.3 s to read the nodes' memory
+    /// between connecting and joining).
+    connect_s: f64,
+    fill_s: f64,
+    /// [`clients::now_ns`] of the last join ack.
+    last_joined_ns: u64,
     delivered: u64,
     /// Deliveries per second, first to last.
     per_s: f64,
+    /// p50, p90, p99, p99.9, max.
     latency_us: [u64; 5],
     lost: u64,
     duplicated: u64,
     out_of_order: u64,
     disconnected: u64,
     close_reason: Option<String>,
-    /// Each node's RSS idle, with the subscribers connected, joined, and
-    /// at the end.
-    node_rss_kib: [Vec<u64>; 4],
     /// The client processes' RSS growth, summed.
     client_rss_kib: u64,
-    redis_rss_kib: Option<u64>,
-    /// CPU time (utime + stime) while publishing: the nodes' (summed) and
-    /// redis-server's.
-    node_cpu_s: f64,
-    redis_cpu_s: Option<f64>,
 }
 
 impl Outcome {
     fn failed(&self) -> bool {
-        self.lost + self.duplicated + self.out_of_order > 0
+        self.seen.lost + self.seen.duplicated + self.seen.out_of_order > 0
     }
 
     /// The nodes' RSS growth from idle, per connection.
@@ -456,10 +464,10 @@ impl Outcome {
     }
 
     fn cpu_us_per_delivery(&self) -> f64 {
-        if self.delivered == 0 {
+        if self.seen.delivered == 0 {
             return 0.0;
         }
-        self.node_cpu_s * 1e6 / self.delivered as f64
+        self.node_cpu_s * 1e6 / self.seen.delivered as f64
     }
 
     /// Events per second: the rate asked for, or, unpaced, the one
@@ -475,23 +483,23 @@ impl Outcome {
     fn json(&self) -> Value {
         let round = |x: f64| (x * 100.0).round() / 100.0;
         let [idle, connected, joined, end] = &self.node_rss_kib;
-        let [p50, p90, p99, p999, max] = self.latency_us;
+        let [p50, p90, p99, p999, max] = self.seen.latency_us;
         json!({
-            "mode": self.mode.name(), "nodes": self.nodes, "subscribers": self.subscribers,
+            "mode": self.mode.name(), "nodes": self.mode.nodes(), "subscribers": self.subscribers,
             "subscribers_per_node": self.per_node, "client_processes": self.client_processes,
             "messages": self.messages, "rate": self.rate, "size": self.size, "deflate": self.deflate,
-            "connect_s": round(self.connect_s), "join_s": round(self.join_s), "fill_s": round(self.fill_s),
+            "connect_s": round(self.seen.connect_s), "join_s": round(self.join_s), "fill_s": round(self.seen.fill_s),
             "publish_s": round(self.publish_s),
-            "delivered": self.delivered, "delivered_per_s": self.per_s.round(),
+            "delivered": self.seen.delivered, "delivered_per_s": self.seen.per_s.round(),
             "latency_us": {"p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max},
-            "lost": self.lost, "duplicated": self.duplicated, "out_of_order": self.out_of_order,
-            "disconnected": self.disconnected, "close_reason": self.close_reason,
+            "lost": self.seen.lost, "duplicated": self.seen.duplicated, "out_of_order": self.seen.out_of_order,
+            "disconnected": self.seen.disconnected, "close_reason": self.seen.close_reason,
             "node_rss_kib": {"idle": idle, "connected": connected, "joined": joined, "end": end},
             "node_kib_per_subscriber": {
                 "connected": round(self.node_kib_per_connection(1)),
                 "joined": round(self.node_kib_per_connection(2)),
             },
-            "client_kib_per_subscriber": round(self.client_rss_kib as f64 / self.subscribers as f64),
+            "client_kib_per_subscriber": round(self.seen.client_rss_kib as f64 / self.subscribers as f64),
             "redis_rss_kib": self.redis_rss_kib,
             "node_cpu_s": round(self.node_cpu_s), "redis_cpu_s": self.redis_cpu_s.map(round),
             "node_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
@@ -646,31 +654,27 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     // longer in a larger room).
     let stall = Duration::from_secs(10) + Duration::from_millis(1) * total as u32;
     let expected = total as u64 * o.messages;
-    let mut last = (0, Instant::now());
     let publish_time = loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let published = match published_rx.try_recv() {
-            Ok(t) => Some(t),
-            Err(std::sync::mpsc::TryRecvError::Empty) => None,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(publisher_failed(publisher)),
-        };
-        // Once published, wait for the deliveries.
-        let Some(t) = published else { continue };
-        loop {
-            let d = clients.status()?.delivered;
-            if d >= expected {
-                break;
+        match published_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(t) => break t,
+            // A client process that failed fails the run now.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                clients.status()?;
             }
-            if d != last.0 {
-                last = (d, Instant::now());
-            } else if last.1.elapsed() > stall {
-                eprintln!("fanout:   deliveries stopped at {d} of {expected}");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(publisher_failed(publisher)),
         }
-        break t;
     };
+    let mut last = (clients.status()?.delivered, Instant::now());
+    while last.0 < expected {
+        std::thread::sleep(Duration::from_millis(20));
+        let d = clients.status()?.delivered;
+        if d != last.0 {
+            last = (d, Instant::now());
+        } else if last.1.elapsed() > stall {
+            eprintln!("fanout:   deliveries stopped at {d} of {expected}");
+            break;
+        }
+    }
     let cpu_end = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?);
     let end_rss = node_rss()?;
     let results = clients.results()?;
@@ -680,26 +684,28 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     // peer and leave no TIME_WAIT on the client addresses.
     drop(nodes);
     drop(clients);
-    let mut outcome = aggregate(&results, per_node, total)?;
-    outcome.mode = mode;
-    outcome.nodes = mode.nodes();
-    outcome.client_processes = plans.len();
-    outcome.messages = o.messages;
-    outcome.rate = o.rate;
-    outcome.size = o.size;
-    outcome.deflate = o.deflate;
-    outcome.join_s = results.iter().map(|r| r.last_joined_ns).max().unwrap_or(0).saturating_sub(join_ns) as f64 / 1e9;
-    outcome.publish_s = publish_time.as_secs_f64();
-    outcome.node_rss_kib = [idle_rss, connected_rss, joined_rss, end_rss];
-    outcome.redis_rss_kib = redis_rss_kib;
-    outcome.node_cpu_s = cpu_end.0.saturating_sub(cpu_start.0) as f64 / ticks;
-    outcome.redis_cpu_s = cpu_start.1.zip(cpu_end.1).map(|(a, b)| b.saturating_sub(a) as f64 / ticks);
-    Ok(outcome)
+    let seen = seen(&results)?;
+    Ok(Outcome {
+        mode,
+        subscribers: total,
+        per_node,
+        client_processes: plans.len(),
+        messages: o.messages,
+        rate: o.rate,
+        size: o.size,
+        deflate: o.deflate,
+        join_s: seen.last_joined_ns.saturating_sub(join_ns) as f64 / 1e9,
+        publish_s: publish_time.as_secs_f64(),
+        node_rss_kib: [idle_rss, connected_rss, joined_rss, end_rss],
+        redis_rss_kib,
+        node_cpu_s: cpu_end.0.saturating_sub(cpu_start.0) as f64 / ticks,
+        redis_cpu_s: cpu_start.1.zip(cpu_end.1).map(|(a, b)| b.saturating_sub(a) as f64 / ticks),
+        seen,
+    })
 }
 
-/// The client processes' results as one outcome (the fields they do not
-/// measure left for the caller).
-fn aggregate(results: &[Results], per_node: usize, total: usize) -> Result<Outcome, Error> {
+/// The client processes' results together.
+fn seen(results: &[Results]) -> Result<Seen, Error> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
     for r in results {
         for &(v, n) in &r.latency_us {
@@ -712,20 +718,10 @@ fn aggregate(results: &[Results], per_node: usize, total: usize) -> Result<Outco
     let delivered = sum(|r| r.status.delivered);
     let first_connect = min(|r| r.first_connect_ns);
     let span_s = max(|r| r.last_delivery_ns).saturating_sub(min(|r| r.first_delivery_ns)) as f64 / 1e9;
-    Ok(Outcome {
-        mode: Mode::Single,
-        nodes: 0,
-        subscribers: total,
-        per_node,
-        client_processes: results.len(),
-        messages: 0,
-        rate: 0.0,
-        size: 0,
-        deflate: false,
+    Ok(Seen {
         connect_s: max(|r| r.last_connected_ns).saturating_sub(first_connect) as f64 / 1e9,
-        join_s: 0.0,
         fill_s: max(|r| r.last_joined_ns).saturating_sub(first_connect) as f64 / 1e9,
-        publish_s: 0.0,
+        last_joined_ns: max(|r| r.last_joined_ns),
         delivered,
         per_s: if span_s > 0.0 { delivered as f64 / span_s } else { 0.0 },
         latency_us: [0.5, 0.9, 0.99, 0.999, 1.0].map(|q| h.value_at_quantile(q)),
@@ -734,11 +730,7 @@ fn aggregate(results: &[Results], per_node: usize, total: usize) -> Result<Outco
         out_of_order: sum(|r| r.out_of_order),
         disconnected: sum(|r| r.status.disconnected),
         close_reason: results.iter().find_map(|r| r.close_reason.clone()),
-        node_rss_kib: Default::default(),
         client_rss_kib: sum(|r| r.rss_kib[1].saturating_sub(r.rss_kib[0])),
-        redis_rss_kib: None,
-        node_cpu_s: 0.0,
-        redis_cpu_s: None,
     })
 }
 
@@ -815,9 +807,9 @@ fn print_table(rs: &[Outcome]) {
         let rate = if r.rate > 0.0 { format!("{}/s", r.rate) } else { "unpaced".into() };
         let mode = match r.mode {
             Mode::Single => "1 node".to_string(),
-            Mode::Redis => format!("{} nodes + Redis", r.nodes),
+            Mode::Redis => format!("{} nodes + Redis", r.mode.nodes()),
         };
-        let [p50, p90, p99, _, max] = r.latency_us;
+        let [p50, p90, p99, _, max] = r.seen.latency_us;
         println!(
             "| {mode} | {} | {} | {} × {} B at {rate} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} KiB | \
              {:.2} µs | {:.1} s, {:.1} s, {:.1} s |",
@@ -825,20 +817,20 @@ fn print_table(rs: &[Outcome]) {
             r.client_processes,
             r.messages,
             r.size,
-            r.per_s,
+            r.seen.per_s,
             ms(p50),
             ms(p90),
             ms(p99),
             ms(max),
-            r.lost,
-            r.duplicated,
-            r.out_of_order,
+            r.seen.lost,
+            r.seen.duplicated,
+            r.seen.out_of_order,
             r.node_kib_per_connection(1),
             r.node_kib_per_connection(2),
             r.cpu_us_per_delivery(),
-            r.connect_s,
+            r.seen.connect_s,
             r.join_s,
-            r.fill_s,
+            r.seen.fill_s,
         );
     }
     println!();
@@ -849,14 +841,14 @@ fn print_table(rs: &[Outcome]) {
              node RSS (KiB) {before:?} idle, {connected:?} connected, {joined:?} joined, {end:?} at the end; \
              node CPU {:.2} s while publishing; client processes' RSS {:.2} KiB per subscriber{}",
             r.mode.name(),
-            r.delivered,
+            r.seen.delivered,
             r.subscribers as u64 * r.messages,
             r.publish_s,
-            r.disconnected,
-            r.close_reason.as_ref().map(|c| format!(" (first close: {c})")).unwrap_or_default(),
+            r.seen.disconnected,
+            r.seen.close_reason.as_ref().map(|c| format!(" (first close: {c})")).unwrap_or_default(),
             if r.deflate { "offered" } else { "off" },
             r.node_cpu_s,
-            r.client_rss_kib as f64 / r.subscribers as f64,
+            r.seen.client_rss_kib as f64 / r.subscribers as f64,
             r.redis_rss_kib
                 .map(|k| format!("; redis-server RSS {k} KiB, CPU {:.2} s", r.redis_cpu_s.unwrap_or(0.0)))
                 .unwrap_or_default(),
