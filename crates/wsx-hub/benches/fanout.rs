@@ -177,7 +177,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("--serve-node") => serve_node(&args[1..]),
-        Some(clients::ROLE) => clients::serve(&args[1..]),
+        // A client process tells its error to the bench, which says it.
+        Some(clients::ROLE) => std::process::exit(clients::serve(&args[1..]).map_or(1, |()| 0)),
         _ => parse_args(&args).and_then(|o| run(&o)),
     };
     if let Err(e) = result {

@@ -181,17 +181,16 @@ impl Shared {
 
 // ------------------------------------------------------ a client process
 
-/// The client process's `main`: `--clients PLAN_JSON`.
-pub fn serve(args: &[String]) -> Result<(), Error> {
-    let plan = match args {
-        [plan] => serde_json::from_str::<Plan>(plan).map_err(|e| format!("clients: bad plan: {e}"))?,
-        _ => return Err(format!("clients: {ROLE} PLAN_JSON")),
+/// The client process's `main`: `--clients PLAN_JSON`. Its error goes to
+/// the bench, as a [`Report::Error`].
+pub fn serve(args: &[String]) -> Result<(), ()> {
+    let result = match args {
+        [plan] => serde_json::from_str::<Plan>(plan)
+            .map_err(|e| format!("client process: bad plan: {e}"))
+            .and_then(|plan| run_clients(&plan).map_err(|e| format!("client process {}: {e}", plan.index))),
+        _ => Err(format!("client process: {ROLE} PLAN_JSON")),
     };
-    let result = run_clients(&plan);
-    if let Err(e) = &result {
-        emit(&Report::Error { message: format!("client process {}: {e}", plan.index) });
-    }
-    result
+    result.map_err(|message| emit(&Report::Error { message }))
 }
 
 fn emit(r: &Report) {
