@@ -43,7 +43,7 @@
 //! cargo bench -p wsx-hub --bench fanout -- --json
 //! ```
 
-use clients::{Clients, Plan, Results, ROOM};
+use clients::{Clients, Plan, Results, ROOM, SPARE_FILES};
 use common::{proc, raise_nofile, Error};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -56,8 +56,6 @@ use wsx_hub::protocol::{self, Packet, PublishPacket};
 const EVENT: &str = "tick";
 /// The first source address of the client processes; each takes the next.
 const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-/// Open files a process needs beside its sockets.
-const SPARE_FILES: usize = 64;
 
 /// The client processes (their role, and the bench's handle on them).
 #[path = "common/clients.rs"]

@@ -42,6 +42,8 @@ const CONNECTING: usize = 128;
 /// after the other anyway, each at a cost that may grow with the room; a
 /// few in flight keep it busy.
 const JOINING: usize = 8;
+/// Open files a process of the bench needs beside its sockets.
+pub const SPARE_FILES: usize = 64;
 /// How often a client process prints its status.
 const STATUS_EVERY: Duration = Duration::from_millis(250);
 
@@ -202,7 +204,7 @@ fn emit(r: &Report) {
 }
 
 fn run_clients(plan: &Plan) -> Result<(), Error> {
-    raise_nofile(plan.count as u64 + 64)?;
+    raise_nofile((plan.count + SPARE_FILES) as u64)?;
     let rss_before = proc::rss_kib("self")?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
