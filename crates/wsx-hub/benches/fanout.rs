@@ -420,10 +420,14 @@ struct Outcome {
     /// at the end.
     node_rss_kib: [Vec<u64>; 4],
     redis_rss_kib: Option<u64>,
-    /// CPU time (utime + stime) while publishing: the nodes' (summed) and
-    /// redis-server's.
+    /// CPU time (utime + stime) while publishing: the nodes' (summed),
+    /// redis-server's and the client processes' (summed).
     node_cpu_s: f64,
     redis_cpu_s: Option<f64>,
+    client_cpu_s: f64,
+    /// The nodes' CPU time from the join command until presence went
+    /// quiet.
+    node_join_cpu_s: f64,
     seen: Seen,
 }
 
@@ -501,6 +505,7 @@ impl Outcome {
             "client_kib_per_subscriber": round(self.seen.client_rss_kib as f64 / self.subscribers as f64),
             "redis_rss_kib": self.redis_rss_kib,
             "node_cpu_s": round(self.node_cpu_s), "redis_cpu_s": self.redis_cpu_s.map(round),
+            "client_cpu_s": round(self.client_cpu_s), "node_join_cpu_s": round(self.node_join_cpu_s),
             "node_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
             "projection": PROJECTED.iter().map(|&c| projection(self, c).json()).collect::<Vec<_>>(),
         })
@@ -612,6 +617,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     std::thread::sleep(Duration::from_millis(300));
     let connected_rss = node_rss()?;
     let join_ns = clients::now_ns();
+    let join_cpu_start = node_cpu()?;
     clients.send("join")?;
     clients.wait_for("joined", total as u64, |s| s.joined)?;
 
@@ -644,7 +650,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     }
     let joined_rss = node_rss()?;
     let redis_rss_kib = redis.map(Redis::rss_kib).transpose()?;
-    let cpu_start = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?);
+    let cpu_start = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?, clients.cpu_ticks()?);
     if go_tx.send(()).is_err() {
         return Err(publisher_failed(publisher));
     }
@@ -674,7 +680,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
             break;
         }
     }
-    let cpu_end = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?);
+    let cpu_end = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?, clients.cpu_ticks()?);
     let end_rss = node_rss()?;
     let results = clients.results()?;
     let _ = done_tx.send(());
@@ -699,6 +705,8 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
         redis_rss_kib,
         node_cpu_s: cpu_end.0.saturating_sub(cpu_start.0) as f64 / ticks,
         redis_cpu_s: cpu_start.1.zip(cpu_end.1).map(|(a, b)| b.saturating_sub(a) as f64 / ticks),
+        client_cpu_s: cpu_end.2.saturating_sub(cpu_start.2) as f64 / ticks,
+        node_join_cpu_s: cpu_start.0.saturating_sub(join_cpu_start) as f64 / ticks,
         seen,
     })
 }
@@ -838,7 +846,8 @@ fn print_table(rs: &[Outcome]) {
         println!(
             "{}: {} of {} deliveries, published in {:.1} s; {} subscribers disconnected{}; permessage-deflate {}; \
              node RSS (KiB) {before:?} idle, {connected:?} connected, {joined:?} joined, {end:?} at the end; \
-             node CPU {:.2} s while publishing; client processes' RSS {:.2} KiB per subscriber{}",
+             node CPU {:.2} s joining (until presence was quiet), {:.2} s publishing; client processes' CPU \
+             {:.2} s publishing, RSS {:.2} KiB per subscriber{}",
             r.mode.name(),
             r.seen.delivered,
             r.subscribers as u64 * r.messages,
@@ -846,7 +855,9 @@ fn print_table(rs: &[Outcome]) {
             r.seen.disconnected,
             r.seen.close_reason.as_ref().map(|c| format!(" (first close: {c})")).unwrap_or_default(),
             if r.deflate { "offered" } else { "off" },
+            r.node_join_cpu_s,
             r.node_cpu_s,
+            r.client_cpu_s,
             r.seen.client_rss_kib as f64 / r.subscribers as f64,
             r.redis_rss_kib
                 .map(|k| format!("; redis-server RSS {k} KiB, CPU {:.2} s", r.redis_cpu_s.unwrap_or(0.0)))

@@ -541,6 +541,11 @@ impl Clients {
         }
     }
 
+    /// Their utime + stime together, in clock ticks.
+    pub fn cpu_ticks(&self) -> Result<u64, Error> {
+        self.0.iter().map(|c| proc::cpu_ticks(c.child.id()).map(|(u, s)| u + s)).sum()
+    }
+
     /// Ask every process for its results and wait for them.
     pub fn results(&mut self) -> Result<Vec<Results>, Error> {
         self.send("report")?;
