@@ -68,6 +68,7 @@ struct Opts {
     /// Per node.
     subscribers: usize,
     clients_per_process: usize,
+    joining: usize,
     messages: u64,
     rate: f64,
     size: usize,
@@ -106,6 +107,10 @@ usage: cargo bench -p wsx-hub --bench fanout -- [options]
                     client sockets per client process, each process with a
                     source address of its own (default 15000; a process may
                     hold 20,000 open files here)
+  --joining N       joins in flight at once in each client process; 0 (the
+                    default): every subscriber joins when told, a burst as
+                    after a restart; a few (8, as before 2026-12-06) make
+                    the room fill slowly, a join after the other
   --messages N      messages published (default 300)
   --rate R          messages per second, 0 for as fast as possible (default 10)
   --size B          bytes of each event's JSON payload (default 64)
@@ -119,6 +124,7 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
     let mut o = Opts {
         subscribers: 18_000,
         clients_per_process: 15_000,
+        joining: 0,
         messages: 300,
         rate: 10.0,
         size: 64,
@@ -138,6 +144,10 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
             "--clients-per-process" => {
                 let v = value(a)?;
                 o.clients_per_process = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad(a, &v))?;
+            }
+            "--joining" => {
+                let v = value(a)?;
+                o.joining = v.parse().map_err(|_| bad(a, &v))?;
             }
             "--messages" => {
                 let v = value(a)?;
@@ -575,6 +585,7 @@ fn plans(o: &Opts, nodes: &[SocketAddr], total: usize, next_source: &mut u32) ->
                 total,
                 messages: o.messages,
                 deflate: o.deflate,
+                joining: o.joining,
             }
         })
         .collect();

@@ -38,10 +38,6 @@ pub const ROLE: &str = "--clients";
 pub const ROOM: &str = "fanout";
 /// Handshakes in flight at once in one client process.
 const CONNECTING: usize = 128;
-/// Joins in flight at once in one client process: a node serves them one
-/// after the other anyway, each at a cost that may grow with the room; a
-/// few in flight keep it busy.
-const JOINING: usize = 8;
 /// Open files a process of the bench needs beside its sockets.
 pub const SPARE_FILES: usize = 64;
 /// How often a client process prints its status.
@@ -71,6 +67,9 @@ pub struct Plan {
     pub messages: u64,
     /// Offer permessage-deflate.
     pub deflate: bool,
+    /// Joins in flight at once; 0: no limit (each subscriber joins when
+    /// told).
+    pub joining: usize,
 }
 
 /// How long a member waits for its join ack (between two messages) in a
@@ -213,7 +212,10 @@ fn run_clients(plan: &Plan) -> Result<(), Error> {
         let (join_now, join_rx) = tokio::sync::watch::channel(false);
         let (err_tx, mut errors) = tokio::sync::mpsc::unbounded_channel::<Error>();
         let connecting = Arc::new(Semaphore::new(CONNECTING));
-        let joining = Arc::new(Semaphore::new(JOINING));
+        let joining = Arc::new(Semaphore::new(match plan.joining {
+            0 => plan.count.max(1),
+            n => n,
+        }));
         let tasks: Vec<_> = tallies
             .iter()
             .enumerate()
