@@ -31,15 +31,16 @@
 //! connection and CPU time per delivery it projects, linearly, what
 //! 100,000 and 1,000,000 connections would cost.
 //!
-//! Publishing takes `--messages / --rate` seconds (30 s by default), but
-//! filling the room may take longer: while every join is announced to
-//! every member, filling a room of N costs the node O(N²) packets
-//! (docs/hub-fanout.md). There is no time limit on connecting and joining;
-//! progress is printed every 10 s.
+//! Publishing takes `--messages / --rate` seconds (30 s by default).
+//! Filling the room may take longer, the more so the slower it fills
+//! (`--joining`: every presence interval sends each member a diff while
+//! the room changes; docs/hub-fanout.md), so there is no time limit on
+//! connecting and joining; progress is printed every 10 s.
 //!
 //! ```sh
 //! cargo bench -p wsx-hub --bench fanout                       # both modes, defaults
 //! cargo bench -p wsx-hub --bench fanout -- --mode single --subscribers 3000 --clients-per-process 1500
+//! cargo bench -p wsx-hub --bench fanout -- --mode redis --joining 8      # a room that fills slowly
 //! cargo bench -p wsx-hub --bench fanout -- --json
 //! ```
 

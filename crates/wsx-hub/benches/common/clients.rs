@@ -9,7 +9,8 @@
 //!
 //! A client process connects its subscribers (one raw `wsx` client and
 //! task each, on one single-threaded runtime) and then takes commands,
-//! one a line on its stdin: `join` (join the room, a few at a time),
+//! one a line on its stdin: `join` (join the room, `Plan::joining` at a
+//! time),
 //! `report` (print the [`Results`]); it ends when its stdin closes. On its
 //! stdout it prints [`Report`]s, one JSON object a line: a [`Status`]
 //! every 250 ms, the results when asked, an error before it fails.
