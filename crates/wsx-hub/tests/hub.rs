@@ -242,6 +242,7 @@ async fn metrics_and_not_found() {
     let (mut a, _) = raw(addr).await;
     send(&mut a, &join("r", 1)).await;
     let _ = next(&mut a).await;
+    let _ = next_presence(&mut a).await; // its own join
     let text = http_get(addr, "/metrics", &[]).await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("text/plain; version=0.0.4"));
@@ -249,7 +250,7 @@ async fn metrics_and_not_found() {
         "wsx_hub_connections 1",
         "wsx_hub_rooms 1",
         "wsx_hub_messages_in_total 1",
-        "wsx_hub_messages_out_total 2",
+        "wsx_hub_messages_out_total 3",
         "wsx_hub_broker_up{broker=\"memory\"} 1",
         "wsx_hub_broker_state{state=\"connected\"} 1",
         "wsx_hub_dropped_messages_total 0",
