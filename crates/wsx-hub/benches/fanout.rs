@@ -20,6 +20,10 @@
 //! records the delivery latency. Exits non-zero when a message was lost,
 //! duplicated or reordered, or when anything fails.
 //!
+//! The nodes' CPU time (utime + stime from `/proc/PID/stat`) from the
+//! publisher's go to the end of the deliveries, divided by the deliveries,
+//! is the server's CPU per delivery.
+//!
 //! Publishing takes `--messages / --rate` seconds (30 s by default), but
 //! filling the room takes longer: every join costs the node work in
 //! proportion to the room's size (presence to every member, every member
@@ -249,7 +253,30 @@ impl Node {
     fn rss_kib(&self) -> Result<u64, Error> {
         rss_kib(&format!("/proc/{}/status", self.child.id()))
     }
+
+    /// CPU time the node has used, user and system, in clock ticks.
+    fn cpu_ticks(&self) -> Result<u64, Error> {
+        cpu_ticks(self.child.id())
+    }
 }
+
+/// utime + stime of a process from `/proc/PID/stat` (fields 14 and 15,
+/// counted after the parenthesised command name, which may hold spaces).
+fn cpu_ticks(pid: u32) -> Result<u64, Error> {
+    let path = format!("/proc/{pid}/stat");
+    let s = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
+    // After the name: field 3 (state) is the first; utime and stime are 14 and 15.
+    let f: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    match f[..] {
+        [utime, stime] => Ok(utime + stime),
+        _ => Err(format!("no utime/stime in {path}")),
+    }
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`: 100 on
+/// Linux everywhere in practice).
+const CLK_TCK: f64 = 100.0;
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -544,6 +571,10 @@ struct Outcome {
     delivered: u64,
     /// Deliveries per second, first to last.
     per_s: f64,
+    /// The nodes' CPU time (user + system) from the go to the last
+    /// delivery, in seconds, and per delivery in microseconds.
+    node_cpu_s: f64,
+    cpu_us_per_delivery: f64,
     p50_us: u64,
     p99_us: u64,
     max_us: u64,
@@ -574,6 +605,7 @@ impl Outcome {
             "messages": self.messages, "rate": self.rate, "size": self.size, "deflate": self.deflate,
             "connect_s": round(self.connect_s), "join_s": round(self.join_s), "publish_s": round(self.publish_s),
             "delivered": self.delivered, "delivered_per_s": self.per_s.round(),
+            "node_cpu_s": round(self.node_cpu_s), "node_cpu_us_per_delivery": round(self.cpu_us_per_delivery),
             "latency_us": {"p50": self.p50_us, "p99": self.p99_us, "max": self.max_us},
             "lost": self.lost, "duplicated": self.duplicated, "out_of_order": self.out_of_order,
             "disconnected": self.disconnected, "close_reason": self.close_reason,
@@ -732,6 +764,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>) -> Result<Outcome, Erro
     let joined_rss: Vec<u64> = nodes.iter().map(Node::rss_kib).collect::<Result<_, _>>()?;
     let client_after = rss_kib("/proc/self/status")?;
     let redis_rss_kib = redis.map(Redis::rss_kib).transpose()?;
+    let cpu_before: u64 = nodes.iter().map(Node::cpu_ticks).sum::<Result<_, _>>()?;
     if go_tx.send(()).is_err() {
         return match publisher.join() {
             Ok(Err(e)) => Err(e),
@@ -766,6 +799,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>) -> Result<Outcome, Erro
         }
     });
     let end_rss: Vec<u64> = nodes.iter().map(Node::rss_kib).collect::<Result<_, _>>()?;
+    let node_cpu_s = (nodes.iter().map(Node::cpu_ticks).sum::<Result<u64, _>>()? - cpu_before) as f64 / CLK_TCK;
     for t in &tasks {
         t.abort();
     }
@@ -805,6 +839,8 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>) -> Result<Outcome, Erro
         publish_s: publish_time.as_secs_f64(),
         delivered,
         per_s: if span_ns > 0 { delivered as f64 / (span_ns as f64 / 1e9) } else { 0.0 },
+        node_cpu_s,
+        cpu_us_per_delivery: if delivered > 0 { node_cpu_s * 1e6 / delivered as f64 } else { 0.0 },
         p50_us: h.value_at_quantile(0.5),
         p99_us: h.value_at_quantile(0.99),
         max_us: h.max(),
@@ -828,10 +864,10 @@ fn ms(us: u64) -> String {
 fn print_table(rs: &[Outcome]) {
     println!();
     println!(
-        "| mode | subscribers | published | delivered/s | latency p50 | p99 | max | lost / dup / reordered | \
+        "| mode | subscribers | published | delivered/s | node CPU per delivery | latency p50 | p99 | max | lost / dup / reordered | \
          node RSS per subscriber: connected / joined | connect, join |"
     );
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |");
     for r in rs {
         let rate = if r.rate > 0.0 { format!("{}/s", r.rate) } else { "unpaced".into() };
         let mode = match r.mode {
@@ -839,11 +875,12 @@ fn print_table(rs: &[Outcome]) {
             Mode::Redis => format!("{} nodes + Redis", r.nodes),
         };
         println!(
-            "| {mode} | {} | {} × {} B at {rate} | {:.0} | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} KiB | {:.1} s, {:.1} s |",
+            "| {mode} | {} | {} × {} B at {rate} | {:.0} | {:.2} µs | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} KiB | {:.1} s, {:.1} s |",
             r.subscribers,
             r.messages,
             r.size,
             r.per_s,
+            r.cpu_us_per_delivery,
             ms(r.p50_us),
             ms(r.p99_us),
             ms(r.max_us),
@@ -860,13 +897,14 @@ fn print_table(rs: &[Outcome]) {
     for r in rs {
         let [before, connected, joined, end] = &r.node_rss_kib;
         println!(
-            "{}: {} of {} deliveries, published in {:.1} s; {} subscribers disconnected{}; permessage-deflate {}; \
+            "{}: {} of {} deliveries, published in {:.1} s, node CPU {:.2} s; {} subscribers disconnected{}; permessage-deflate {}; \
              node RSS (KiB) {before:?} idle, {connected:?} connected, {joined:?} joined, {end:?} at the end; \
              client RSS {:.2} KiB per subscriber{}",
             r.mode.name(),
             r.delivered,
             r.subscribers as u64 * r.messages,
             r.publish_s,
+            r.node_cpu_s,
             r.disconnected,
             r.close_reason.as_ref().map(|c| format!(" (first close: {c})")).unwrap_or_default(),
             if r.deflate { "offered" } else { "off" },
