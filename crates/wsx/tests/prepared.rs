@@ -1,89 +1,14 @@
 //! Prepared messages through the outgoing pump: one frame for every
-//! recipient, written with the connection's other pending output, decoded
-//! by each client whatever it negotiated; a client connection sends the
-//! message masked instead.
+//! recipient, decoded by each client whatever it negotiated; a client
+//! connection sends the message masked instead. (Written with the
+//! connection's other pending output: `tests/io.rs`.)
 
 mod common;
 
 use common::*;
-use std::io::IoSlice;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use wsx::proto::deflate::DeflateConfig;
 use wsx::server::{Outbox, OutboxConfig, Pump, Push};
-use wsx::{CloseCode, Config, Message, PreparedMessage, Role, WebSocket};
-
-/// A duplex stream that counts the writes made to it (a vectored write
-/// counts once, as one `writev` would).
-struct Counting {
-    io: DuplexStream,
-    writes: Arc<AtomicUsize>,
-}
-
-impl AsyncRead for Counting {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counting {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.io).poll_write(cx, buf);
-        if r.is_ready() {
-            self.writes.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
-        self.poll_write(cx, &all)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-#[tokio::test]
-async fn queued_prepared_messages_go_out_together_not_one_write_each() {
-    let (a, b) = tokio::io::duplex(4 << 20);
-    let writes = Arc::new(AtomicUsize::new(0));
-    let server = WebSocket::from_raw(Counting { io: a, writes: writes.clone() }, Role::Server, &Config::default(), &[]);
-    let mut client = WebSocket::from_raw(b, Role::Client, &Config::default(), &[]);
-    let (outbox, rx) = Outbox::new(OutboxConfig::default());
-    let small = PreparedMessage::text("tick");
-    let large = PreparedMessage::binary(vec![7u8; 5000]);
-    // Broadcasts (small ones coalesced, large ones by reference) and the
-    // connection's own message, all waiting before the pump runs.
-    for _ in 0..10 {
-        assert_eq!(outbox.push_droppable(small.clone()), Push::Queued);
-        assert_eq!(outbox.push_droppable(large.clone()), Push::Queued);
-    }
-    assert_eq!(outbox.push(Message::text("own")), Push::Queued);
-    let mut pump = Pump::new(server, rx);
-    let t = tokio::spawn(async move { while pump.recv().await.is_some() {} });
-    for _ in 0..10 {
-        assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text("tick"));
-        assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::binary(vec![7u8; 5000]));
-    }
-    assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text("own"));
-    let n = writes.load(Ordering::Relaxed);
-    assert!(n <= 2, "21 messages in {n} writes");
-    drop(outbox);
-    t.abort();
-}
+use wsx::{CloseCode, Config, Message, PreparedMessage};
 
 /// A broadcast reaches clients that negotiated different compression: each
 /// decodes it; the compressed frame is made once per setting that can
