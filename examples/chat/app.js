@@ -35,7 +35,8 @@ function start(me) {
     try {
       // The client rejoins by itself after a reconnect; joining again here
       // answers who is in the room now.
-      for (const m of await hub.join(ROOM)) here.add(m.conn);
+      const { members = [] } = await hub.join(ROOM);
+      for (const m of members) here.add(m.conn);
       hub.publish(ROOM, "hello", { name: me });
     } catch (err) {
       console.warn("join failed (retried on the next connect):", err);
@@ -48,13 +49,15 @@ function start(me) {
     names.clear();
     renderMembers();
   });
-  hub.onPresence(({ room, kind, member }) => {
+  // Joins and leaves, a packet per room at most every 100 ms (names up to
+  // the server's limit for them: a chat room is small).
+  hub.onPresence(({ room, joins = [], leaves = [] }) => {
     if (room !== ROOM) return;
-    if (kind === "join") here.add(member.conn);
-    else {
-      here.delete(member.conn);
-      names.delete(member.conn);
+    for (const m of leaves) {
+      here.delete(m.conn);
+      names.delete(m.conn);
     }
+    for (const m of joins) here.add(m.conn);
     renderMembers();
   });
   hub.on("hello", (data, { from }) => {

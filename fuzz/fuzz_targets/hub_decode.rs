@@ -32,7 +32,7 @@ use libfuzzer_sys::fuzz_target;
 use wsx_hub::broker;
 use wsx_hub::protocol::{
     decode_binary, decode_message, decode_text, encode, salvage_id, DecodeError, Packet, Wire, MAX_ATTACHMENTS, MAX_ID,
-    MAX_NAME_LEN,
+    MAX_NAME_LEN, MAX_PAGE,
 };
 
 /// The type name a packet has on the wire.
@@ -44,6 +44,7 @@ fn type_name(p: &Packet) -> &'static str {
         Packet::Ack(_) => "ack",
         Packet::Join(_) => "join",
         Packet::Leave(_) => "leave",
+        Packet::Members(_) => "members",
         Packet::Presence(_) => "presence",
         Packet::Error(_) => "error",
     }
@@ -76,6 +77,10 @@ fn check_bounds(p: &Packet) {
             check_name(&pb.room);
         }
         Packet::Join(r) | Packet::Leave(r) => check_name(&r.room),
+        Packet::Members(m) => {
+            check_name(&m.room);
+            assert!(m.limit.is_none_or(|n| (1..=MAX_PAGE).contains(&n)), "limit {:?}", m.limit);
+        }
         Packet::Presence(pr) => check_name(&pr.room),
         Packet::Welcome(_) | Packet::Ack(_) | Packet::Error(_) => {}
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use wsx::{CloseCode, Message};
 use wsx_hub::client::{Client, ClientEvent, Events};
 use wsx_hub::protocol::{self, Packet};
-use wsx_hub::{ConnId, Event, PresenceKind};
+use wsx_hub::{ConnId, Event};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -55,16 +55,21 @@ async fn room_event(events: &mut Events) -> (Option<String>, Option<ConnId>, Str
     .await
 }
 
-async fn presence(events: &mut Events) -> (String, PresenceKind, ConnId) {
+/// Presence packets until one says that `conn` joined (`joined`) or left
+/// `room`: the room's count it gives.
+async fn presence(events: &mut Events, room: &str, conn: &str, joined: bool) -> u64 {
     wait_for(events, "a presence packet", |ev| match ev {
-        ClientEvent::Presence(p) => Some((p.room, p.kind, p.member.conn)),
+        ClientEvent::Presence(p) if p.room == room => {
+            let d = p.diff?;
+            (if joined { d.joins } else { d.leaves }).iter().any(|m| m.conn == conn).then_some(p.count)
+        }
         _ => None,
     })
     .await
 }
 
-fn member_ids(members: &[wsx_hub::Member]) -> Vec<&str> {
-    let mut ids: Vec<&str> = members.iter().map(|m| m.conn.as_str()).collect();
+fn member_ids(joined: &wsx_hub::protocol::Joined) -> Vec<&str> {
+    let mut ids: Vec<&str> = joined.members.iter().flatten().map(|m| m.conn.as_str()).collect();
     ids.sort();
     ids
 }
@@ -109,7 +114,7 @@ async fn hub_relays_room_messages_and_presence_between_clients() {
     let mut both = [ida.as_str(), idb.as_str()];
     both.sort();
     assert_eq!(member_ids(&b.join("lobby").await.unwrap()), both);
-    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Join, idb.clone()));
+    assert_eq!(presence(&mut ea, "lobby", &idb, true).await, 2);
 
     // Clients publish to their rooms with no server code.
     b.publish("lobby", Event::new("chat", json!({"text": "hi"}))).unwrap();
@@ -139,7 +144,7 @@ async fn hub_relays_room_messages_and_presence_between_clients() {
 
     // Leaving is presence too.
     b.close();
-    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Leave, idb));
+    assert_eq!(presence(&mut ea, "lobby", &idb, false).await, 1);
 }
 
 /// Read from a stream until `needle` has arrived; everything read.
@@ -294,7 +299,7 @@ async fn two_hub_processes_on_one_redis_are_one_hub() {
     a.join("lobby").await.unwrap();
     let members = b.join("lobby").await.unwrap();
     assert_eq!(member_ids(&members), [ida.as_str(), idb.as_str()], "presence spans both processes");
-    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Join, idb.clone()));
+    assert_eq!(presence(&mut ea, "lobby", &idb, true).await, 2);
 
     b.publish("lobby", Event::new("chat", json!({"text": "from b"}))).unwrap();
     assert_eq!(
@@ -307,7 +312,7 @@ async fn two_hub_processes_on_one_redis_are_one_hub() {
     // Node b stops: its client leaves the room on node a too.
     let status = Command::new("kill").args(["-TERM", &node_b.child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    assert_eq!(presence(&mut ea).await, ("lobby".into(), PresenceKind::Leave, idb));
+    assert_eq!(presence(&mut ea, "lobby", &idb, false).await, 1);
     let exit = tokio::task::spawn_blocking(move || node_b.child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
 }
@@ -335,9 +340,15 @@ async fn a_stopped_nodes_members_all_leave() {
     }
     let mut joins = 0;
     while joins < MEMBERS * ROOMS.len() {
-        let (_, kind, conn) = presence(&mut events).await;
-        assert_eq!(kind, PresenceKind::Join, "{conn}");
-        joins += 1;
+        joins += wait_for(&mut events, "joins", |ev| match ev {
+            ClientEvent::Presence(p) => {
+                let d = p.diff.expect("names");
+                assert!(d.leaves.is_empty(), "{d:?}");
+                Some(d.joins.iter().filter(|m| m.conn.starts_with("b.")).count())
+            }
+            _ => None,
+        })
+        .await;
     }
 
     let status = Command::new("kill").args(["-TERM", &node_b.child.id().to_string()]).status().unwrap();
@@ -347,8 +358,11 @@ async fn a_stopped_nodes_members_all_leave() {
     while leaves.len() < MEMBERS * ROOMS.len() {
         let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.next()).await else { break };
         if let ClientEvent::Presence(p) = ev {
-            assert_eq!(p.kind, PresenceKind::Leave, "{p:?}");
-            assert!(leaves.insert((p.room, p.member.conn)), "each leave once");
+            let d = p.diff.expect("names");
+            assert!(d.joins.is_empty(), "{d:?}");
+            for m in d.leaves {
+                assert!(leaves.insert((p.room.clone(), m.conn)), "each leave once");
+            }
         }
     }
     assert_eq!(leaves.len(), MEMBERS * ROOMS.len(), "leave events the observer got");

@@ -5,8 +5,8 @@
 //   const hub = new HubClient("wss://chat.example/ws?token=...");
 //   hub.on("chat", (data, info) => console.log(info.from, data));        // events
 //   hub.on("confirm", async (data) => "yes");                            // server requests: the return value is the ack
-//   hub.onPresence((p) => console.log(p.member.conn, p.kind, p.room));
-//   const members = await hub.join("lobby");                             // ack as a promise
+//   hub.onPresence((p) => console.log(p.room, p.count, p.joins, p.leaves)); // coalesced changes
+//   const { count, members } = await hub.join("lobby");                  // ack as a promise
 //   hub.publish("lobby", "chat", { text: "hi" });                        // to the room, all but us
 //   const sum = await hub.request("add", [2, 3]);                        // rejects on error or timeout
 //   hub.publish("lobby", "file", { name: "a.png" }, { attachments: [bytes] });
@@ -121,7 +121,7 @@ export class HubClient {
   onConnect(fn) { this.listeners.connect.push(fn); return this; }
   /** `fn({code, reason})` when the connection is lost (it reconnects). */
   onDisconnect(fn) { this.listeners.disconnect.push(fn); return this; }
-  /** `fn({room, kind, member})` when someone joins or leaves one of our rooms. */
+  /** `fn({room, count, joins, leaves})` when members join or leave one of our rooms: the changes since the server's previous packet for the room (at most every 100 ms by default); `joins` and `leaves` are absent where the room sends counts only. */
   onPresence(fn) { this.listeners.presence.push(fn); return this; }
   /** `fn(HubError)` for refusals of what we sent without a request. */
   onError(fn) { this.listeners.error.push(fn); return this; }
@@ -147,11 +147,18 @@ export class HubClient {
     return Promise.resolve();
   }
 
-  /** Join a room (again after each reconnect); resolves with its members. */
+  /** Join a room (again after each reconnect); resolves with `{room, count, members}` (`members` only in small rooms that show names). */
   async join(room) {
     this.rooms.add(room);
-    const r = await this.#request({ t: "join", room });
-    return r.members;
+    return await this.#request({ t: "join", room });
+  }
+
+  /** A page of a joined room's members: resolves with `{count, members, next}`; pass `next` as `after` for the next page. */
+  members(room, { after, limit } = {}) {
+    const p = { t: "members", room };
+    if (after !== undefined) p.after = after;
+    if (limit !== undefined) p.limit = limit;
+    return this.#request(p);
   }
 
   /** Leave a room. */
@@ -286,7 +293,7 @@ export class HubClient {
         return;
       }
       case "event": return this.#onEvent(packet, attachments);
-      case "presence": return this.#fire("presence", { room: packet.room, kind: packet.kind, member: packet.member });
+      case "presence": return this.#fire("presence", { room: packet.room, count: packet.count, joins: packet.joins, leaves: packet.leaves });
       case "error": {
         const p = packet.id !== undefined && this.pending.get(packet.id);
         const err = new HubError(packet.error?.code ?? "error", packet.error?.message ?? "");

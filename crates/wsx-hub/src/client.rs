@@ -11,7 +11,8 @@
 //! let (client, mut events) = Client::builder("ws://127.0.0.1:9001/")
 //!     .header("authorization", "Bearer secret")
 //!     .connect();
-//! let members = client.join("lobby").await?;                   // waits for the server's ack
+//! let joined = client.join("lobby").await?;                    // waits for the server's ack
+//! println!("{:?} members", joined.count);
 //! client.publish("lobby", Event::new("chat", serde_json::json!({"text": "hi"})))?;
 //! let answer = client.request(Event::new("ping", serde_json::json!(1))).await?;
 //! while let Some(ev) = events.next().await {
@@ -20,7 +21,7 @@
 //!             println!("{} from {:?}: {}", e.event.name, e.from, e.event.data);
 //!             e.ack(serde_json::json!("thanks"));               // when the server asked for an ack
 //!         }
-//!         ClientEvent::Presence(p) => println!("{:?} {:?} in {}", p.member.conn, p.kind, p.room),
+//!         ClientEvent::Presence(p) => println!("{} in {}: {:?}", p.count, p.room, p.diff),
 //!         other => println!("{other:?}"),
 //!     }
 //! }
@@ -31,8 +32,8 @@ use crate::error::AckError;
 use crate::hub::Event;
 use crate::policy::Backoff;
 use crate::protocol::{
-    self, AckPacket, ConnId, ErrorBody, EventPacket, Member, Packet, PresencePacket, PublishPacket, RoomRequest,
-    SUBPROTOCOL,
+    self, AckPacket, ConnId, ErrorBody, EventPacket, Joined, MembersPage, MembersRequest, Packet, PresencePacket,
+    PublishPacket, RoomRequest, SUBPROTOCOL,
 };
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -69,7 +70,8 @@ pub enum ClientEvent {
     },
     /// An event from the server or another client.
     Event(IncomingEvent),
-    /// Someone joined or left a room we are in.
+    /// Members joined or left a room we are in (coalesced; names only in
+    /// rooms that show them).
     Presence(PresencePacket),
     /// The server refused something we sent without a request id.
     Error(ErrorBody),
@@ -285,10 +287,30 @@ impl Client {
     }
 
     /// Join a room (and rejoin it after each reconnect); returns its
-    /// members.
-    pub async fn join(&self, room: &str) -> Result<Vec<Member>, AckError> {
+    /// member count and, in a small room, its members.
+    pub async fn join(&self, room: &str) -> Result<Joined, AckError> {
         let v = self.ask(Packet::Join(RoomRequest { room: room.to_owned(), id: None }), self.ack_timeout).await?;
-        Ok(serde_json::from_value(v["members"].clone()).unwrap_or_default())
+        Ok(serde_json::from_value(v).unwrap_or_else(|_| Joined { room: room.to_owned(), ..Joined::default() }))
+    }
+
+    /// A page of the members of a room we joined: at most `limit` (1 to
+    /// 1,000) after the connection `after` (the previous page's `next`).
+    ///
+    /// ```no_run
+    /// # async fn run(client: wsx_hub::client::Client) -> Result<(), wsx_hub::AckError> {
+    /// let mut page = client.members("lobby", None, 1000).await?;
+    /// while let Some(next) = page.next.take() {
+    ///     let more = client.members("lobby", Some(&next), 1000).await?;
+    ///     page.members.extend(more.members);
+    ///     page.next = more.next;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn members(&self, room: &str, after: Option<&str>, limit: u32) -> Result<MembersPage, AckError> {
+        let q = MembersRequest { room: room.to_owned(), after: after.map(str::to_owned), limit: Some(limit), id: 0 };
+        let v = self.ask(Packet::Members(q), self.ack_timeout).await?;
+        serde_json::from_value(v)
+            .map_err(|e| AckError::Remote(ErrorBody::new(protocol::codes::BAD_FRAME, e.to_string())))
     }
 
     /// Leave a room.
@@ -318,6 +340,7 @@ fn set_id(p: &mut Packet, id: u64) {
         Packet::Event(e) => e.id = Some(id),
         Packet::Publish(pb) => pb.id = Some(id),
         Packet::Join(r) | Packet::Leave(r) => r.id = Some(id),
+        Packet::Members(m) => m.id = id,
         _ => {}
     }
 }
@@ -548,7 +571,7 @@ impl Task {
                 }
                 None => ClientEvent::Error(e.error),
             },
-            Packet::Publish(_) | Packet::Join(_) | Packet::Leave(_) => return,
+            Packet::Publish(_) | Packet::Join(_) | Packet::Leave(_) | Packet::Members(_) => return,
         };
         let _ = self.events.send(ev);
     }

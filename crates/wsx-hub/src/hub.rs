@@ -5,8 +5,9 @@ use crate::broker::{node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbo
 use crate::error::{AckError, HandlerError, HubError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::policy::{AuthError, ConnectRequest, RateLimit};
+use crate::presence::{Pending as PendingPresence, PresenceMode, PresenceSettings};
 use crate::protocol::{
-    self, codes, AckPacket, ConnId, ErrorBody, EventPacket, Member, Packet, PresenceKind, PresencePacket, Wire,
+    self, codes, AckPacket, ConnId, ErrorBody, EventPacket, Joined, Member, MembersPage, Packet, PresencePacket, Wire,
     MAX_NAME_LEN,
 };
 use crate::replay::SseRoom;
@@ -120,8 +121,8 @@ impl Ctx {
         self.hub.request(&self.conn, event).await
     }
 
-    /// Put the sender in a room; returns the room's members.
-    pub async fn join(&self, room: &str) -> Result<Vec<Member>, HubError> {
+    /// Put the sender in a room (see [`Hub::join`]).
+    pub async fn join(&self, room: &str) -> Result<(), HubError> {
         self.hub.join(&self.conn, room).await
     }
 
@@ -238,6 +239,7 @@ pub(crate) struct Settings {
     pub(crate) sse: Option<SseSettings>,
     pub(crate) metrics_path: Option<String>,
     pub(crate) client_publish: bool,
+    pub(crate) presence: PresenceSettings,
 }
 
 impl Default for Settings {
@@ -259,6 +261,7 @@ impl Default for Settings {
             sse: Some(SseSettings::default()),
             metrics_path: Some("/metrics".into()),
             client_publish: true,
+            presence: PresenceSettings::default(),
         }
     }
 }
@@ -494,6 +497,49 @@ impl HubBuilder {
         self
     }
 
+    /// How presence works in each room (default: [`PresenceMode::Names`]
+    /// in every room). Every node of a cluster must choose alike.
+    ///
+    /// ```
+    /// use wsx_hub::{Hub, PresenceMode};
+    /// let hub = Hub::builder()
+    ///     .room_presence(|room| match room {
+    ///         r if r.starts_with("live/") => PresenceMode::Count, // audiences: a count
+    ///         r if r.starts_with("ticker/") => PresenceMode::Off, // feeds: nothing
+    ///         _ => PresenceMode::Names,
+    ///     })
+    ///     .build();
+    /// # drop(hub);
+    /// ```
+    pub fn room_presence(mut self, mode: impl Fn(&str) -> PresenceMode + Send + Sync + 'static) -> Self {
+        self.s.presence.mode = Some(Arc::new(mode));
+        self
+    }
+
+    /// Send each room's joins and leaves together, at most this often
+    /// (default 100 ms; at least 1 ms).
+    pub fn presence_interval(mut self, d: Duration) -> Self {
+        self.s.presence.interval = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Send a room without names (see [`HubBuilder::presence_names_up_to`]
+    /// and [`PresenceMode::Count`]) its member count at most this often
+    /// (default 1 s).
+    pub fn presence_count_interval(mut self, d: Duration) -> Self {
+        self.s.presence.count_interval = d;
+        self
+    }
+
+    /// A room with more members than `n` gets member counts without names,
+    /// and joins are answered without the member list (default 1,000);
+    /// its members read the list a page at a time (`members` requests,
+    /// [`Hub::members_page`]).
+    pub fn presence_names_up_to(mut self, n: u64) -> Self {
+        self.s.presence.names_up_to = n;
+        self
+    }
+
     /// Build the hub. Inside a tokio runtime the broker starts now,
     /// otherwise on first use.
     pub fn build(mut self) -> Hub {
@@ -529,6 +575,8 @@ impl HubBuilder {
                 left: Notify::new(),
                 extension: std::sync::OnceLock::new(),
                 moved: Mutex::new(HashMap::new()),
+                presence: Mutex::new(PendingPresence::default()),
+                counted: Mutex::new(HashMap::new()),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -544,11 +592,78 @@ pub(crate) struct State {
     pub(crate) rooms: HashMap<String, Room>,
 }
 
+/// The rooms of a connection: a sorted vector (a connection is in a few
+/// rooms; a B-tree set costs a node of eleven slots for the first one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "Vec<String>", into = "Vec<String>")]
+pub(crate) struct RoomSet(Vec<String>);
+
+impl RoomSet {
+    pub(crate) fn contains(&self, room: &str) -> bool {
+        self.0.binary_search_by(|r| r.as_str().cmp(room)).is_ok()
+    }
+
+    /// Add `room`; whether it was not there.
+    pub(crate) fn insert(&mut self, room: String) -> bool {
+        match self.0.binary_search(&room) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, room);
+                true
+            }
+        }
+    }
+
+    /// Take `room` out; whether it was there.
+    pub(crate) fn remove(&mut self, room: &str) -> bool {
+        match self.0.binary_search_by(|r| r.as_str().cmp(room)) {
+            Ok(i) => {
+                self.0.remove(i);
+                if self.0.is_empty() {
+                    self.0 = Vec::new();
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a RoomSet {
+    type Item = &'a String;
+    type IntoIter = std::slice::Iter<'a, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl From<Vec<String>> for RoomSet {
+    fn from(mut v: Vec<String>) -> Self {
+        v.sort_unstable();
+        v.dedup();
+        Self(v)
+    }
+}
+
+impl From<RoomSet> for Vec<String> {
+    fn from(s: RoomSet) -> Self {
+        s.0
+    }
+}
+
 pub(crate) struct ConnEntry {
     pub(crate) outbox: Outbox,
     pub(crate) speaks: Speaks,
     pub(crate) meta: Value,
-    pub(crate) rooms: BTreeSet<String>,
+    pub(crate) rooms: RoomSet,
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) since: SystemTime,
 }
@@ -700,6 +815,10 @@ pub(crate) struct Inner {
     /// Connections of this node that moved to another one (Socket.IO
     /// sessions recovered there), and until when to forward to them.
     moved: Mutex<HashMap<ConnId, (String, Instant)>>,
+    /// Joins and leaves of this node's members not sent yet.
+    presence: Mutex<PendingPresence>,
+    /// When rooms without names last got their count from this node.
+    counted: Mutex<HashMap<String, Instant>>,
 }
 
 /// How long a node forwards direct messages for a socket that recovered
@@ -788,6 +907,7 @@ impl Hub {
                 }
             });
             self.inner.broker.start(&self.inner.node, inbox);
+            spawn_presence(Arc::downgrade(&self.inner), self.inner.s.presence.interval);
             if let Some(sse) = &self.inner.s.sse {
                 spawn_sweeper(Arc::downgrade(&self.inner), sse.retention);
             }
@@ -861,47 +981,115 @@ impl Hub {
         v
     }
 
-    fn local_members(&self, room: &str) -> Vec<Member> {
+    fn member_of(st: &State, conn: &ConnId) -> Member {
+        Member { conn: conn.clone(), meta: st.conns.get(conn).map_or(Value::Null, |e| e.meta.clone()) }
+    }
+
+    /// A page of the room's members on this node.
+    fn local_page(&self, room: &str, after: Option<&str>, limit: usize) -> MembersPage {
+        use std::ops::Bound::{Excluded, Unbounded};
         let st = self.lock();
-        let Some(r) = st.rooms.get(room) else { return Vec::new() };
-        r.members
-            .iter()
-            .map(|c| Member { conn: c.clone(), meta: st.conns.get(c).map_or(Value::Null, |e| e.meta.clone()) })
-            .collect()
+        let Some(r) = st.rooms.get(room) else { return MembersPage::default() };
+        let from = after.map_or(Unbounded, Excluded);
+        let (members, next) = crate::broker::paginate(
+            r.members.range::<str, _>((from, Unbounded)).map(|c| Self::member_of(&st, c)),
+            limit,
+            |m| &m.conn,
+        );
+        MembersPage { count: r.members.len() as u64, members, next }
     }
 
     /// The members of a room on every node (from the broker; this node's
-    /// members only while the broker is unreachable).
+    /// members only while the broker is unreachable), in the order of
+    /// their connection ids. The whole list: in a large room, read it a
+    /// page at a time ([`Hub::members_page`]).
     pub async fn members(&self, room: &str) -> Vec<Member> {
         self.ensure_started();
-        match self.inner.broker.presence_list(room).await {
-            Ok(mut list) => {
+        match self.inner.broker.presence_page(room, None, usize::MAX).await {
+            Ok(page) => {
+                let mut list = page.members;
                 // This node's members are authoritative here: add any the
-                // broker has not recorded (e.g. after it restarted). A set,
-                // not a search per member: a join lists the whole room.
+                // broker has not recorded (e.g. after it restarted).
                 let known: std::collections::HashSet<ConnId> = list.iter().map(|x| x.conn.clone()).collect();
-                let missing: Vec<Member> =
-                    self.local_members(room).into_iter().filter(|m| !known.contains(&m.conn)).collect();
-                list.extend(missing);
+                let local = self.local_page(room, None, usize::MAX).members;
+                list.extend(local.into_iter().filter(|m| !known.contains(&m.conn)));
                 list.sort_by(|a, b| a.conn.cmp(&b.conn));
                 list
             }
             Err(e) => {
                 tracing::debug!(room, error = %e, "presence from the broker failed; listing local members");
-                self.local_members(room)
+                self.local_page(room, None, usize::MAX).members
             }
         }
     }
 
-    /// Put a connection of this node in a room: members of the room get a
-    /// `presence` join packet. Returns the room's members.
-    pub async fn join(&self, conn: &str, room: &str) -> Result<Vec<Member>, HubError> {
-        self.join_quiet(conn, room).await?;
-        Ok(self.members(room).await)
+    /// A page of a room's members on every node, in the order of their
+    /// connection ids: at most `limit` after the connection `after` (the
+    /// previous page's `next`), with the room's member count. This node's
+    /// members only while the broker is unreachable.
+    ///
+    /// ```no_run
+    /// # async fn run(hub: wsx_hub::Hub) {
+    /// let mut after = None;
+    /// loop {
+    ///     let page = hub.members_page("lobby", after.as_deref(), 500).await;
+    ///     for m in &page.members {
+    ///         println!("{} {}", m.conn, m.meta);
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn members_page(&self, room: &str, after: Option<&str>, limit: usize) -> MembersPage {
+        self.ensure_started();
+        match self.inner.broker.presence_page(room, after, limit).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::debug!(room, error = %e, "presence from the broker failed; listing local members");
+                self.local_page(room, after, limit)
+            }
+        }
     }
 
-    /// [`Hub::join`] without listing the room's members.
-    pub(crate) async fn join_quiet(&self, conn: &str, room: &str) -> Result<(), HubError> {
+    /// How many members a room has on every node (this node's alone while
+    /// the broker is unreachable). Rooms with [`PresenceMode::Off`] are
+    /// not counted (0).
+    pub async fn member_count(&self, room: &str) -> u64 {
+        self.ensure_started();
+        match self.inner.broker.presence_count(room).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(room, error = %e, "presence from the broker failed; counting local members");
+                self.lock().rooms.get(room).map_or(0, |r| r.members.len() as u64)
+            }
+        }
+    }
+
+    /// The answer to a client's join of `room`: its name, and by the room's
+    /// presence mode its member count and, in a small room, its members.
+    pub(crate) async fn join_answer(&self, room: &str) -> Joined {
+        let ps = &self.inner.s.presence;
+        let mut answer = Joined { room: room.to_owned(), count: None, members: None };
+        if ps.mode(room) == PresenceMode::Off {
+            return answer;
+        }
+        let count = self.member_count(room).await;
+        answer.count = Some(count);
+        if ps.names(room, count) {
+            let page = self.members_page(room, None, ps.names_up_to as usize).await;
+            answer.count = Some(page.count.max(count));
+            answer.members = Some(page.members);
+        }
+        answer
+    }
+
+    /// Put a connection of this node in a room. Its join reaches the
+    /// room's members in the next `presence` packet (see
+    /// [`HubBuilder::room_presence`]).
+    pub async fn join(&self, conn: &str, room: &str) -> Result<(), HubError> {
         check_name(room)?;
         self.ensure_started();
         let mut subscribed = None;
@@ -930,17 +1118,13 @@ impl Hub {
             let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
         }
         if let Some(member) = joined {
-            if let Err(e) = self.inner.broker.presence_join(room, member.clone()).await {
-                tracing::warn!(room, error = %e, "could not record presence in the broker");
-            }
-            let p = Packet::Presence(PresencePacket { room: room.to_owned(), kind: PresenceKind::Join, member });
-            self.fan_out_room(room, &p, Some(conn), false);
+            self.presence_changed(room, member, true).await;
         }
         Ok(())
     }
 
     /// Take a connection of this node out of a room: the remaining members
-    /// get a `presence` leave packet.
+    /// hear of it in the next `presence` packet.
     pub async fn leave(&self, conn: &str, room: &str) -> Result<(), HubError> {
         let member = {
             let mut st = self.lock();
@@ -953,8 +1137,79 @@ impl Hub {
             self.remove_member(st, room, conn);
             member
         };
-        self.announce_leave(room, member).await;
+        self.presence_changed(room, member, false).await;
         Ok(())
+    }
+
+    /// A member of this node joined or left `room`: record it in the broker
+    /// (first: whoever lists the room after the packet has it), and send it
+    /// with the room's other changes at the next presence tick.
+    async fn presence_changed(&self, room: &str, member: Member, joined: bool) {
+        if self.inner.s.presence.mode(room) == PresenceMode::Off {
+            return;
+        }
+        let recorded = if joined {
+            self.inner.broker.presence_join(room, member.clone()).await
+        } else {
+            self.inner.broker.presence_leave(room, &member.conn).await
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(room, error = %e, joined, "could not record presence in the broker");
+        }
+        self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, joined);
+    }
+
+    /// Send every room's pending joins and leaves: one `presence` packet
+    /// per room, with its member count, to the members here (as the room's
+    /// presence mode says) and to the other nodes (which do the same for
+    /// theirs). A room without names gets its count at most every count
+    /// interval; its changes wait until then. `now`: send everything (at
+    /// shutdown).
+    pub(crate) async fn flush_presence(&self, now: bool) {
+        let changes = {
+            let mut pending = self.inner.presence.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.is_empty() {
+                return;
+            }
+            pending.take()
+        };
+        let ps = &self.inner.s.presence;
+        let counts = futures_util::future::join_all(changes.iter().map(|(room, _)| self.member_count(room))).await;
+        let at = Instant::now();
+        for ((room, diff), count) in changes.into_iter().zip(counts) {
+            let names = ps.names(&room, count);
+            if !names {
+                let mut counted = self.inner.counted.lock().unwrap_or_else(|p| p.into_inner());
+                if !now && counted.get(&room).is_some_and(|t| at.duration_since(*t) < ps.count_interval) {
+                    drop(counted);
+                    self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).restore(room, diff);
+                    continue;
+                }
+                counted.retain(|_, t| at.duration_since(*t) < ps.count_interval);
+                counted.insert(room.clone(), at);
+            }
+            // Other nodes shape it for their members by the same rules:
+            // a room without names costs them no names.
+            let p = Packet::Presence(PresencePacket { room: room.clone(), count, diff: names.then_some(diff) });
+            let wire = protocol::encode(&p);
+            self.publish(BrokerMessage::Room {
+                node: self.inner.node.clone(),
+                room: room.clone(),
+                except: None,
+                payload: wire,
+            });
+            self.deliver_presence(&room, p);
+        }
+    }
+
+    /// Deliver a presence packet (from here or another node) to the room's
+    /// members here, shaped by the room's presence mode.
+    fn deliver_presence(&self, room: &str, p: Packet) {
+        let Packet::Presence(pp) = p else { return };
+        let Some(pp) = self.inner.s.presence.shape(pp) else { return };
+        let p = Packet::Presence(pp);
+        let msg = protocol::encode(&p).to_message();
+        self.deliver_room_local(room, &msg, None, false, Some(&p));
     }
 
     /// Keep receiving `room`'s broadcasts for a session that may recover
@@ -984,14 +1239,6 @@ impl Hub {
                 st.rooms.remove(room);
             }
         }
-    }
-
-    async fn announce_leave(&self, room: &str, member: Member) {
-        if let Err(e) = self.inner.broker.presence_leave(room, &member.conn).await {
-            tracing::warn!(room, error = %e, "could not remove presence from the broker");
-        }
-        let p = Packet::Presence(PresencePacket { room: room.to_owned(), kind: PresenceKind::Leave, member });
-        self.fan_out_room(room, &p, None, false);
     }
 
     /// Send an event to one connection, on this node or another.
@@ -1285,9 +1532,13 @@ impl Hub {
         }
         Metrics::inc(&self.inner.metrics.broker_received);
         match m {
+            BrokerMessage::Room { room, payload, .. } if is_presence(&payload) => {
+                if let Some(Ok(p)) = protocol::decode_message(&payload.to_message()) {
+                    self.deliver_presence(&room, p);
+                }
+            }
             BrokerMessage::Room { room, except, payload, .. } => {
-                let droppable = !is_presence(&payload);
-                self.deliver_room_local(&room, &payload.to_message(), except.as_deref(), droppable, None);
+                self.deliver_room_local(&room, &payload.to_message(), except.as_deref(), true, None);
             }
             BrokerMessage::All { except, payload, .. } => {
                 self.deliver_all_local(&payload.to_message(), except.as_deref());
@@ -1396,7 +1647,7 @@ impl Hub {
         meta: Value,
         peer: Option<SocketAddr>,
     ) {
-        let entry = ConnEntry { outbox, speaks, meta, rooms: BTreeSet::new(), peer, since: SystemTime::now() };
+        let entry = ConnEntry { outbox, speaks, meta, rooms: RoomSet::default(), peer, since: SystemTime::now() };
         self.lock().conns.insert(conn.clone(), entry);
         Metrics::inc(&self.inner.metrics.connections);
         Metrics::inc(&self.inner.metrics.connections_total);
@@ -1419,7 +1670,7 @@ impl Hub {
         self.inner.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         let info = conn_info(conn, &removed);
         for room in &removed.rooms {
-            self.announce_leave(room, Member { conn: conn.to_owned(), meta: removed.meta.clone() }).await;
+            self.presence_changed(room, Member { conn: conn.to_owned(), meta: removed.meta.clone() }, false).await;
         }
         let now = Instant::now();
         let failed: Vec<Pending> = {
@@ -1481,6 +1732,8 @@ impl Hub {
         if tokio::time::timeout(LEAVE_WAIT, all_left).await.is_err() {
             tracing::warn!("shutdown: connections still leaving; stopping the broker anyway");
         }
+        // Their leaves go out now, not at the next tick.
+        self.flush_presence(true).await;
         if !self.inner.broker_stopped.swap(true, Ordering::SeqCst) {
             self.inner.broker.shutdown().await;
         }
@@ -1531,6 +1784,23 @@ pub(crate) fn unknown_event(id: Option<u64>, name: &str) -> Packet {
     refusal(id, ErrorBody::new(codes::UNKNOWN_EVENT, format!("no handler for {name:?}")))
 }
 
+/// Every presence interval: send the rooms' pending joins and leaves (in
+/// order: one flush at a time).
+fn spawn_presence(hub: std::sync::Weak<Inner>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = hub.upgrade() else { return };
+            if inner.broker_stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            Hub { inner }.flush_presence(false).await;
+        }
+    });
+}
+
 /// Every half `retention` or so: leave the channels of rooms whose SSE
 /// history expired, and forget the rooms nothing here needs.
 fn spawn_sweeper(hub: std::sync::Weak<Inner>, retention: Duration) {
@@ -1557,4 +1827,22 @@ fn spawn_sweeper(hub: std::sync::Weak<Inner>, retention: Duration) {
 #[cfg(feature = "redis")]
 pub(crate) async fn flag_set(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RoomSet;
+
+    #[test]
+    fn a_room_set_stays_sorted_and_unique() {
+        let mut s = RoomSet::default();
+        assert!(s.insert("b".into()) && s.insert("a".into()) && s.insert("c".into()));
+        assert!(!s.insert("a".into()), "already there");
+        assert_eq!(s.iter().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(s.contains("b") && !s.contains("d"));
+        assert!(s.remove("b") && !s.remove("b"));
+        assert_eq!(s.len(), 2);
+        let back: RoomSet = serde_json::from_value(serde_json::json!(["z", "a", "z"])).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::json!(["a", "z"]));
+    }
 }

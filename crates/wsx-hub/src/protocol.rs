@@ -49,11 +49,14 @@ pub enum Packet {
     Publish(PublishPacket),
     /// Both ways: the answer to a request (`id`).
     Ack(AckPacket),
-    /// Client → server: join a room (the ack carries the members).
+    /// Client → server: join a room (the ack carries the member count, and
+    /// the members in a small room).
     Join(RoomRequest),
     /// Client → server: leave a room.
     Leave(RoomRequest),
-    /// Server → client: someone joined or left a room the client is in.
+    /// Client → server: a page of a room's member list.
+    Members(MembersRequest),
+    /// Server → client: how a room the client is in changed (coalesced).
     Presence(PresencePacket),
     /// Server → client: a frame was refused.
     Error(ErrorPacket),
@@ -67,6 +70,7 @@ impl Packet {
             Packet::Publish(p) => p.id,
             Packet::Ack(a) => Some(a.id),
             Packet::Join(r) | Packet::Leave(r) => r.id,
+            Packet::Members(m) => Some(m.id),
             Packet::Error(e) => e.id,
             Packet::Welcome(_) | Packet::Presence(_) => None,
         }
@@ -169,25 +173,87 @@ pub struct RoomRequest {
     pub id: Option<u64>,
 }
 
-/// Someone joined or left a room.
+/// Client → server: a page of a room's members on every node, in the order
+/// of their connection ids. The ack's data is a [`MembersPage`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembersRequest {
+    /// The room (the sender must be a member).
+    pub room: String,
+    /// The page starts after this connection id (the previous page's
+    /// `next`); from the first member without it.
+    pub after: Option<ConnId>,
+    /// At most this many members (1 to [`MAX_PAGE`]; default
+    /// [`DEFAULT_PAGE`]).
+    pub limit: Option<u32>,
+    /// The request id (required: the answer is the ack).
+    pub id: u64,
+}
+
+/// The answer to a `join`: the room, and by its presence mode its member
+/// count and, in a small room, its members (on every node, the joiner
+/// included).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Joined {
+    /// The room.
+    pub room: String,
+    /// Members in the room on every node (absent where presence is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The members, in the order of their connection ids, when the room
+    /// shows names and is small enough (else read them with `members`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<Member>>,
+}
+
+/// Most members in one page of a member list.
+pub const MAX_PAGE: u32 = 1000;
+/// Members in a page when the request does not say.
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// One page of a room's member list: the answer to a [`MembersRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MembersPage {
+    /// Members in the room on every node.
+    pub count: u64,
+    /// The page, in the order of connection ids.
+    pub members: Vec<Member>,
+    /// Where the next page starts (its request's `after`); absent on the
+    /// last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<ConnId>,
+}
+
+/// How a room's membership changed: the changes a node saw since its
+/// previous presence packet for the room, sent at most every presence
+/// interval (100 ms by default).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresencePacket {
     /// The room.
     pub room: String,
-    /// Joined or left.
-    pub kind: PresenceKind,
-    /// Who.
-    pub member: Member,
+    /// Members in the room on every node, as the sending node knew it.
+    pub count: u64,
+    /// Who joined and who left; `None` where the room sends counts only
+    /// (a room with presence names off, or larger than the server's limit
+    /// for names).
+    pub diff: Option<PresenceDiff>,
 }
 
-/// Joined or left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PresenceKind {
-    /// Joined the room.
-    Join,
-    /// Left the room (or disconnected).
-    Leave,
+/// Who joined and who left a room since the previous presence packet.
+/// A connection is in at most one of the two lists: where it is after the
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PresenceDiff {
+    /// Members that joined.
+    pub joins: Vec<Member>,
+    /// Members that left (or disconnected).
+    pub leaves: Vec<Member>,
+}
+
+impl PresenceDiff {
+    /// Whether it holds no change.
+    pub fn is_empty(&self) -> bool {
+        self.joins.is_empty() && self.leaves.is_empty()
+    }
 }
 
 /// A member of a room: a connection and what the auth hook said about it.
@@ -317,9 +383,15 @@ struct WireObject {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     echo: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    kind: Option<PresenceKind>,
+    count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    member: Option<Member>,
+    joins: Option<Vec<Member>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    leaves: Option<Vec<Member>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,7 +425,7 @@ impl WireObject {
         let spread = self.spread == Some(true) && data.is_array();
         // The types that carry none (a type this side does not know is
         // `UnknownType` below, with attachments or without).
-        let bare = matches!(self.t.as_str(), "welcome" | "ack" | "join" | "leave" | "presence" | "error");
+        let bare = matches!(self.t.as_str(), "welcome" | "ack" | "join" | "leave" | "members" | "presence" | "error");
         if bare && !attachments.is_empty() {
             return Err(DecodeError::InvalidField { field: "attachments", reason: "only events carry attachments" });
         }
@@ -389,10 +461,26 @@ impl WireObject {
             }),
             "join" => Packet::Join(RoomRequest { room: name("room", self.room)?, id: id(self.id)? }),
             "leave" => Packet::Leave(RoomRequest { room: name("room", self.room)?, id: id(self.id)? }),
+            "members" => Packet::Members(MembersRequest {
+                room: name("room", self.room)?,
+                after: self.after,
+                limit: match self.limit {
+                    Some(n) if n == 0 || n > MAX_PAGE => {
+                        return Err(DecodeError::InvalidField { field: "limit", reason: "must be 1 to 1000" })
+                    }
+                    n => n,
+                },
+                id: required_id(self.id)?,
+            }),
             "presence" => Packet::Presence(PresencePacket {
                 room: name("room", self.room)?,
-                kind: self.kind.ok_or(DecodeError::MissingField("kind"))?,
-                member: self.member.ok_or(DecodeError::MissingField("member"))?,
+                count: self.count.ok_or(DecodeError::MissingField("count"))?,
+                diff: match (self.joins, self.leaves) {
+                    (Some(joins), Some(leaves)) => Some(PresenceDiff { joins, leaves }),
+                    (None, None) => None,
+                    (None, _) => return Err(DecodeError::MissingField("joins")),
+                    (_, None) => return Err(DecodeError::MissingField("leaves")),
+                },
             }),
             "error" => Packet::Error(ErrorPacket {
                 id: id(self.id)?,
@@ -444,11 +532,21 @@ impl WireObject {
                 o.room = Some(r.room.clone());
                 o.id = r.id;
             }
+            Packet::Members(m) => {
+                o.t = "members".into();
+                o.room = Some(m.room.clone());
+                o.after = m.after.clone();
+                o.limit = m.limit;
+                o.id = Some(m.id);
+            }
             Packet::Presence(pr) => {
                 o.t = "presence".into();
                 o.room = Some(pr.room.clone());
-                o.kind = Some(pr.kind);
-                o.member = Some(pr.member.clone());
+                o.count = Some(pr.count);
+                if let Some(d) = &pr.diff {
+                    o.joins = Some(d.joins.clone());
+                    o.leaves = Some(d.leaves.clone());
+                }
             }
             Packet::Error(e) => {
                 o.t = "error".into();
@@ -628,7 +726,14 @@ mod tests {
             Packet::Ack(AckPacket { id: 9, result: Err(ErrorBody::new("room_full", "full")) }),
             Packet::Join(RoomRequest { room: "r".into(), id: None }),
             Packet::Leave(RoomRequest { room: "r".into(), id: Some(1) }),
-            Packet::Presence(PresencePacket { room: "r".into(), kind: PresenceKind::Leave, member }),
+            Packet::Members(MembersRequest { room: "r".into(), after: Some("n1.1".into()), limit: Some(5), id: 4 }),
+            Packet::Members(MembersRequest { room: "r".into(), after: None, limit: None, id: 0 }),
+            Packet::Presence(PresencePacket {
+                room: "r".into(),
+                count: 3,
+                diff: Some(PresenceDiff { joins: vec![member.clone()], leaves: vec![] }),
+            }),
+            Packet::Presence(PresencePacket { room: "r".into(), count: 100_000, diff: None }),
             Packet::Error(ErrorPacket { id: None, error: ErrorBody::new("bad_frame", "x") }),
         ];
         for p in packets {
@@ -647,6 +752,16 @@ mod tests {
         assert!(matches!(decode_text(r#"{"room":"x"}"#), Err(DecodeError::Json(_))));
         assert_eq!(decode_text(r#"{"t":"event"}"#), Err(DecodeError::MissingField("event")));
         assert_eq!(decode_text(r#"{"t":"ack"}"#), Err(DecodeError::MissingField("id")));
+        assert_eq!(decode_text(r#"{"t":"members","room":"r"}"#), Err(DecodeError::MissingField("id")));
+        for limit in [0, 1001] {
+            let text = format!(r#"{{"t":"members","room":"r","id":1,"limit":{limit}}}"#);
+            assert!(matches!(decode_text(&text), Err(DecodeError::InvalidField { field: "limit", .. })), "{limit}");
+        }
+        assert_eq!(decode_text(r#"{"t":"presence","room":"r"}"#), Err(DecodeError::MissingField("count")));
+        assert_eq!(
+            decode_text(r#"{"t":"presence","room":"r","count":1,"joins":[]}"#),
+            Err(DecodeError::MissingField("leaves"))
+        );
         assert!(matches!(decode_text(r#"{"t":"join","room":""}"#), Err(DecodeError::InvalidField { .. })));
         assert!(matches!(decode_text(r#"{"t":"ack","id":9007199254740992}"#), Err(DecodeError::InvalidField { .. })));
         assert!(matches!(decode_text(r#"{"t":"ack","id":-1}"#), Err(DecodeError::Json(_))));

@@ -60,7 +60,14 @@ impl SseRoom {
     pub(crate) fn record(&mut self, p: &Packet) {
         let (name, data) = match p {
             Packet::Event(e) => (e.event.as_str(), serde_json::to_string(&e.data).unwrap_or_default()),
-            Packet::Presence(pr) => ("presence", serde_json::json!({"kind": pr.kind, "member": pr.member}).to_string()),
+            Packet::Presence(pr) => {
+                let mut data = serde_json::json!({ "count": pr.count });
+                if let Some(d) = &pr.diff {
+                    data["joins"] = serde_json::json!(d.joins);
+                    data["leaves"] = serde_json::json!(d.leaves);
+                }
+                ("presence", data.to_string())
+            }
             _ => return,
         };
         let id = self.next_id;

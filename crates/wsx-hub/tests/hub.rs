@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use wsx_hub::protocol::{codes, AckPacket, EventPacket, Packet, PresenceKind, PublishPacket, RoomRequest};
+use wsx_hub::protocol::{codes, AckPacket, EventPacket, Packet, PublishPacket, RoomRequest};
 use wsx_hub::{AckError, Event, HandlerError, Hub};
 
 fn join(room: &str, id: u64) -> Packet {
@@ -42,16 +42,14 @@ async fn rooms_presence_and_publish() {
     let ack = ack_of(next(&mut a).await);
     assert_eq!(ack.id, 1);
     assert_eq!(ack.result.as_ref().unwrap()["members"][0]["conn"], json!(id_a));
+    assert_eq!(ack.result.as_ref().unwrap()["count"], json!(1));
 
     send(&mut b, &join("lobby", 7)).await;
-    let members = ack_of(next(&mut b).await).result.unwrap()["members"].clone();
-    assert_eq!(members.as_array().unwrap().len(), 2);
-    match next(&mut a).await {
-        Packet::Presence(p) => {
-            assert_eq!((p.room.as_str(), p.kind, p.member.conn.as_str()), ("lobby", PresenceKind::Join, id_b.as_str()))
-        }
-        other => panic!("{other:?}"),
-    }
+    let joined = ack_of(next(&mut b).await).result.unwrap();
+    assert_eq!(joined["members"].as_array().unwrap().len(), 2, "{joined}");
+    assert_eq!(joined["count"], json!(2));
+    let p = presence_of(&mut a, &id_b, true).await;
+    assert_eq!((p.room.as_str(), p.count), ("lobby", 2));
     assert_eq!(hub.members("lobby").await.len(), 2);
     assert_eq!(hub.rooms()[0].local_members, 2);
 
@@ -103,18 +101,12 @@ async fn rooms_presence_and_publish() {
     // Leave and disconnect: presence leave events.
     send(&mut b, &Packet::Leave(RoomRequest { room: "lobby".into(), id: Some(8) })).await;
     assert_eq!(ack_of(next(&mut b).await).id, 8);
-    match next(&mut a).await {
-        Packet::Presence(p) => assert_eq!((p.kind, p.member.conn), (PresenceKind::Leave, id_b.clone())),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(presence_of(&mut a, &id_b, false).await.count, 1);
     send(&mut b, &join("lobby", 9)).await;
     let _ = next(&mut b).await;
-    let _ = next(&mut a).await; // join
+    presence_of(&mut a, &id_b, true).await;
     b.close(wsx::CloseCode::Normal, "").await.unwrap();
-    match next(&mut a).await {
-        Packet::Presence(p) => assert_eq!((p.kind, p.member.conn), (PresenceKind::Leave, id_b)),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(presence_of(&mut a, &id_b, false).await.count, 1);
     eventually(|| hub.connections().len() == 1).await;
 }
 

@@ -68,22 +68,44 @@ fn packet() -> impl Strategy<Value = Packet> {
             .prop_map(|(id, result)| Packet::Ack(AckPacket { id, result })),
         (name(), id()).prop_map(|(room, id)| Packet::Join(RoomRequest { room, id })),
         (name(), id()).prop_map(|(room, id)| Packet::Leave(RoomRequest { room, id })),
-        (name(), any::<bool>(), member()).prop_map(|(room, join, member)| Packet::Presence(PresencePacket {
-            room,
-            kind: if join { PresenceKind::Join } else { PresenceKind::Leave },
-            member
-        })),
+        (name(), prop::option::of(name()), prop::option::of(1..=MAX_PAGE), 0..=MAX_ID)
+            .prop_map(|(room, after, limit, id)| Packet::Members(MembersRequest { room, after, limit, id })),
+        (
+            name(),
+            any::<u64>(),
+            prop::option::of((prop::collection::vec(member(), 0..4), prop::collection::vec(member(), 0..4)))
+        )
+            .prop_map(|(room, count, diff)| Packet::Presence(PresencePacket {
+                room,
+                count,
+                diff: diff.map(|(joins, leaves)| PresenceDiff { joins, leaves })
+            })),
         (id(), error_body()).prop_map(|(id, error)| Packet::Error(ErrorPacket { id, error })),
     ]
 }
 
 fn type_name() -> impl Strategy<Value = String> {
-    let known = ["event", "ack", "join", "leave", "publish", "presence", "welcome", "error"];
+    let known = ["event", "ack", "join", "leave", "members", "publish", "presence", "welcome", "error"];
     prop_oneof![prop::sample::select(known.to_vec()).prop_map(String::from), ".{0,8}"]
 }
 
 fn field_name() -> impl Strategy<Value = String> {
-    let known = ["id", "room", "event", "data", "error", "kind", "member", "attachments", "v", "conn", "echo"];
+    let known = [
+        "id",
+        "room",
+        "event",
+        "data",
+        "error",
+        "count",
+        "joins",
+        "leaves",
+        "after",
+        "limit",
+        "attachments",
+        "v",
+        "conn",
+        "echo",
+    ];
     prop::sample::select(known.to_vec()).prop_map(String::from)
 }
 

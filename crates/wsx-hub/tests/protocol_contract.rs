@@ -61,7 +61,7 @@ async fn only_invalid_frames_count_toward_the_bad_frame_limit() {
         r#"{"t":"join","room":"","id":1}"#,
         r#"{"t":"teleport","id":2}"#,
         r#"{"t":"welcome","v":1,"conn":"x.1","id":3}"#,
-        r#"{"t":"presence","room":"r","kind":"join","member":{"conn":"x.1"}}"#,
+        r#"{"t":"presence","room":"r","count":1}"#,
         r#"{"t":"error","error":{"code":"c","message":"m"}}"#,
         r#"{"t":"event","event":"e","attachments":1}"#,
     ];
@@ -84,32 +84,33 @@ async fn only_invalid_frames_count_toward_the_bad_frame_limit() {
     assert!(hub.metrics_text().lines().any(|l| l == "wsx_hub_bad_frames_total 17"), "{}", hub.metrics_text());
 }
 
-/// "`join`": the ack's member list includes the joiner itself; the
-/// members already there get a `presence` join, the joiner does not.
+/// "`join`": the ack counts the room and lists its members, the joiner
+/// included; every member (the joiner too) then gets a `presence` packet
+/// with the join and the new count.
 #[tokio::test]
-async fn a_join_ack_lists_the_joiner() {
+async fn a_join_ack_counts_and_lists_the_joiner() {
     let (_hub, addr) = start(Hub::builder()).await;
     let (mut a, id_a) = raw(addr).await;
     send(&mut a, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-    let members = match next(&mut a).await {
+    let joined = match next(&mut a).await {
         Packet::Ack(ack) => ack.result.unwrap(),
         other => panic!("{other:?}"),
     };
-    assert_eq!(members, json!({"room": "r", "members": [{"conn": id_a, "meta": null}]}));
+    assert_eq!(joined, json!({"room": "r", "count": 1, "members": [{"conn": id_a, "meta": null}]}));
 
     let (mut b, id_b) = raw(addr).await;
     send(&mut b, &Packet::Join(RoomRequest { room: "r".into(), id: Some(2) })).await;
-    let members = match next(&mut b).await {
-        Packet::Ack(ack) => ack.result.unwrap()["members"].clone(),
+    let joined = match next(&mut b).await {
+        Packet::Ack(ack) => ack.result.unwrap(),
         other => panic!("{other:?}"),
     };
-    let mut conns: Vec<&str> = members.as_array().unwrap().iter().map(|m| m["conn"].as_str().unwrap()).collect();
-    conns.sort_unstable();
-    let mut want = vec![id_a.as_str(), id_b.as_str()];
+    let mut want = [id_a.as_str(), id_b.as_str()];
     want.sort_unstable();
-    assert_eq!(conns, want);
-    assert!(matches!(next(&mut a).await, Packet::Presence(p) if p.member.conn == id_b));
-    assert_eq!(quiet(&mut b, std::time::Duration::from_millis(100)).await, None, "no presence of itself");
+    let want: Vec<_> = want.iter().map(|c| json!({"conn": c, "meta": null})).collect();
+    assert_eq!(joined, json!({"room": "r", "count": 2, "members": want}), "in the order of connection ids");
+    for ws in [&mut a, &mut b] {
+        assert_eq!(presence_of(ws, &id_b, true).await.count, 2);
+    }
 }
 
 /// "Server-Sent Events": a missing, empty or too long room is refused with

@@ -115,7 +115,6 @@ async fn a_dead_nodes_members_leave_once() {
         assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
         clients.push(ws);
     }
-    let _ = next(&mut clients[0]).await; // the second one's join
 
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -125,16 +124,13 @@ async fn a_dead_nodes_members_leave_once() {
     assert!(a.members("r").await.iter().any(|m| m.conn == "dead.7"));
 
     for ws in &mut clients {
-        match next(ws).await {
-            Packet::Presence(p) => {
-                assert_eq!((p.kind, p.member.conn.as_str()), (wsx_hub::PresenceKind::Leave, "dead.7"));
-                assert_eq!(p.member.meta, json!({"user": "zed"}));
-            }
-            other => panic!("{other:?}"),
-        }
+        let p = presence_of(ws, "dead.7", false).await;
+        let d = p.diff.unwrap();
+        assert_eq!(d.leaves, vec![wsx_hub::Member { conn: "dead.7".into(), meta: json!({"user": "zed"}) }]);
+        assert_eq!(p.count, 2);
     }
     for ws in &mut clients {
-        assert_eq!(quiet(ws, Duration::from_millis(1500)).await, None, "announced once");
+        assert_eq!(quiet_presence(ws, Duration::from_millis(1500)).await, None, "announced once");
     }
     assert_eq!(a.members("r").await.len(), 2);
     drop(clients);
@@ -195,8 +191,11 @@ async fn a_stopped_nodes_members_all_leave() {
         }
         members.push(ws);
     }
-    for _ in 0..MEMBERS * ROOMS.len() {
-        assert!(matches!(next(&mut observer).await, Packet::Presence(p) if p.kind == wsx_hub::PresenceKind::Join));
+    let mut joins = 0;
+    while joins < MEMBERS * ROOMS.len() {
+        let d = next_presence(&mut observer).await.diff.unwrap();
+        assert!(d.leaves.is_empty());
+        joins += d.joins.iter().filter(|m| m.conn.starts_with("b.")).count();
     }
     // Half the members answer the close frame, half never read again.
     let answering: Vec<_> = members
@@ -208,13 +207,11 @@ async fn a_stopped_nodes_members_all_leave() {
     tokio::task::spawn_blocking(move || node_b.join().unwrap()).await.unwrap();
     let mut leaves = std::collections::HashSet::new();
     while leaves.len() < MEMBERS * ROOMS.len() {
-        match quiet(&mut observer, Duration::from_secs(2)).await {
-            Some(Packet::Presence(p)) => {
-                assert_eq!(p.kind, wsx_hub::PresenceKind::Leave, "{p:?}");
-                assert!(leaves.insert((p.room, p.member.conn)), "each leave once");
-            }
-            Some(other) => panic!("{other:?}"),
-            None => break,
+        let Some(p) = quiet_presence(&mut observer, Duration::from_secs(2)).await else { break };
+        let d = p.diff.unwrap();
+        assert!(d.joins.is_empty(), "{d:?}");
+        for m in d.leaves {
+            assert!(leaves.insert((p.room.clone(), m.conn)), "each leave once");
         }
     }
     assert_eq!(leaves.len(), MEMBERS * ROOMS.len(), "leave events the observer got");

@@ -27,14 +27,15 @@ async fn sse_streams_a_room_with_ids_heartbeats_and_resume() {
     let (mut a, id_a) = raw(addr).await;
     send(&mut a, &Packet::Join(RoomRequest { room: "news".into(), id: Some(1) })).await;
     let _ = next(&mut a).await;
+    read_until(&mut tcp, &mut text, "event: presence\n").await;
     for n in 0..3 {
         hub.broadcast("news", Event::new("headline", json!({"n": n})));
     }
     read_until(&mut tcp, &mut text, "id: 4\n").await;
     read_until(&mut tcp, &mut text, "\n\n").await;
     assert!(text.contains(&format!(
-        "id: 1\nevent: presence\ndata: {{\"kind\":\"join\",\"member\":{{\"conn\":\"{id_a}\",\"meta\":null}}}}\n\n"
-    )));
+        "id: 1\nevent: presence\ndata: {{\"count\":1,\"joins\":[{{\"conn\":\"{id_a}\",\"meta\":null}}],\"leaves\":[]}}\n\n"
+    )), "{text}");
     assert!(text.contains("id: 2\nevent: headline\ndata: {\"n\":0}\n\n"), "{text}");
     assert!(text.contains("id: 4\nevent: headline\ndata: {\"n\":2}\n\n"), "{text}");
     read_until(&mut tcp, &mut text, ": heartbeat\n\n").await;
@@ -72,19 +73,30 @@ async fn rust_client_rooms_acks_and_server_requests() {
         client.request(Event::new("nope", json!(0))).await,
         Err(AckError::Remote(e)) if e.code == "unknown_event"
     ));
-    let members = client.join("r").await.unwrap();
-    assert_eq!(members.len(), 1);
-    assert_eq!(members[0].conn, conn);
+    let joined = client.join("r").await.unwrap();
+    assert_eq!(joined.count, Some(1));
+    assert_eq!(joined.members.unwrap()[0].conn, conn);
 
     // Another member sees what the client publishes, and the client sees
     // its presence.
     let (mut other, other_id) = raw(addr).await;
     send(&mut other, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
     let _ = next(&mut other).await;
-    match events.next().await {
-        Some(ClientEvent::Presence(p)) => assert_eq!(p.member.conn, other_id),
-        other => panic!("{other:?}"),
+    // Presence packets (its own join first, maybe) until the other's.
+    loop {
+        match events.next().await {
+            Some(ClientEvent::Presence(p)) if p.diff.as_ref().unwrap().joins.iter().any(|m| m.conn == other_id) => {
+                assert_eq!(p.count, 2);
+                break;
+            }
+            Some(ClientEvent::Presence(_)) => {}
+            other => panic!("{other:?}"),
+        }
     }
+    let page = client.members("r", None, 1).await.unwrap();
+    assert_eq!((page.count, page.members.len()), (2, 1));
+    let rest = client.members("r", page.next.as_deref(), 1000).await.unwrap();
+    assert_eq!((rest.members.len(), rest.next), (1, None));
     client.publish_ack("r", Event::new("chat", json!("hi")).attach(vec![9u8; 3]), false).await.unwrap();
     match next(&mut other).await {
         Packet::Event(e) => assert_eq!((e.event.as_str(), e.attachments[0].as_ref()), ("chat", &[9u8, 9, 9][..])),

@@ -23,8 +23,13 @@ const queuedSum = hub.request("add", [20, 22]); // sent before the welcome: queu
 const { conn } = await connected;
 if (!conn) fail("no connection id");
 if ((await queuedSum) !== 42) fail("add");
-const members = await hub.join("room");
-if (members.length !== 1 || members[0].conn !== conn) fail("members " + JSON.stringify(members));
+const presence = new Promise((resolve) => hub.onPresence(resolve));
+const joined = await hub.join("room");
+if (joined.count !== 1 || joined.members.length !== 1 || joined.members[0].conn !== conn) fail("join " + JSON.stringify(joined));
+const p = await presence; // our own join
+if (p.room !== "room" || p.count !== 1 || p.joins[0].conn !== conn || p.leaves.length !== 0) fail("presence " + JSON.stringify(p));
+const page = await hub.members("room", { limit: 1 });
+if (page.count !== 1 || page.members[0].conn !== conn || page.next !== undefined) fail("members " + JSON.stringify(page));
 await hub.publish("room", "file", { name: "a" }, { attachments: [new Uint8Array([7, 8, 9])], echo: true, ack: true });
 const { data, info } = await echoed;
 if (data.name !== "a" || info.from !== conn || info.attachments[0][2] !== 9) fail("echo");

@@ -2,7 +2,7 @@
 
 use super::{BoxFuture, Broker, BrokerMessage, BrokerState, Inbox};
 use crate::error::BrokerError;
-use crate::protocol::Member;
+use crate::protocol::{Member, MembersPage};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -142,11 +142,29 @@ impl Broker for MemoryBroker {
         Box::pin(async { Ok(()) })
     }
 
-    fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>> {
-        let list = self.bus.lock().presence.get(room).map_or_else(Vec::new, |m| {
-            m.iter().map(|(conn, meta)| Member { conn: conn.clone(), meta: meta.clone() }).collect()
+    fn presence_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<MembersPage, BrokerError>> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let page = self.bus.lock().presence.get(room).map_or_else(MembersPage::default, |m| {
+            let from = after.map_or(Unbounded, Excluded);
+            let (members, next) = super::paginate(
+                m.range::<str, _>((from, Unbounded))
+                    .map(|(conn, meta)| Member { conn: conn.clone(), meta: meta.clone() }),
+                limit,
+                |m| &m.conn,
+            );
+            MembersPage { count: m.len() as u64, members, next }
         });
-        Box::pin(async move { Ok(list) })
+        Box::pin(async move { Ok(page) })
+    }
+
+    fn presence_count(&self, room: &str) -> BoxFuture<'static, Result<u64, BrokerError>> {
+        let n = self.bus.lock().presence.get(room).map_or(0, |m| m.len() as u64);
+        Box::pin(async move { Ok(n) })
     }
 
     fn state(&self) -> BrokerState {

@@ -23,7 +23,7 @@ pub use self::memory::{MemoryBroker, MemoryBus};
 pub use self::redis::{RedisBroker, RedisOptions};
 
 use crate::error::BrokerError;
-use crate::protocol::{ConnId, ErrorBody, Member, Wire};
+use crate::protocol::{ConnId, ErrorBody, Member, MembersPage, Wire};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -443,14 +443,39 @@ pub trait Broker: Send + Sync + 'static {
     fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>>;
     /// Remove a connection from `room`'s presence.
     fn presence_leave(&self, room: &str, conn: &str) -> BoxFuture<'static, Result<(), BrokerError>>;
-    /// The members of `room`, on every node.
-    fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>>;
+    /// A page of `room`'s members on every node, in the order of their
+    /// connection ids: at most `limit` after `after` (from the first
+    /// without), with the room's member count.
+    fn presence_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<MembersPage, BrokerError>>;
+    /// How many members `room` has on every node.
+    fn presence_count(&self, room: &str) -> BoxFuture<'static, Result<u64, BrokerError>>;
     /// Where the broker stands.
     fn state(&self) -> BrokerState;
     /// Stop: send what was published before (bounded: the hub's last
     /// messages are its members' leaves), drop this node's presence, leave
     /// the cluster.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+}
+
+/// At most `limit` of `items` (in order, already past the cursor), and the
+/// cursor of the next page when some are left.
+pub(crate) fn paginate<T>(
+    items: impl Iterator<Item = T>,
+    limit: usize,
+    conn: impl Fn(&T) -> &str,
+) -> (Vec<T>, Option<ConnId>) {
+    let mut page: Vec<T> = items.take(limit.saturating_add(1)).collect();
+    if page.len() > limit {
+        page.truncate(limit);
+        let next = page.last().map(|t| conn(t).to_owned());
+        return (page, next);
+    }
+    (page, None)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@
 use super::{decode_message, encode_message, node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbox};
 use crate::error::BrokerError;
 use crate::policy::Backoff;
-use crate::protocol::{self, Member, Packet, PresenceKind, PresencePacket};
+use crate::protocol::{self, Member, MembersPage, Packet, PresenceDiff, PresencePacket};
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
@@ -226,6 +226,7 @@ impl Shared {
             let expired: Vec<String> =
                 redis::cmd("ZRANGEBYSCORE").arg(&key).arg("-inf").arg(now).query_async(conn).await?;
             // This node's own are recorded again by the next refresh.
+            let mut left: Vec<Member> = Vec::new();
             for id in expired.into_iter().filter(|c| node_of(c) != node) {
                 let (removed, meta): (i64, Option<String>) = redis::pipe()
                     .cmd("ZREM")
@@ -239,13 +240,22 @@ impl Shared {
                     continue; // another node announces it
                 }
                 let meta = meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null);
+                left.push(Member { conn: id, meta });
+            }
+            if left.is_empty() {
+                continue;
+            }
+            // One packet per dead node, on its behalf.
+            left.sort_by(|a, b| a.conn.cmp(&b.conn));
+            let count: u64 = redis::cmd("ZCOUNT").arg(&key).arg(now).arg("+inf").query_async(conn).await?;
+            for dead in left.chunk_by(|a, b| node_of(&a.conn) == node_of(&b.conn)) {
                 let leave = Packet::Presence(PresencePacket {
                     room: room.clone(),
-                    kind: PresenceKind::Leave,
-                    member: Member { conn: id.clone(), meta },
+                    count,
+                    diff: Some(PresenceDiff { joins: Vec::new(), leaves: dead.to_vec() }),
                 });
                 self.push_op(Op::Publish(BrokerMessage::Room {
-                    node: node_of(&id).to_owned(),
+                    node: node_of(&dead[0].conn).to_owned(),
                     room: room.clone(),
                     except: None,
                     payload: protocol::encode(&leave),
@@ -469,36 +479,63 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn presence_list(&self, room: &str) -> BoxFuture<'static, Result<Vec<Member>, BrokerError>> {
+    fn presence_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<MembersPage, BrokerError>> {
         let shared = self.shared.clone();
         let room = room.to_owned();
+        let after = after.map(str::to_owned);
         Box::pin(async move {
             let mut conn = shared.conn().ok_or_else(unavailable)?;
             let key = shared.key("presence", &room);
-            let now = now_ms();
+            // The set is ordered by expiry: the live ids are read whole and
+            // sorted here (ids only; the metadata of the page alone).
             // Expired entries are left for `reap_expired`, which announces
             // their leave.
-            let conns: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            let mut conns: Vec<String> = redis::cmd("ZRANGEBYSCORE")
                 .arg(&key)
-                .arg(now)
+                .arg(now_ms())
                 .arg("+inf")
                 .query_async(&mut conn)
                 .await
                 .map_err(command)?;
-            if conns.is_empty() {
-                return Ok(Vec::new());
+            conns.sort_unstable();
+            let count = conns.len() as u64;
+            let start = after.as_deref().map_or(0, |a| conns.partition_point(|c| c.as_str() <= a));
+            let (page, next) = super::paginate(conns.drain(start..), limit, |c| c);
+            if page.is_empty() {
+                return Ok(MembersPage { count, members: Vec::new(), next });
             }
-            let keys: Vec<String> = conns.iter().map(|c| shared.key("meta", c)).collect();
+            let keys: Vec<String> = page.iter().map(|c| shared.key("meta", c)).collect();
             let metas: Vec<Option<String>> =
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(command)?;
-            Ok(conns
+            let members = page
                 .into_iter()
                 .zip(metas)
                 .map(|(conn, meta)| Member {
                     conn,
                     meta: meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
                 })
-                .collect())
+                .collect();
+            Ok(MembersPage { count, members, next })
+        })
+    }
+
+    fn presence_count(&self, room: &str) -> BoxFuture<'static, Result<u64, BrokerError>> {
+        let shared = self.shared.clone();
+        let room = room.to_owned();
+        Box::pin(async move {
+            let mut conn = shared.conn().ok_or_else(unavailable)?;
+            redis::cmd("ZCOUNT")
+                .arg(shared.key("presence", &room))
+                .arg(now_ms())
+                .arg("+inf")
+                .query_async(&mut conn)
+                .await
+                .map_err(command)
         })
     }
 

@@ -20,11 +20,11 @@ use super::selection::Selection;
 use super::state::lock;
 use super::Inner;
 use crate::broker::BrokerMessage;
-use crate::hub::Hub;
+use crate::hub::{Hub, RoomSet};
 use crate::protocol::{self, ConnId, EventPacket, Packet, Wire};
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -42,7 +42,7 @@ pub(crate) struct Saved {
     pub(crate) id: ConnId,
     pub(crate) nsp: Arc<str>,
     /// Hub room names.
-    pub(crate) rooms: BTreeSet<String>,
+    pub(crate) rooms: RoomSet,
     pub(crate) data: Value,
     at: Instant,
 }
@@ -110,7 +110,7 @@ impl Recovery {
 
     /// Keep a socket's state under its private id (and its rooms
     /// subscribed).
-    pub(crate) fn save(&self, hub: &Hub, pid: String, id: ConnId, nsp: Arc<str>, rooms: BTreeSet<String>, data: Value) {
+    pub(crate) fn save(&self, hub: &Hub, pid: String, id: ConnId, nsp: Arc<str>, rooms: RoomSet, data: Value) {
         for r in &rooms {
             hub.hold_room(r, true);
         }
@@ -260,7 +260,7 @@ fn session_to_json(saved: &Saved, missed: &[(String, EventPacket)]) -> Value {
 
 fn session_from_json(v: Value, nsp: &str) -> Option<Restored> {
     let sid = v.get("sid")?.as_str()?.to_owned();
-    let rooms: BTreeSet<String> = serde_json::from_value(v.get("rooms")?.clone()).ok()?;
+    let rooms: RoomSet = serde_json::from_value(v.get("rooms")?.clone()).ok()?;
     let mut missed = Vec::new();
     for m in v.get("missed")?.as_array()? {
         let offset = m.get(0)?.as_str()?.to_owned();
@@ -308,7 +308,7 @@ mod tests {
         let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_secs(60));
         r.log(&hub, "o1".into(), "/", &sel(&["a"]), &EventPacket::new("e1", json!(1)));
-        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), ["a".to_string()].into(), json!({"k": 1}));
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), vec!["a".to_string()].into(), json!({"k": 1}));
         r.log(&hub, "o2".into(), "/", &sel(&["a"]), &EventPacket::new("e2", json!(2)));
         r.log(&hub, "o3".into(), "/", &sel(&["b"]), &EventPacket::new("other room", json!(3)));
         r.log(&hub, "o4".into(), "/x", &sel(&[]), &EventPacket::new("other namespace", json!(4)));
@@ -330,7 +330,7 @@ mod tests {
         let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_secs(60));
         r.log(&hub, "o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
-        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), RoomSet::default(), Value::Null);
         assert!(r.restore(&hub, "pid", "nope", "/").is_none());
         assert!(r.restore(&hub, "other", "o1", "/").is_none());
         assert!(r.restore(&hub, "pid", "o1", "/x").is_none());
@@ -342,7 +342,7 @@ mod tests {
         let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_millis(30));
         r.log(&hub, "o1".into(), "/", &sel(&[]), &EventPacket::new("e", json!(1)));
-        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), BTreeSet::new(), Value::Null);
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), RoomSet::default(), Value::Null);
         std::thread::sleep(Duration::from_millis(60));
         assert!(r.restore(&hub, "pid", "o1", "/").is_none());
     }
@@ -353,7 +353,7 @@ mod tests {
     async fn a_kept_session_holds_its_rooms() {
         let hub = Hub::builder().build();
         let r = Recovery::new(Duration::from_millis(30));
-        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), ["a".to_string()].into(), Value::Null);
+        r.save(&hub, "pid".into(), "n.1".into(), "/".into(), vec!["a".to_string()].into(), Value::Null);
         assert!(hub.lock().rooms.get("a").is_some_and(|room| room.held == 1 && room.subscribed));
         std::thread::sleep(Duration::from_millis(60));
         r.sweep(&hub);

@@ -4,9 +4,9 @@
 
 use super::state::SocketShared;
 use super::{sio_room, Inner};
-use crate::hub::{ConnEntry, Target};
+use crate::hub::{ConnEntry, RoomSet, Target};
 use crate::protocol::{ConnId, Packet};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Which sockets of a namespace a broadcast is for (room names as the hub
@@ -24,7 +24,7 @@ pub(crate) struct Selection {
 
 impl Selection {
     /// Whether a socket with these (hub) rooms is selected.
-    pub(crate) fn matches(&self, nsp: &str, id: &str, rooms: &BTreeSet<String>) -> bool {
+    pub(crate) fn matches(&self, nsp: &str, id: &str, rooms: &RoomSet) -> bool {
         let has = |r: &String| rooms.contains(r) || sio_room(nsp, r) == Some(id);
         if self.except.as_deref() == Some(id) || self.except_rooms.iter().any(has) {
             return false;

@@ -226,7 +226,7 @@ async fn connect(
     }
     session.send(&Packet::connect(&nsp_name, Some(answer)), false);
     for room in &rooms {
-        let _ = hub.join_quiet(&id, room).await;
+        let _ = hub.join(&id, room).await;
     }
     if held_here {
         // Joined again: the session no longer holds its rooms.

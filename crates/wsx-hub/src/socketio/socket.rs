@@ -145,7 +145,7 @@ impl Socket {
 
     /// Put the socket in a room of its namespace.
     pub async fn join(&self, room: &str) -> Result<(), HubError> {
-        self.io.hub.join_quiet(&self.shared.id, &hub_room(&self.shared.nsp, room)).await
+        self.io.hub.join(&self.shared.id, &hub_room(&self.shared.nsp, room)).await
     }
 
     /// Take the socket out of a room.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wsx::{MaybeTlsStream, Message, WebSocket};
-use wsx_hub::protocol::{self, Packet, Wire};
+use wsx_hub::protocol::{self, Packet, PresencePacket, Wire};
 use wsx_hub::{Hub, HubBuilder};
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -43,11 +43,49 @@ pub async fn raw(addr: SocketAddr) -> (Ws, String) {
 }
 
 /// The next packet (pings skipped).
+/// The next packet but presence (presence packets come at their own pace:
+/// read them with [`next_presence`] and [`presence_of`]).
 pub async fn next(ws: &mut Ws) -> Packet {
+    loop {
+        match next_any(ws).await {
+            Packet::Presence(_) => {}
+            p => return p,
+        }
+    }
+}
+
+/// The next packet.
+pub async fn next_any(ws: &mut Ws) -> Packet {
     loop {
         let m = tokio::time::timeout(WAIT, ws.recv()).await.expect("timed out").expect("closed").expect("error");
         if let Some(p) = protocol::decode_message(&m) {
             return p.expect("valid packet");
+        }
+    }
+}
+
+/// The next presence packet (other packets are skipped).
+pub async fn next_presence(ws: &mut Ws) -> PresencePacket {
+    loop {
+        if let Packet::Presence(p) = next_any(ws).await {
+            return p;
+        }
+    }
+}
+
+/// The next presence packet within `d`, if one comes.
+pub async fn quiet_presence(ws: &mut Ws, d: Duration) -> Option<PresencePacket> {
+    tokio::time::timeout(d, next_presence(ws)).await.ok()
+}
+
+/// Presence packets until one says that `conn` joined (`joined`) or left:
+/// that one.
+pub async fn presence_of(ws: &mut Ws, conn: &str, joined: bool) -> PresencePacket {
+    loop {
+        let p = next_presence(ws).await;
+        let d = p.diff.as_ref().expect("names");
+        if (if joined { &d.joins } else { &d.leaves }).iter().any(|m| m.conn == conn) {
+            return p;
         }
     }
 }
