@@ -1,74 +1,75 @@
-//! Fan-out: one publisher, N subscribers in one room (issue 7, "Measured").
+//! Fan-out: one publisher, N subscribers per node in one room (issue 7,
+//! "Measured"; issue 20, point 11: as many connections as the machine
+//! allows).
 //!
-//! 1. `single`: one hub node.
+//! 1. `single`: one hub node with N subscribers.
 //! 2. `redis`: two nodes joined by Redis pub/sub (a `redis-server` started
 //!    on a free loopback port; skipped with a notice when it is not
-//!    installed), half of the subscribers on each node, the publisher on
-//!    node A.
+//!    installed), N subscribers on each node (2 x N in the room), the
+//!    publisher on node A.
 //!
-//! The hub nodes run in child processes (this binary again, with the
-//! hidden flag `--serve-node`), each on a single-threaded tokio runtime,
-//! so that their memory can be read from `/proc/PID/status` (VmRSS) when
-//! idle, once the subscribers connected and once they joined. The
-//! subscribers (one raw `wsx` client and task each, on one single-threaded
-//! runtime) and the publisher (its own thread) live in this process and
-//! talk to the nodes over TCP on 127.0.0.1.
+//! Every process here may hold at most 20,000 open files (a hard limit),
+//! so no process holds every socket: the hub nodes run in child processes
+//! (this binary again, with the hidden flag `--serve-node`), each on a
+//! single-threaded tokio runtime, and the subscribers in client processes
+//! (this binary again, `--clients`, see `common/clients.rs`) of at most
+//! `--clients-per-process` sockets each, every one from a loopback source
+//! address of its own (127.0.0.2, 127.0.0.3, ...), so that no address
+//! runs out of ephemeral ports. This process coordinates them over their
+//! stdin and stdout (JSON lines), publishes (its own thread, from
+//! 127.0.0.1, on node A) and reads the nodes' memory (VmRSS, from
+//! `/proc/PID/status`: idle, with the subscribers connected, and once they
+//! joined) and CPU time (utime + stime, from `/proc/PID/stat`, while
+//! publishing).
 //!
 //! The publisher sends `publish` packets at `--rate` per second (0: as
-//! fast as it can), each stamped with its send time and a sequence number;
-//! each subscriber checks the sequence (lost, duplicated, out of order) and
-//! records the delivery latency. Exits non-zero when a message was lost,
-//! duplicated or reordered, or when anything fails.
+//! fast as it can), each stamped with its send time (wall clock, which
+//! every process reads alike) and a sequence number; each subscriber
+//! checks the sequence (lost, duplicated, out of order) and records the
+//! delivery latency. Exits non-zero when a message was lost, duplicated
+//! or reordered, or when anything fails. From the measured memory per
+//! connection and CPU time per delivery it projects, linearly, what
+//! 100,000 and 1,000,000 connections would cost.
 //!
-//! The nodes' CPU time (utime + stime from `/proc/PID/stat`) from the
-//! publisher's go to the end of the deliveries, divided by the deliveries,
-//! is the server's CPU per delivery.
-//!
-//! Publishing takes `--messages / --rate` seconds (30 s by default), but
-//! filling the room takes longer: every join costs the node work in
-//! proportion to the room's size (presence to every member, every member
-//! in the ack, and a quadratic merge in `Hub::members`); 10,000 joins took
-//! some 16 minutes on one node of a 2-core machine (docs/hub-fanout.md).
+//! Publishing takes `--messages / --rate` seconds (30 s by default).
+//! Filling the room may take longer, the more so the slower it fills
+//! (`--joining`: every presence interval sends each member a diff while
+//! the room changes; docs/hub-fanout.md), so there is no time limit on
+//! connecting and joining; progress is printed every 10 s.
 //!
 //! ```sh
 //! cargo bench -p wsx-hub --bench fanout                       # both modes, defaults
-//! cargo bench -p wsx-hub --bench fanout -- --mode single --subscribers 2000 --rate 100 --messages 500
+//! cargo bench -p wsx-hub --bench fanout -- --mode single --subscribers 3000 --clients-per-process 1500
+//! cargo bench -p wsx-hub --bench fanout -- --mode redis --joining 8      # a room that fills slowly
 //! cargo bench -p wsx-hub --bench fanout -- --json
 //! ```
 
+use clients::{Clients, Plan, Results, ROOM, SPARE_FILES};
+use common::{proc, raise_nofile, Error};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
-use wsx::Message;
-use wsx_hub::protocol::{self, Packet, PublishPacket, RoomRequest, SUBPROTOCOL};
+use wsx_hub::protocol::{self, Packet, PublishPacket};
 
-const ROOM: &str = "fanout";
 const EVENT: &str = "tick";
-/// Handshakes in flight at once while subscribers connect.
-const CONNECTING: usize = 128;
-/// Joins in flight at once: the node serves them one after the other
-/// anyway, each at a cost that grows with the room (presence to every
-/// member, every member in the ack); a few in flight keep it busy.
-const JOINING: usize = 8;
-/// How long the run waits for deliveries that stopped coming.
-const STALL: Duration = Duration::from_secs(10);
+/// The first source address of the client processes; each takes the next.
+const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
+/// The client processes (their role, and the bench's handle on them).
+#[path = "common/clients.rs"]
+mod clients;
 #[path = "common/mod.rs"]
 mod common;
-use common::{close_reason, field, lock, next_message, raise_nofile, Error, Tally, Ws};
-
-/// How long a subscriber waits for the next message.
-const MESSAGE_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
 struct Opts {
+    /// Per node.
     subscribers: usize,
+    clients_per_process: usize,
+    joining: usize,
     messages: u64,
     rate: f64,
     size: usize,
@@ -90,11 +91,27 @@ impl Mode {
             Mode::Redis => "redis",
         }
     }
+
+    fn nodes(self) -> usize {
+        match self {
+            Mode::Single => 1,
+            Mode::Redis => 2,
+        }
+    }
 }
 
 const USAGE: &str = "\
 usage: cargo bench -p wsx-hub --bench fanout -- [options]
-  --subscribers N   subscribers in the room (default 10000)
+  --subscribers N   subscribers on each node: N in the room with one node,
+                    2 x N with two (default 18000)
+  --clients-per-process N
+                    client sockets per client process, each process with a
+                    source address of its own (default 15000; a process may
+                    hold 20,000 open files here)
+  --joining N       joins in flight at once in each client process; 0 (the
+                    default): every subscriber joins when told, a burst as
+                    after a restart; a few (8, as before 2026-12-06) make
+                    the room fill slowly, a join after the other
   --messages N      messages published (default 300)
   --rate R          messages per second, 0 for as fast as possible (default 10)
   --size B          bytes of each event's JSON payload (default 64)
@@ -106,7 +123,9 @@ usage: cargo bench -p wsx-hub --bench fanout -- [options]
 
 fn parse_args(args: &[String]) -> Result<Opts, Error> {
     let mut o = Opts {
-        subscribers: 10_000,
+        subscribers: 18_000,
+        clients_per_process: 15_000,
+        joining: 0,
         messages: 300,
         rate: 10.0,
         size: 64,
@@ -121,7 +140,15 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
         match a.as_str() {
             "--subscribers" => {
                 let v = value(a)?;
-                o.subscribers = v.parse().ok().filter(|n| *n >= 2).ok_or_else(|| bad(a, &v))?;
+                o.subscribers = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad(a, &v))?;
+            }
+            "--clients-per-process" => {
+                let v = value(a)?;
+                o.clients_per_process = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad(a, &v))?;
+            }
+            "--joining" => {
+                let v = value(a)?;
+                o.joining = v.parse().map_err(|_| bad(a, &v))?;
             }
             "--messages" => {
                 let v = value(a)?;
@@ -157,10 +184,11 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = if args.first().map(String::as_str) == Some("--serve-node") {
-        serve_node(&args[1..])
-    } else {
-        parse_args(&args).and_then(|o| run(&o))
+    let result = match args.first().map(String::as_str) {
+        Some("--serve-node") => serve_node(&args[1..]),
+        // A client process tells its error to the bench, which says it.
+        Some(clients::ROLE) => std::process::exit(clients::serve(&args[1..]).map_or(1, |()| 0)),
+        _ => parse_args(&args).and_then(|o| run(&o)),
     };
     if let Err(e) = result {
         eprintln!("fanout: {e}");
@@ -173,20 +201,23 @@ fn main() {
 /// Child process: one hub node on 127.0.0.1; prints `listening ADDR`, then
 /// serves until its stdin closes.
 ///
-/// `--serve-node NAME MAX_MEMBERS [REDIS_URL PREFIX]`
+/// `--serve-node NAME MAX_MEMBERS CONNECTIONS [REDIS_URL PREFIX]`
 fn serve_node(args: &[String]) -> Result<(), Error> {
-    let (name, max_members) = match args {
-        [name, max, ..] => (name.clone(), max.parse::<usize>().map_err(|_| format!("node: bad member count {max:?}"))?),
-        _ => return Err("node: --serve-node NAME MAX_MEMBERS [REDIS_URL PREFIX]".into()),
+    const ARGS: &str = "node: --serve-node NAME MAX_MEMBERS CONNECTIONS [REDIS_URL PREFIX]";
+    let (name, max_members, connections) = match args {
+        [name, max, conns, ..] => {
+            (name.clone(), max.parse::<usize>().map_err(|_| ARGS)?, conns.parse::<u64>().map_err(|_| ARGS)?)
+        }
+        _ => return Err(ARGS.into()),
     };
-    raise_nofile(max_members as u64 + 64)?;
+    raise_nofile(connections + SPARE_FILES as u64)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("node {name}: runtime: {e}"))?;
     rt.block_on(async move {
         let mut b = wsx_hub::Hub::builder().node_id(name.clone()).max_room_members(max_members);
-        if let [_, _, url, prefix] = args {
+        if let [_, _, _, url, prefix] = args {
             let opts = wsx_hub::broker::RedisOptions { prefix: prefix.clone(), ..Default::default() };
             let broker = wsx_hub::broker::RedisBroker::new(url, opts)
                 .map_err(|e| format!("node {name}: Redis broker for {url}: {e}"))?;
@@ -224,10 +255,12 @@ struct Node {
 }
 
 impl Node {
-    fn start(name: &str, max_members: usize, redis: Option<(&str, &str)>) -> Result<Node, Error> {
+    /// A node for at most `max_members` members in a room and
+    /// `connections` connections.
+    fn start(name: &str, max_members: usize, connections: usize, redis: Option<(&str, &str)>) -> Result<Node, Error> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let mut cmd = Command::new(exe);
-        cmd.args(["--serve-node", name, &max_members.to_string()]);
+        cmd.args(["--serve-node", name, &max_members.to_string(), &connections.to_string()]);
         if let Some((url, prefix)) = redis {
             cmd.args([url, prefix]);
         }
@@ -251,32 +284,14 @@ impl Node {
     }
 
     fn rss_kib(&self) -> Result<u64, Error> {
-        rss_kib(&format!("/proc/{}/status", self.child.id()))
+        proc::rss_kib(self.child.id())
     }
 
-    /// CPU time the node has used, user and system, in clock ticks.
+    /// utime + stime, in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, Error> {
-        cpu_ticks(self.child.id())
+        proc::cpu_ticks(self.child.id()).map(|(u, s)| u + s)
     }
 }
-
-/// utime + stime of a process from `/proc/PID/stat` (fields 14 and 15,
-/// counted after the parenthesised command name, which may hold spaces).
-fn cpu_ticks(pid: u32) -> Result<u64, Error> {
-    let path = format!("/proc/{pid}/stat");
-    let s = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
-    // After the name: field 3 (state) is the first; utime and stime are 14 and 15.
-    let f: Vec<u64> = after.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
-    match f[..] {
-        [utime, stime] => Ok(utime + stime),
-        _ => Err(format!("no utime/stime in {path}")),
-    }
-}
-
-/// Clock ticks per second of `/proc/PID/stat` (`getconf CLK_TCK`: 100 on
-/// Linux everywhere in practice).
-const CLK_TCK: f64 = 100.0;
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -284,14 +299,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn rss_kib(status: &str) -> Result<u64, Error> {
-    let s = std::fs::read_to_string(status).map_err(|e| format!("cannot read {status}: {e}"))?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("no VmRSS in {status}"))
 }
 
 /// A `redis-server` on a free loopback port, killed on drop.
@@ -331,7 +338,11 @@ impl Redis {
     }
 
     fn rss_kib(&self) -> Result<u64, Error> {
-        rss_kib(&format!("/proc/{}/status", self.child.id()))
+        proc::rss_kib(self.child.id())
+    }
+
+    fn cpu_ticks(&self) -> Result<u64, Error> {
+        proc::cpu_ticks(self.child.id()).map(|(u, s)| u + s)
     }
 }
 
@@ -342,143 +353,20 @@ impl Drop for Redis {
     }
 }
 
-// ---------------------------------------------------------------- clients
+// ------------------------------------------------------------ publisher
 
-/// Shared by the subscriber tasks.
-struct Shared {
-    epoch: Instant,
-    latency: Mutex<Histogram<u64>>,
-    delivered: AtomicU64,
-    first_delivery: AtomicU64,
-    last_delivery: AtomicU64,
-    other_packets: AtomicU64,
-    /// Subscribers whose connection ended before the run did.
-    disconnected: AtomicU64,
-    /// The first close frame one of them received.
-    close_reason: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-}
-
-fn upgrade_request(addr: SocketAddr) -> Result<http::Request<()>, Error> {
-    http::Request::get(format!("ws://{addr}/"))
-        .header("sec-websocket-protocol", SUBPROTOCOL)
-        .body(())
-        .map_err(|e| format!("request: {e}"))
-}
-
-/// Connect and read the welcome.
-async fn connect(addr: SocketAddr, deflate: bool) -> Result<Ws, Error> {
-    let config = wsx::Config::default().with_compression(deflate);
-    let (mut ws, _) =
-        wsx::connect_with(upgrade_request(addr)?, &config).await.map_err(|e| format!("connect to {addr}: {e}"))?;
-    match next_packet(&mut ws, "the welcome").await? {
-        Packet::Welcome(_) => Ok(ws),
-        other => Err(format!("expected a welcome, got {other:?}")),
-    }
-}
-
-/// Wait for `f` while reading (and dropping) what arrives on `ws`, so that
-/// pings are answered.
-async fn reading<T>(ws: &mut Ws, f: impl std::future::Future<Output = T>) -> Result<T, Error> {
-    tokio::pin!(f);
-    loop {
-        tokio::select! {
-            t = &mut f => return Ok(t),
-            m = ws.recv() => match m {
-                Some(Ok(Message::Close(f))) => {
-                    return Err(format!("closed by the hub while waiting to join: {}", close_reason(f.as_ref())))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("while waiting to join: {e}")),
-                None => return Err("closed while waiting to join".into()),
-            },
-        }
-    }
-}
-
-/// Join the room and wait for the ack. The hub answers a join with every
-/// member of the room and announces each later join to every member, so
-/// this reads a lot: presence packets are skipped and a successful ack is
-/// recognised by its first bytes (the encoder writes `t`, `id`, then
-/// `data` or `error`), both without parsing.
-async fn join(ws: &mut Ws) -> Result<(), Error> {
-    let join = protocol::encode(&Packet::Join(RoomRequest { room: ROOM.into(), id: Some(1) }));
-    ws.send(join.to_message()).await.map_err(|e| format!("join: {e}"))?;
-    loop {
-        let m = next_message(ws, "the join ack", MESSAGE_WAIT).await?;
-        if let Some(t) = m.as_text() {
-            if t.starts_with(r#"{"t":"presence""#) {
-                continue;
-            }
-            if t.starts_with(r#"{"t":"ack","id":1,"data":"#) {
-                return Ok(());
-            }
-        }
-        match protocol::decode_message(&m) {
-            Some(Ok(Packet::Ack(a))) if a.id == 1 => {
-                return Err(match a.result {
-                    Err(e) => format!("join refused: {} {}", e.code, e.message),
-                    Ok(_) => "unexpected join ack".into(),
-                })
-            }
-            Some(Err(e)) => return Err(format!("bad packet from the hub: {e}")),
-            _ => {}
-        }
-    }
-}
-
-/// The next packet (control messages skipped), at most 120 s away.
-async fn next_packet(ws: &mut Ws, what: &str) -> Result<Packet, Error> {
-    loop {
-        if let Some(p) = protocol::decode_message(&next_message(ws, what, MESSAGE_WAIT).await?) {
-            return p.map_err(|e| format!("bad packet from the hub: {e}"));
-        }
-    }
-}
-
-/// A subscriber after its join: tally events until the connection ends.
-async fn subscribe(mut ws: Ws, tally: Arc<Mutex<Tally>>, shared: Arc<Shared>) {
-    while let Some(Ok(m)) = ws.recv().await {
-        if let Message::Close(f) = &m {
-            lock(&shared.close_reason).get_or_insert_with(|| close_reason(f.as_ref()));
-        }
-        let Message::Text(t) = &m else { continue };
-        let t = t.as_str();
-        if !t.starts_with(r#"{"t":"event""#) {
-            shared.other_packets.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let (Some(seq), Some(sent)) = (field(t, r#""seq":"#), field(t, r#""ts":"#)) else {
-            shared.other_packets.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let now = shared.now_ns();
-        lock(&tally).record(seq);
-        let _ = lock(&shared.latency).record(now.saturating_sub(sent) / 1000);
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-        let _ = shared.first_delivery.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-        shared.last_delivery.fetch_max(now, Ordering::Relaxed);
-    }
-    shared.disconnected.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The publisher, on its own thread and runtime so that the subscribers'
-/// work does not delay its schedule: joins, then publishes `messages`
-/// events at `rate` per second, each stamped with its send time.
-fn publisher(addr: SocketAddr, o: &Opts, epoch: Instant, signals: Signals) -> Result<(), Error> {
+/// The publisher, on its own thread and runtime so that nothing else
+/// delays its schedule: joins, then publishes `messages` events at `rate`
+/// per second, each stamped with its send time.
+fn publisher(addr: SocketAddr, o: &Opts, signals: Signals) -> Result<(), Error> {
     let Signals { ready, go, published, done } = signals;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("publisher runtime: {e}"))?;
     rt.block_on(async {
-        let mut ws = connect(addr, o.deflate).await.map_err(|e| format!("publisher: {e}"))?;
-        join(&mut ws).await.map_err(|e| format!("publisher: {e}"))?;
+        let mut ws = clients::connect(addr, None, o.deflate).await.map_err(|e| format!("publisher: {e}"))?;
+        clients::join(&mut ws, clients::join_wait(o.subscribers * 2)).await.map_err(|e| format!("publisher: {e}"))?;
         let (mut rx, mut tx) = ws.split();
         // Read (and drop) what comes: presence, pings.
         let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.recv().await {} });
@@ -488,18 +376,17 @@ fn publisher(addr: SocketAddr, o: &Opts, epoch: Instant, signals: Signals) -> Re
             .await
             .map_err(|e| format!("publisher: {e}"))?
             .map_err(|_| "publisher: the run was abandoned".to_string())?;
-        let pad_len = o.size.saturating_sub(r#"{"seq":0000,"ts":00000000000,"pad":""}"#.len());
+        let pad_len = o.size.saturating_sub(r#"{"seq":0000,"ts":0000000000000000000,"pad":""}"#.len());
         let pad = "x".repeat(pad_len);
         let start = Instant::now();
         for seq in 0..o.messages {
             if o.rate > 0.0 {
                 tokio::time::sleep_until((start + Duration::from_secs_f64(seq as f64 / o.rate)).into()).await;
             }
-            let ts = epoch.elapsed().as_nanos() as u64;
             let p = Packet::Publish(PublishPacket {
                 room: ROOM.into(),
                 event: EVENT.into(),
-                data: json!({"seq": seq, "ts": ts, "pad": pad}),
+                data: json!({"seq": seq, "ts": clients::now_ns(), "pad": pad}),
                 id: None,
                 echo: false,
                 attachments: Vec::new(),
@@ -526,103 +413,130 @@ struct Signals {
 
 // -------------------------------------------------------------------- run
 
-/// Run the subscriber tasks until `count` reaches `n`; fail on the first
-/// error a subscriber reports.
-fn wait_for_count(
-    rt: &tokio::runtime::Runtime,
-    count: &AtomicU64,
-    n: usize,
-    what: &str,
-    since: Instant,
-    errors: &mut tokio::sync::mpsc::UnboundedReceiver<Error>,
-) -> Result<(), Error> {
-    rt.block_on(async {
-        let mut last_report = Instant::now();
-        loop {
-            tokio::select! {
-                Some(e) = errors.recv() => return Err(e),
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-            let k = count.load(Ordering::Relaxed) as usize;
-            if k >= n {
-                return Ok(());
-            }
-            if last_report.elapsed() > Duration::from_secs(10) {
-                eprintln!("fanout:   {k} of {n} {what} after {:.0} s", since.elapsed().as_secs_f64());
-                last_report = Instant::now();
-            }
-        }
-    })
-}
-
 /// What one mode measured.
 struct Outcome {
     mode: Mode,
-    nodes: usize,
+    /// In the room (the publisher aside): `per_node` on each node.
     subscribers: usize,
+    per_node: usize,
+    client_processes: usize,
     messages: u64,
     rate: f64,
     size: usize,
     deflate: bool,
-    connect_s: f64,
-    /// Joins, and the presence packets they cause, delivered.
+    /// The join command to the last join ack.
     join_s: f64,
     publish_s: f64,
+    /// Each node's RSS idle, with the subscribers connected, joined, and
+    /// at the end.
+    node_rss_kib: [Vec<u64>; 4],
+    redis_rss_kib: Option<u64>,
+    /// CPU time (utime + stime) while publishing: the nodes' (summed),
+    /// redis-server's and the client processes' (summed).
+    node_cpu_s: f64,
+    redis_cpu_s: Option<f64>,
+    client_cpu_s: f64,
+    /// The nodes' CPU time from the join command until presence went
+    /// quiet.
+    node_join_cpu_s: f64,
+    seen: Seen,
+}
+
+/// What the subscribers saw, over all client processes.
+struct Seen {
+    /// First handshake begun to last ended; first handshake to last join
+    /// ack (with the bench's pause of 0.3 s to read the nodes' memory
+    /// between connecting and joining).
+    connect_s: f64,
+    fill_s: f64,
+    /// [`clients::now_ns`] of the last join ack.
+    last_joined_ns: u64,
     delivered: u64,
     /// Deliveries per second, first to last.
     per_s: f64,
-    /// The nodes' CPU time (user + system) from the go to the last
-    /// delivery, in seconds, and per delivery in microseconds.
-    node_cpu_s: f64,
-    cpu_us_per_delivery: f64,
-    p50_us: u64,
-    p99_us: u64,
-    max_us: u64,
+    /// p50, p90, p99, p99.9, max.
+    latency_us: [u64; 5],
     lost: u64,
     duplicated: u64,
     out_of_order: u64,
     disconnected: u64,
     close_reason: Option<String>,
-    connected_kib_per_subscriber: f64,
-    joined_kib_per_subscriber: f64,
-    client_kib_per_subscriber: f64,
-    /// Each node's RSS idle, with the subscribers connected, joined, and
-    /// at the end.
-    node_rss_kib: [Vec<u64>; 4],
-    redis_rss_kib: Option<u64>,
+    /// The client processes' RSS growth, summed.
+    client_rss_kib: u64,
 }
 
 impl Outcome {
     fn failed(&self) -> bool {
-        self.lost + self.duplicated + self.out_of_order > 0
+        self.seen.lost + self.seen.duplicated + self.seen.out_of_order > 0
+    }
+
+    /// The nodes' RSS growth from idle, per connection.
+    fn node_kib_per_connection(&self, at: usize) -> f64 {
+        let grown: u64 =
+            self.node_rss_kib[at].iter().zip(&self.node_rss_kib[0]).map(|(a, b)| a.saturating_sub(*b)).sum();
+        grown as f64 / self.subscribers as f64
+    }
+
+    fn cpu_us_per_delivery(&self) -> f64 {
+        if self.seen.delivered == 0 {
+            return 0.0;
+        }
+        self.node_cpu_s * 1e6 / self.seen.delivered as f64
+    }
+
+    /// Events per second: the rate asked for, or, unpaced, the one
+    /// measured.
+    fn events_per_s(&self) -> f64 {
+        if self.rate == 0.0 && self.publish_s > 0.0 {
+            self.messages as f64 / self.publish_s
+        } else {
+            self.rate
+        }
     }
 
     fn json(&self) -> Value {
         let round = |x: f64| (x * 100.0).round() / 100.0;
         let [idle, connected, joined, end] = &self.node_rss_kib;
+        let [p50, p90, p99, p999, max] = self.seen.latency_us;
         json!({
-            "mode": self.mode.name(), "nodes": self.nodes, "subscribers": self.subscribers,
+            "mode": self.mode.name(), "nodes": self.mode.nodes(), "subscribers": self.subscribers,
+            "subscribers_per_node": self.per_node, "client_processes": self.client_processes,
             "messages": self.messages, "rate": self.rate, "size": self.size, "deflate": self.deflate,
-            "connect_s": round(self.connect_s), "join_s": round(self.join_s), "publish_s": round(self.publish_s),
-            "delivered": self.delivered, "delivered_per_s": self.per_s.round(),
-            "node_cpu_s": round(self.node_cpu_s), "node_cpu_us_per_delivery": round(self.cpu_us_per_delivery),
-            "latency_us": {"p50": self.p50_us, "p99": self.p99_us, "max": self.max_us},
-            "lost": self.lost, "duplicated": self.duplicated, "out_of_order": self.out_of_order,
-            "disconnected": self.disconnected, "close_reason": self.close_reason,
+            "connect_s": round(self.seen.connect_s), "join_s": round(self.join_s), "fill_s": round(self.seen.fill_s),
+            "publish_s": round(self.publish_s),
+            "delivered": self.seen.delivered, "delivered_per_s": self.seen.per_s.round(),
+            "latency_us": {"p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max},
+            "lost": self.seen.lost, "duplicated": self.seen.duplicated, "out_of_order": self.seen.out_of_order,
+            "disconnected": self.seen.disconnected, "close_reason": self.seen.close_reason,
             "node_rss_kib": {"idle": idle, "connected": connected, "joined": joined, "end": end},
             "node_kib_per_subscriber": {
-                "connected": round(self.connected_kib_per_subscriber),
-                "joined": round(self.joined_kib_per_subscriber),
+                "connected": round(self.node_kib_per_connection(1)),
+                "joined": round(self.node_kib_per_connection(2)),
             },
-            "client_kib_per_subscriber": round(self.client_kib_per_subscriber),
+            "client_kib_per_subscriber": round(self.seen.client_rss_kib as f64 / self.subscribers as f64),
             "redis_rss_kib": self.redis_rss_kib,
+            "node_cpu_s": round(self.node_cpu_s), "redis_cpu_s": self.redis_cpu_s.map(round),
+            "client_cpu_s": round(self.client_cpu_s), "node_join_cpu_s": round(self.node_join_cpu_s),
+            "node_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
+            "projection": PROJECTED.iter().map(|&c| projection(self, c).json()).collect::<Vec<_>>(),
         })
     }
 }
 
 fn run(o: &Opts) -> Result<(), Error> {
-    // Each subscriber is a socket here and one in a node.
-    raise_nofile(o.subscribers as u64 + 256)?;
+    // Each node holds `--subscribers` sockets (and the publisher's), each
+    // client process `--clients-per-process`.
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(|e| format!("RLIMIT_NOFILE: {e}"))?.1;
+    for (what, n) in [("--subscribers", o.subscribers + 1), ("--clients-per-process", o.clients_per_process)] {
+        if (n + SPARE_FILES) as u64 > hard {
+            return Err(format!(
+                "{what}: {n} sockets and {SPARE_FILES} files more than the {hard} open files a process may hold"
+            ));
+        }
+    }
+    raise_nofile(SPARE_FILES as u64)?;
+    let ticks = proc::clock_ticks();
+    let mut next_source = 0;
     let mut outcomes = Vec::new();
     for &mode in &o.modes {
         let redis = match mode {
@@ -635,8 +549,13 @@ fn run(o: &Opts) -> Result<(), Error> {
                 }
             },
         };
-        eprintln!("fanout: {} mode, {} subscribers ...", mode.name(), o.subscribers);
-        outcomes.push(run_mode(o, mode, redis.as_ref())?);
+        eprintln!(
+            "fanout: {} mode, {} subscribers on each of {} node(s) ...",
+            mode.name(),
+            o.subscribers,
+            mode.nodes()
+        );
+        outcomes.push(run_mode(o, mode, redis.as_ref(), ticks, &mut next_source)?);
     }
     print_table(&outcomes);
     if o.json {
@@ -649,89 +568,70 @@ fn run(o: &Opts) -> Result<(), Error> {
     Ok(())
 }
 
-fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>) -> Result<Outcome, Error> {
-    let n = o.subscribers;
-    // Every node may hold all subscribers and the publisher.
+/// The client processes' plans: `total` subscribers over as few processes
+/// of at most `per_process` as hold them, evenly; each process takes the
+/// next source address after `next_source` (a fresh one for every mode,
+/// so that no address meets the sockets a former run left in TIME_WAIT).
+fn plans(o: &Opts, nodes: &[SocketAddr], total: usize, next_source: &mut u32) -> Vec<Plan> {
+    let processes = total.div_ceil(o.clients_per_process);
+    let plans = (0..processes)
+        .map(|k| {
+            let (first, end) = (k * total / processes, (k + 1) * total / processes);
+            Plan {
+                index: k,
+                source: Ipv4Addr::from(u32::from(FIRST_SOURCE) + *next_source + k as u32),
+                nodes: nodes.to_vec(),
+                first,
+                count: end - first,
+                total,
+                messages: o.messages,
+                deflate: o.deflate,
+                joining: o.joining,
+            }
+        })
+        .collect();
+    *next_source += processes as u32;
+    plans
+}
+
+fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source: &mut u32) -> Result<Outcome, Error> {
+    let per_node = o.subscribers;
+    let total = per_node * mode.nodes();
+    // A node may hold all of the room; it has its subscribers and the
+    // publisher as connections.
     let nodes = match redis {
-        None => vec![Node::start("a", n + 1, None)?],
+        None => vec![Node::start("a", total + 1, per_node + 1, None)?],
         Some(r) => {
             let url = format!("redis://127.0.0.1:{}/", r.port);
             let prefix = format!("fanout{}", std::process::id());
-            vec![Node::start("a", n + 1, Some((&url, &prefix)))?, Node::start("b", n + 1, Some((&url, &prefix)))?]
+            let redis = Some((url.as_str(), prefix.as_str()));
+            vec![Node::start("a", total + 1, per_node + 1, redis)?, Node::start("b", total + 1, per_node + 1, redis)?]
         }
     };
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let node_rss = || nodes.iter().map(Node::rss_kib).collect::<Result<Vec<_>, _>>();
+    let node_cpu = || nodes.iter().map(Node::cpu_ticks).sum::<Result<u64, _>>();
     // Let the nodes settle before the first reading.
     std::thread::sleep(Duration::from_millis(300));
-    let before: Vec<u64> = nodes.iter().map(Node::rss_kib).collect::<Result<_, _>>()?;
-    let client_before = rss_kib("/proc/self/status")?;
+    let idle_rss = node_rss()?;
 
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        latency: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())?),
-        delivered: AtomicU64::new(0),
-        first_delivery: AtomicU64::new(0),
-        last_delivery: AtomicU64::new(0),
-        other_packets: AtomicU64::new(0),
-        disconnected: AtomicU64::new(0),
-        close_reason: Mutex::new(None),
-    });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
-
-    // Subscribers connect (CONNECTING at a time), then join (JOINING at a
-    // time) when told,
-    // then tally what they receive.
-    let connect_start = Instant::now();
-    let tallies: Vec<Arc<Mutex<Tally>>> = (0..n).map(|_| Arc::new(Mutex::new(Tally::new(o.messages)))).collect();
-    let connected = Arc::new(AtomicU64::new(0));
-    let joined = Arc::new(AtomicU64::new(0));
-    let (join_now, join_rx) = tokio::sync::watch::channel(false);
-    let (err_tx, mut err_rx) = tokio::sync::mpsc::unbounded_channel::<Error>();
-    let tasks: Vec<_> = rt.block_on(async {
-        let gate = Arc::new(Semaphore::new(CONNECTING));
-        let join_gate = Arc::new(Semaphore::new(JOINING));
-        let mut tasks = Vec::with_capacity(n);
-        for (i, tally) in tallies.iter().enumerate() {
-            // The first half on node A, the second on node B.
-            let addr = addrs[i * addrs.len() / n];
-            let (gate, connected, joined, err_tx) = (gate.clone(), connected.clone(), joined.clone(), err_tx.clone());
-            let (tally, shared, mut join_rx, deflate) = (tally.clone(), shared.clone(), join_rx.clone(), o.deflate);
-            let join_gate = join_gate.clone();
-            tasks.push(tokio::spawn(async move {
-                let r = async {
-                    let mut ws = {
-                        let _permit = gate.acquire().await;
-                        connect(addr, deflate).await?
-                    };
-                    connected.fetch_add(1, Ordering::Relaxed);
-                    // Keep reading while waiting (the hub pings, and closes
-                    // connections that stay silent for 60 s).
-                    let _ = reading(&mut ws, join_rx.wait_for(|go| *go)).await?;
-                    {
-                        let _permit = reading(&mut ws, join_gate.acquire()).await?;
-                        join(&mut ws).await?;
-                    }
-                    joined.fetch_add(1, Ordering::Relaxed);
-                    Ok::<_, Error>(ws)
-                };
-                match r.await {
-                    Ok(ws) => subscribe(ws, tally, shared).await,
-                    Err(e) => {
-                        let _ = err_tx.send(format!("subscriber {i}: {e}"));
-                    }
-                }
-            }));
-        }
-        tasks
-    });
-    drop(err_tx);
-    wait_for_count(&rt, &connected, n, "connected", connect_start, &mut err_rx)?;
-    let connect_s = connect_start.elapsed().as_secs_f64();
+    // The subscribers connect, then join (when told) and tally what they
+    // receive.
+    let plans = plans(o, &addrs, total, next_source);
+    eprintln!(
+        "fanout:   {} client processes, from {} to {}",
+        plans.len(),
+        plans[0].source,
+        plans[plans.len() - 1].source
+    );
+    let mut clients = Clients::start(&plans)?;
+    clients.wait_for("connected", total as u64, |s| s.connected)?;
     std::thread::sleep(Duration::from_millis(300));
-    let connected_rss: Vec<u64> = nodes.iter().map(Node::rss_kib).collect::<Result<_, _>>()?;
-    let join_start = Instant::now();
-    join_now.send_replace(true);
-    wait_for_count(&rt, &joined, n, "joined", join_start, &mut err_rx)?;
+    let connected_rss = node_rss()?;
+    let join_ns = clients::now_ns();
+    let join_cpu_start = node_cpu()?;
+    clients.send("join")?;
+    clients.wait_for("joined", total as u64, |s| s.joined)?;
 
     // The publisher joins last, on node A.
     let (ready, ready_rx) = std::sync::mpsc::channel();
@@ -739,122 +639,175 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>) -> Result<Outcome, Erro
     let (published, published_rx) = std::sync::mpsc::channel();
     let (done_tx, done) = std::sync::mpsc::channel();
     let publisher = {
-        let (o, epoch, addr) = (o.clone(), shared.epoch, addrs[0]);
-        std::thread::spawn(move || publisher(addr, &o, epoch, Signals { ready, go, published, done }))
+        let (o, addr) = (o.clone(), addrs[0]);
+        std::thread::spawn(move || publisher(addr, &o, Signals { ready, go, published, done }))
+    };
+    let publisher_failed = |p: std::thread::JoinHandle<Result<(), Error>>| match p.join() {
+        Ok(Err(e)) => e,
+        _ => "the publisher failed".into(),
     };
     if ready_rx.recv().is_err() {
-        return match publisher.join() {
-            Ok(Err(e)) => Err(e),
-            _ => Err("the publisher failed".into()),
-        };
+        return Err(publisher_failed(publisher));
     }
-    // Wait until the presence packets of the joins have been delivered.
-    rt.block_on(async {
-        let mut last = u64::MAX;
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let now = shared.other_packets.load(Ordering::Relaxed);
-            if now == last {
-                break;
-            }
-            last = now;
+    // Wait until the presence packets of the joins have been delivered:
+    // none for a second.
+    let mut other = clients.status()?.other;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = clients.status()?.other;
+        if now == other {
+            break;
         }
-    });
-    let join_s = join_start.elapsed().as_secs_f64();
-    let joined_rss: Vec<u64> = nodes.iter().map(Node::rss_kib).collect::<Result<_, _>>()?;
-    let client_after = rss_kib("/proc/self/status")?;
+        other = now;
+    }
+    let joined_rss = node_rss()?;
     let redis_rss_kib = redis.map(Redis::rss_kib).transpose()?;
-    let cpu_before: u64 = nodes.iter().map(Node::cpu_ticks).sum::<Result<_, _>>()?;
+    let cpu_start = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?, clients.cpu_ticks()?);
     if go_tx.send(()).is_err() {
-        return match publisher.join() {
-            Ok(Err(e)) => Err(e),
-            _ => Err("the publisher failed".into()),
-        };
+        return Err(publisher_failed(publisher));
     }
 
-    // Publish; wait for every delivery, or for deliveries to stop.
-    let expected = n as u64 * o.messages;
-    let publish_time = rt.block_on(async {
-        let mut last = (0, Instant::now());
-        let mut publish_time = None;
-        loop {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            match published_rx.try_recv() {
-                Ok(t) => publish_time = Some(t),
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-                // The publisher failed: its error comes with the join below.
-                Err(std::sync::mpsc::TryRecvError::Disconnected) if publish_time.is_none() => return None,
-                Err(_) => {}
+    // Publish; wait for every delivery, or for deliveries to stop (for
+    // longer in a larger room).
+    let stall = Duration::from_secs(10) + Duration::from_millis(1) * total as u32;
+    let expected = total as u64 * o.messages;
+    let publish_time = loop {
+        match published_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(t) => break t,
+            // A client process that failed fails the run now.
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                clients.status()?;
             }
-            let d = shared.delivered.load(Ordering::Relaxed);
-            if d >= expected && publish_time.is_some() {
-                return publish_time;
-            }
-            if d != last.0 {
-                last = (d, Instant::now());
-            } else if last.1.elapsed() > STALL && publish_time.is_some() {
-                eprintln!("fanout:   deliveries stopped at {d} of {expected}");
-                return publish_time;
-            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(publisher_failed(publisher)),
         }
-    });
-    let end_rss: Vec<u64> = nodes.iter().map(Node::rss_kib).collect::<Result<_, _>>()?;
-    let node_cpu_s = (nodes.iter().map(Node::cpu_ticks).sum::<Result<u64, _>>()? - cpu_before) as f64 / CLK_TCK;
-    for t in &tasks {
-        t.abort();
+    };
+    let mut last = (clients.status()?.delivered, Instant::now());
+    while last.0 < expected {
+        std::thread::sleep(Duration::from_millis(20));
+        let d = clients.status()?.delivered;
+        if d != last.0 {
+            last = (d, Instant::now());
+        } else if last.1.elapsed() > stall {
+            eprintln!("fanout:   deliveries stopped at {d} of {expected}");
+            break;
+        }
     }
+    let cpu_end = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?, clients.cpu_ticks()?);
+    let end_rss = node_rss()?;
+    let results = clients.results()?;
     let _ = done_tx.send(());
-    match publisher.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err("the publisher panicked".into()),
-    }
-    let publish_time = publish_time.ok_or("the publisher stopped before publishing everything")?;
-    drop(rt);
-
-    let (mut lost, mut duplicated, mut out_of_order) = (0, 0, 0);
-    for t in &tallies {
-        let t = lock(t);
-        lost += o.messages - t.distinct;
-        duplicated += t.duplicates;
-        out_of_order += t.out_of_order;
-    }
-    let close_reason = lock(&shared.close_reason).clone();
-    let h = lock(&shared.latency);
-    let delivered = shared.delivered.load(Ordering::Relaxed);
-    let span_ns =
-        shared.last_delivery.load(Ordering::Relaxed).saturating_sub(shared.first_delivery.load(Ordering::Relaxed));
-    let per_subscriber =
-        |rss: &[u64]| rss.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)).sum::<u64>() as f64 / n as f64;
+    publisher.join().map_err(|_| "the publisher panicked".to_string())??;
+    // The nodes go first, so that the client sockets are closed by their
+    // peer and leave no TIME_WAIT on the client addresses.
+    drop(nodes);
+    drop(clients);
+    let seen = seen(&results)?;
     Ok(Outcome {
         mode,
-        nodes: nodes.len(),
-        subscribers: n,
+        subscribers: total,
+        per_node,
+        client_processes: plans.len(),
         messages: o.messages,
         rate: o.rate,
         size: o.size,
         deflate: o.deflate,
-        connect_s,
-        join_s,
+        join_s: seen.last_joined_ns.saturating_sub(join_ns) as f64 / 1e9,
         publish_s: publish_time.as_secs_f64(),
-        delivered,
-        per_s: if span_ns > 0 { delivered as f64 / (span_ns as f64 / 1e9) } else { 0.0 },
-        node_cpu_s,
-        cpu_us_per_delivery: if delivered > 0 { node_cpu_s * 1e6 / delivered as f64 } else { 0.0 },
-        p50_us: h.value_at_quantile(0.5),
-        p99_us: h.value_at_quantile(0.99),
-        max_us: h.max(),
-        lost,
-        duplicated,
-        out_of_order,
-        disconnected: shared.disconnected.load(Ordering::Relaxed),
-        close_reason,
-        connected_kib_per_subscriber: per_subscriber(&connected_rss),
-        joined_kib_per_subscriber: per_subscriber(&joined_rss),
-        client_kib_per_subscriber: client_after.saturating_sub(client_before) as f64 / n as f64,
-        node_rss_kib: [before, connected_rss, joined_rss, end_rss],
+        node_rss_kib: [idle_rss, connected_rss, joined_rss, end_rss],
         redis_rss_kib,
+        node_cpu_s: cpu_end.0.saturating_sub(cpu_start.0) as f64 / ticks,
+        redis_cpu_s: cpu_start.1.zip(cpu_end.1).map(|(a, b)| b.saturating_sub(a) as f64 / ticks),
+        client_cpu_s: cpu_end.2.saturating_sub(cpu_start.2) as f64 / ticks,
+        node_join_cpu_s: cpu_start.0.saturating_sub(join_cpu_start) as f64 / ticks,
+        seen,
     })
+}
+
+/// The client processes' results together.
+fn seen(results: &[Results]) -> Result<Seen, Error> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
+    for r in results {
+        for &(v, n) in &r.latency_us {
+            h.record_n(v, n).map_err(|e| format!("latency {v} µs: {e}"))?;
+        }
+    }
+    let sum = |f: fn(&Results) -> u64| results.iter().map(f).sum::<u64>();
+    let min = |f: fn(&Results) -> u64| results.iter().map(f).min().unwrap_or(0);
+    let max = |f: fn(&Results) -> u64| results.iter().map(f).max().unwrap_or(0);
+    let delivered = sum(|r| r.status.delivered);
+    let first_connect = min(|r| r.first_connect_ns);
+    let span_s = max(|r| r.last_delivery_ns).saturating_sub(min(|r| r.first_delivery_ns)) as f64 / 1e9;
+    Ok(Seen {
+        connect_s: max(|r| r.last_connected_ns).saturating_sub(first_connect) as f64 / 1e9,
+        fill_s: max(|r| r.last_joined_ns).saturating_sub(first_connect) as f64 / 1e9,
+        last_joined_ns: max(|r| r.last_joined_ns),
+        delivered,
+        per_s: if span_s > 0.0 { delivered as f64 / span_s } else { 0.0 },
+        latency_us: [0.5, 0.9, 0.99, 0.999, 1.0].map(|q| h.value_at_quantile(q)),
+        lost: sum(|r| r.lost),
+        duplicated: sum(|r| r.duplicated),
+        out_of_order: sum(|r| r.out_of_order),
+        disconnected: sum(|r| r.status.disconnected),
+        close_reason: results.iter().find_map(|r| r.close_reason.clone()),
+        client_rss_kib: sum(|r| r.rss_kib[1].saturating_sub(r.rss_kib[0])),
+    })
+}
+
+// ---------------------------------------------------------------- output
+
+/// The room sizes the projection speaks of.
+const PROJECTED: [u64; 2] = [100_000, 1_000_000];
+
+/// What `connections` members of one room would cost, linearly from one
+/// run's figures.
+struct Projection {
+    connections: u64,
+    /// The nodes' RSS: connected, joined.
+    gib: [f64; 2],
+    /// Deliveries per second at the run's event rate, and the node cores
+    /// they take.
+    deliveries_per_s: f64,
+    cores: f64,
+    /// Node processes at 20,000 open files each, and source addresses for
+    /// the clients of one node address.
+    processes: u64,
+    source_addresses: u64,
+}
+
+impl Projection {
+    fn json(&self) -> Value {
+        json!({
+            "connections": self.connections,
+            "node_gib": {"connected": self.gib[0], "joined": self.gib[1]},
+            "deliveries_per_s": self.deliveries_per_s, "node_cores": self.cores,
+            "node_processes": self.processes, "client_source_addresses": self.source_addresses,
+        })
+    }
+}
+
+/// Ephemeral ports of one source address (`ip_local_port_range`).
+fn ephemeral_ports() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u64>().ok());
+            Some(it.next()??.abs_diff(it.next()??) + 1)
+        })
+        .unwrap_or(28_232)
+}
+
+fn projection(r: &Outcome, connections: u64) -> Projection {
+    let gib = |kib: f64| kib * connections as f64 / (1024.0 * 1024.0);
+    let deliveries_per_s = r.events_per_s() * connections as f64;
+    let per_process = 20_000 - SPARE_FILES as u64;
+    Projection {
+        connections,
+        gib: [gib(r.node_kib_per_connection(1)), gib(r.node_kib_per_connection(2))],
+        deliveries_per_s,
+        cores: deliveries_per_s * r.cpu_us_per_delivery() / 1e6,
+        processes: connections.div_ceil(per_process),
+        source_addresses: connections.div_ceil(ephemeral_ports()),
+    }
 }
 
 fn ms(us: u64) -> String {
@@ -864,52 +817,90 @@ fn ms(us: u64) -> String {
 fn print_table(rs: &[Outcome]) {
     println!();
     println!(
-        "| mode | subscribers | published | delivered/s | node CPU per delivery | latency p50 | p99 | max | lost / dup / reordered | \
-         node RSS per subscriber: connected / joined | connect, join |"
+        "| mode | subscribers | client processes | published | delivered/s | latency p50 | p90 | p99 | max | \
+         lost / dup / reordered | node RSS per subscriber: connected / joined | node CPU per delivery | \
+         connect, join, first connect to last join ack |"
     );
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |");
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |");
     for r in rs {
         let rate = if r.rate > 0.0 { format!("{}/s", r.rate) } else { "unpaced".into() };
         let mode = match r.mode {
             Mode::Single => "1 node".to_string(),
-            Mode::Redis => format!("{} nodes + Redis", r.nodes),
+            Mode::Redis => format!("{} nodes + Redis", r.mode.nodes()),
         };
+        let [p50, p90, p99, _, max] = r.seen.latency_us;
         println!(
-            "| {mode} | {} | {} × {} B at {rate} | {:.0} | {:.2} µs | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} KiB | {:.1} s, {:.1} s |",
+            "| {mode} | {} | {} | {} × {} B at {rate} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} KiB | \
+             {:.2} µs | {:.1} s, {:.1} s, {:.1} s |",
             r.subscribers,
+            r.client_processes,
             r.messages,
             r.size,
-            r.per_s,
-            r.cpu_us_per_delivery,
-            ms(r.p50_us),
-            ms(r.p99_us),
-            ms(r.max_us),
-            r.lost,
-            r.duplicated,
-            r.out_of_order,
-            r.connected_kib_per_subscriber,
-            r.joined_kib_per_subscriber,
-            r.connect_s,
+            r.seen.per_s,
+            ms(p50),
+            ms(p90),
+            ms(p99),
+            ms(max),
+            r.seen.lost,
+            r.seen.duplicated,
+            r.seen.out_of_order,
+            r.node_kib_per_connection(1),
+            r.node_kib_per_connection(2),
+            r.cpu_us_per_delivery(),
+            r.seen.connect_s,
             r.join_s,
+            r.seen.fill_s,
         );
     }
     println!();
     for r in rs {
         let [before, connected, joined, end] = &r.node_rss_kib;
         println!(
-            "{}: {} of {} deliveries, published in {:.1} s, node CPU {:.2} s; {} subscribers disconnected{}; permessage-deflate {}; \
+            "{}: {} of {} deliveries, published in {:.1} s; {} subscribers disconnected{}; permessage-deflate {}; \
              node RSS (KiB) {before:?} idle, {connected:?} connected, {joined:?} joined, {end:?} at the end; \
-             client RSS {:.2} KiB per subscriber{}",
+             node CPU {:.2} s joining (until presence was quiet), {:.2} s publishing; client processes' CPU \
+             {:.2} s publishing, RSS {:.2} KiB per subscriber{}",
             r.mode.name(),
-            r.delivered,
+            r.seen.delivered,
             r.subscribers as u64 * r.messages,
             r.publish_s,
-            r.node_cpu_s,
-            r.disconnected,
-            r.close_reason.as_ref().map(|c| format!(" (first close: {c})")).unwrap_or_default(),
+            r.seen.disconnected,
+            r.seen.close_reason.as_ref().map(|c| format!(" (first close: {c})")).unwrap_or_default(),
             if r.deflate { "offered" } else { "off" },
-            r.client_kib_per_subscriber,
-            r.redis_rss_kib.map(|k| format!("; redis-server RSS {k} KiB")).unwrap_or_default(),
+            r.node_join_cpu_s,
+            r.node_cpu_s,
+            r.client_cpu_s,
+            r.seen.client_rss_kib as f64 / r.subscribers as f64,
+            r.redis_rss_kib
+                .map(|k| format!("; redis-server RSS {k} KiB, CPU {:.2} s", r.redis_cpu_s.unwrap_or(0.0)))
+                .unwrap_or_default(),
         );
     }
+    println!();
+    println!("Linear projection from the measured figures (not a measurement):");
+    for r in rs {
+        for c in PROJECTED {
+            let p = projection(r, c);
+            println!(
+                "  {}: {c} connections in one room: node RSS {:.1} GiB connected, {:.1} GiB joined; \
+                 at {:.1} events/s, {:.0} deliveries/s: {:.1} cores; >= {} node processes, >= {} client source addresses",
+                r.mode.name(),
+                p.gib[0],
+                p.gib[1],
+                r.events_per_s(),
+                p.deliveries_per_s,
+                p.cores,
+                p.processes,
+                p.source_addresses,
+            );
+        }
+    }
+    println!(
+        "  Assumptions: memory per connection and CPU time per delivery stay what they were at the measured size \
+         (no cost that grows with the room, same event size, rate and compression); RSS does not include the \
+         kernel's socket buffers; cores are fully busy, without headroom, and count the nodes only (not Redis, \
+         not the clients); a process holds at most 20,000 open files, a source address has {} ephemeral ports per \
+         destination.",
+        ephemeral_ports()
+    );
 }

@@ -63,7 +63,7 @@ const START: Duration = Duration::from_secs(30);
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{close_reason, field, lock, next_message, raise_nofile, Error, Tally, Ws};
+use common::{close_reason, field, lock, next_message, proc, raise_nofile, Error, Tally, Ws};
 
 /// How long a subscriber waits for the next message.
 const MESSAGE_WAIT: Duration = Duration::from_secs(60);
@@ -254,31 +254,13 @@ impl Server {
     }
 
     fn rss_kib(&self) -> Result<u64, Error> {
-        let status = format!("/proc/{}/status", self.pid());
-        let s = std::fs::read_to_string(&status).map_err(|e| format!("cannot read {status}: {e}"))?;
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| format!("no VmRSS in {status}"))
+        proc::rss_kib(self.pid())
     }
 
     /// utime + stime of the process (all its threads), in clock ticks.
     fn cpu_ticks(&self) -> Result<(u64, u64), Error> {
-        cpu_ticks(&format!("/proc/{}/stat", self.pid()))
+        proc::cpu_ticks(self.pid())
     }
-}
-
-/// (utime, stime) from a `/proc/PID/stat`, in clock ticks: user space
-/// and the kernel (on loopback, the kernel's share includes the receiving
-/// side's TCP work, done in the sender's `write`).
-fn cpu_ticks(path: &str) -> Result<(u64, u64), Error> {
-    let s = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    // The command name, field 2, is in parentheses and may hold spaces.
-    let after = s.rsplit_once(')').map(|(_, a)| a).ok_or_else(|| format!("bad {path}"))?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime); `after` starts at field 3.
-    let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
-    Ok((n(14)?, n(15)?))
 }
 
 impl Drop for Server {
@@ -286,17 +268,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`, 100 when unknown).
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 // ---------------------------------------------------------------- clients
@@ -583,7 +554,7 @@ impl Outcome {
 fn run(o: &Opts) -> Result<(), Error> {
     // Each subscriber is a socket here and one in the server.
     raise_nofile(2 * o.subscribers as u64 + 256)?;
-    let ticks = clock_ticks();
+    let ticks = proc::clock_ticks();
     let mut outcomes = Vec::new();
     let mut skipped = Vec::new();
     // Repetitions interleave the servers (A, B, A, B), so that a change in
@@ -713,7 +684,7 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         return Err(publisher_failed(publisher));
     }
     let cpu_start = server.cpu_ticks()?;
-    let client_cpu_start = cpu_ticks("/proc/self/stat")?;
+    let client_cpu_start = proc::cpu_ticks("self")?;
     if go_tx.send(()).is_err() {
         return Err(publisher_failed(publisher));
     }
@@ -739,7 +710,7 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         }
     });
     let cpu_end = server.cpu_ticks()?;
-    let client_cpu_end = cpu_ticks("/proc/self/stat")?;
+    let client_cpu_end = proc::cpu_ticks("self")?;
     let window_s = publish_start.elapsed().as_secs_f64();
     let rss_end_kib = server.rss_kib()?;
     for t in &tasks {

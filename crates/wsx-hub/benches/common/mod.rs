@@ -1,6 +1,9 @@
 //! What the fan-out benches share: the open-files limit, the subscribers'
-//! tally, reading the next message, and reading numbers from events.
+//! tally, reading the next message, reading numbers from events, and what
+//! `/proc` says about a process ([`proc`]).
 #![allow(dead_code)]
+
+pub mod proc;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
