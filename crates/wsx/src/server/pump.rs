@@ -194,7 +194,14 @@ impl Outgoing {
         }
     }
 
-    /// The message, for a transport that frames it itself.
+    /// The message, for a transport that frames it itself (HTTP
+    /// long-polling) or a client, which masks what it sends.
+    ///
+    /// ```
+    /// use wsx::server::Outgoing;
+    /// let out = Outgoing::from(wsx::PreparedMessage::text("hi"));
+    /// assert_eq!(out.into_message(), wsx::Message::text("hi"));
+    /// ```
     pub fn into_message(self) -> Message {
         match self {
             Outgoing::Message(m) => m,
