@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use wsx::handshake::{Accept, Reject};
-use wsx::server::{Outbox, OutboxConfig, Pump, Request, Server, ServerStream, SlowConsumer, StaticFiles};
+use wsx::server::{Outbox, OutboxConfig, Outgoing, Pump, Request, Server, ServerStream, SlowConsumer, StaticFiles};
 use wsx::{CloseCode, Message};
 
 const AFTER_HELP: &str = "\
@@ -375,11 +375,13 @@ impl Room {
         (Member { room: self, id }, rx)
     }
 
-    /// Send `msg` to every member.
+    /// Send `msg` to every member: one frame, encoded (and compressed) once
+    /// and shared by all of them.
     fn send(&self, msg: &Message) {
+        let out = Outgoing::prepared(msg.clone());
         for outbox in self.members.lock().unwrap_or_else(|p| p.into_inner()).values() {
             // A full outbox closes its client (1008); a closing one drops.
-            let _ = outbox.push(msg.clone());
+            let _ = outbox.push(out.clone());
         }
     }
 }

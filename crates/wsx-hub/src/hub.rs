@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{oneshot, Notify};
 use wsx::handshake::Reject;
-use wsx::server::{OriginPolicy, Outbox, OutboxConfig, Push, Server, SlowConsumer};
+use wsx::server::{OriginPolicy, Outbox, OutboxConfig, Outgoing, Push, Server, SlowConsumer};
 use wsx::{CloseCode, CloseHandle, Message};
 
 /// A named event with a JSON payload and binary attachments, as handlers
@@ -1406,14 +1406,17 @@ impl Hub {
         droppable: bool,
         offset: Option<&str>,
     ) {
-        let mut encoded = None;
+        // The wsx-hub.v1 frame, encoded once for every target.
+        let mut encoded: Option<Outgoing> = None;
         // Other protocols' frames, once per key.
         let mut others: Vec<((String, bool), Vec<Message>)> = Vec::new();
         for t in targets {
             match (&t.other, p) {
                 (None, _) => {
-                    let msg = msg.unwrap_or_else(|| encoded.get_or_insert_with(|| protocol::encode(p).to_message()));
-                    self.push(&t.outbox, msg.clone(), droppable);
+                    let out = encoded.get_or_insert_with(|| {
+                        Outgoing::prepared(msg.cloned().unwrap_or_else(|| protocol::encode(p).to_message()))
+                    });
+                    self.push(&t.outbox, out.clone(), droppable);
                 }
                 (Some(o), Packet::Event(ev)) => {
                     let (group, takes_offset) = o.key();
@@ -1435,8 +1438,9 @@ impl Hub {
 
     /// Push to a connection's outbox, counting what goes out and what is
     /// dropped.
-    pub(crate) fn push(&self, q: &Outbox, msg: Message, droppable: bool) {
+    pub(crate) fn push(&self, q: &Outbox, msg: impl Into<Outgoing>, droppable: bool) {
         let m = &self.inner.metrics;
+        let msg = msg.into();
         let len = msg.len() as u64;
         let pushed = if droppable { q.push_droppable(msg) } else { q.push(msg) };
         match pushed {
@@ -1498,8 +1502,9 @@ impl Hub {
             };
             self.deliver_with_offset(&targets, Some(msg), p, droppable, offset.as_deref());
         } else {
+            let out = Outgoing::prepared(msg.clone());
             for t in targets.iter().filter(|t| t.other.is_none()) {
-                self.push(&t.outbox, msg.clone(), droppable);
+                self.push(&t.outbox, out.clone(), droppable);
             }
         }
     }
@@ -1512,8 +1517,9 @@ impl Hub {
         match targets.iter().any(|t| t.other.is_some()).then(|| protocol::decode_message(msg)).flatten() {
             Some(Ok(p)) => self.deliver(&targets, Some(msg), &p, true),
             _ => {
+                let out = Outgoing::prepared(msg.clone());
                 for t in targets.iter().filter(|t| t.other.is_none()) {
-                    self.push(&t.outbox, msg.clone(), true);
+                    self.push(&t.outbox, out.clone(), true);
                 }
             }
         }

@@ -467,6 +467,16 @@ impl Deflater {
         self.bits >= 9 && len >= self.threshold
     }
 
+    /// What the compressed bytes of a message depend on besides the
+    /// message, when nothing else (no context takeover, §7.1.1.1): equal
+    /// keys compress a payload to equal bytes, so one compressed frame can
+    /// be sent on every connection with that key. `None` with context
+    /// takeover: the bytes depend on the messages sent before. Every
+    /// setting that changes the compressor's output belongs in the key.
+    pub(crate) fn shared_key(&self) -> Option<crate::prepared::CompressKey> {
+        self.reset_each.then_some((self.bits, self.level))
+    }
+
     /// Compress one whole message (§7.2.1), appending to `out`.
     pub(crate) fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let (bits, level) = (self.bits, self.level);

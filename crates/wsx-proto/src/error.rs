@@ -119,4 +119,9 @@ pub enum SendError {
     /// new message before the last one's final fragment).
     #[error("fragment out of order")]
     FragmentOrder,
+    /// A prepared (shared, unmasked) frame sent by a client, which must
+    /// mask every frame with a fresh key (§5.3): send its message instead
+    /// ([`PreparedMessage::to_message`](crate::PreparedMessage::to_message)).
+    #[error("a prepared frame can only be sent by a server")]
+    PreparedByClient,
 }

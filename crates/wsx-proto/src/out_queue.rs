@@ -89,6 +89,24 @@ impl OutQueue {
         }
     }
 
+    /// Queue a frame already encoded (unmasked): copied into the tail when
+    /// it is no longer than `copy_threshold`, else shared.
+    #[inline]
+    pub(crate) fn push_encoded(&mut self, frame: &Bytes, copy_threshold: usize) {
+        if self.tail.capacity() == 0 {
+            self.tail.reserve(MIN_WRITE_BUF);
+        }
+        self.len += frame.len();
+        if frame.len() > copy_threshold {
+            if !self.tail.is_empty() {
+                self.chunks.push_back(self.tail.split().freeze());
+            }
+            self.chunks.push_back(frame.clone());
+        } else {
+            self.tail.extend_from_slice(frame);
+        }
+    }
+
     /// Fill `dst` with the queued slices, in order; how many were filled.
     #[inline]
     pub(crate) fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {

@@ -13,6 +13,7 @@ use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use crate::limits::{Config, MAX_SIZE_LIMIT};
 use crate::message::Message;
 use crate::out_queue::OutQueue;
+use crate::prepared::PreparedMessage;
 use crate::reader::Duty;
 use crate::role::Role;
 use crate::spare;
@@ -179,19 +180,73 @@ impl Writer {
         self.send_data_with(opcode, payload, fin, true)
     }
 
+    /// Queue a prepared message ([`PreparedMessage`]): its frame, encoded
+    /// once for every connection, is queued by reference, as is its
+    /// compressed frame when this connection compresses the message and
+    /// does so without context takeover (RFC 7692 §7.1.1.1; the frame is
+    /// then compressed by the first connection with the same setting and
+    /// shared). With server context takeover the connection compresses
+    /// the message itself, as [`Writer::send`] does. The bytes written are
+    /// those [`Writer::send`] writes for the same message.
+    ///
+    /// A server's only: a client gets [`SendError::PreparedByClient`], its
+    /// frames being masked (RFC 6455 §5.3).
+    ///
+    /// ```
+    /// use wsx_proto::{Config, PreparedMessage, Role, SendError, Writer};
+    /// let prepared = PreparedMessage::binary(vec![1u8, 2]);
+    /// let mut server = Writer::new(Role::Server, &Config::default());
+    /// server.send_prepared(&prepared).unwrap();
+    /// assert_eq!(server.take_output(), [0x82, 0x02, 1, 2]);
+    /// let mut client = Writer::new(Role::Client, &Config::default());
+    /// assert_eq!(client.send_prepared(&prepared), Err(SendError::PreparedByClient));
+    /// client.send(prepared.to_message()).unwrap(); // masked, per frame
+    /// ```
+    pub fn send_prepared(&mut self, msg: &PreparedMessage) -> Result<(), SendError> {
+        if self.role != Role::Server {
+            return Err(SendError::PreparedByClient);
+        }
+        let opcode = if msg.is_text() { OpCode::Text } else { OpCode::Binary };
+        self.start_data(opcode, msg.len(), true)?;
+        let copy_threshold = self.copy_threshold as usize;
+        let deflater = self.extras.as_mut().and_then(|e| e.deflater.as_mut());
+        let frame = match deflater.filter(|d| d.wants(msg.len())) {
+            None => msg.frame().clone(),
+            Some(d) => match d.shared_key() {
+                Some(key) => msg.compressed_frame(key, |payload| compress_message(d, payload)),
+                // Context takeover: this connection's own compressor.
+                None => {
+                    let compressed = compress_message(d, &msg.payload());
+                    self.write_frame_rsv(opcode, true, true, &compressed, Some(&compressed));
+                    return Ok(());
+                }
+            },
+        };
+        self.out.get_or_insert_with(spare::take_write).push_encoded(&frame, copy_threshold);
+        Ok(())
+    }
+
+    /// Check that a data frame of `len` bytes may be sent now, and note
+    /// whether it leaves a fragmented message open.
     #[inline]
-    fn send_data_with(&mut self, opcode: OpCode, payload: Bytes, fin: bool, compress: bool) -> Result<(), SendError> {
+    fn start_data(&mut self, opcode: OpCode, len: usize, fin: bool) -> Result<(), SendError> {
         if self.close != CloseState::Open {
             return Err(SendError::Closed);
         }
-        if payload.len() > MAX_SIZE_LIMIT {
-            return Err(SendError::MessageTooLarge(payload.len()));
+        if len > MAX_SIZE_LIMIT {
+            return Err(SendError::MessageTooLarge(len));
         }
         // §5.4: a whole message may not start inside a fragmented one.
         if opcode != OpCode::Continuation && self.sending_fragmented {
             return Err(SendError::FragmentOrder);
         }
         self.sending_fragmented = !fin;
+        Ok(())
+    }
+
+    #[inline]
+    fn send_data_with(&mut self, opcode: OpCode, payload: Bytes, fin: bool, compress: bool) -> Result<(), SendError> {
+        self.start_data(opcode, payload.len(), fin)?;
         // RFC 7692 §7.2.1: a whole message is compressed into one frame with
         // RSV1; fragmented sends and small messages go uncompressed.
         let whole = fin && opcode != OpCode::Continuation;

@@ -108,7 +108,9 @@ pub use maybe_tls::{ClientTls, MaybeTls, MaybeTlsReadHalf, MaybeTlsStream, Maybe
 pub use refused::Refused;
 pub use server::{accept, accept_with, Handshake};
 pub use stream::{Feed, SplitIo, WebSocket, WebSocketReader, WebSocketWriter};
-pub use wsx_proto::{CloseCode, CloseFrame, CloseState, Message, ProtocolError, Role, SendError, Utf8Bytes};
+pub use wsx_proto::{
+    CloseCode, CloseFrame, CloseState, Message, PreparedMessage, ProtocolError, Role, SendError, Utf8Bytes,
+};
 
 /// The opening handshake as a server application takes part in it: the
 /// checked request it sees ([`UpgradeRequest`](handshake::UpgradeRequest))

@@ -668,6 +668,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.flush().await
     }
 
+    /// Queue a message prepared for many connections (a broadcast) without
+    /// flushing it: its frame, encoded once, is queued by reference, and
+    /// so is its compressed frame when this connection compresses without
+    /// context takeover (see [`crate::PreparedMessage`]). A server's only:
+    /// a client gets [`crate::SendError::PreparedByClient`] (its frames
+    /// are masked) and sends [`crate::PreparedMessage::to_message`]
+    /// instead.
+    ///
+    /// ```no_run
+    /// # async fn run(clients: &mut [wsx::WebSocket<tokio::net::TcpStream>]) -> wsx::Result<()> {
+    /// let news = wsx::PreparedMessage::text("{\"headline\":\"...\"}");
+    /// for ws in clients.iter_mut() {
+    ///     ws.feed_prepared(news.clone()).await?;
+    /// }
+    /// for ws in clients.iter_mut() {
+    ///     ws.flush().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn feed_prepared(&mut self, msg: wsx_proto::PreparedMessage) -> Feed<'_, S> {
+        Feed { ws: self, item: Some(Queued::Prepared(msg)) }
+    }
+
+    /// Queue a prepared message as [`WebSocket::feed_prepared`] does,
+    /// without waiting; a client queues its message instead (masked).
+    pub(crate) fn queue_prepared(&mut self, msg: &wsx_proto::PreparedMessage) -> Result<()> {
+        match self.io.writer.send_prepared(msg) {
+            Err(wsx_proto::SendError::PreparedByClient) => self.queue(msg.to_message()),
+            r => r.map_err(Into::into),
+        }
+    }
+
     /// Queue a text or binary message uncompressed even when
     /// permessage-deflate is on (for data that does not compress).
     pub fn feed_uncompressed(&mut self, msg: impl Into<Message>) -> Feed<'_, S> {
@@ -737,6 +769,7 @@ pub struct Feed<'a, S> {
 #[derive(Debug)]
 enum Queued {
     Message(Message),
+    Prepared(wsx_proto::PreparedMessage),
     Uncompressed(Message),
     Fragment { payload: bytes::Bytes, text: bool, fin: bool },
 }
@@ -749,6 +782,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Feed<'_, S> {
         ready!(this.ws.poll_ready_inner(cx))?;
         Poll::Ready(match this.item.take() {
             Some(Queued::Message(m)) => this.ws.queue(m),
+            Some(Queued::Prepared(m)) => this.ws.io.writer.send_prepared(&m).map_err(Into::into),
             Some(Queued::Uncompressed(m)) => this.ws.io.writer.send_uncompressed(m).map_err(Into::into),
             Some(Queued::Fragment { payload, text, fin }) => {
                 this.ws.io.writer.send_fragment(text, payload, fin).map_err(Into::into)

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
-use wsx::{Config, Message, Role, WebSocket};
+use wsx::server::{Outbox, OutboxConfig, Pump, Push};
+use wsx::{Config, Message, PreparedMessage, Role, WebSocket};
 
 /// A duplex stream that counts the write calls made on it.
 struct Counting {
@@ -54,6 +55,32 @@ impl AsyncWrite for Counting {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Broadcasts (prepared messages, shared by every recipient) waiting in a
+/// connection's outbox go out with its own pending output: 21 messages, one
+/// write, not one each.
+#[tokio::test]
+async fn the_pump_writes_queued_prepared_messages_together() {
+    let (a, b) = duplex(1 << 20);
+    let (io, writes) = Counting::new(a);
+    let server = WebSocket::from_raw(io, Role::Server, &Config::default(), &[]);
+    let mut client = WebSocket::from_raw(b, Role::Client, &Config::default(), &[]);
+    let (outbox, rx) = Outbox::new(OutboxConfig::default());
+    let tick = PreparedMessage::text("tick");
+    for _ in 0..20 {
+        assert_eq!(outbox.push_droppable(tick.clone()), Push::Queued);
+    }
+    assert_eq!(outbox.push(Message::text("own")), Push::Queued);
+    let mut pump = Pump::new(server, rx);
+    let t = tokio::spawn(async move { while pump.recv().await.is_some() {} });
+    for _ in 0..20 {
+        assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text("tick"));
+    }
+    assert_eq!(within(client.recv()).await.unwrap().unwrap(), Message::text("own"));
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "21 messages, one write");
+    drop(outbox);
+    t.abort();
 }
 
 /// `feed` only queues; one `flush` writes 100 small messages with a single

@@ -104,7 +104,7 @@ pub use files::StaticFiles;
 pub(crate) use head::remove_connection_fields;
 pub use head::RequestHead;
 pub use policy::OriginPolicy;
-pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Pump, Push, SlowConsumer};
+pub use pump::{Outbox, OutboxConfig, OutboxReceiver, Outgoing, Pump, Push, SlowConsumer};
 #[cfg(feature = "hyper")]
 pub use service::{ResponseBody, ServerService, ServiceFuture};
 

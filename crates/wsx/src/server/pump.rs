@@ -12,9 +12,15 @@
 //! droppable message, or close the connection with 1008 or 1013. So what a
 //! connection holds for a reader that does not read is bounded by its
 //! outbox limits plus the high-water mark.
+//!
+//! A broadcast is pushed to every recipient's outbox as one
+//! [`PreparedMessage`] ([`Outgoing::Prepared`]): framed once, compressed at
+//! most once per compression setting, and queued by reference with the
+//! connection's other pending output, which goes out in one (vectored)
+//! write.
 
 use crate::handle::CloseHandle;
-use crate::{CloseCode, Message, Result, WebSocket};
+use crate::{CloseCode, Message, PreparedMessage, Result, WebSocket};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,9 +134,97 @@ pub enum Push {
     Closed,
 }
 
+/// What an [`Outbox`] holds: a message, or a message prepared once for
+/// many connections (a broadcast), which a server connection writes as
+/// encoded ([`crate::WebSocket::feed_prepared`]) and a client connection
+/// sends as its message (masked, RFC 6455 §5.3).
+///
+/// ```
+/// use wsx::server::{Outbox, OutboxConfig, Outgoing, Push};
+/// let (a, _ra) = Outbox::new(OutboxConfig::default());
+/// let (b, _rb) = Outbox::new(OutboxConfig::default());
+/// let broadcast = wsx::PreparedMessage::text("to everyone");
+/// for outbox in [&a, &b] {
+///     assert_eq!(outbox.push_droppable(broadcast.clone()), Push::Queued);
+/// }
+/// assert_eq!(a.push(wsx::Message::text("to a")), Push::Queued);
+/// assert_eq!(Outgoing::from(broadcast).len(), 11);
+/// ```
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// A message, encoded by the connection that sends it.
+    Message(Message),
+    /// A message encoded once for every connection it goes to.
+    Prepared(PreparedMessage),
+}
+
+impl Outgoing {
+    /// A text or binary message prepared for many connections
+    /// ([`PreparedMessage`]); any other message as it is.
+    ///
+    /// ```
+    /// use wsx::server::Outgoing;
+    /// assert!(matches!(Outgoing::prepared(wsx::Message::text("all")), Outgoing::Prepared(_)));
+    /// assert!(matches!(Outgoing::prepared(wsx::Message::ping("p")), Outgoing::Message(_)));
+    /// ```
+    pub fn prepared(msg: Message) -> Self {
+        PreparedMessage::try_from(msg).map_or_else(Outgoing::Message, Outgoing::Prepared)
+    }
+
+    /// Payload length in bytes (what the outbox's byte limit counts).
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Message(m) => m.len(),
+            Outgoing::Prepared(p) => p.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes of a text or binary message (0 for control
+    /// messages): what `bufferedAmount` counts.
+    fn data_len(&self) -> u64 {
+        match self {
+            Outgoing::Message(m) if m.is_text() || m.is_binary() => m.len() as u64,
+            Outgoing::Message(_) => 0,
+            Outgoing::Prepared(p) => p.len() as u64,
+        }
+    }
+
+    /// The message, for a transport that frames it itself (HTTP
+    /// long-polling) or a client, which masks what it sends.
+    ///
+    /// ```
+    /// use wsx::server::Outgoing;
+    /// let out = Outgoing::from(wsx::PreparedMessage::text("hi"));
+    /// assert_eq!(out.into_message(), wsx::Message::text("hi"));
+    /// ```
+    pub fn into_message(self) -> Message {
+        match self {
+            Outgoing::Message(m) => m,
+            Outgoing::Prepared(p) => p.to_message(),
+        }
+    }
+}
+
+impl From<Message> for Outgoing {
+    fn from(m: Message) -> Self {
+        Outgoing::Message(m)
+    }
+}
+
+impl From<PreparedMessage> for Outgoing {
+    fn from(p: PreparedMessage) -> Self {
+        Outgoing::Prepared(p)
+    }
+}
+
 #[derive(Debug)]
 struct Item {
-    msg: Message,
+    msg: Outgoing,
     droppable: bool,
 }
 
@@ -233,15 +327,16 @@ impl Outbox {
     }
 
     /// Queue a message that must not be dropped (an ack, a direct message,
-    /// a close frame).
-    pub fn push(&self, msg: Message) -> Push {
-        self.push_item(Item { msg, droppable: false })
+    /// a close frame): a [`Message`], or a [`PreparedMessage`] shared with
+    /// other connections.
+    pub fn push(&self, msg: impl Into<Outgoing>) -> Push {
+        self.push_item(Item { msg: msg.into(), droppable: false })
     }
 
     /// Queue a message that [`SlowConsumer::DropOldest`] may drop (a
-    /// broadcast).
-    pub fn push_droppable(&self, msg: Message) -> Push {
-        self.push_item(Item { msg, droppable: true })
+    /// broadcast, best as a [`PreparedMessage`]).
+    pub fn push_droppable(&self, msg: impl Into<Outgoing>) -> Push {
+        self.push_item(Item { msg: msg.into(), droppable: true })
     }
 
     /// Queue a message, waiting for room while the outbox is full (with
@@ -249,7 +344,7 @@ impl Outbox {
     /// message back when the connection is closing or gone, or was closed
     /// for overflow.
     pub async fn send(&self, msg: Message) -> std::result::Result<(), Message> {
-        let mut item = Item { msg, droppable: false };
+        let mut item = Item { msg: Outgoing::Message(msg), droppable: false };
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
@@ -258,7 +353,7 @@ impl Outbox {
             match self.try_push(item) {
                 Ok(_) => return Ok(()),
                 Err((it, Push::Full)) => item = it,
-                Err((it, _)) => return Err(it.msg),
+                Err((it, _)) => return Err(it.msg.into_message()),
             }
             room.await;
         }
@@ -296,12 +391,12 @@ impl Outbox {
     /// assert_eq!(outbox.push_all(parts), Push::Queued);
     /// assert_eq!(outbox.len(), 2);
     /// ```
-    pub fn push_all(&self, msgs: impl IntoIterator<Item = Message>) -> Push {
+    pub fn push_all<M: Into<Outgoing>>(&self, msgs: impl IntoIterator<Item = M>) -> Push {
         let mut s = self.shared.lock();
         let mut dropped = 0u64;
         let mut result = Push::Queued;
         for msg in msgs {
-            match self.push_locked(&mut s, Item { msg, droppable: false }) {
+            match self.push_locked(&mut s, Item { msg: msg.into(), droppable: false }) {
                 Ok(Push::Dropped(n)) => dropped += n,
                 Ok(_) => {}
                 Err((_, p)) => {
@@ -470,13 +565,13 @@ impl OutboxReceiver {
     /// # });
     /// ```
     pub async fn recv(&mut self) -> Option<Message> {
-        poll_fn(|cx| self.poll_take(cx)).await
+        poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Poll for the next message; see [`OutboxReceiver::recv`]. Only the
     /// last task that polled is woken.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        self.poll_take(cx)
+        self.poll_take(cx).map(|o| o.map(Outgoing::into_message))
     }
 
     /// The next message if one waits, without waiting.
@@ -487,7 +582,7 @@ impl OutboxReceiver {
         if std::mem::take(&mut s.waiting) {
             self.shared.room.notify_waiters();
         }
-        Some(it.msg)
+        Some(it.msg.into_message())
     }
 
     /// Whether the outbox ended because it overflowed; see
@@ -498,7 +593,7 @@ impl OutboxReceiver {
 
     /// The next message, if one waits; else registers `cx` to be woken by
     /// the next push (or by the last sender going away).
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
         let mut s = self.shared.lock();
         match s.items.pop_front() {
             Some(it) => {
@@ -649,9 +744,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
         }
         while self.ws.buffered_amount() < self.high_water_mark {
             match self.rx.poll_take(cx) {
-                Poll::Ready(Some(msg)) => {
-                    let data = if msg.is_text() || msg.is_binary() { msg.len() as u64 } else { 0 };
-                    if let Err(e) = self.ws.queue(msg) {
+                Poll::Ready(Some(out)) => {
+                    let data = out.data_len();
+                    let queued = match out {
+                        Outgoing::Message(msg) => self.ws.queue(msg),
+                        Outgoing::Prepared(p) => self.ws.queue_prepared(&p),
+                    };
+                    if let Err(e) = queued {
                         // Only a close already under way refuses a message.
                         tracing::trace!(error = %e, "message from the outbox discarded");
                         self.rx.end();
