@@ -191,6 +191,7 @@ fn deflate(c: &mut Criterion) {
             client_max_window_bits: 15,
             threshold: 0,
             level: 6,
+            mem_level: 8,
         };
         let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params));
         g.throughput(Throughput::Bytes(payload.len() as u64));
