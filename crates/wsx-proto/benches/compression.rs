@@ -176,6 +176,11 @@ fn rows() -> Vec<(String, Option<DeflateConfig>)> {
     for p in &CompressionPreset::ALL[1..] {
         rows.push((format!("`{p:?}`"), Some(DeflateConfig::preset(*p))));
     }
+    // Context takeover without a memLevel: zlib-rs state, of fixed size.
+    for bits in [9, 15] {
+        let cfg = DeflateConfig::default().with_server_max_window_bits(bits).with_client_max_window_bits(bits);
+        rows.push((format!("context takeover, no memLevel (zlib-rs), windows {bits}"), Some(cfg.with_threshold(32))));
+    }
     rows
 }
 
@@ -202,6 +207,7 @@ fn main() {
     }
     let avg = msgs.iter().map(String::len).sum::<usize>() as f64 / msgs.len() as f64;
     println!("chat stream: {messages} JSON messages of {avg:.0} bytes on average; {connections} idle connections");
+    println!("e.g. {}", msgs[0]);
     println!();
     println!("| server setting | window bits, memLevel | compression state per connection (heap) | RSS per connection | ratio (wire / uncompressed) | µs per message |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -216,21 +222,23 @@ fn main() {
         let mut nums = text.split_whitespace().map(|n| n.parse::<f64>().unwrap());
         let (heap, rss) = (nums.next().unwrap(), nums.next().unwrap());
         let Some(cfg) = cfg else {
-            println!("| {name} | — | — (the connection itself: {heap:.0} B heap, {:.1} KiB RSS) | — | 1 | — |", rss / 1024.0);
+            println!(
+                "| {name} | — | — (the connection itself: {heap:.0} B heap, {:.1} KiB RSS) | — | 1 | — |",
+                rss / 1024.0
+            );
             base = Some((heap, rss));
             continue;
         };
         let (base_heap, base_rss) = base.unwrap();
         let (s, c) = negotiate(&cfg);
         // The time is the best of three runs (the machine is shared).
-        let (wire, raw, us) = (0..3)
-            .map(|_| ratio((&s, &c), &msgs))
-            .reduce(|a, b| if b.2 < a.2 { b } else { a })
-            .unwrap();
-        let bits = if s.server_no_context_takeover {
-            "— (shared per thread)".to_string()
-        } else {
-            format!("{}, {} (client window {})", s.server_max_window_bits, s.mem_level, s.client_max_window_bits)
+        let (wire, raw, us) =
+            (0..3).map(|_| ratio((&s, &c), &msgs)).reduce(|a, b| if b.2 < a.2 { b } else { a }).unwrap();
+        let (w, cw) = (s.server_max_window_bits, s.client_max_window_bits);
+        let bits = match (s.server_no_context_takeover, s.mem_level) {
+            (true, _) => "— (shared per thread)".to_string(),
+            (false, Some(m)) => format!("{w}, {m} (client window {cw})"),
+            (false, None) => format!("{w}, — (client window {cw})"),
         };
         println!(
             "| {name} | {bits} | {:.1} KiB | {:.1} KiB | {:.3} | {us:.2} |",

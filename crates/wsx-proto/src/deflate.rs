@@ -23,9 +23,11 @@
 //! Memory. Without context takeover a side's state is reset after every
 //! message, so it is borrowed from a per-thread pool (zlib-rs, the fastest)
 //! and an idle connection holds none. With context takeover a connection
-//! keeps its own compressor and decompressor between messages; those are
-//! stock zlib (through `libz-sys`), sized by the negotiated window bits and the
-//! local memLevel, which is what [`CompressionPreset`] chooses per server.
+//! keeps its own compressor and decompressor between messages: zlib-rs by
+//! default (fast, but of fixed size: ~419 KiB a connection whatever the
+//! windows), or, once a memLevel is set ([`DeflateConfig::with_mem_level`],
+//! which every [`CompressionPreset`] does), stock zlib through `libz-sys`,
+//! sized by the negotiated window bits and that memLevel.
 
 use crate::error::ProtocolError;
 use crate::extensions::{Extension, ExtensionParam};
@@ -101,7 +103,9 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 ///   servers do.
 /// - Messages under 1 KiB go uncompressed: without context takeover small
 ///   messages gain little and cost a compressor call.
-/// - Compression level 6 and memLevel 8 (zlib's defaults).
+/// - Compression level 6 (zlib's default), and no memLevel: state kept
+///   between messages is zlib-rs, the fastest (see
+///   [`DeflateConfig::with_mem_level`]).
 /// - A client ([`DeflateConfig::default`]) keeps context takeover in both
 ///   directions with full 2^15 windows: the best ratio, and a client has few
 ///   connections.
@@ -130,7 +134,7 @@ pub struct DeflateConfig {
     client_max_window_bits: u8,
     threshold: usize,
     level: u32,
-    mem_level: u8,
+    mem_level: Option<u8>,
 }
 
 impl Default for DeflateConfig {
@@ -142,7 +146,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: 15,
             threshold: 1024,
             level: 6,
-            mem_level: 8,
+            mem_level: None,
         }
     }
 }
@@ -174,7 +178,7 @@ impl DeflateConfig {
     /// use wsx_proto::deflate::{CompressionPreset, DeflateConfig};
     /// let c = DeflateConfig::preset(CompressionPreset::Dedicated8K);
     /// assert!(!c.server_no_context_takeover());
-    /// assert_eq!((c.server_max_window_bits(), c.mem_level()), (10, 3));
+    /// assert_eq!((c.server_max_window_bits(), c.mem_level()), (10, Some(3)));
     /// assert_eq!(c.client_max_window_bits(), 10);
     /// ```
     pub fn preset(preset: CompressionPreset) -> Self {
@@ -186,7 +190,7 @@ impl DeflateConfig {
             client_max_window_bits: bits,
             threshold: DEDICATED_THRESHOLD,
             level: 6,
-            mem_level,
+            mem_level: Some(mem_level),
         }
     }
 
@@ -228,18 +232,24 @@ impl DeflateConfig {
         self
     }
 
-    /// zlib's memLevel, 1–9 (default 8), of a compressor this side keeps
-    /// between messages (context takeover): its hash table has 2^(memLevel+7)
-    /// entries and it buffers 2^(memLevel+6) symbols, together 2^(memLevel+9)
-    /// bytes. Less memory, a little less ratio. Shared compressors (no
-    /// context takeover) live one per thread and ignore it.
+    /// Bound the memory of the compressor and decompressor this side keeps
+    /// between messages (context takeover) with zlib's memLevel, 1–9: they
+    /// are then stock zlib, whose compressor has a hash table of
+    /// 2^(memLevel+7) entries and buffers 2^(memLevel+6) symbols (together
+    /// 2^(memLevel+9) bytes, beside twice its 2^w window) and whose
+    /// decompressor allocates a window of the negotiated size. Less memory,
+    /// a little less ratio. Unset (the default), they are zlib-rs: faster
+    /// on large messages, but of fixed size, ~419 KiB a connection whatever
+    /// the windows (figures in docs/compression.md). Shared state (no
+    /// context takeover) lives one per thread and is always zlib-rs.
     ///
     /// ```
     /// use wsx_proto::deflate::DeflateConfig;
-    /// assert_eq!(DeflateConfig::default().with_mem_level(12).mem_level(), 9);
+    /// assert_eq!(DeflateConfig::default().mem_level(), None);
+    /// assert_eq!(DeflateConfig::default().with_mem_level(12).mem_level(), Some(9));
     /// ```
     pub fn with_mem_level(mut self, mem_level: u8) -> Self {
-        self.mem_level = mem_level.clamp(1, 9);
+        self.mem_level = Some(mem_level.clamp(1, 9));
         self
     }
 
@@ -268,7 +278,7 @@ impl DeflateConfig {
         self.level
     }
     /// See [`DeflateConfig::with_mem_level`].
-    pub fn mem_level(&self) -> u8 {
+    pub fn mem_level(&self) -> Option<u8> {
         self.mem_level
     }
 
@@ -319,21 +329,26 @@ const DEDICATED_THRESHOLD: usize = 32;
 /// of the compressor's buffers, `2^(w+2) + 2^(m+9)` bytes for window bits
 /// `w` and memLevel `m`; a connection pays more than that: zlib's ~6 KiB
 /// compressor state, a ~7 KiB decompressor with a `2^w` window, and the
-/// allocator's rounding. Measured bytes per connection and compression ratio
-/// on a chat-like JSON stream (docs/compression.md, `cargo bench -p
-/// wsx-proto --bench compression`):
+/// allocator's rounding. Measured on 2026-12-06: heap per idle server
+/// connection (compressor and decompressor, after four messages each way)
+/// and ratio (wire bytes over uncompressed) on a chat-like JSON stream
+/// (docs/compression.md, `cargo bench -p wsx-proto --bench compression`):
 ///
 /// | preset | w, m | bytes per connection | ratio |
 /// | --- | --- | --- | --- |
-/// | `Shared` | — | 0 | 1.00 (nothing under 1 KiB is compressed) |
-/// | `Dedicated3K` | 9, 1 | 17.0 KiB | 0.50 |
-/// | `Dedicated4K` | 9, 2 | 18.0 KiB | 0.50 |
-/// | `Dedicated8K` | 10, 3 | 22.5 KiB | 0.40 |
-/// | `Dedicated16K` | 11, 4 | 31.5 KiB | 0.32 |
-/// | `Dedicated32K` | 12, 5 | 49.5 KiB | 0.27 |
-/// | `Dedicated64K` | 13, 6 | 85.5 KiB | 0.25 |
-/// | `Dedicated128K` | 14, 7 | 157.5 KiB | 0.24 |
-/// | `Dedicated256K` | 15, 8 | 301.5 KiB | 0.24 |
+/// | `Shared` | — | 0.3 KiB | 1.00 (messages under 1 KiB go uncompressed; 0.78 with threshold 0) |
+/// | `Dedicated3K` | 9, 1 | 17.0 KiB | 0.46 |
+/// | `Dedicated4K` | 9, 2 | 18.0 KiB | 0.46 |
+/// | `Dedicated8K` | 10, 3 | 22.5 KiB | 0.39 |
+/// | `Dedicated16K` | 11, 4 | 31.5 KiB | 0.33 |
+/// | `Dedicated32K` | 12, 5 | 49.5 KiB | 0.30 |
+/// | `Dedicated64K` | 13, 6 | 85.5 KiB | 0.29 |
+/// | `Dedicated128K` | 14, 7 | 157.5 KiB | 0.28 |
+/// | `Dedicated256K` | 15, 8 | 301.5 KiB | 0.27 |
+///
+/// (Context takeover without a memLevel keeps zlib-rs state: 418 KiB a
+/// connection, 292 KiB even with 9-bit windows.) Messages under 32 bytes go
+/// uncompressed under a dedicated preset.
 ///
 /// The server asks for the same window from the client
 /// (`client_max_window_bits`, RFC 7692 §7.1.2.2), which bounds the
@@ -349,7 +364,7 @@ const DEDICATED_THRESHOLD: usize = 32;
 /// assert_eq!(preset.to_string(), "dedicated-4k");
 /// assert_eq!(preset.window_and_mem_level(), Some((9, 2)));
 /// let config = DeflateConfig::preset(preset);
-/// assert_eq!(config.mem_level(), 2);
+/// assert_eq!(config.mem_level(), Some(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum CompressionPreset {
@@ -472,9 +487,10 @@ pub struct DeflateParams {
     pub threshold: usize,
     /// Compression level (local setting).
     pub level: u32,
-    /// zlib memLevel 1–9 of a compressor kept between messages (local
-    /// setting, [`DeflateConfig::with_mem_level`]).
-    pub mem_level: u8,
+    /// zlib memLevel 1–9 bounding the state kept between messages; `None`:
+    /// zlib-rs state of fixed size (local setting,
+    /// [`DeflateConfig::with_mem_level`]).
+    pub mem_level: Option<u8>,
 }
 
 /// A parameter block that is not a valid permessage-deflate offer or
@@ -675,16 +691,23 @@ pub fn client_accept_response(
     }))
 }
 
-/// The sending side's compressor. Created on first use; with context
-/// takeover it is this connection's own (stock zlib, sized by `bits` and
-/// `mem_level`), without it one of the thread's shared ones (zlib-rs).
+/// The sending side's compressor. Created on first use; without context
+/// takeover one of the thread's shared ones (zlib-rs), with it this
+/// connection's own.
 pub(crate) struct Deflater {
-    inner: Option<zlib::Deflate>,
+    inner: Option<Compressor>,
     bits: u8,
     reset_each: bool,
     level: u32,
-    mem_level: u8,
+    mem_level: Option<u8>,
     threshold: usize,
+}
+
+/// A compressor a connection keeps: zlib-rs (fixed size, fast), or stock
+/// zlib sized by window bits and memLevel.
+enum Compressor {
+    Rs(Compress),
+    Zlib(zlib::Deflate),
 }
 
 impl std::fmt::Debug for Deflater {
@@ -694,7 +717,7 @@ impl std::fmt::Debug for Deflater {
 }
 
 impl Deflater {
-    pub(crate) fn new(bits: u8, reset_each: bool, level: u32, mem_level: u8, threshold: usize) -> Self {
+    pub(crate) fn new(bits: u8, reset_each: bool, level: u32, mem_level: Option<u8>, threshold: usize) -> Self {
         Self { inner: None, bits, reset_each, level, mem_level, threshold }
     }
 
@@ -715,7 +738,10 @@ impl Deflater {
             return;
         }
         let mem_level = self.mem_level;
-        let c = self.inner.get_or_insert_with(|| zlib::Deflate::new(level, bits, mem_level));
+        let c = self.inner.get_or_insert_with(|| match mem_level {
+            None => Compressor::Rs(Compress::new_with_window_bits(Compression::new(level), false, bits)),
+            Some(m) => Compressor::Zlib(zlib::Deflate::new(level, bits, m)),
+        });
         run_compress(c, input, out);
     }
 }
@@ -735,9 +761,12 @@ impl SyncFlush for Compress {
     }
 }
 
-impl SyncFlush for zlib::Deflate {
+impl SyncFlush for Compressor {
     fn sync_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
-        zlib::Deflate::sync_flush(self, input, out)
+        match self {
+            Self::Rs(c) => c.sync_flush(input, out),
+            Self::Zlib(c) => c.sync_flush(input, out),
+        }
     }
 }
 
@@ -770,12 +799,13 @@ fn run_compress(c: &mut impl SyncFlush, input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// A decompressor: one of the thread's shared ones (zlib-rs) without
-/// context takeover, this connection's own (stock zlib, with a window of
-/// the negotiated size) with it.
+/// A decompressor: zlib-rs (a thread's shared one without context
+/// takeover; a connection's own, of fixed size, with it), or stock zlib
+/// with a window of the negotiated size (a connection's own, when a
+/// memLevel bounds its memory).
 enum Decompressor {
-    Shared(Decompress),
-    Own(zlib::Inflate),
+    Rs(Decompress),
+    Zlib(zlib::Inflate),
 }
 
 impl Decompressor {
@@ -784,21 +814,21 @@ impl Decompressor {
     /// (a final block).
     fn sync_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), ProtocolError> {
         match self {
-            Self::Shared(d) => {
+            Self::Rs(d) => {
                 let before = d.total_in();
                 let status = d
                     .decompress_vec(input, out, FlushDecompress::Sync)
                     .map_err(|_| ProtocolError::InvalidCompressedData)?;
                 Ok(((d.total_in() - before) as usize, status == Status::StreamEnd))
             }
-            Self::Own(d) => d.sync_flush(input, out).map_err(|()| ProtocolError::InvalidCompressedData),
+            Self::Zlib(d) => d.sync_flush(input, out).map_err(|()| ProtocolError::InvalidCompressedData),
         }
     }
 
     fn reset(&mut self) {
         match self {
-            Self::Shared(d) => d.reset(false),
-            Self::Own(d) => d.reset(),
+            Self::Rs(d) => d.reset(false),
+            Self::Zlib(d) => d.reset(),
         }
     }
 }
@@ -808,6 +838,9 @@ pub(crate) struct Inflater {
     inner: Option<Decompressor>,
     bits: u8,
     reset_each: bool,
+    /// A memLevel was set: a decompressor kept between messages is stock
+    /// zlib, whose window is `2^bits` (zlib-rs always allocates 2^15).
+    bounded: bool,
     /// The message's DEFLATE stream ended with a final block (BFINAL set,
     /// RFC 7692 §7.2.3.4): the rest of the message is not inflated, and the
     /// next message starts a new stream.
@@ -835,8 +868,8 @@ impl std::fmt::Debug for Inflater {
 }
 
 impl Inflater {
-    pub(crate) fn new(bits: u8, reset_each: bool) -> Self {
-        Self { inner: None, bits: bits.max(9), reset_each, ended: false, tail: 0 }
+    pub(crate) fn new(bits: u8, reset_each: bool, bounded: bool) -> Self {
+        Self { inner: None, bits: bits.max(9), reset_each, bounded, ended: false, tail: 0 }
     }
 
     /// Inflate `input`, payload bytes of a compressed message, appending to
@@ -869,7 +902,7 @@ impl Inflater {
                     // thread. A stream that ended (BFINAL) cannot go on
                     // either: the next message is a new stream.
                     match self.inner.take() {
-                        Some(Decompressor::Shared(mut d)) if self.reset_each => {
+                        Some(Decompressor::Rs(mut d)) if self.reset_each => {
                             d.reset(false);
                             put_decompressor(self.bits, d);
                         }
@@ -896,7 +929,7 @@ impl Inflater {
         limit: usize,
         max_out: usize,
     ) -> Result<Inflated, ProtocolError> {
-        let (bits, pooled) = (self.bits, self.reset_each);
+        let (bits, pooled, bounded) = (self.bits, self.reset_each, self.bounded);
         let start = out.len();
         let mut consumed = 0;
         loop {
@@ -909,9 +942,11 @@ impl Inflater {
             }
             let d = self.inner.get_or_insert_with(|| {
                 if pooled {
-                    Decompressor::Shared(take_decompressor(bits))
+                    Decompressor::Rs(take_decompressor(bits))
+                } else if bounded {
+                    Decompressor::Zlib(zlib::Inflate::new(bits))
                 } else {
-                    Decompressor::Own(zlib::Inflate::new(bits))
+                    Decompressor::Rs(Decompress::new_with_window_bits(false, bits))
                 }
             });
             if out.len() == out.capacity() {
@@ -985,7 +1020,7 @@ impl DeflateParams {
         };
         (
             Deflater::new(out_bits, out_reset, self.level, self.mem_level, self.threshold),
-            Inflater::new(in_bits, in_reset),
+            Inflater::new(in_bits, in_reset, self.mem_level.is_some()),
         )
     }
 }
@@ -1091,7 +1126,10 @@ mod tests {
             let c = DeflateConfig::preset(*p);
             assert_eq!(p.window_and_mem_level(), Some((bits, mem)), "{p}");
             assert!(!c.server_no_context_takeover() && !c.client_no_context_takeover(), "{p}");
-            assert_eq!((c.server_max_window_bits(), c.client_max_window_bits(), c.mem_level()), (bits, bits, mem));
+            assert_eq!(
+                (c.server_max_window_bits(), c.client_max_window_bits(), c.mem_level()),
+                (bits, bits, Some(mem))
+            );
             // zlib's own figure for the compressor's buffers is the name.
             let kib = ((1usize << (bits + 2)) + (1 << (mem + 9))) >> 10;
             assert_eq!(p.name(), format!("dedicated-{kib}k"));
@@ -1119,7 +1157,11 @@ mod tests {
             let (p, h) = neg_preset(preset, "permessage-deflate; client_max_window_bits");
             let client = if w < 15 { format!("; client_max_window_bits={w}") } else { String::new() };
             assert_eq!(h, format!("permessage-deflate{}{client}", bits(w)), "{preset}");
-            assert_eq!((p.server_max_window_bits, p.client_max_window_bits, p.mem_level), (w, w, mem), "{preset}");
+            assert_eq!(
+                (p.server_max_window_bits, p.client_max_window_bits, p.mem_level),
+                (w, w, Some(mem)),
+                "{preset}"
+            );
             assert!(!p.server_no_context_takeover && !p.client_no_context_takeover, "{preset}");
             // A smaller window offered by the client is kept (§7.1.2.2).
             let (p, h) = neg_preset(preset, "permessage-deflate; client_max_window_bits=9");
@@ -1252,7 +1294,12 @@ mod tests {
         }
     }
 
-    fn params(nct: bool, bits: u8) -> DeflateParams {
+    /// Both kinds of state a connection may keep (zlib-rs; stock zlib with
+    /// the smallest and largest memLevel), with and without context takeover.
+    const SETTINGS: [(bool, Option<u8>); 5] =
+        [(false, None), (true, None), (false, Some(1)), (false, Some(9)), (true, Some(1))];
+
+    fn params(nct: bool, bits: u8, mem: Option<u8>) -> DeflateParams {
         DeflateParams {
             server_no_context_takeover: nct,
             client_no_context_takeover: nct,
@@ -1260,7 +1307,7 @@ mod tests {
             client_max_window_bits: bits,
             threshold: 0,
             level: 6,
-            mem_level: 8,
+            mem_level: mem,
         }
     }
 
@@ -1268,9 +1315,9 @@ mod tests {
     fn compress_inflate_round_trip_with_and_without_context_takeover() {
         let big = b"hello hello hello world ".repeat(2000);
         let msgs: [&[u8]; 4] = [b"", b"a", &big, b"hello hello hello"];
-        for nct in [false, true] {
+        for (nct, mem) in SETTINGS {
             for bits in [9, 12, 15] {
-                round_trip(params(nct, bits), &msgs);
+                round_trip(params(nct, bits, mem), &msgs);
             }
         }
     }
@@ -1281,43 +1328,45 @@ mod tests {
         // nothing; every empty message must still be `00` (§7.2.3.6), or
         // the peer's inflater (Node's ws, Python's websockets) fails on the
         // next message. Checked with a plain zlib inflater as the peer.
-        for nct in [false, true] {
-            let (mut tx, _) = params(nct, 15).for_role(crate::Role::Client);
+        for (nct, mem) in SETTINGS {
+            let (mut tx, _) = params(nct, 15, mem).for_role(crate::Role::Client);
             let mut peer = Decompress::new(false);
             let msgs: [&[u8]; 6] = [b"", b"", b"a", b"", b"hello hello", b""];
             for m in msgs {
                 let mut wire = Vec::new();
                 tx.compress(m, &mut wire);
                 if m.is_empty() {
-                    assert_eq!(wire, [0x00], "nct={nct}");
+                    assert_eq!(wire, [0x00], "nct={nct} mem={mem:?}");
                 }
                 wire.extend_from_slice(&TAIL);
                 let mut out = Vec::with_capacity(64);
                 peer.decompress_vec(&wire, &mut out, FlushDecompress::Sync).unwrap();
-                assert_eq!(out, m, "nct={nct}");
+                assert_eq!(out, m, "nct={nct} mem={mem:?}");
             }
-            round_trip(params(nct, 15), &msgs);
+            round_trip(params(nct, 15, mem), &msgs);
         }
     }
 
     #[test]
     fn window_bits_8_is_never_used_to_compress() {
-        let (tx, rx) = params(false, 8).for_role(crate::Role::Server);
+        let (tx, rx) = params(false, 8, None).for_role(crate::Role::Server);
         assert!(!tx.wants(10_000));
         assert_eq!(rx.bits, 9);
     }
 
     #[test]
     fn decompression_bomb_stops_at_the_limit() {
-        let zeros = vec![0u8; 8 << 20];
-        let (mut tx, mut rx) = params(false, 15).for_role(crate::Role::Client);
-        let mut wire = Vec::new();
-        tx.compress(&zeros, &mut wire);
-        assert!(wire.len() < 64 << 10);
-        let mut out = Vec::new();
-        let e = whole(&mut rx, &wire, true, &mut out).unwrap_err();
-        assert!(matches!(e, ProtocolError::MessageTooBig { .. }));
-        assert!(out.capacity() <= (1 << 20) + 1, "capacity {}", out.capacity());
+        for mem in [None, Some(1)] {
+            let zeros = vec![0u8; 8 << 20];
+            let (mut tx, mut rx) = params(false, 15, mem).for_role(crate::Role::Client);
+            let mut wire = Vec::new();
+            tx.compress(&zeros, &mut wire);
+            assert!(wire.len() < 64 << 10);
+            let mut out = Vec::new();
+            let e = whole(&mut rx, &wire, true, &mut out).unwrap_err();
+            assert!(matches!(e, ProtocolError::MessageTooBig { .. }));
+            assert!(out.capacity() <= (1 << 20) + 1, "capacity {}", out.capacity());
+        }
     }
 
     #[test]
@@ -1325,25 +1374,25 @@ mod tests {
         // RFC 7692 §7.2.3.4: "Hello" in a block with BFINAL set, followed by
         // the octet 0x00; then the same message again, then a normal one.
         let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
-        for nct in [false, true] {
-            let (mut fresh, _) = params(nct, 15).for_role(crate::Role::Client);
-            let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
+        for (nct, mem) in SETTINGS {
+            let (mut fresh, _) = params(nct, 15, mem).for_role(crate::Role::Client);
+            let (_, mut rx) = params(nct, 15, mem).for_role(crate::Role::Server);
             for _ in 0..2 {
                 let mut out = Vec::new();
                 whole(&mut rx, &bfinal, true, &mut out).unwrap();
-                assert_eq!(out, b"Hello", "nct={nct}");
+                assert_eq!(out, b"Hello", "nct={nct} mem={mem:?}");
             }
             // Fragmented: the final block in the first frame, the rest ignored.
             let mut out = Vec::new();
             whole(&mut rx, &bfinal[..7], false, &mut out).unwrap();
             whole(&mut rx, &[0x00, 0x12, 0x34], true, &mut out).unwrap();
-            assert_eq!(out, b"Hello", "nct={nct}");
+            assert_eq!(out, b"Hello", "nct={nct} mem={mem:?}");
             // Then a new stream, made as usual (sync flush, no final block).
             let mut wire = Vec::new();
             fresh.compress(b"hello again", &mut wire);
             let mut out = Vec::new();
             whole(&mut rx, &wire, true, &mut out).unwrap();
-            assert_eq!(out, b"hello again", "nct={nct}");
+            assert_eq!(out, b"hello again", "nct={nct} mem={mem:?}");
         }
     }
 
@@ -1354,19 +1403,19 @@ mod tests {
         // message): the bytes are those of one unbounded call, and the
         // stream goes on after (context takeover).
         let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 7 + i / 4096 % 13) as u8).collect();
-        for nct in [false, true] {
-            let (mut tx, _) = params(nct, 15).for_role(crate::Role::Client);
-            let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
+        for (nct, mem) in SETTINGS {
+            let (mut tx, _) = params(nct, 15, mem).for_role(crate::Role::Client);
+            let (_, mut rx) = params(nct, 15, mem).for_role(crate::Role::Server);
             for _ in 0..2 {
                 let mut wire = Vec::new();
                 tx.compress(&data, &mut wire);
-                assert_eq!(in_steps(&mut rx, &wire, true, 1000, 2 << 20).unwrap(), data, "nct={nct}");
+                assert_eq!(in_steps(&mut rx, &wire, true, 1000, 2 << 20).unwrap(), data, "nct={nct} mem={mem:?}");
                 let mut wire = Vec::new();
                 tx.compress(&data, &mut wire);
                 let cut = wire.len() / 3;
                 let mut got = in_steps(&mut rx, &wire[..cut], false, 1000, 2 << 20).unwrap();
                 got.extend(in_steps(&mut rx, &wire[cut..], true, 1000, 2 << 20).unwrap());
-                assert_eq!(got, data, "nct={nct}");
+                assert_eq!(got, data, "nct={nct} mem={mem:?}");
                 let mut wire = Vec::new();
                 tx.compress(b"hello", &mut wire);
                 assert_eq!(in_steps(&mut rx, &wire, true, 1, 100).unwrap(), b"hello");
@@ -1376,19 +1425,23 @@ mod tests {
 
     #[test]
     fn a_bomb_inflated_in_steps_still_stops_at_the_limit() {
-        let zeros = vec![0u8; 8 << 20];
-        let (mut tx, mut rx) = params(false, 15).for_role(crate::Role::Client);
-        let mut wire = Vec::new();
-        tx.compress(&zeros, &mut wire);
-        let e = in_steps(&mut rx, &wire, true, 64 << 10, 1 << 20).unwrap_err();
-        assert!(matches!(e, ProtocolError::MessageTooBig { .. }), "{e:?}");
+        for mem in [None, Some(1)] {
+            let zeros = vec![0u8; 8 << 20];
+            let (mut tx, mut rx) = params(false, 15, mem).for_role(crate::Role::Client);
+            let mut wire = Vec::new();
+            tx.compress(&zeros, &mut wire);
+            let e = in_steps(&mut rx, &wire, true, 64 << 10, 1 << 20).unwrap_err();
+            assert!(matches!(e, ProtocolError::MessageTooBig { .. }), "{e:?}");
+        }
     }
 
     #[test]
     fn garbage_is_invalid_compressed_data() {
-        let (_, mut rx) = params(false, 15).for_role(crate::Role::Client);
-        let mut out = Vec::new();
-        let r = whole(&mut rx, &[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out);
-        assert_eq!(r, Err(ProtocolError::InvalidCompressedData));
+        for mem in [None, Some(1)] {
+            let (_, mut rx) = params(false, 15, mem).for_role(crate::Role::Client);
+            let mut out = Vec::new();
+            let r = whole(&mut rx, &[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out);
+            assert_eq!(r, Err(ProtocolError::InvalidCompressedData));
+        }
     }
 }

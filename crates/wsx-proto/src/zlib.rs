@@ -4,8 +4,8 @@
 //! Why not zlib-rs, which the shared per-thread state uses: its compressor
 //! has a fixed 64 Ki-entry hash table (128 KiB whatever memLevel says) and
 //! its decompressor always allocates a 32 KiB window, so a connection that
-//! keeps its state costs at least ~180 KiB however small the negotiated
-//! windows. zlib sizes the compressor by window bits and memLevel
+//! keeps its state costs ~290 KiB however small the negotiated windows
+//! (measured in docs/compression.md). zlib sizes the compressor by window bits and memLevel
 //! (`2^(w+2) + 2^(m+9)` bytes of buffers plus ~6 KiB of state) and the
 //! decompressor's window by window bits, which is what makes the memory
 //! presets of [`crate::deflate::CompressionPreset`] hold.
