@@ -173,7 +173,7 @@ impl Config {
     /// use wsx::Role;
     /// let config = wsx::Config::default().with_compression_preset(CompressionPreset::Dedicated4K);
     /// let deflate = config.deflate(Role::Server).unwrap();
-    /// assert_eq!((deflate.server_max_window_bits(), deflate.mem_level()), (9, 2));
+    /// assert_eq!((deflate.server_max_window_bits(), deflate.mem_level()), (9, Some(2)));
     /// ```
     pub fn with_compression_preset(self, preset: CompressionPreset) -> Self {
         self.with_deflate(DeflateConfig::preset(preset))
