@@ -10,8 +10,8 @@
 //! decompressor's window by window bits, which is what makes the memory
 //! presets of [`crate::deflate::CompressionPreset`] hold.
 //!
-//! This is a safe wrapper of six zlib calls (init, one step, reset and end,
-//! for each direction). Its memory goes through Rust's global allocator, so
+//! This is a safe wrapper of zlib's init, one step and end for each
+//! direction, and the decompressor's reset. Its memory goes through Rust's global allocator, so
 //! an application's allocator (and the counting allocator of the memory
 //! benchmark) sees it.
 
