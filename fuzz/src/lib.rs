@@ -83,6 +83,7 @@ impl DeflateIn {
             client_max_window_bits: 8 + self.client_bits % 8,
             threshold: self.threshold as usize,
             level: (self.level % 10) as u32,
+            mem_level: (self.level >= 10).then_some(1 + self.level / 10 % 9),
         }
     }
 }

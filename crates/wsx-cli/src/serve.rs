@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use wsx::handshake::{Accept, Reject};
+use wsx::proto::deflate::CompressionPreset;
 use wsx::server::{Outbox, OutboxConfig, Outgoing, Pump, Request, Server, ServerStream, SlowConsumer, StaticFiles};
 use wsx::{CloseCode, Message};
 
@@ -102,8 +103,15 @@ pub struct ServeArgs {
     http3: bool,
     /// Refuse permessage-deflate (it is accepted by default, without
     /// context takeover).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "compression")]
     no_compression: bool,
+    /// How much permessage-deflate state each connection may keep: shared
+    /// (the default: none, no context takeover), or dedicated-3k, -4k, -8k,
+    /// -16k, -32k, -64k, -128k, -256k (context takeover with zlib's window
+    /// bits and memLevel of that size; ~17 KiB to ~301 KiB per connection
+    /// in all, see docs/compression.md).
+    #[arg(long, value_name = "PRESET", default_value_t = CompressionPreset::Shared)]
+    compression: CompressionPreset,
     /// A subprotocol the server speaks (repeatable); the client's first
     /// preference among them is selected.
     #[arg(long = "subprotocol", value_name = "PROTOCOL")]
@@ -189,9 +197,12 @@ fn site(args: &ServeArgs) -> Result<Site, Failure> {
         // What a client that does not read can make a connection hold:
         // the echo waits beyond it (a larger message still goes whole).
         .with_max_write_buffer(WRITE_BUFFER)
-        .with_compression(!args.no_compression)
         .with_handshake_timeout(handshake_timeout)
         .with_keepalive(ping, idle);
+    let config = match args.no_compression {
+        true => config.with_compression(false),
+        false => config.with_compression_preset(args.compression),
+    };
     let mut builder = Server::builder()
         .config(config)
         .shutdown_timeout(seconds("--shutdown-timeout", args.shutdown_timeout)?)
@@ -458,5 +469,37 @@ mod keepalive_defaults {
         assert_eq!(ping_of(&["--hub"]), Some(Duration::from_secs(25)));
         assert_eq!(ping_of(&[]), Some(Duration::from_secs(20)));
         assert_eq!(ping_of(&["--hub", "--ping-interval", "7"]), Some(Duration::from_secs(7)));
+    }
+}
+
+#[cfg(test)]
+mod compression_flag {
+    use super::*;
+    use clap::Parser;
+    use wsx::proto::deflate::DeflateConfig;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn deflate_of(argv: &[&str]) -> Result<Option<DeflateConfig>, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(argv.iter().copied()))?;
+        Ok(site(&cli.serve).ok().unwrap().server.config().deflate(wsx::Role::Server))
+    }
+
+    /// `--compression PRESET` sets the server's memory preset; without it
+    /// the server shares its compressors (no context takeover).
+    #[tokio::test]
+    async fn compression_takes_a_preset() {
+        assert_eq!(deflate_of(&[]).unwrap(), Some(DeflateConfig::server_default()));
+        assert_eq!(
+            deflate_of(&["--compression", "dedicated-4k"]).unwrap(),
+            Some(DeflateConfig::preset(CompressionPreset::Dedicated4K))
+        );
+        assert_eq!(deflate_of(&["--no-compression"]).unwrap(), None);
+        assert!(deflate_of(&["--compression", "dedicated-5k"]).is_err());
+        assert!(deflate_of(&["--no-compression", "--compression", "dedicated-4k"]).is_err());
     }
 }

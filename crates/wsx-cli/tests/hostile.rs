@@ -465,6 +465,7 @@ fn zip_bomb() -> Vec<u8> {
         client_max_window_bits: 15,
         threshold: 0,
         level: 9,
+        mem_level: None,
     };
     let mut c = wsx::proto::Writer::with_deflate(wsx::Role::Server, &Default::default(), Some(&params));
     c.send(Message::binary(vec![0u8; 1 << 20])).unwrap();

@@ -183,7 +183,13 @@ fn deflate(c: &mut Criterion) {
         i += 1;
     }
     let payload = Bytes::from(text);
-    for (name, nct) in [("context-takeover", false), ("no-context-takeover", true)] {
+    // With context takeover the connection's own state is zlib-rs, or stock
+    // zlib once a memLevel bounds it (the memory presets).
+    for (name, nct, mem_level) in [
+        ("context-takeover", false, None),
+        ("context-takeover-memlevel-8", false, Some(8)),
+        ("no-context-takeover", true, None),
+    ] {
         let params = DeflateParams {
             server_no_context_takeover: nct,
             client_no_context_takeover: nct,
@@ -191,6 +197,7 @@ fn deflate(c: &mut Criterion) {
             client_max_window_bits: 15,
             threshold: 0,
             level: 6,
+            mem_level,
         };
         let mut server = Connection::with_deflate(Role::Server, &Config::default(), Some(&params));
         g.throughput(Throughput::Bytes(payload.len() as u64));

@@ -19,11 +19,23 @@
 //! negotiated window for our direction is 8 we therefore send every message
 //! uncompressed, which RFC 7692 always allows; decompression with an 8-bit
 //! window uses 9, which inflates any stream made with 8.
+//!
+//! Memory. Without context takeover a side's state is reset after every
+//! message, so it is borrowed from a per-thread pool (zlib-rs, the fastest)
+//! and an idle connection holds none. With context takeover a connection
+//! keeps its own compressor and decompressor between messages: zlib-rs by
+//! default (fast, but of fixed size: ~419 KiB a connection whatever the
+//! windows), or, once a memLevel is set ([`DeflateConfig::with_mem_level`],
+//! which every [`CompressionPreset`] does), stock zlib through `libz-sys`,
+//! sized by the negotiated window bits and that memLevel.
 
 use crate::error::ProtocolError;
 use crate::extensions::{Extension, ExtensionParam};
+use crate::zlib;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
 
 /// Most idle compressors or decompressors kept per thread.
 const POOL_SIZE: usize = 4;
@@ -89,21 +101,22 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Defaults (and why):
 /// - Offered by clients and accepted by servers, as browsers and the common
 ///   servers do.
-/// - Messages under 1 KiB go uncompressed: small messages gain little and
-///   cost a compressor call.
-/// - Compression level 6 (zlib's default).
+/// - Messages under 1 KiB go uncompressed: without context takeover small
+///   messages gain little and cost a compressor call.
+/// - Compression level 6 (zlib's default), and no memLevel: state kept
+///   between messages is zlib-rs, the fastest (see
+///   [`DeflateConfig::with_mem_level`]).
 /// - A client ([`DeflateConfig::default`]) keeps context takeover in both
 ///   directions with full 2^15 windows: the best ratio, and a client has few
 ///   connections.
 /// - A server ([`DeflateConfig::server_default`]) answers with
-///   `server_no_context_takeover; client_no_context_takeover`. With context
-///   takeover a connection must keep its compressor (~300 KiB with zlib-rs)
-///   and decompressor (~48 KiB) between messages; without it they are
-///   shared per thread, so an idle connection with compression negotiated
-///   holds no zlib state at all (measured: 1.8 KiB per idle connection
-///   instead of 307 KiB, `cargo bench -p wsx --bench idle -- --deflate`).
-///   The cost is ratio on streams of small similar messages; a server that
-///   wants it back and can afford the memory uses `DeflateConfig::default()`.
+///   `server_no_context_takeover; client_no_context_takeover`: compressor
+///   and decompressor state is then shared per thread, so an idle connection
+///   with compression negotiated holds no zlib state at all. The cost is
+///   ratio on streams of small similar messages. A server that wants it back
+///   chooses how much memory each connection may keep with a
+///   [`CompressionPreset`] ([`DeflateConfig::preset`]); the figures of each
+///   are in docs/compression.md.
 ///
 /// Compressors and decompressors are created on first use, so a connection
 /// that never sends or receives a compressed message pays nothing.
@@ -121,6 +134,7 @@ pub struct DeflateConfig {
     client_max_window_bits: u8,
     threshold: usize,
     level: u32,
+    mem_level: Option<u8>,
 }
 
 impl Default for DeflateConfig {
@@ -132,6 +146,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: 15,
             threshold: 1024,
             level: 6,
+            mem_level: None,
         }
     }
 }
@@ -139,9 +154,44 @@ impl Default for DeflateConfig {
 impl DeflateConfig {
     /// The settings a server uses by default: no context takeover in either
     /// direction, so compressor and decompressor state is shared per thread
-    /// instead of held per connection.
+    /// instead of held per connection. The same as
+    /// `DeflateConfig::preset(CompressionPreset::Shared)`.
+    ///
+    /// ```
+    /// use wsx_proto::deflate::DeflateConfig;
+    /// let c = DeflateConfig::server_default();
+    /// assert!(c.server_no_context_takeover() && c.client_no_context_takeover());
+    /// ```
     pub fn server_default() -> Self {
         Self { server_no_context_takeover: true, client_no_context_takeover: true, ..Self::default() }
+    }
+
+    /// The settings of a memory preset: how much compression state each
+    /// connection may keep (see [`CompressionPreset`]). Made for servers;
+    /// a client that uses one offers the same windows (it asks the server
+    /// for `server_max_window_bits`, which bounds its own decompressor).
+    /// Each setting can still be changed after, e.g. with
+    /// [`DeflateConfig::with_client_no_context_takeover`] to keep the
+    /// dedicated compressor but share the decompressor.
+    ///
+    /// ```
+    /// use wsx_proto::deflate::{CompressionPreset, DeflateConfig};
+    /// let c = DeflateConfig::preset(CompressionPreset::Dedicated8K);
+    /// assert!(!c.server_no_context_takeover());
+    /// assert_eq!((c.server_max_window_bits(), c.mem_level()), (10, Some(3)));
+    /// assert_eq!(c.client_max_window_bits(), 10);
+    /// ```
+    pub fn preset(preset: CompressionPreset) -> Self {
+        let Some((bits, mem_level)) = preset.window_and_mem_level() else { return Self::server_default() };
+        Self {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: bits,
+            client_max_window_bits: bits,
+            threshold: DEDICATED_THRESHOLD,
+            level: 6,
+            mem_level: Some(mem_level),
+        }
     }
 
     /// Ask (client) or require (server) that the server resets its
@@ -182,6 +232,27 @@ impl DeflateConfig {
         self
     }
 
+    /// Bound the memory of the compressor and decompressor this side keeps
+    /// between messages (context takeover) with zlib's memLevel, 1–9: they
+    /// are then stock zlib, whose compressor has a hash table of
+    /// 2^(memLevel+7) entries and buffers 2^(memLevel+6) symbols (together
+    /// 2^(memLevel+9) bytes, beside twice its 2^w window) and whose
+    /// decompressor allocates a window of the negotiated size. Less memory,
+    /// a little less ratio. Unset (the default), they are zlib-rs: faster
+    /// on large messages, but of fixed size, ~419 KiB a connection whatever
+    /// the windows (figures in docs/compression.md). Shared state (no
+    /// context takeover) lives one per thread and is always zlib-rs.
+    ///
+    /// ```
+    /// use wsx_proto::deflate::DeflateConfig;
+    /// assert_eq!(DeflateConfig::default().mem_level(), None);
+    /// assert_eq!(DeflateConfig::default().with_mem_level(12).mem_level(), Some(9));
+    /// ```
+    pub fn with_mem_level(mut self, mem_level: u8) -> Self {
+        self.mem_level = Some(mem_level.clamp(1, 9));
+        self
+    }
+
     /// See [`DeflateConfig::with_server_no_context_takeover`].
     pub fn server_no_context_takeover(&self) -> bool {
         self.server_no_context_takeover
@@ -205,6 +276,10 @@ impl DeflateConfig {
     /// See [`DeflateConfig::with_level`].
     pub fn level(&self) -> u32 {
         self.level
+    }
+    /// See [`DeflateConfig::with_mem_level`].
+    pub fn mem_level(&self) -> Option<u8> {
+        self.mem_level
     }
 
     /// The client's offer (§5): `permessage-deflate` with
@@ -235,6 +310,168 @@ impl DeflateConfig {
     }
 }
 
+/// Messages shorter than this go uncompressed under a dedicated preset:
+/// with context takeover even a short chat line compresses well against the
+/// previous ones, but a few bytes cannot.
+const DEDICATED_THRESHOLD: usize = 32;
+
+/// How much compression state each connection of a server may keep: the
+/// memory presets of uWebSockets (its `SHARED_COMPRESSOR` and
+/// `DEDICATED_COMPRESSOR_3KB` ... `_256KB`), as a choice of window bits and
+/// zlib memLevel per server.
+///
+/// `Shared` (the server default) declines context takeover both ways:
+/// nothing is kept per connection, and each message is compressed alone,
+/// which gains little on small messages. A `DedicatedN` preset keeps one
+/// compressor and one decompressor per connection, with context takeover,
+/// so a stream of similar small messages (chat, game state, JSON events)
+/// compresses against the ones before it. Its name is zlib's own estimate
+/// of the compressor's buffers, `2^(w+2) + 2^(m+9)` bytes for window bits
+/// `w` and memLevel `m`; a connection pays more than that: zlib's ~6 KiB
+/// compressor state, a ~7 KiB decompressor with a `2^w` window, and the
+/// allocator's rounding. Measured on 2026-12-06: heap per idle server
+/// connection (compressor and decompressor, after four messages each way)
+/// and ratio (wire bytes over uncompressed) on a chat-like JSON stream
+/// (docs/compression.md, `cargo bench -p wsx-proto --bench compression`):
+///
+/// | preset | w, m | bytes per connection | ratio |
+/// | --- | --- | --- | --- |
+/// | `Shared` | — | 0.3 KiB | 1.00 (messages under 1 KiB go uncompressed; 0.78 with threshold 0) |
+/// | `Dedicated3K` | 9, 1 | 17.0 KiB | 0.46 |
+/// | `Dedicated4K` | 9, 2 | 18.0 KiB | 0.46 |
+/// | `Dedicated8K` | 10, 3 | 22.5 KiB | 0.39 |
+/// | `Dedicated16K` | 11, 4 | 31.5 KiB | 0.33 |
+/// | `Dedicated32K` | 12, 5 | 49.5 KiB | 0.30 |
+/// | `Dedicated64K` | 13, 6 | 85.5 KiB | 0.29 |
+/// | `Dedicated128K` | 14, 7 | 157.5 KiB | 0.28 |
+/// | `Dedicated256K` | 15, 8 | 301.5 KiB | 0.27 |
+///
+/// (Context takeover without a memLevel keeps zlib-rs state: 418 KiB a
+/// connection, 292 KiB even with 9-bit windows.) Messages under 32 bytes go
+/// uncompressed under a dedicated preset.
+///
+/// The server asks for the same window from the client
+/// (`client_max_window_bits`, RFC 7692 §7.1.2.2), which bounds the
+/// decompressor. A client that did not offer that parameter cannot be
+/// given one; the server then answers with `client_no_context_takeover`
+/// (§7.1.1.2) so that the decompressor is shared and the bound holds for
+/// every client.
+///
+/// ```
+/// use wsx_proto::deflate::{CompressionPreset, DeflateConfig};
+/// let preset: CompressionPreset = "dedicated-4k".parse().unwrap();
+/// assert_eq!(preset, CompressionPreset::Dedicated4K);
+/// assert_eq!(preset.to_string(), "dedicated-4k");
+/// assert_eq!(preset.window_and_mem_level(), Some((9, 2)));
+/// let config = DeflateConfig::preset(preset);
+/// assert_eq!(config.mem_level(), Some(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CompressionPreset {
+    /// No context takeover either way: state shared per thread, none per
+    /// connection ([`DeflateConfig::server_default`]).
+    #[default]
+    Shared,
+    /// Window bits 9, memLevel 1.
+    Dedicated3K,
+    /// Window bits 9, memLevel 2.
+    Dedicated4K,
+    /// Window bits 10, memLevel 3.
+    Dedicated8K,
+    /// Window bits 11, memLevel 4.
+    Dedicated16K,
+    /// Window bits 12, memLevel 5.
+    Dedicated32K,
+    /// Window bits 13, memLevel 6.
+    Dedicated64K,
+    /// Window bits 14, memLevel 7.
+    Dedicated128K,
+    /// Window bits 15, memLevel 8: zlib's defaults, the best ratio.
+    Dedicated256K,
+}
+
+impl CompressionPreset {
+    /// Every preset, smallest first.
+    pub const ALL: [CompressionPreset; 9] = [
+        Self::Shared,
+        Self::Dedicated3K,
+        Self::Dedicated4K,
+        Self::Dedicated8K,
+        Self::Dedicated16K,
+        Self::Dedicated32K,
+        Self::Dedicated64K,
+        Self::Dedicated128K,
+        Self::Dedicated256K,
+    ];
+
+    /// Window bits and memLevel of a dedicated preset; `None` for `Shared`.
+    ///
+    /// ```
+    /// use wsx_proto::deflate::CompressionPreset;
+    /// assert_eq!(CompressionPreset::Dedicated256K.window_and_mem_level(), Some((15, 8)));
+    /// assert_eq!(CompressionPreset::Shared.window_and_mem_level(), None);
+    /// ```
+    pub fn window_and_mem_level(self) -> Option<(u8, u8)> {
+        match self {
+            Self::Shared => None,
+            Self::Dedicated3K => Some((9, 1)),
+            Self::Dedicated4K => Some((9, 2)),
+            Self::Dedicated8K => Some((10, 3)),
+            Self::Dedicated16K => Some((11, 4)),
+            Self::Dedicated32K => Some((12, 5)),
+            Self::Dedicated64K => Some((13, 6)),
+            Self::Dedicated128K => Some((14, 7)),
+            Self::Dedicated256K => Some((15, 8)),
+        }
+    }
+
+    /// The name `FromStr` reads and `Display` writes: `shared`,
+    /// `dedicated-3k` ... `dedicated-256k`.
+    ///
+    /// ```
+    /// use wsx_proto::deflate::CompressionPreset;
+    /// assert_eq!(CompressionPreset::Dedicated16K.name(), "dedicated-16k");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Dedicated3K => "dedicated-3k",
+            Self::Dedicated4K => "dedicated-4k",
+            Self::Dedicated8K => "dedicated-8k",
+            Self::Dedicated16K => "dedicated-16k",
+            Self::Dedicated32K => "dedicated-32k",
+            Self::Dedicated64K => "dedicated-64k",
+            Self::Dedicated128K => "dedicated-128k",
+            Self::Dedicated256K => "dedicated-256k",
+        }
+    }
+}
+
+impl fmt::Display for CompressionPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of [`CompressionPreset`]'s.
+///
+/// ```
+/// use wsx_proto::deflate::CompressionPreset;
+/// let e = "dedicated-5k".parse::<CompressionPreset>().unwrap_err();
+/// assert!(e.to_string().contains("dedicated-5k"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown compression preset {0:?} (shared, dedicated-3k, -4k, -8k, -16k, -32k, -64k, -128k, -256k)")]
+pub struct UnknownPreset(pub String);
+
+impl FromStr for CompressionPreset {
+    type Err = UnknownPreset;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(s)).ok_or_else(|| UnknownPreset(s.to_owned()))
+    }
+}
+
 /// What was negotiated: the effective parameters of both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateParams {
@@ -250,6 +487,10 @@ pub struct DeflateParams {
     pub threshold: usize,
     /// Compression level (local setting).
     pub level: u32,
+    /// zlib memLevel 1–9 bounding the state kept between messages; `None`:
+    /// zlib-rs state of fixed size (local setting,
+    /// [`DeflateConfig::with_mem_level`]).
+    pub mem_level: Option<u8>,
 }
 
 /// A parameter block that is not a valid permessage-deflate offer or
@@ -348,6 +589,12 @@ pub fn server_negotiate(config: &DeflateConfig, offers: &[Extension]) -> Option<
                 (b, b < 15 || v.is_some())
             }
         };
+        // A server that bounds its decompressor's window cannot tell a
+        // client that did not offer client_max_window_bits to use less than
+        // 2^15 (§7.1.2.2). It asks that client for no context takeover
+        // instead, which a server may always do (§7.1.1.2): the
+        // decompressor is then shared per thread and the bound holds.
+        let client_nct = client_nct || (p.client_max_window_bits.is_none() && config.client_max_window_bits < 15);
         let mut header = String::from(PERMESSAGE_DEFLATE);
         if server_nct {
             header.push_str("; server_no_context_takeover");
@@ -368,6 +615,7 @@ pub fn server_negotiate(config: &DeflateConfig, offers: &[Extension]) -> Option<
             client_max_window_bits: client_bits,
             threshold: config.threshold,
             level: config.level,
+            mem_level: config.mem_level,
         };
         return Some((params, header));
     }
@@ -439,16 +687,27 @@ pub fn client_accept_response(
         client_max_window_bits: client_bits,
         threshold: config.threshold,
         level: config.level,
+        mem_level: config.mem_level,
     }))
 }
 
-/// The sending side's compressor. Created on first use.
+/// The sending side's compressor. Created on first use; without context
+/// takeover one of the thread's shared ones (zlib-rs), with it this
+/// connection's own.
 pub(crate) struct Deflater {
-    inner: Option<Compress>,
+    inner: Option<Compressor>,
     bits: u8,
     reset_each: bool,
     level: u32,
+    mem_level: Option<u8>,
     threshold: usize,
+}
+
+/// A compressor a connection keeps: zlib-rs (fixed size, fast), or stock
+/// zlib sized by window bits and memLevel.
+enum Compressor {
+    Rs(Compress),
+    Zlib(zlib::Deflate),
 }
 
 impl std::fmt::Debug for Deflater {
@@ -458,8 +717,8 @@ impl std::fmt::Debug for Deflater {
 }
 
 impl Deflater {
-    pub(crate) fn new(bits: u8, reset_each: bool, level: u32, threshold: usize) -> Self {
-        Self { inner: None, bits, reset_each, level, threshold }
+    pub(crate) fn new(bits: u8, reset_each: bool, level: u32, mem_level: Option<u8>, threshold: usize) -> Self {
+        Self { inner: None, bits, reset_each, level, mem_level, threshold }
     }
 
     /// Whether a message of `len` bytes should be compressed.
@@ -488,12 +747,40 @@ impl Deflater {
             put_compressor(bits, level, c);
             return;
         }
-        let c = self.inner.get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));
+        let mem_level = self.mem_level;
+        let c = self.inner.get_or_insert_with(|| match mem_level {
+            None => Compressor::Rs(Compress::new_with_window_bits(Compression::new(level), false, bits)),
+            Some(m) => Compressor::Zlib(zlib::Deflate::new(level, bits, m)),
+        });
         run_compress(c, input, out);
     }
 }
 
-fn run_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
+/// One step of a compressor: compress what fits of `input` into the spare
+/// capacity of `out` with a sync flush, returning the input bytes consumed.
+trait SyncFlush {
+    fn sync_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize;
+}
+
+impl SyncFlush for Compress {
+    fn sync_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let before = self.total_in();
+        // Compressing from memory into memory cannot fail.
+        let _ = self.compress_vec(input, out, FlushCompress::Sync);
+        (self.total_in() - before) as usize
+    }
+}
+
+impl SyncFlush for Compressor {
+    fn sync_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        match self {
+            Self::Rs(c) => c.sync_flush(input, out),
+            Self::Zlib(c) => c.sync_flush(input, out),
+        }
+    }
+}
+
+fn run_compress(c: &mut impl SyncFlush, input: &[u8], out: &mut Vec<u8>) {
     if input.is_empty() {
         // An empty message is one empty stored block: `00` once the tail is
         // removed (§7.2.3.6). Not asked of zlib: a sync flush with no input
@@ -505,16 +792,13 @@ fn run_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
         out.push(0x00);
         return;
     }
-    let start_in = c.total_in();
     out.reserve(input.len() / 2 + 64);
+    let mut consumed = 0;
     loop {
-        let consumed = (c.total_in() - start_in) as usize;
         if out.capacity() - out.len() < 64 {
             out.reserve(out.capacity().max(1024));
         }
-        // Compressing from memory into memory cannot fail.
-        let _ = c.compress_vec(&input[consumed..], out, FlushCompress::Sync);
-        let consumed = (c.total_in() - start_in) as usize;
+        consumed += c.sync_flush(&input[consumed..], out);
         // Done when all input is in and the flush had room to finish.
         if consumed == input.len() && out.len() < out.capacity() {
             break;
@@ -525,11 +809,48 @@ fn run_compress(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// A decompressor: zlib-rs (a thread's shared one without context
+/// takeover; a connection's own, of fixed size, with it), or stock zlib
+/// with a window of the negotiated size (a connection's own, when a
+/// memLevel bounds its memory).
+enum Decompressor {
+    Rs(Decompress),
+    Zlib(zlib::Inflate),
+}
+
+impl Decompressor {
+    /// Inflate what fits of `input` into the spare capacity of `out` with a
+    /// sync flush: the input bytes consumed, and whether the stream ended
+    /// (a final block).
+    fn sync_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), ProtocolError> {
+        match self {
+            Self::Rs(d) => {
+                let before = d.total_in();
+                let status = d
+                    .decompress_vec(input, out, FlushDecompress::Sync)
+                    .map_err(|_| ProtocolError::InvalidCompressedData)?;
+                Ok(((d.total_in() - before) as usize, status == Status::StreamEnd))
+            }
+            Self::Zlib(d) => d.sync_flush(input, out).map_err(|()| ProtocolError::InvalidCompressedData),
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Self::Rs(d) => d.reset(false),
+            Self::Zlib(d) => d.reset(),
+        }
+    }
+}
+
 /// The receiving side's decompressor. Created on first use.
 pub(crate) struct Inflater {
-    inner: Option<Decompress>,
+    inner: Option<Decompressor>,
     bits: u8,
     reset_each: bool,
+    /// A memLevel was set: a decompressor kept between messages is stock
+    /// zlib, whose window is `2^bits` (zlib-rs always allocates 2^15).
+    bounded: bool,
     /// The message's DEFLATE stream ended with a final block (BFINAL set,
     /// RFC 7692 §7.2.3.4): the rest of the message is not inflated, and the
     /// next message starts a new stream.
@@ -557,8 +878,8 @@ impl std::fmt::Debug for Inflater {
 }
 
 impl Inflater {
-    pub(crate) fn new(bits: u8, reset_each: bool) -> Self {
-        Self { inner: None, bits: bits.max(9), reset_each, ended: false, tail: 0 }
+    pub(crate) fn new(bits: u8, reset_each: bool, bounded: bool) -> Self {
+        Self { inner: None, bits: bits.max(9), reset_each, bounded, ended: false, tail: 0 }
     }
 
     /// Inflate `input`, payload bytes of a compressed message, appending to
@@ -590,13 +911,16 @@ impl Inflater {
                     // No context takeover: the decompressor goes back to the
                     // thread. A stream that ended (BFINAL) cannot go on
                     // either: the next message is a new stream.
-                    if let Some(mut d) = self.inner.take() {
-                        d.reset(false);
-                        if self.reset_each {
+                    match self.inner.take() {
+                        Some(Decompressor::Rs(mut d)) if self.reset_each => {
+                            d.reset(false);
                             put_decompressor(self.bits, d);
-                        } else {
+                        }
+                        Some(mut d) => {
+                            d.reset();
                             self.inner = Some(d);
                         }
+                        None => {}
                     }
                 }
                 self.ended = false;
@@ -615,7 +939,7 @@ impl Inflater {
         limit: usize,
         max_out: usize,
     ) -> Result<Inflated, ProtocolError> {
-        let (bits, pooled) = (self.bits, self.reset_each);
+        let (bits, pooled, bounded) = (self.bits, self.reset_each, self.bounded);
         let start = out.len();
         let mut consumed = 0;
         loop {
@@ -628,9 +952,11 @@ impl Inflater {
             }
             let d = self.inner.get_or_insert_with(|| {
                 if pooled {
-                    take_decompressor(bits)
+                    Decompressor::Rs(take_decompressor(bits))
+                } else if bounded {
+                    Decompressor::Zlib(zlib::Inflate::new(bits))
                 } else {
-                    Decompress::new_with_window_bits(false, bits)
+                    Decompressor::Rs(Decompress::new_with_window_bits(false, bits))
                 }
             });
             if out.len() == out.capacity() {
@@ -652,20 +978,19 @@ impl Inflater {
             } else {
                 &[]
             };
-            let (before_in, before_out) = (d.total_in(), out.len());
-            let status =
-                d.decompress_vec(src, out, FlushDecompress::Sync).map_err(|_| ProtocolError::InvalidCompressedData)?;
+            let before_out = out.len();
+            // `used` is at most `src.len()`: at most 4 bytes when inflating
+            // the tail.
+            let (used, stream_end) = d.sync_flush(src, out)?;
             if out.len() > limit {
                 return Err(ProtocolError::MessageTooBig { size: out.len() as u64, max: limit });
             }
-            // At most `src.len()`: at most 4 bytes when inflating the tail.
-            let used = (d.total_in() - before_in) as usize;
             if in_input {
                 consumed += used;
             } else {
                 self.tail += used as u8;
             }
-            if status == Status::StreamEnd {
+            if stream_end {
                 // A final block ends the message's stream (RFC 7692
                 // §7.2.3.4 allows senders to flush this way).
                 self.ended = true;
@@ -703,7 +1028,10 @@ impl DeflateParams {
                 self.server_no_context_takeover,
             )
         };
-        (Deflater::new(out_bits, out_reset, self.level, self.threshold), Inflater::new(in_bits, in_reset))
+        (
+            Deflater::new(out_bits, out_reset, self.level, self.mem_level, self.threshold),
+            Inflater::new(in_bits, in_reset, self.mem_level.is_some()),
+        )
     }
 }
 
@@ -795,6 +1123,144 @@ mod tests {
         assert_eq!(h, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
     }
 
+    /// What a server with `preset` answers to `offer`.
+    fn neg_preset(preset: CompressionPreset, offer: &str) -> (DeflateParams, String) {
+        server_negotiate(&DeflateConfig::preset(preset), &parse_extensions(offer).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn presets_choose_windows_and_mem_level() {
+        assert_eq!(DeflateConfig::preset(CompressionPreset::Shared), DeflateConfig::server_default());
+        let expected = [(9, 1), (9, 2), (10, 3), (11, 4), (12, 5), (13, 6), (14, 7), (15, 8)];
+        for (p, (bits, mem)) in CompressionPreset::ALL[1..].iter().zip(expected) {
+            let c = DeflateConfig::preset(*p);
+            assert_eq!(p.window_and_mem_level(), Some((bits, mem)), "{p}");
+            assert!(!c.server_no_context_takeover() && !c.client_no_context_takeover(), "{p}");
+            assert_eq!(
+                (c.server_max_window_bits(), c.client_max_window_bits(), c.mem_level()),
+                (bits, bits, Some(mem))
+            );
+            // zlib's own figure for the compressor's buffers is the name.
+            let kib = ((1usize << (bits + 2)) + (1 << (mem + 9))) >> 10;
+            assert_eq!(p.name(), format!("dedicated-{kib}k"));
+            assert_eq!(p.name().parse::<CompressionPreset>(), Ok(*p));
+        }
+        assert_eq!("SHARED".parse(), Ok(CompressionPreset::Shared));
+        assert!("dedicated".parse::<CompressionPreset>().is_err());
+    }
+
+    #[test]
+    fn every_preset_negotiates_per_rfc_7692() {
+        for preset in CompressionPreset::ALL {
+            let Some((w, mem)) = preset.window_and_mem_level() else {
+                // Shared: no context takeover either way, whatever is offered.
+                for offer in ["permessage-deflate", "permessage-deflate; client_max_window_bits"] {
+                    let (p, h) = neg_preset(preset, offer);
+                    assert_eq!(h, "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+                    assert!(p.server_no_context_takeover && p.client_no_context_takeover);
+                }
+                continue;
+            };
+            let bits = |b: u8| if b < 15 { format!("; server_max_window_bits={b}") } else { String::new() };
+            // What browsers offer: the server limits its own window (§7.1.2.1:
+            // it may, unasked) and the client's (§7.1.2.2: it was offered).
+            let (p, h) = neg_preset(preset, "permessage-deflate; client_max_window_bits");
+            let client = if w < 15 { format!("; client_max_window_bits={w}") } else { String::new() };
+            assert_eq!(h, format!("permessage-deflate{}{client}", bits(w)), "{preset}");
+            assert_eq!(
+                (p.server_max_window_bits, p.client_max_window_bits, p.mem_level),
+                (w, w, Some(mem)),
+                "{preset}"
+            );
+            assert!(!p.server_no_context_takeover && !p.client_no_context_takeover, "{preset}");
+            // A smaller window offered by the client is kept (§7.1.2.2).
+            let (p, h) = neg_preset(preset, "permessage-deflate; client_max_window_bits=9");
+            assert_eq!(h, format!("permessage-deflate{}; client_max_window_bits=9", bits(w)), "{preset}");
+            assert_eq!(p.client_max_window_bits, 9);
+            // A server window asked for is answered with at most that
+            // (§7.1.2.1), never more than the preset's.
+            let (p, h) = neg_preset(preset, "permessage-deflate; server_max_window_bits=10; client_max_window_bits");
+            let sb = w.min(10);
+            assert!(h.contains(&format!("; server_max_window_bits={sb}")), "{preset}: {h}");
+            assert_eq!(p.server_max_window_bits, sb);
+            // No client_max_window_bits in the offer: the response must not
+            // carry it (§7.1.2.2), so a bounded decompressor asks for no
+            // client context takeover (§7.1.1.2) and is shared.
+            let (p, h) = neg_preset(preset, "permessage-deflate");
+            assert!(!h.contains("client_max_window_bits"), "{preset}: {h}");
+            assert_eq!(p.client_max_window_bits, 15);
+            assert_eq!(p.client_no_context_takeover, w < 15, "{preset}: {h}");
+            assert_eq!(h.contains("client_no_context_takeover"), w < 15, "{preset}: {h}");
+            // server_no_context_takeover asked for is granted (§7.1.1.1).
+            let (p, h) = neg_preset(preset, "permessage-deflate; server_no_context_takeover; client_max_window_bits");
+            assert!(p.server_no_context_takeover && h.contains("server_no_context_takeover"), "{preset}");
+            // A client configured by default accepts every answer, and both
+            // ends then agree on every parameter.
+            for offer in [DeflateConfig::default().client_offer(), DeflateConfig::preset(preset).client_offer()] {
+                let client_cfg = if offer.contains("server_max_window_bits") {
+                    DeflateConfig::preset(preset)
+                } else {
+                    DeflateConfig::default()
+                };
+                let (server, h) = neg_preset(preset, &offer);
+                let client = client_accept_response(&client_cfg, &parse_extensions(&h).unwrap()).unwrap().unwrap();
+                assert_eq!(
+                    (client.server_max_window_bits, client.client_max_window_bits),
+                    (server.server_max_window_bits, server.client_max_window_bits),
+                    "{preset}: {offer} -> {h}"
+                );
+                assert_eq!(
+                    (client.server_no_context_takeover, client.client_no_context_takeover),
+                    (server.server_no_context_takeover, server.client_no_context_takeover),
+                    "{preset}: {offer} -> {h}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bounded_decompressor_without_a_preset_follows_the_same_rule() {
+        let cfg = DeflateConfig::default().with_client_max_window_bits(10);
+        let (p, h) = server_negotiate(&cfg, &parse_extensions("permessage-deflate").unwrap()).unwrap();
+        assert_eq!(h, "permessage-deflate; client_no_context_takeover");
+        assert!(p.client_no_context_takeover);
+        let (p, h) = neg("permessage-deflate").unwrap();
+        assert_eq!(h, "permessage-deflate");
+        assert!(!p.client_no_context_takeover);
+    }
+
+    /// The parameters both ends hold after a browser-like offer to a server
+    /// with `preset`.
+    fn preset_params(preset: CompressionPreset) -> DeflateParams {
+        neg_preset(preset, "permessage-deflate; client_max_window_bits").0
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_preset_round_trips_both_ways(
+            preset in proptest::sample::select(CompressionPreset::ALL.to_vec()),
+            msgs in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    "[a-z \\\"{}:,0-9]{0,400}".prop_map(String::into_bytes),
+                    (0usize..40_000).prop_map(|n| br#"{"user":"ana","text":"hello"}"#.repeat(n / 30 + 1)),
+                ],
+                1..12,
+            ),
+        ) {
+            let params = preset_params(preset);
+            for (from, to) in [(crate::Role::Server, crate::Role::Client), (crate::Role::Client, crate::Role::Server)] {
+                let (mut tx, _) = params.for_role(from);
+                let (_, mut rx) = params.for_role(to);
+                for m in &msgs {
+                    prop_assert_eq!(&through(&mut tx, &mut rx, m), m, "{} {:?}", preset, from);
+                }
+            }
+        }
+    }
+
     fn resp(cfg: &DeflateConfig, r: &str) -> Result<Option<DeflateParams>, InvalidDeflateParams> {
         client_accept_response(cfg, &parse_extensions(r).unwrap())
     }
@@ -817,22 +1283,32 @@ mod tests {
         assert_eq!(resp(&d, "").unwrap(), None);
     }
 
+    /// Compress `m` with `tx` and inflate it with `rx`, the compressed
+    /// stream split in two "frames".
+    fn through(tx: &mut Deflater, rx: &mut Inflater, m: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        tx.compress(m, &mut wire);
+        let mut out = Vec::new();
+        let cut = wire.len() / 2;
+        whole(rx, &wire[..cut], false, &mut out).unwrap();
+        whole(rx, &wire[cut..], true, &mut out).unwrap();
+        out
+    }
+
     fn round_trip(params: DeflateParams, msgs: &[&[u8]]) {
         let (mut tx, _) = params.for_role(crate::Role::Client);
         let (_, mut rx) = params.for_role(crate::Role::Server);
         for m in msgs {
-            let mut wire = Vec::new();
-            tx.compress(m, &mut wire);
-            let mut out = Vec::new();
-            // Split the compressed stream in two "frames".
-            let cut = wire.len() / 2;
-            whole(&mut rx, &wire[..cut], false, &mut out).unwrap();
-            whole(&mut rx, &wire[cut..], true, &mut out).unwrap();
-            assert_eq!(&out[..], *m);
+            assert_eq!(through(&mut tx, &mut rx, m), *m);
         }
     }
 
-    fn params(nct: bool, bits: u8) -> DeflateParams {
+    /// Both kinds of state a connection may keep (zlib-rs; stock zlib with
+    /// the smallest and largest memLevel), with and without context takeover.
+    const SETTINGS: [(bool, Option<u8>); 5] =
+        [(false, None), (true, None), (false, Some(1)), (false, Some(9)), (true, Some(1))];
+
+    fn params(nct: bool, bits: u8, mem: Option<u8>) -> DeflateParams {
         DeflateParams {
             server_no_context_takeover: nct,
             client_no_context_takeover: nct,
@@ -840,6 +1316,7 @@ mod tests {
             client_max_window_bits: bits,
             threshold: 0,
             level: 6,
+            mem_level: mem,
         }
     }
 
@@ -847,9 +1324,9 @@ mod tests {
     fn compress_inflate_round_trip_with_and_without_context_takeover() {
         let big = b"hello hello hello world ".repeat(2000);
         let msgs: [&[u8]; 4] = [b"", b"a", &big, b"hello hello hello"];
-        for nct in [false, true] {
+        for (nct, mem) in SETTINGS {
             for bits in [9, 12, 15] {
-                round_trip(params(nct, bits), &msgs);
+                round_trip(params(nct, bits, mem), &msgs);
             }
         }
     }
@@ -860,43 +1337,45 @@ mod tests {
         // nothing; every empty message must still be `00` (§7.2.3.6), or
         // the peer's inflater (Node's ws, Python's websockets) fails on the
         // next message. Checked with a plain zlib inflater as the peer.
-        for nct in [false, true] {
-            let (mut tx, _) = params(nct, 15).for_role(crate::Role::Client);
+        for (nct, mem) in SETTINGS {
+            let (mut tx, _) = params(nct, 15, mem).for_role(crate::Role::Client);
             let mut peer = Decompress::new(false);
             let msgs: [&[u8]; 6] = [b"", b"", b"a", b"", b"hello hello", b""];
             for m in msgs {
                 let mut wire = Vec::new();
                 tx.compress(m, &mut wire);
                 if m.is_empty() {
-                    assert_eq!(wire, [0x00], "nct={nct}");
+                    assert_eq!(wire, [0x00], "nct={nct} mem={mem:?}");
                 }
                 wire.extend_from_slice(&TAIL);
                 let mut out = Vec::with_capacity(64);
                 peer.decompress_vec(&wire, &mut out, FlushDecompress::Sync).unwrap();
-                assert_eq!(out, m, "nct={nct}");
+                assert_eq!(out, m, "nct={nct} mem={mem:?}");
             }
-            round_trip(params(nct, 15), &msgs);
+            round_trip(params(nct, 15, mem), &msgs);
         }
     }
 
     #[test]
     fn window_bits_8_is_never_used_to_compress() {
-        let (tx, rx) = params(false, 8).for_role(crate::Role::Server);
+        let (tx, rx) = params(false, 8, None).for_role(crate::Role::Server);
         assert!(!tx.wants(10_000));
         assert_eq!(rx.bits, 9);
     }
 
     #[test]
     fn decompression_bomb_stops_at_the_limit() {
-        let zeros = vec![0u8; 8 << 20];
-        let (mut tx, mut rx) = params(false, 15).for_role(crate::Role::Client);
-        let mut wire = Vec::new();
-        tx.compress(&zeros, &mut wire);
-        assert!(wire.len() < 64 << 10);
-        let mut out = Vec::new();
-        let e = whole(&mut rx, &wire, true, &mut out).unwrap_err();
-        assert!(matches!(e, ProtocolError::MessageTooBig { .. }));
-        assert!(out.capacity() <= (1 << 20) + 1, "capacity {}", out.capacity());
+        for mem in [None, Some(1)] {
+            let zeros = vec![0u8; 8 << 20];
+            let (mut tx, mut rx) = params(false, 15, mem).for_role(crate::Role::Client);
+            let mut wire = Vec::new();
+            tx.compress(&zeros, &mut wire);
+            assert!(wire.len() < 64 << 10);
+            let mut out = Vec::new();
+            let e = whole(&mut rx, &wire, true, &mut out).unwrap_err();
+            assert!(matches!(e, ProtocolError::MessageTooBig { .. }));
+            assert!(out.capacity() <= (1 << 20) + 1, "capacity {}", out.capacity());
+        }
     }
 
     #[test]
@@ -904,25 +1383,25 @@ mod tests {
         // RFC 7692 §7.2.3.4: "Hello" in a block with BFINAL set, followed by
         // the octet 0x00; then the same message again, then a normal one.
         let bfinal = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
-        for nct in [false, true] {
-            let (mut fresh, _) = params(nct, 15).for_role(crate::Role::Client);
-            let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
+        for (nct, mem) in SETTINGS {
+            let (mut fresh, _) = params(nct, 15, mem).for_role(crate::Role::Client);
+            let (_, mut rx) = params(nct, 15, mem).for_role(crate::Role::Server);
             for _ in 0..2 {
                 let mut out = Vec::new();
                 whole(&mut rx, &bfinal, true, &mut out).unwrap();
-                assert_eq!(out, b"Hello", "nct={nct}");
+                assert_eq!(out, b"Hello", "nct={nct} mem={mem:?}");
             }
             // Fragmented: the final block in the first frame, the rest ignored.
             let mut out = Vec::new();
             whole(&mut rx, &bfinal[..7], false, &mut out).unwrap();
             whole(&mut rx, &[0x00, 0x12, 0x34], true, &mut out).unwrap();
-            assert_eq!(out, b"Hello", "nct={nct}");
+            assert_eq!(out, b"Hello", "nct={nct} mem={mem:?}");
             // Then a new stream, made as usual (sync flush, no final block).
             let mut wire = Vec::new();
             fresh.compress(b"hello again", &mut wire);
             let mut out = Vec::new();
             whole(&mut rx, &wire, true, &mut out).unwrap();
-            assert_eq!(out, b"hello again", "nct={nct}");
+            assert_eq!(out, b"hello again", "nct={nct} mem={mem:?}");
         }
     }
 
@@ -933,19 +1412,19 @@ mod tests {
         // message): the bytes are those of one unbounded call, and the
         // stream goes on after (context takeover).
         let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 7 + i / 4096 % 13) as u8).collect();
-        for nct in [false, true] {
-            let (mut tx, _) = params(nct, 15).for_role(crate::Role::Client);
-            let (_, mut rx) = params(nct, 15).for_role(crate::Role::Server);
+        for (nct, mem) in SETTINGS {
+            let (mut tx, _) = params(nct, 15, mem).for_role(crate::Role::Client);
+            let (_, mut rx) = params(nct, 15, mem).for_role(crate::Role::Server);
             for _ in 0..2 {
                 let mut wire = Vec::new();
                 tx.compress(&data, &mut wire);
-                assert_eq!(in_steps(&mut rx, &wire, true, 1000, 2 << 20).unwrap(), data, "nct={nct}");
+                assert_eq!(in_steps(&mut rx, &wire, true, 1000, 2 << 20).unwrap(), data, "nct={nct} mem={mem:?}");
                 let mut wire = Vec::new();
                 tx.compress(&data, &mut wire);
                 let cut = wire.len() / 3;
                 let mut got = in_steps(&mut rx, &wire[..cut], false, 1000, 2 << 20).unwrap();
                 got.extend(in_steps(&mut rx, &wire[cut..], true, 1000, 2 << 20).unwrap());
-                assert_eq!(got, data, "nct={nct}");
+                assert_eq!(got, data, "nct={nct} mem={mem:?}");
                 let mut wire = Vec::new();
                 tx.compress(b"hello", &mut wire);
                 assert_eq!(in_steps(&mut rx, &wire, true, 1, 100).unwrap(), b"hello");
@@ -955,19 +1434,23 @@ mod tests {
 
     #[test]
     fn a_bomb_inflated_in_steps_still_stops_at_the_limit() {
-        let zeros = vec![0u8; 8 << 20];
-        let (mut tx, mut rx) = params(false, 15).for_role(crate::Role::Client);
-        let mut wire = Vec::new();
-        tx.compress(&zeros, &mut wire);
-        let e = in_steps(&mut rx, &wire, true, 64 << 10, 1 << 20).unwrap_err();
-        assert!(matches!(e, ProtocolError::MessageTooBig { .. }), "{e:?}");
+        for mem in [None, Some(1)] {
+            let zeros = vec![0u8; 8 << 20];
+            let (mut tx, mut rx) = params(false, 15, mem).for_role(crate::Role::Client);
+            let mut wire = Vec::new();
+            tx.compress(&zeros, &mut wire);
+            let e = in_steps(&mut rx, &wire, true, 64 << 10, 1 << 20).unwrap_err();
+            assert!(matches!(e, ProtocolError::MessageTooBig { .. }), "{e:?}");
+        }
     }
 
     #[test]
     fn garbage_is_invalid_compressed_data() {
-        let (_, mut rx) = params(false, 15).for_role(crate::Role::Client);
-        let mut out = Vec::new();
-        let r = whole(&mut rx, &[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out);
-        assert_eq!(r, Err(ProtocolError::InvalidCompressedData));
+        for mem in [None, Some(1)] {
+            let (_, mut rx) = params(false, 15, mem).for_role(crate::Role::Client);
+            let mut out = Vec::new();
+            let r = whole(&mut rx, &[0xff, 0xff, 0xff, 0xff, 0x00], true, &mut out);
+            assert_eq!(r, Err(ProtocolError::InvalidCompressedData));
+        }
     }
 }

@@ -72,6 +72,7 @@ mod role;
 mod spare;
 mod utf8;
 mod writer;
+mod zlib;
 
 pub use close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 pub use connection::Connection;

@@ -272,14 +272,15 @@ struct Outcome {
 fn deflate_params() -> impl Strategy<Value = Option<DeflateParams>> {
     proptest::option::weighted(
         0.8,
-        (any::<(bool, bool)>(), 8u8..=15, 8u8..=15, 0usize..2000, 0u32..=9).prop_map(
-            |((server_nct, client_nct), server_bits, client_bits, threshold, level)| DeflateParams {
+        (any::<(bool, bool)>(), 8u8..=15, 8u8..=15, 0usize..2000, 0u32..=9, proptest::option::of(1u8..=9)).prop_map(
+            |((server_nct, client_nct), server_bits, client_bits, threshold, level, mem_level)| DeflateParams {
                 server_no_context_takeover: server_nct,
                 client_no_context_takeover: client_nct,
                 server_max_window_bits: server_bits,
                 client_max_window_bits: client_bits,
                 threshold,
                 level,
+                mem_level,
             },
         ),
     )

@@ -11,13 +11,16 @@
 //! asks for no context takeover in both directions, and
 //! `--server-context-takeover` makes the server accept with
 //! `DeflateConfig::default()` (context takeover both ways) instead of its
-//! default (none).
+//! default (none); `--preset NAME` makes it accept with a memory preset
+//! (`dedicated-3k` ... `dedicated-256k`, see docs/compression.md), the
+//! client compressing within the window the server asks of it.
 //!
 //! ```sh
 //! cargo bench -p wsx --bench idle                      # 10,000 connections
 //! cargo bench -p wsx --bench idle -- 2000              # another count
 //! cargo bench -p wsx --bench idle -- --deflate
 //! cargo bench -p wsx --bench idle -- --deflate --no-context-takeover
+//! cargo bench -p wsx --bench idle -- --deflate --preset dedicated-3k
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -60,10 +63,11 @@ fn rss_kib() -> usize {
         .unwrap_or(0)
 }
 
-/// A masked, compressed binary frame of 4 KiB of text-like data.
-fn compressed_frame() -> Vec<u8> {
+/// A masked, compressed binary frame of 4 KiB of text-like data, made with
+/// a `2^bits` window.
+fn compressed_frame(bits: u8) -> Vec<u8> {
     let text: Vec<u8> = (0..4096u32).map(|i| b"abcdefghij klmnop"[(i * 7 % 17) as usize]).collect();
-    let mut c = flate2::Compress::new(flate2::Compression::new(6), false);
+    let mut c = flate2::Compress::new_with_window_bits(flate2::Compression::new(6), false, bits);
     let mut out = Vec::with_capacity(8192);
     c.compress_vec(&text, &mut out, flate2::FlushCompress::Sync).unwrap();
     out.truncate(out.len() - 4);
@@ -77,14 +81,14 @@ fn compressed_frame() -> Vec<u8> {
 
 /// Child process: open `n` raw WebSocket connections, print "ready", hold
 /// them until stdin closes.
-fn client(addr: &str, n: usize, offer: &str) {
+fn client(addr: &str, n: usize, bits: u8, offer: &str) {
     let mut socks = Vec::with_capacity(n);
     let ext = if offer.is_empty() { String::new() } else { format!("Sec-WebSocket-Extensions: {offer}\r\n") };
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
     );
-    let frame = compressed_frame();
+    let frame = compressed_frame(bits);
     for _ in 0..n {
         let mut s = std::net::TcpStream::connect(addr).expect("connect");
         s.write_all(req.as_bytes()).unwrap();
@@ -114,20 +118,24 @@ fn wsx_proto_deflate_default() -> wsx::proto::deflate::DeflateConfig {
 
 fn main() {
     if let Ok(spec) = std::env::var("WSX_IDLE_CLIENT") {
-        let mut it = spec.splitn(3, ',');
-        let (addr, n, offer) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap_or(""));
-        return client(addr, n.parse().unwrap(), offer);
+        let mut it = spec.splitn(4, ',');
+        let (addr, n, bits) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+        return client(addr, n.parse().unwrap(), bits.parse().unwrap(), it.next().unwrap_or(""));
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10_000);
     let deflate = args.iter().any(|a| a == "--deflate");
     let nct = args.iter().any(|a| a == "--no-context-takeover");
     let server_takeover = args.iter().any(|a| a == "--server-context-takeover");
-    let config = if server_takeover {
-        wsx::Config::default().with_deflate(wsx_proto_deflate_default())
-    } else {
-        wsx::Config::default()
+    let preset: Option<wsx::proto::deflate::CompressionPreset> =
+        args.iter().position(|a| a == "--preset").map(|i| args[i + 1].parse().unwrap());
+    let config = match preset {
+        Some(p) => wsx::Config::default().with_compression_preset(p),
+        None if server_takeover => wsx::Config::default().with_deflate(wsx_proto_deflate_default()),
+        None => wsx::Config::default(),
     };
+    // The client's window: what the preset's server asks of it.
+    let bits = preset.and_then(|p| p.window_and_mem_level()).map_or(15, |(w, _)| w);
     let config: &'static wsx::Config = Box::leak(Box::new(config));
     let offer = match (deflate, nct) {
         (false, _) => "",
@@ -166,7 +174,7 @@ fn main() {
             }
         });
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .env("WSX_IDLE_CLIENT", format!("{addr},{n},{offer}"))
+            .env("WSX_IDLE_CLIENT", format!("{addr},{n},{bits},{offer}"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -188,7 +196,11 @@ fn main() {
         println!(
             "idle connections: {n}, permessage-deflate: {}{}",
             if offer.is_empty() { "off" } else { offer },
-            if server_takeover { " (server: DeflateConfig::default())" } else { "" }
+            match preset {
+                Some(p) => format!(" (server: preset {p})"),
+                None if server_takeover => " (server: DeflateConfig::default())".to_owned(),
+                None => String::new(),
+            }
         );
         println!(
             "server heap per idle connection: {:.2} KiB ({} bytes)",

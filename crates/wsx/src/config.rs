@@ -7,7 +7,7 @@ use crate::tls::TlsRoots;
 #[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
-use wsx_proto::deflate::DeflateConfig;
+use wsx_proto::deflate::{CompressionPreset, DeflateConfig};
 use wsx_proto::Role;
 
 /// Whether and how to use permessage-deflate.
@@ -160,6 +160,23 @@ impl Config {
     pub fn with_deflate(mut self, deflate: DeflateConfig) -> Self {
         self.deflate = Deflate::Custom(deflate);
         self
+    }
+
+    /// Use permessage-deflate with a memory preset: how much compression
+    /// state each connection may keep, and so how well streams of small
+    /// messages compress ([`CompressionPreset`];
+    /// [`DeflateConfig::preset`]). For servers: the default,
+    /// [`CompressionPreset::Shared`], keeps none per connection.
+    ///
+    /// ```
+    /// use wsx::proto::deflate::CompressionPreset;
+    /// use wsx::Role;
+    /// let config = wsx::Config::default().with_compression_preset(CompressionPreset::Dedicated4K);
+    /// let deflate = config.deflate(Role::Server).unwrap();
+    /// assert_eq!((deflate.server_max_window_bits(), deflate.mem_level()), (9, Some(2)));
+    /// ```
+    pub fn with_compression_preset(self, preset: CompressionPreset) -> Self {
+        self.with_deflate(DeflateConfig::preset(preset))
     }
 
     /// Turn permessage-deflate on (the role's default settings) or off.

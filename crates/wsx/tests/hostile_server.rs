@@ -117,6 +117,7 @@ async fn server_sending_a_decompression_bomb_gets_1009() {
         client_max_window_bits: 15,
         threshold: 0,
         level: 9,
+        mem_level: None,
     };
     let mut c = wsx::proto::Writer::with_deflate(wsx::Role::Server, &Default::default(), Some(&params));
     c.send(Message::binary(vec![0u8; 64 << 20])).unwrap();

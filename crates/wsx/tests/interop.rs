@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use wsx::handshake::{Accept, UpgradeRequest};
-use wsx::proto::deflate::DeflateConfig;
+use wsx::proto::deflate::{CompressionPreset, DeflateConfig};
 use wsx::{CloseCode, Config, Message};
 
 /// Largest message either end accepts: 16 MiB messages plus a margin.
@@ -521,6 +521,17 @@ async fn node_ws_client_to_wsx_server_no_compression() {
     peer_client_to_wsx_server(NodeWs, "off", deflate_no_context_takeover(), Expect::Off, Uncompressed).await;
 }
 
+/// A server memory preset (dedicated compressor, window bits 9, memLevel
+/// 1): ws's client is told both windows, and Node's zlib inflates what
+/// stock zlib made with them (and the reverse), context kept throughout.
+#[tokio::test]
+async fn node_ws_client_to_wsx_server_dedicated_3k_preset() {
+    let config =
+        Config::default().with_deflate(DeflateConfig::preset(CompressionPreset::Dedicated3K).with_threshold(0));
+    let expect = Expect::Deflate("permessage-deflate; server_max_window_bits=9; client_max_window_bits=9");
+    peer_client_to_wsx_server(NodeWs, "context-takeover", config, expect, Compressed).await;
+}
+
 // ---------------------------------------------------------------- Python websockets
 
 /// websockets' default answer: context takeover, server_max_window_bits=12
@@ -554,6 +565,16 @@ async fn wsx_client_to_python_websockets_server_no_compression() {
 async fn python_websockets_client_to_wsx_server_default_compression() {
     let config = deflate_no_context_takeover();
     peer_client_to_wsx_server(PythonWebsockets, "default", config, NO_TAKEOVER, Compressed).await;
+}
+
+/// A server memory preset (window bits 10, memLevel 3) with websockets'
+/// default client offer.
+#[tokio::test]
+async fn python_websockets_client_to_wsx_server_dedicated_8k_preset() {
+    let config =
+        Config::default().with_deflate(DeflateConfig::preset(CompressionPreset::Dedicated8K).with_threshold(0));
+    let expect = Expect::Deflate("permessage-deflate; server_max_window_bits=10; client_max_window_bits=10");
+    peer_client_to_wsx_server(PythonWebsockets, "default", config, expect, Compressed).await;
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ pub fn deflate_params(no_context_takeover: bool) -> DeflateParams {
         client_max_window_bits: 15,
         threshold: 0,
         level: 6,
+        mem_level: None,
     }
 }
 

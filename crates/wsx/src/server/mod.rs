@@ -125,6 +125,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use wsx_proto::deflate::CompressionPreset;
 use wsx_proto::handshake::{Accept, Reject, UpgradeRequest};
 
 /// What a [`Server`] serves: a TCP connection, with TLS when the server has
@@ -197,6 +198,24 @@ impl ServerBuilder {
     /// keepalive.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// How much permessage-deflate state each connection may keep: a
+    /// memory preset, set on the builder's [`Config`]
+    /// ([`Config::with_compression_preset`]; call it after
+    /// [`ServerBuilder::config`], which replaces the whole config). The
+    /// default, [`CompressionPreset::Shared`], keeps none.
+    ///
+    /// ```
+    /// use wsx::proto::deflate::CompressionPreset;
+    /// use wsx::server::Server;
+    /// let server = Server::builder().compression_preset(CompressionPreset::Dedicated8K).build();
+    /// let deflate = server.config().deflate(wsx::Role::Server).unwrap();
+    /// assert_eq!(deflate.server_max_window_bits(), 10);
+    /// ```
+    pub fn compression_preset(mut self, preset: CompressionPreset) -> Self {
+        self.config = self.config.with_compression_preset(preset);
         self
     }
 
