@@ -605,6 +605,12 @@ impl OutboxReceiver {
             }
             None if s.ended || self.shared.senders.load(Ordering::Acquire) == 0 => Poll::Ready(None),
             None => {
+                // Waiting: an idle connection keeps no queue buffer (the
+                // next push allocates one again; next to its write, that
+                // costs little, and idle connections are most of them).
+                if s.items.capacity() > 0 {
+                    s.items = VecDeque::new();
+                }
                 match &s.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => s.waker = Some(cx.waker().clone()),
@@ -762,5 +768,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pump<S> {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_outbox_keeps_no_buffer() {
+        let (outbox, rx) = Outbox::new(OutboxConfig::default());
+        for i in 0..8 {
+            outbox.push(Message::text(format!("m{i}")));
+        }
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut got = 0;
+        while let Poll::Ready(Some(_)) = rx.poll_take(&mut cx) {
+            got += 1;
+        }
+        assert_eq!(got, 8);
+        assert_eq!(rx.shared.lock().items.capacity(), 0, "the drained queue's buffer is freed");
+        outbox.push(Message::text("again"));
+        assert!(matches!(rx.poll_take(&mut cx), Poll::Ready(Some(_))), "and allocated again");
     }
 }
