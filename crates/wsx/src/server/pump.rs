@@ -779,7 +779,7 @@ mod tests {
     fn an_idle_outbox_keeps_no_buffer() {
         let (outbox, rx) = Outbox::new(OutboxConfig::default());
         for i in 0..8 {
-            outbox.push(Message::text(format!("m{i}")));
+            let _ = outbox.push(Message::text(format!("m{i}")));
         }
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
@@ -789,7 +789,7 @@ mod tests {
         }
         assert_eq!(got, 8);
         assert_eq!(rx.shared.lock().items.capacity(), 0, "the drained queue's buffer is freed");
-        outbox.push(Message::text("again"));
+        let _ = outbox.push(Message::text("again"));
         assert!(matches!(rx.poll_take(&mut cx), Poll::Ready(Some(_))), "and allocated again");
     }
 }
