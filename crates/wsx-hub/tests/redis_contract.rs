@@ -222,3 +222,38 @@ async fn a_stopped_nodes_members_all_leave() {
     }
     a.shutdown().await;
 }
+
+/// A burst of joins reaches Redis together: the changes noted since the
+/// last write go in one pipeline, one `ZADD` per room, not a round trip per
+/// member (which held the node's buffers for thousands of commands at
+/// once, 8 KiB per member).
+#[tokio::test]
+async fn a_burst_of_joins_is_written_together() {
+    const JOINS: usize = 50;
+    let Some(redis) = RedisServer::start() else { return };
+    let url = redis.url();
+    let (a, addr) =
+        start(Hub::builder().node_id("a").broker(RedisBroker::new(&url, RedisOptions::default()).unwrap())).await;
+    eventually(|| a.broker_state() == BrokerState::Connected).await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = query(&mut c, &["CONFIG", "RESETSTAT"]).await;
+    let joins = (0..JOINS).map(|_| async move {
+        let (mut ws, _) = raw(addr).await;
+        send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
+        assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
+        ws
+    });
+    let clients = futures_util::future::join_all(joins).await;
+    assert_eq!(a.member_count("r").await, JOINS as u64);
+    let stats: String = query(&mut c, &["INFO", "commandstats"]).await;
+    let zadds: usize = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_zadd:calls="))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((1..JOINS / 2).contains(&zadds), "{zadds} ZADDs for {JOINS} joins");
+    drop(clients);
+    a.shutdown().await;
+}

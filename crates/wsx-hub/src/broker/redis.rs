@@ -88,8 +88,24 @@ struct Shared {
     rooms: Mutex<HashSet<String>>,
     /// This node's members, to record again after a reconnect.
     presence: Mutex<HashMap<String, HashMap<String, Value>>>,
+    /// Joins and leaves of this node not written to Redis yet.
+    unwritten: Mutex<Unwritten>,
+    /// The generation of the last change written.
+    written: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Presence changes waiting for the session to write them, in one
+/// pipeline for every change since the last write: a burst of joins costs
+/// Redis (and the node's buffers for its commands) a round trip, not one
+/// per member.
+#[derive(Default)]
+struct Unwritten {
+    joins: HashMap<String, HashMap<String, Value>>,
+    leaves: HashMap<String, HashSet<String>>,
+    /// Counts the changes noted.
+    generation: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +146,8 @@ impl RedisBroker {
                 ops_ready: Notify::new(),
                 rooms: Mutex::new(HashSet::new()),
                 presence: Mutex::new(HashMap::new()),
+                unwritten: Mutex::new(Unwritten::default()),
+                written: watch::channel(0).0,
                 stop: watch::channel(false).0,
                 dropped: Default::default(),
             }),
@@ -185,17 +203,94 @@ impl Shared {
         now_ms() + self.opts.presence_ttl.as_millis() as u64
     }
 
-    /// The commands that record `members` of `room`.
+    /// The commands that record `members` of `room`: one `ZADD` for all.
     fn add_presence(&self, pipe: &mut redis::Pipeline, room: &str, members: &HashMap<String, Value>) {
+        if members.is_empty() {
+            return;
+        }
         let key = self.key("presence", room);
         let ttl = self.opts.presence_ttl.as_millis() as u64;
         let exp = self.expiry();
+        let zadd = pipe.cmd("ZADD").arg(&key);
+        for conn in members.keys() {
+            zadd.arg(exp).arg(conn);
+        }
+        zadd.ignore();
         for (conn, meta) in members {
-            pipe.cmd("ZADD").arg(&key).arg(exp).arg(conn).ignore();
             // Twice the TTL: the leave of an expired member carries it.
             pipe.cmd("SET").arg(self.key("meta", conn)).arg(meta.to_string()).arg("PX").arg(ttl * 2).ignore();
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl * 2).ignore();
+    }
+
+    /// Note a change of this node's presence for the session to write;
+    /// the future says when it is written (or fails after the command
+    /// timeout, or at once while Redis is unreachable: the change is
+    /// written after the reconnect).
+    fn note(&self, room: &str, conn: &str, joined: Option<Value>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let generation = {
+            let mut u = lock(&self.unwritten);
+            match joined {
+                Some(meta) => {
+                    if let Some(l) = u.leaves.get_mut(room) {
+                        l.remove(conn);
+                    }
+                    u.joins.entry(room.to_owned()).or_default().insert(conn.to_owned(), meta);
+                }
+                None => {
+                    if let Some(j) = u.joins.get_mut(room) {
+                        j.remove(conn);
+                    }
+                    u.leaves.entry(room.to_owned()).or_default().insert(conn.to_owned());
+                }
+            }
+            u.generation += 1;
+            u.generation
+        };
+        self.ops_ready.notify_one();
+        let connected = self.conn().is_some();
+        let mut written = self.written.subscribe();
+        let timeout = self.opts.command_timeout;
+        Box::pin(async move {
+            if !connected {
+                return Err(unavailable());
+            }
+            match tokio::time::timeout(timeout, written.wait_for(|w| *w >= generation)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(unavailable()),
+                Err(_) => Err(BrokerError::Command("presence not written in time".into())),
+            }
+        })
+    }
+
+    /// Write every presence change noted since the last write, in one
+    /// pipeline. Leaves that could not be written are kept for the next
+    /// session (joins are recorded again by its first refresh).
+    async fn write_presence(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let (joins, leaves, generation) = {
+            let mut u = lock(&self.unwritten);
+            if u.joins.is_empty() && u.leaves.is_empty() {
+                return Ok(());
+            }
+            (std::mem::take(&mut u.joins), std::mem::take(&mut u.leaves), u.generation)
+        };
+        let mut pipe = redis::pipe();
+        for (room, members) in &joins {
+            self.add_presence(&mut pipe, room, members);
+        }
+        for (room, conns) in leaves.iter().filter(|(_, c)| !c.is_empty()) {
+            pipe.cmd("ZREM").arg(self.key("presence", room)).arg(conns.iter().collect::<Vec<_>>()).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(conn).await {
+            let mut u = lock(&self.unwritten);
+            for (room, conns) in leaves {
+                let joined = u.joins.get(&room).cloned().unwrap_or_default();
+                u.leaves.entry(room).or_default().extend(conns.into_iter().filter(|c| !joined.contains_key(c)));
+            }
+            return Err(e);
+        }
+        self.written.send_replace(generation);
+        Ok(())
     }
 
     /// Record (again) every local member.
@@ -313,6 +408,9 @@ async fn session(shared: &Arc<Shared>, inbox: &Inbox) -> String {
     loop {
         // Send what is queued, in order; consecutive publishes in one
         // pipeline.
+        if let Err(e) = shared.write_presence(&mut conn).await {
+            return format!("writing presence failed: {e}");
+        }
         loop {
             let op = lock(&shared.ops).pop_front();
             let Some(op) = op else { break };
@@ -443,40 +541,23 @@ impl Broker for RedisBroker {
     }
 
     fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let shared = self.shared.clone();
-        let room = room.to_owned();
-        let one: HashMap<String, Value> = [(member.conn.clone(), member.meta.clone())].into();
-        lock(&shared.presence).entry(room.clone()).or_default().insert(member.conn, member.meta);
-        Box::pin(async move {
-            let mut conn = shared.conn().ok_or_else(unavailable)?;
-            let mut pipe = redis::pipe();
-            shared.add_presence(&mut pipe, &room, &one);
-            pipe.query_async::<()>(&mut conn).await.map_err(command)
-        })
+        let shared = &self.shared;
+        lock(&shared.presence).entry(room.to_owned()).or_default().insert(member.conn.clone(), member.meta.clone());
+        shared.note(room, &member.conn, Some(member.meta))
     }
 
     fn presence_leave(&self, room: &str, conn_id: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let shared = self.shared.clone();
-        let room = room.to_owned();
-        let conn_id = conn_id.to_owned();
+        let shared = &self.shared;
         {
             let mut p = lock(&shared.presence);
-            if let Some(m) = p.get_mut(&room) {
-                m.remove(&conn_id);
+            if let Some(m) = p.get_mut(room) {
+                m.remove(conn_id);
                 if m.is_empty() {
-                    p.remove(&room);
+                    p.remove(room);
                 }
             }
         }
-        Box::pin(async move {
-            let mut conn = shared.conn().ok_or_else(unavailable)?;
-            redis::cmd("ZREM")
-                .arg(shared.key("presence", &room))
-                .arg(&conn_id)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(command)
-        })
+        shared.note(room, conn_id, None)
     }
 
     fn presence_page(
