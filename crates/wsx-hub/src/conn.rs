@@ -136,6 +136,9 @@ where
             }
             Some(Ok(p)) => {
                 if let Some(wait) = on_packet(hub, conn, meta, outbox, p, &mut worker) {
+                    // Not through the wait with the last read's buffers:
+                    // in a burst of joins every connection waits at once.
+                    pump.websocket().release_buffers();
                     wait.await;
                 }
                 continue;

@@ -535,6 +535,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.core.reader.buffer_capacity() + self.io.writer.buffer_capacity()
     }
 
+    /// Give back the read and write buffers when nothing waits in them, as
+    /// [`WebSocket::recv`] does before it waits. For a task that waits for
+    /// something else between two reads (a database, a broker): without
+    /// it, the buffers of the last read stay held through that wait, by
+    /// every connection that waits.
+    ///
+    /// ```no_run
+    /// # async fn run(mut ws: wsx::WebSocket<tokio::net::TcpStream>) {
+    /// while let Some(Ok(msg)) = ws.recv().await {
+    ///     ws.release_buffers();
+    ///     // ... a slow lookup for `msg` ...
+    /// }
+    /// # }
+    /// ```
+    pub fn release_buffers(&mut self) {
+        self.core.reader.shrink_idle();
+        self.io.shrink_write_idle();
+    }
+
     /// A handle that other tasks can close this connection with (see
     /// [`CloseHandle`]).
     pub fn close_handle(&mut self) -> CloseHandle {

@@ -221,6 +221,20 @@ async fn idle_connection_releases_its_buffers() {
     server_task.abort();
 }
 
+/// A connection that waits for something else between two reads gives
+/// its buffers back when told, without waiting in `recv`.
+#[tokio::test]
+async fn buffers_are_released_on_request_between_reads() {
+    let (mut client, mut server) = pair().await;
+    within(client.send(Message::binary(vec![7u8; 100_000]))).await.unwrap();
+    assert_eq!(within(server.recv()).await.unwrap().unwrap().len(), 100_000);
+    assert!(server.buffer_capacity() > 0, "the read's buffers are still held");
+    server.release_buffers();
+    assert_eq!(server.buffer_capacity(), 0);
+    within(client.send(Message::text("next"))).await.unwrap();
+    assert_eq!(within(server.recv()).await.unwrap().unwrap(), Message::text("next"));
+}
+
 /// A split connection over a duplex stream (the `SplitIo` impl) echoes too.
 #[tokio::test]
 async fn split_over_duplex_round_trip() {
