@@ -683,18 +683,7 @@ async fn the_transport_is_reported() {
     let engine = Engine::new(quiet_config(), move |socket| {
         let _ = tx.send((socket.transport(), socket.head().query_param("transport")));
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = engine.clone();
-    tokio::spawn(async move {
-        wsx::server::Server::builder()
-            .build()
-            .serve(listener, move |req| {
-                let engine = serving.clone();
-                async move { engine.handle(req).await }
-            })
-            .await
-    });
+    let addr = serve(&engine).await;
     open_polling(addr).await;
     assert_eq!(rx.recv().await, Some((Transport::Polling, Some("polling".into()))));
     let _ws = ws_connect(addr, "EIO=4&transport=websocket").await.unwrap();
@@ -875,12 +864,8 @@ async fn an_abandoned_get_frees_its_place_and_loses_nothing() {
     assert!(echo.ended.try_recv().is_err(), "the session is still open");
 }
 
-/// An engine whose sessions nobody serves: they are kept (parked) for the
-/// test to drive by hand.
-async fn start_parked() -> (Engine, std::net::SocketAddr, Arc<Mutex<Vec<wsx_hub::socketio::engine::EngineSocket>>>) {
-    let parked = Arc::new(Mutex::new(Vec::new()));
-    let keep = parked.clone();
-    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
+/// Serve `engine` on a new listener; its address.
+async fn serve(engine: &Engine) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serving = engine.clone();
@@ -893,5 +878,15 @@ async fn start_parked() -> (Engine, std::net::SocketAddr, Arc<Mutex<Vec<wsx_hub:
             })
             .await
     });
+    addr
+}
+
+/// An engine whose sessions nobody serves: they are kept (parked) for the
+/// test to drive by hand.
+async fn start_parked() -> (Engine, std::net::SocketAddr, Arc<Mutex<Vec<wsx_hub::socketio::engine::EngineSocket>>>) {
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let keep = parked.clone();
+    let engine = Engine::new(quiet_config(), move |socket| keep.lock().unwrap().push(socket));
+    let addr = serve(&engine).await;
     (engine, addr, parked)
 }

@@ -88,6 +88,16 @@ fn app_service(server: &Server) -> (ServerService, Arc<Notify>) {
 
 /// One HTTP/1.1 request on a connection of its own: the head and the whole
 /// body (decoded when chunked), the server closing after it.
+/// Wait until the server holds no connection slot.
+async fn all_released(server: &Server) {
+    within(async {
+        while server.connections() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 async fn http1(addr: SocketAddr, request: &str) -> (String, Vec<u8>) {
     let mut raw = Raw::connect(addr).await;
     raw.write(request.as_bytes()).await;
@@ -127,12 +137,7 @@ async fn a_websocket_is_served_through_hyper_over_http1() {
     assert_eq!(server.connections(), 1, "the WebSocket holds a slot");
     within(ws.close(1000, "bye")).await.unwrap();
     while let Some(Ok(_)) = within(ws.recv()).await {}
-    within(async {
-        while server.connections() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    all_released(&server).await;
 }
 
 #[tokio::test]
@@ -237,12 +242,7 @@ async fn a_streamed_response_arrives_chunk_by_chunk() {
     let text = String::from_utf8(seen).unwrap();
     let body = dechunk(text.split_once("\r\n\r\n").unwrap().1.as_bytes());
     assert_eq!(body, b"data: first\n\ndata: second\n\n");
-    within(async {
-        while server.connections() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    all_released(&server).await;
 }
 
 #[tokio::test]
@@ -379,12 +379,7 @@ async fn requests_over_http2_through_hyper() {
     req.extensions_mut().insert(h2::ext::Protocol::from_static("websocket"));
     let (status, _) = h2_request(&send, req, b"").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    within(async {
-        while server.connections() > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    all_released(&server).await;
 }
 
 #[tokio::test]
@@ -414,14 +409,7 @@ async fn a_websocket_is_served_through_hyper_over_http2() {
     let (response, _) = send.send_request(http::Request::get("http://localhost/page").body(()).unwrap(), true).unwrap();
     let response = within(response).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    let mut page = Vec::new();
-    while let Some(chunk) = within(body.data()).await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        page.extend_from_slice(&chunk);
-    }
-    assert_eq!(page, b"hello");
+    assert_eq!(h2_body(&mut response.into_body()).await, b"hello");
 
     let stopping = tokio::spawn({
         let server = server.clone();
