@@ -1192,23 +1192,29 @@ impl Hub {
             // a room without names costs them no names.
             let p = Packet::Presence(PresencePacket { room: room.clone(), count, diff: names.then_some(diff) });
             let wire = protocol::encode(&p);
+            let msg = wire.to_message();
             self.publish(BrokerMessage::Room {
                 node: self.inner.node.clone(),
                 room: room.clone(),
                 except: None,
                 payload: wire,
             });
-            self.deliver_presence(&room, p);
+            self.deliver_presence(&room, p, msg);
         }
     }
 
-    /// Deliver a presence packet (from here or another node) to the room's
-    /// members here, shaped by the room's presence mode.
-    fn deliver_presence(&self, room: &str, p: Packet) {
+    /// Deliver a presence packet (from here or another node; `msg` its
+    /// encoding) to the room's members here, shaped by the room's presence
+    /// mode: encoded again only when shaping took its names away.
+    fn deliver_presence(&self, room: &str, p: Packet, msg: Message) {
         let Packet::Presence(pp) = p else { return };
+        let named = pp.diff.is_some();
         let Some(pp) = self.inner.s.presence.shape(pp) else { return };
         let p = Packet::Presence(pp);
-        let msg = protocol::encode(&p).to_message();
+        let msg = match &p {
+            Packet::Presence(pp) if named && pp.diff.is_none() => protocol::encode(&p).to_message(),
+            _ => msg,
+        };
         self.deliver_room_local(room, &msg, None, false, Some(&p));
     }
 
@@ -1533,8 +1539,9 @@ impl Hub {
         Metrics::inc(&self.inner.metrics.broker_received);
         match m {
             BrokerMessage::Room { room, payload, .. } if is_presence(&payload) => {
-                if let Some(Ok(p)) = protocol::decode_message(&payload.to_message()) {
-                    self.deliver_presence(&room, p);
+                let msg = payload.to_message();
+                if let Some(Ok(p)) = protocol::decode_message(&msg) {
+                    self.deliver_presence(&room, p, msg);
                 }
             }
             BrokerMessage::Room { room, except, payload, .. } => {
