@@ -54,7 +54,7 @@ pub use error::{AckError, BrokerError, HandlerError, HubError};
 pub use hub::{ConnInfo, ConnectInfo, Ctx, Event, Hub, HubBuilder, RoomInfo, SseSettings};
 pub use metrics::MetricsSnapshot;
 pub use policy::{AuthError, Backoff, ConnectRequest, RateLimit};
-pub use presence::{PresenceMode, PresenceSettings};
+pub use presence::PresenceMode;
 pub use protocol::{ConnId, Member, MembersPage, PresenceDiff};
 pub use server::Handled;
 pub use wsx::handshake::Reject;

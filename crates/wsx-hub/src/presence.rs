@@ -25,7 +25,8 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum PresenceMode {
     /// Members hear who joins and leaves, by name, while the room has at
-    /// most [`PresenceSettings::names_up_to`] members (then counts), and
+    /// most [`crate::HubBuilder::presence_names_up_to`] members (then
+    /// counts), and
     /// may read its member list.
     #[default]
     Names,
@@ -40,19 +41,20 @@ pub enum PresenceMode {
 /// Says each room's presence mode.
 pub(crate) type ModeFn = Arc<dyn Fn(&str) -> PresenceMode + Send + Sync>;
 
-/// Presence settings of a hub (see [`crate::HubBuilder::room_presence`],
-/// [`crate::HubBuilder::presence_interval`] and
-/// [`crate::HubBuilder::presence_names_up_to`]).
+/// Presence settings of a hub, as [`crate::HubBuilder::room_presence`],
+/// [`crate::HubBuilder::presence_interval`],
+/// [`crate::HubBuilder::presence_count_interval`] and
+/// [`crate::HubBuilder::presence_names_up_to`] set them.
 #[derive(Clone)]
-pub struct PresenceSettings {
+pub(crate) struct PresenceSettings {
     /// How often a room's changes are sent at most (default 100 ms).
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// How often a room without names gets its count at most (default
     /// 1 s).
-    pub count_interval: Duration,
+    pub(crate) count_interval: Duration,
     /// A room with more members gets counts without names, and a join's
     /// answer without the member list (default 1,000).
-    pub names_up_to: u64,
+    pub(crate) names_up_to: u64,
     /// Each room's mode (default: [`PresenceMode::Names`] everywhere).
     pub(crate) mode: Option<ModeFn>,
 }
