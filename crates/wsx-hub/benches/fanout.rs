@@ -43,6 +43,11 @@
 //! cargo bench -p wsx-hub --bench fanout -- --mode redis --joining 8      # a room that fills slowly
 //! cargo bench -p wsx-hub --bench fanout -- --json
 //! ```
+//!
+//! To profile a node, set `WSX_FANOUT_NODE_WRAPPER` to a program that
+//! runs the node's command line given to it (a heap profiler:
+//! `WSX_FANOUT_NODE_WRAPPER=heaptrack`); the node's RSS is then the
+//! wrapper's, so the memory figures mean nothing in that run.
 
 use clients::{Clients, Plan, Results, ROOM, SPARE_FILES};
 use common::{proc, raise_nofile, Error};
@@ -259,7 +264,14 @@ impl Node {
     /// `connections` connections.
     fn start(name: &str, max_members: usize, connections: usize, redis: Option<(&str, &str)>) -> Result<Node, Error> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = match std::env::var_os("WSX_FANOUT_NODE_WRAPPER") {
+            Some(wrapper) => {
+                let mut c = Command::new(wrapper);
+                c.arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
         cmd.args(["--serve-node", name, &max_members.to_string(), &connections.to_string()]);
         if let Some((url, prefix)) = redis {
             cmd.args([url, prefix]);
@@ -274,7 +286,11 @@ impl Node {
         let mut node = Node { child, stdin, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
         let stdout = node.child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
+        let mut out = BufReader::new(stdout);
+        // A wrapper may say things first.
+        while out.read_line(&mut line).is_ok_and(|n| n > 0) && !line.starts_with("listening ") {
+            line.clear();
+        }
         node.addr = line
             .trim()
             .strip_prefix("listening ")

@@ -608,6 +608,9 @@ impl RoomSet {
         match self.0.binary_search(&room) {
             Ok(_) => false,
             Err(i) => {
+                // One room at a time: `insert` alone would make room for
+                // four on the first.
+                self.0.reserve_exact(1);
                 self.0.insert(i, room);
                 true
             }
@@ -1851,5 +1854,16 @@ mod tests {
         assert_eq!(s.len(), 2);
         let back: RoomSet = serde_json::from_value(serde_json::json!(["z", "a", "z"])).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::json!(["a", "z"]));
+    }
+
+    /// Most connections are in one room: their set holds one slot, not
+    /// the four a growing vector makes room for.
+    #[test]
+    fn a_room_set_holds_what_it_has() {
+        let mut s = RoomSet::default();
+        s.insert("a".into());
+        assert_eq!(s.0.capacity(), 1);
+        s.insert("b".into());
+        assert_eq!(s.0.capacity(), 2);
     }
 }

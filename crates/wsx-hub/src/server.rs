@@ -285,7 +285,8 @@ mod tests {
 
     /// What the server's task holds for each hub connection, for its whole
     /// life: the future of `handle_or_404` (the connection's own state and
-    /// the routing around it). 752 bytes; 1,240 with the replies inline.
+    /// the routing around it). 456 bytes: with tokio's header and trailer,
+    /// a task of 640 (tasks are aligned to 128 bytes).
     #[tokio::test]
     async fn the_future_of_a_hub_connection_stays_small() {
         let hub = Hub::builder().build();
@@ -307,6 +308,6 @@ mod tests {
         assert!(answer.starts_with(b"HTTP/1.1 404"), "{}", String::from_utf8_lossy(&answer));
         serving.await.unwrap();
         let size = size.load(Ordering::Relaxed);
-        assert!(size > 0 && size <= 900, "{size} bytes");
+        assert!(size > 0 && size <= 520, "{size} bytes");
     }
 }

@@ -48,7 +48,9 @@ thread_local! {
     static COMPRESSORS: RefCell<Vec<(u8, u32, Compress)>> = const { RefCell::new(Vec::new()) };
     /// The same for decompressors, keyed by window bits; a connection holds
     /// one only while a compressed message is arriving.
-    static DECOMPRESSORS: RefCell<Vec<(u8, Decompress)>> = const { RefCell::new(Vec::new()) };
+    /// Boxed as connections hold them, so that moving one in or out of the
+    /// pool does not allocate.
+    static DECOMPRESSORS: RefCell<Vec<(u8, Box<Decompressor>)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_compressor(bits: u8, level: u32) -> Compress {
@@ -70,17 +72,17 @@ fn put_compressor(bits: u8, level: u32, c: Compress) {
     })
 }
 
-fn take_decompressor(bits: u8) -> Decompress {
+fn take_decompressor(bits: u8) -> Box<Decompressor> {
     DECOMPRESSORS
         .with(|p| {
             let mut p = p.borrow_mut();
             let i = p.iter().position(|(b, _)| *b == bits)?;
             Some(p.swap_remove(i).1)
         })
-        .unwrap_or_else(|| Decompress::new_with_window_bits(false, bits))
+        .unwrap_or_else(|| Box::new(Decompressor::Rs(Decompress::new_with_window_bits(false, bits))))
 }
 
-fn put_decompressor(bits: u8, d: Decompress) {
+fn put_decompressor(bits: u8, d: Box<Decompressor>) {
     DECOMPRESSORS.with(|p| {
         let mut p = p.borrow_mut();
         if p.len() < POOL_SIZE {
@@ -695,7 +697,10 @@ pub fn client_accept_response(
 /// takeover one of the thread's shared ones (zlib-rs), with it this
 /// connection's own.
 pub(crate) struct Deflater {
-    inner: Option<Compressor>,
+    /// A compressor of its own (context takeover), boxed: every connection
+    /// that negotiated permessage-deflate holds this struct, and most never
+    /// need one.
+    inner: Option<Box<Compressor>>,
     bits: u8,
     reset_each: bool,
     level: u32,
@@ -748,11 +753,13 @@ impl Deflater {
             return;
         }
         let mem_level = self.mem_level;
-        let c = self.inner.get_or_insert_with(|| match mem_level {
-            None => Compressor::Rs(Compress::new_with_window_bits(Compression::new(level), false, bits)),
-            Some(m) => Compressor::Zlib(zlib::Deflate::new(level, bits, m)),
+        let c = self.inner.get_or_insert_with(|| {
+            Box::new(match mem_level {
+                None => Compressor::Rs(Compress::new_with_window_bits(Compression::new(level), false, bits)),
+                Some(m) => Compressor::Zlib(zlib::Deflate::new(level, bits, m)),
+            })
         });
-        run_compress(c, input, out);
+        run_compress(&mut **c, input, out);
     }
 }
 
@@ -845,7 +852,9 @@ impl Decompressor {
 
 /// The receiving side's decompressor. Created on first use.
 pub(crate) struct Inflater {
-    inner: Option<Decompressor>,
+    /// Held while a compressed message arrives, or for good with context
+    /// takeover; boxed for the same reason as [`Deflater`]'s.
+    inner: Option<Box<Decompressor>>,
     bits: u8,
     reset_each: bool,
     /// A memLevel was set: a decompressor kept between messages is stock
@@ -912,8 +921,8 @@ impl Inflater {
                     // thread. A stream that ended (BFINAL) cannot go on
                     // either: the next message is a new stream.
                     match self.inner.take() {
-                        Some(Decompressor::Rs(mut d)) if self.reset_each => {
-                            d.reset(false);
+                        Some(mut d) if self.reset_each && matches!(*d, Decompressor::Rs(_)) => {
+                            d.reset();
                             put_decompressor(self.bits, d);
                         }
                         Some(mut d) => {
@@ -952,11 +961,11 @@ impl Inflater {
             }
             let d = self.inner.get_or_insert_with(|| {
                 if pooled {
-                    Decompressor::Rs(take_decompressor(bits))
+                    take_decompressor(bits)
                 } else if bounded {
-                    Decompressor::Zlib(zlib::Inflate::new(bits))
+                    Box::new(Decompressor::Zlib(zlib::Inflate::new(bits)))
                 } else {
-                    Decompressor::Rs(Decompress::new_with_window_bits(false, bits))
+                    Box::new(Decompressor::Rs(Decompress::new_with_window_bits(false, bits)))
                 }
             });
             if out.len() == out.capacity() {
@@ -1039,6 +1048,17 @@ impl DeflateParams {
 mod tests {
     use super::*;
     use crate::extensions::parse_extensions;
+
+    /// Every connection that negotiated permessage-deflate holds both
+    /// halves' state for its whole life, most without a (de)compressor of
+    /// its own: those are boxed, so the halves stay a few words.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn the_per_connection_state_stays_small() {
+        let (d, i) = (std::mem::size_of::<Deflater>(), std::mem::size_of::<Inflater>());
+        assert!(d <= 32, "Deflater is {d} bytes");
+        assert!(i <= 16, "Inflater is {i} bytes");
+    }
 
     /// Inflate all of `input` in one call (no step bound), up to 1 MiB.
     fn whole(rx: &mut Inflater, input: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), ProtocolError> {

@@ -464,9 +464,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io for Whole<S> {
 pub struct WebSocket<S> {
     core: RecvCore,
     io: Whole<S>,
-    /// Subprotocol and extensions, boxed: most connections have neither
-    /// and every byte here is held by every idle connection.
-    negotiated: Option<Box<(Option<String>, Option<String>)>>,
+    /// Subprotocol and extensions header in one allocation of their size
+    /// (`protocol\nextensions`, an empty side for none): most connections
+    /// have neither, and every byte here is held by every idle connection.
+    negotiated: Option<Box<str>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -494,20 +495,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Record what the handshake negotiated (subprotocol, extensions header).
+    ///
+    /// ```
+    /// let (io, _peer) = tokio::io::duplex(64);
+    /// let config = wsx::Config::default();
+    /// let ws = wsx::WebSocket::from_raw(io, wsx::Role::Server, &config, &[])
+    ///     .with_negotiated(None, Some("permessage-deflate".into()));
+    /// assert_eq!((ws.protocol(), ws.extensions()), (None, Some("permessage-deflate")));
+    /// let ws = ws.with_negotiated(Some("chat".into()), None);
+    /// assert_eq!((ws.protocol(), ws.extensions()), (Some("chat"), None));
+    /// ```
     pub fn with_negotiated(mut self, protocol: Option<String>, extensions: Option<String>) -> Self {
-        self.negotiated = (protocol.is_some() || extensions.is_some()).then(|| Box::new((protocol, extensions)));
+        // A subprotocol is a token (RFC 6455 §4.1, RFC 7230 §3.2.6) and a
+        // header value has no line break: neither holds the separator.
+        let (p, e) = (protocol.unwrap_or_default(), extensions.unwrap_or_default());
+        debug_assert!(!p.contains('\n') && !e.contains('\n'), "{p:?} {e:?}");
+        self.negotiated = (!p.is_empty() || !e.is_empty()).then(|| format!("{p}\n{e}").into_boxed_str());
         self
     }
 
     /// The subprotocol negotiated in the handshake.
     pub fn protocol(&self) -> Option<&str> {
-        self.negotiated.as_ref().and_then(|n| n.0.as_deref())
+        self.negotiated_parts().0
     }
 
     /// The extensions negotiated in the handshake, as the
     /// `Sec-WebSocket-Extensions` value (e.g. `permessage-deflate`).
     pub fn extensions(&self) -> Option<&str> {
-        self.negotiated.as_ref().and_then(|n| n.1.as_deref())
+        self.negotiated_parts().1
+    }
+
+    fn negotiated_parts(&self) -> (Option<&str>, Option<&str>) {
+        let Some((p, e)) = self.negotiated.as_deref().and_then(|n| n.split_once('\n')) else { return (None, None) };
+        ((!p.is_empty()).then_some(p), (!e.is_empty()).then_some(e))
     }
 
     /// Whether messages are compressed (permessage-deflate negotiated).
