@@ -10,7 +10,9 @@ use crate::hub::{refusal, unknown_event, Ctx, Event, Hub, Speaks};
 use crate::metrics::Metrics;
 use crate::policy::TokenBucket;
 use crate::presence::PresenceMode;
-use crate::protocol::{self, codes, AckPacket, ConnId, DecodeError, ErrorBody, EventPacket, Packet, Welcome};
+use crate::protocol::{
+    self, codes, AckPacket, ConnId, DecodeError, ErrorBody, EventPacket, MembersRequest, Packet, RoomRequest, Welcome,
+};
 use futures_util::FutureExt;
 use serde_json::Value;
 use std::future::Future;
@@ -241,50 +243,62 @@ fn on_packet<'a>(
             }
         }
         Packet::Ack(a) => hub.on_ack(conn, a),
-        p @ (Packet::Join(_) | Packet::Leave(_) | Packet::Members(_)) => {
-            return Some(Box::pin(on_room_request(hub, conn, outbox, p)))
-        }
+        // Each with no more state than its own: in a burst of joins every
+        // connection holds one while it waits.
+        Packet::Join(r) => return Some(Box::pin(on_join(hub, conn, outbox, r))),
+        Packet::Leave(r) => return Some(Box::pin(on_leave(hub, conn, outbox, r))),
+        Packet::Members(q) => return Some(Box::pin(on_members(hub, conn, outbox, q))),
         // Refused as invalid frames by `drive`.
         Packet::Welcome(_) | Packet::Presence(_) | Packet::Error(_) => {}
     }
     None
 }
 
-/// `join`, `leave` and `members`.
-async fn on_room_request(hub: &Hub, conn: &str, outbox: &Outbox, p: Packet) {
-    let reply = |p: Packet| hub.push_packet(outbox, &p);
-    match p {
-        Packet::Join(r) => match hub.join(conn, &r.room).await {
+/// Not an `async fn`, which would hold its arguments twice: in a burst of
+/// joins every joining connection holds this.
+#[allow(clippy::manual_async_fn)]
+fn on_join<'a>(
+    hub: &'a Hub,
+    conn: &'a str,
+    outbox: &'a Outbox,
+    r: RoomRequest,
+) -> impl Future<Output = ()> + Send + 'a {
+    async move {
+        match hub.join(conn, &r.room).await {
             Ok(()) => {
                 if let Some(id) = r.id {
-                    reply(Packet::Ack(AckPacket { id, result: Ok(to_value(hub.join_answer(&r.room).await)) }));
+                    let answer = to_value(hub.join_answer(&r.room).await);
+                    hub.push_packet(outbox, &Packet::Ack(AckPacket { id, result: Ok(answer) }));
                 }
             }
-            Err(e) => reply(refusal(r.id, e.body())),
-        },
-        Packet::Members(q) => {
-            let member = hub.lock().conns.get(conn).is_some_and(|e| e.rooms.contains(&q.room));
-            let result = if !member {
-                Err(ErrorBody::new(codes::NOT_MEMBER, format!("join {:?} first", q.room)))
-            } else if hub.inner.s.presence.mode(&q.room) != PresenceMode::Names {
-                Err(ErrorBody::new(codes::FORBIDDEN, "this room's member list is not shown"))
-            } else {
-                let limit = q.limit.unwrap_or(protocol::DEFAULT_PAGE) as usize;
-                let page = hub.members_page(&q.room, q.after.as_deref(), limit).await;
-                Ok(to_value(page))
-            };
-            reply(Packet::Ack(AckPacket { id: q.id, result }));
+            Err(e) => hub.push_packet(outbox, &refusal(r.id, e.body())),
         }
-        Packet::Leave(r) => match hub.leave(conn, &r.room).await {
-            Ok(()) => {
-                if let Some(id) = r.id {
-                    reply(Packet::Ack(AckPacket { id, result: Ok(Value::Null) }));
-                }
-            }
-            Err(e) => reply(refusal(r.id, e.body())),
-        },
-        _ => {}
     }
+}
+
+async fn on_leave(hub: &Hub, conn: &str, outbox: &Outbox, r: RoomRequest) {
+    match hub.leave(conn, &r.room).await {
+        Ok(()) => {
+            if let Some(id) = r.id {
+                hub.push_packet(outbox, &Packet::Ack(AckPacket { id, result: Ok(Value::Null) }));
+            }
+        }
+        Err(e) => hub.push_packet(outbox, &refusal(r.id, e.body())),
+    }
+}
+
+async fn on_members(hub: &Hub, conn: &str, outbox: &Outbox, q: MembersRequest) {
+    let member = hub.lock().conns.get(conn).is_some_and(|e| e.rooms.contains(&q.room));
+    let result = if !member {
+        Err(ErrorBody::new(codes::NOT_MEMBER, format!("join {:?} first", q.room)))
+    } else if hub.inner.s.presence.mode(&q.room) != PresenceMode::Names {
+        Err(ErrorBody::new(codes::FORBIDDEN, "this room's member list is not shown"))
+    } else {
+        let limit = q.limit.unwrap_or(protocol::DEFAULT_PAGE) as usize;
+        let page = hub.members_page(&q.room, q.after.as_deref(), limit).await;
+        Ok(to_value(page))
+    };
+    hub.push_packet(outbox, &Packet::Ack(AckPacket { id: q.id, result }));
 }
 
 fn to_value(v: impl serde::Serialize) -> Value {

@@ -11,6 +11,7 @@ use crate::protocol::{
     MAX_NAME_LEN,
 };
 use crate::replay::SseRoom;
+use crate::rounds::Rounds;
 use bytes::Bytes;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -577,6 +578,7 @@ impl HubBuilder {
                 moved: Mutex::new(HashMap::new()),
                 presence: Mutex::new(PendingPresence::default()),
                 counted: Mutex::new(HashMap::new()),
+                answers: Arc::default(),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -822,6 +824,8 @@ pub(crate) struct Inner {
     presence: Mutex<PendingPresence>,
     /// When rooms without names last got their count from this node.
     counted: Mutex<HashMap<String, Instant>>,
+    /// Join answers being read, one read per room at a time.
+    answers: Arc<Rounds<Arc<Joined>>>,
 }
 
 /// How long a node forwards direct messages for a socket that recovered
@@ -1073,12 +1077,26 @@ impl Hub {
 
     /// The answer to a client's join of `room`: its name, and by the room's
     /// presence mode its member count and, in a small room, its members.
+    /// Joins of a room that wait at once share one read (see
+    /// [`Rounds`]): a room that fills reads the broker a few times, not
+    /// once per joiner, and a waiting joiner holds a few words.
     pub(crate) async fn join_answer(&self, room: &str) -> Joined {
+        if self.inner.s.presence.mode(room) == PresenceMode::Off {
+            return Joined { room: room.to_owned(), count: None, members: None };
+        }
+        // Locals moved into their waits, not captured: a waiting joiner
+        // holds the wait alone.
+        let (hub, key) = (self.clone(), room.to_owned());
+        let waiting = self.inner.answers.get(room, move || async move { Arc::new(hub.read_join_answer(&key).await) });
+        match waiting.await {
+            Some(answer) => Joined::clone(&answer),
+            None => Box::pin(self.read_join_answer(room)).await,
+        }
+    }
+
+    async fn read_join_answer(&self, room: &str) -> Joined {
         let ps = &self.inner.s.presence;
         let mut answer = Joined { room: room.to_owned(), count: None, members: None };
-        if ps.mode(room) == PresenceMode::Off {
-            return answer;
-        }
         let count = self.member_count(room).await;
         answer.count = Some(count);
         if ps.names(room, count) {
@@ -1093,6 +1111,24 @@ impl Hub {
     /// room's members in the next `presence` packet (see
     /// [`HubBuilder::room_presence`]).
     pub async fn join(&self, conn: &str, room: &str) -> Result<(), HubError> {
+        let (subscribed, joined) = self.admit_join(conn, room)?;
+        if let Some(ready) = subscribed {
+            // Receive what other nodes publish before answering. Boxed: the
+            // first join of a room waits for this, not the others, and a
+            // joining connection holds what the largest wait holds.
+            let _ = Box::pin(tokio::time::timeout(SUBSCRIBE_WAIT, ready)).await;
+        }
+        if let Some(member) = joined {
+            self.presence_changed(room, member, true).await;
+        }
+        Ok(())
+    }
+
+    /// The part of a join done at once: the checks, the registry, the
+    /// subscription (what to wait for before answering) and the member to
+    /// record.
+    #[allow(clippy::type_complexity)]
+    fn admit_join(&self, conn: &str, room: &str) -> Result<(Option<BoxFuture<'static, ()>>, Option<Member>), HubError> {
         check_name(room)?;
         self.ensure_started();
         let mut subscribed = None;
@@ -1116,14 +1152,7 @@ impl Hub {
                 Some(Member { conn: conn.to_owned(), meta: e.meta.clone() })
             }
         };
-        if let Some(ready) = subscribed {
-            // Receive what other nodes publish before answering.
-            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
-        }
-        if let Some(member) = joined {
-            self.presence_changed(room, member, true).await;
-        }
-        Ok(())
+        Ok((subscribed, joined))
     }
 
     /// Take a connection of this node out of a room: the remaining members
@@ -1147,19 +1176,28 @@ impl Hub {
     /// A member of this node joined or left `room`: record it in the broker
     /// (first: whoever lists the room after the packet has it), and send it
     /// with the room's other changes at the next presence tick.
-    async fn presence_changed(&self, room: &str, member: Member, joined: bool) {
-        if self.inner.s.presence.mode(room) == PresenceMode::Off {
-            return;
+    fn presence_changed<'a>(
+        &'a self,
+        room: &'a str,
+        member: Member,
+        joined: bool,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        // Not an `async fn`: every joining connection holds this while the
+        // broker records it, and the record's future alone is enough.
+        let recording = (self.inner.s.presence.mode(room) != PresenceMode::Off).then(|| {
+            if joined {
+                self.inner.broker.presence_join(room, member.clone())
+            } else {
+                self.inner.broker.presence_leave(room, &member.conn)
+            }
+        });
+        async move {
+            let Some(recording) = recording else { return };
+            if let Err(e) = recording.await {
+                tracing::warn!(room, error = %e, joined, "could not record presence in the broker");
+            }
+            self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, joined);
         }
-        let recorded = if joined {
-            self.inner.broker.presence_join(room, member.clone()).await
-        } else {
-            self.inner.broker.presence_leave(room, &member.conn).await
-        };
-        if let Err(e) = recorded {
-            tracing::warn!(room, error = %e, joined, "could not record presence in the broker");
-        }
-        self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, joined);
     }
 
     /// Send every room's pending joins and leaves: one `presence` packet

@@ -46,6 +46,7 @@ mod policy;
 mod presence;
 pub mod protocol;
 mod replay;
+mod rounds;
 mod server;
 pub mod socketio;
 mod sse;

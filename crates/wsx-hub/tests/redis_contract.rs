@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wsx_hub::broker::{BrokerState, RedisBroker, RedisOptions};
-use wsx_hub::protocol::{Packet, RoomRequest};
+use wsx_hub::protocol::{Joined, Packet, RoomRequest};
 use wsx_hub::{Event, Hub};
 
 async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
@@ -226,9 +226,10 @@ async fn a_stopped_nodes_members_all_leave() {
 /// A burst of joins reaches Redis together: the changes noted since the
 /// last write go in one pipeline, one `ZADD` per room, not a round trip per
 /// member (which held the node's buffers for thousands of commands at
-/// once, 8 KiB per member).
+/// once, 8 KiB per member); and their answers share reads of the room, one
+/// per round of joins that wait at once.
 #[tokio::test]
-async fn a_burst_of_joins_is_written_together() {
+async fn a_burst_of_joins_is_written_and_answered_together() {
     const JOINS: usize = 50;
     let Some(redis) = RedisServer::start() else { return };
     let url = redis.url();
@@ -239,21 +240,29 @@ async fn a_burst_of_joins_is_written_together() {
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = query(&mut c, &["CONFIG", "RESETSTAT"]).await;
     let joins = (0..JOINS).map(|_| async move {
-        let (mut ws, _) = raw(addr).await;
+        let (mut ws, me) = raw(addr).await;
         send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-        assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
+        let Packet::Ack(ack) = next(&mut ws).await else { panic!("no ack") };
+        // Read after the join: the answer lists the joiner.
+        let joined: Joined = serde_json::from_value(ack.result.unwrap()).unwrap();
+        assert!(joined.members.unwrap().iter().any(|m| m.conn == me), "the joiner is not in its answer");
         ws
     });
     let clients = futures_util::future::join_all(joins).await;
     assert_eq!(a.member_count("r").await, JOINS as u64);
     let stats: String = query(&mut c, &["INFO", "commandstats"]).await;
-    let zadds: usize = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_zadd:calls="))
-        .and_then(|l| l.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let calls = |cmd: &str| -> usize {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .and_then(|l| l.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let (zadds, lists) = (calls("zadd"), calls("zrangebyscore"));
     assert!((1..JOINS / 2).contains(&zadds), "{zadds} ZADDs for {JOINS} joins");
+    // Each answer lists the room: one read per round of joins, not per join.
+    assert!((1..JOINS / 2).contains(&lists), "{lists} member lists read for {JOINS} joins");
     drop(clients);
     a.shutdown().await;
 }
