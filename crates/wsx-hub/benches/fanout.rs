@@ -18,8 +18,9 @@
 //! runs out of ephemeral ports. This process coordinates them over their
 //! stdin and stdout (JSON lines), publishes (its own thread, from
 //! 127.0.0.1, on node A) and reads the nodes' memory (VmRSS, from
-//! `/proc/PID/status`: idle, with the subscribers connected, and once they
-//! joined) and CPU time (utime + stime, from `/proc/PID/stat`, while
+//! `/proc/PID/status`: idle, with the subscribers connected, once they
+//! joined, and the most it was until then, VmHWM, the peak of the fill)
+//! and CPU time (utime + stime, from `/proc/PID/stat`, while
 //! publishing).
 //!
 //! The publisher sends `publish` packets at `--rate` per second (0: as
@@ -303,6 +304,10 @@ impl Node {
         proc::rss_kib(self.child.id())
     }
 
+    fn peak_rss_kib(&self) -> Result<u64, Error> {
+        proc::peak_rss_kib(self.child.id())
+    }
+
     /// utime + stime, in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, Error> {
         proc::cpu_ticks(self.child.id()).map(|(u, s)| u + s)
@@ -443,9 +448,10 @@ struct Outcome {
     /// The join command to the last join ack.
     join_s: f64,
     publish_s: f64,
-    /// Each node's RSS idle, with the subscribers connected, joined, and
-    /// at the end.
-    node_rss_kib: [Vec<u64>; 4],
+    /// Each node's RSS idle, with the subscribers connected, joined, at
+    /// the end, and the most it was until they joined (VmHWM: the peak of
+    /// the fill).
+    node_rss_kib: [Vec<u64>; 5],
     redis_rss_kib: Option<u64>,
     /// CPU time (utime + stime) while publishing: the nodes' (summed),
     /// redis-server's and the client processes' (summed).
@@ -512,7 +518,7 @@ impl Outcome {
 
     fn json(&self) -> Value {
         let round = |x: f64| (x * 100.0).round() / 100.0;
-        let [idle, connected, joined, end] = &self.node_rss_kib;
+        let [idle, connected, joined, end, peak] = &self.node_rss_kib;
         let [p50, p90, p99, p999, max] = self.seen.latency_us;
         json!({
             "mode": self.mode.name(), "nodes": self.mode.nodes(), "subscribers": self.subscribers,
@@ -524,10 +530,11 @@ impl Outcome {
             "latency_us": {"p50": p50, "p90": p90, "p99": p99, "p999": p999, "max": max},
             "lost": self.seen.lost, "duplicated": self.seen.duplicated, "out_of_order": self.seen.out_of_order,
             "disconnected": self.seen.disconnected, "close_reason": self.seen.close_reason,
-            "node_rss_kib": {"idle": idle, "connected": connected, "joined": joined, "end": end},
+            "node_rss_kib": {"idle": idle, "connected": connected, "joined": joined, "end": end, "fill_peak": peak},
             "node_kib_per_subscriber": {
                 "connected": round(self.node_kib_per_connection(1)),
                 "joined": round(self.node_kib_per_connection(2)),
+                "fill_peak": round(self.node_kib_per_connection(4)),
             },
             "client_kib_per_subscriber": round(self.seen.client_rss_kib as f64 / self.subscribers as f64),
             "redis_rss_kib": self.redis_rss_kib,
@@ -677,6 +684,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
         other = now;
     }
     let joined_rss = node_rss()?;
+    let peak_rss = nodes.iter().map(Node::peak_rss_kib).collect::<Result<Vec<_>, _>>()?;
     let redis_rss_kib = redis.map(Redis::rss_kib).transpose()?;
     let cpu_start = (node_cpu()?, redis.map(Redis::cpu_ticks).transpose()?, clients.cpu_ticks()?);
     if go_tx.send(()).is_err() {
@@ -729,7 +737,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
         deflate: o.deflate,
         join_s: seen.last_joined_ns.saturating_sub(join_ns) as f64 / 1e9,
         publish_s: publish_time.as_secs_f64(),
-        node_rss_kib: [idle_rss, connected_rss, joined_rss, end_rss],
+        node_rss_kib: [idle_rss, connected_rss, joined_rss, end_rss, peak_rss],
         redis_rss_kib,
         node_cpu_s: cpu_end.0.saturating_sub(cpu_start.0) as f64 / ticks,
         redis_cpu_s: cpu_start.1.zip(cpu_end.1).map(|(a, b)| b.saturating_sub(a) as f64 / ticks),
@@ -834,7 +842,7 @@ fn print_table(rs: &[Outcome]) {
     println!();
     println!(
         "| mode | subscribers | client processes | published | delivered/s | latency p50 | p90 | p99 | max | \
-         lost / dup / reordered | node RSS per subscriber: connected / joined | node CPU per delivery | \
+         lost / dup / reordered | node RSS per subscriber: connected / joined / peak of the fill | node CPU per delivery | \
          connect, join, first connect to last join ack |"
     );
     println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | --- |");
@@ -846,7 +854,7 @@ fn print_table(rs: &[Outcome]) {
         };
         let [p50, p90, p99, _, max] = r.seen.latency_us;
         println!(
-            "| {mode} | {} | {} | {} × {} B at {rate} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} KiB | \
+            "| {mode} | {} | {} | {} × {} B at {rate} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {:.2} / {:.2} / {:.2} KiB | \
              {:.2} µs | {:.1} s, {:.1} s, {:.1} s |",
             r.subscribers,
             r.client_processes,
@@ -862,6 +870,7 @@ fn print_table(rs: &[Outcome]) {
             r.seen.out_of_order,
             r.node_kib_per_connection(1),
             r.node_kib_per_connection(2),
+            r.node_kib_per_connection(4),
             r.cpu_us_per_delivery(),
             r.seen.connect_s,
             r.join_s,
@@ -870,10 +879,11 @@ fn print_table(rs: &[Outcome]) {
     }
     println!();
     for r in rs {
-        let [before, connected, joined, end] = &r.node_rss_kib;
+        let [before, connected, joined, end, peak] = &r.node_rss_kib;
         println!(
             "{}: {} of {} deliveries, published in {:.1} s; {} subscribers disconnected{}; permessage-deflate {}; \
-             node RSS (KiB) {before:?} idle, {connected:?} connected, {joined:?} joined, {end:?} at the end; \
+             node RSS (KiB) {before:?} idle, {connected:?} connected, {joined:?} joined, {end:?} at the end, \
+             {peak:?} at most until joined; \
              node CPU {:.2} s joining (until presence was quiet), {:.2} s publishing; client processes' CPU \
              {:.2} s publishing, RSS {:.2} KiB per subscriber{}",
             r.mode.name(),

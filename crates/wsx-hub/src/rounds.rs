@@ -3,10 +3,11 @@
 //! which with a broker is a round trip. When a room fills, its joins
 //! arrive together; each waiting on a read of its own would hold that
 //! read's state (its command, its reply) per joiner, and the broker would
-//! read the room once per joiner. Instead, per key, at most one read runs,
-//! and every caller that came after it started waits for the next one,
-//! which starts when the running one ends: a caller's read always starts
-//! after its call, and a burst of N joins costs two or three reads.
+//! read the room once per joiner. Instead, per key, at most one read runs
+//! (the first caller's, in its own task), and every caller that came after
+//! it started waits for the next one, which starts when the running one
+//! ends: a caller's read always starts after its call, and a burst of N
+//! joins costs a few reads.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,37 +38,57 @@ impl<V: Clone + Send + Sync + 'static> Rounds<V> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The value of `key` as read after this call: the round that has not
-    /// started yet, joined, or a new one (`read` then runs in a task of its
-    /// own once the running round ended). `None` when the round's task
-    /// ended without a value (the runtime is shutting down): read it
-    /// yourself. Not an `async fn`: what waits is the receiver alone.
+    /// The value of `key` as read after this call. With no round of the
+    /// key running, the caller reads it itself, at once (a read that does
+    /// not wait answers in the caller's poll, as if there were no rounds);
+    /// else it joins the round that has not started yet, or starts one,
+    /// whose read runs in a task of its own once the running round ended.
+    /// `None` when the round ended without a value (its reader gave up, or
+    /// the runtime is shutting down): read it yourself.
+    ///
+    /// Not an `async fn`: what a caller holds while it waits is the wait
+    /// alone (a read of its own is boxed).
     pub(crate) fn get<F, R>(self: &Arc<Self>, key: &str, read: R) -> impl Future<Output = Option<V>> + Send
     where
         R: FnOnce() -> F,
         F: Future<Output = V> + Send + 'static,
     {
-        let mut rx = {
+        let step = {
             let mut keys = self.lock();
             let slot = keys.entry(key.to_owned()).or_insert(Slot { running: None, next: None });
-            match slot.next.as_ref().filter(|n| n.has_changed().is_ok()) {
-                Some(next) => next.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    slot.next = Some(rx.clone());
-                    let previous = slot.running.clone();
-                    let round = Round { rounds: self.clone(), key: key.to_owned(), rx: rx.clone() };
-                    tokio::spawn(round.run(previous, tx, read()));
-                    rx
+            let next = slot.next.as_ref().filter(|n| n.has_changed().is_ok());
+            if let Some(next) = next {
+                Step::Wait(next.clone())
+            } else {
+                let (tx, rx) = watch::channel(None);
+                let round = Round { rounds: self.clone(), key: key.to_owned(), rx: rx.clone() };
+                match slot.running.clone() {
+                    None => {
+                        slot.running = Some(rx);
+                        Step::Read(round, tx, Box::pin(read()))
+                    }
+                    Some(previous) => {
+                        slot.next = Some(rx.clone());
+                        tokio::spawn(round.run(previous, tx, read()));
+                        Step::Wait(rx)
+                    }
                 }
             }
         };
         async move {
-            loop {
-                if let Some(v) = rx.borrow_and_update().as_ref() {
-                    return Some(v.clone());
+            match step {
+                Step::Read(round, tx, read) => {
+                    let v = read.await;
+                    tx.send_replace(Some(v.clone()));
+                    drop(round);
+                    Some(v)
                 }
-                rx.changed().await.ok()?;
+                Step::Wait(mut rx) => loop {
+                    if let Some(v) = rx.borrow_and_update().as_ref() {
+                        return Some(v.clone());
+                    }
+                    rx.changed().await.ok()?;
+                },
             }
         }
     }
@@ -79,7 +100,14 @@ impl<V: Clone + Send + Sync + 'static> Rounds<V> {
     }
 }
 
-/// One round's task: it ends the round in the map however it ends.
+/// What a caller does: read, as the running round, or wait for a round.
+enum Step<V: Clone + Send + Sync + 'static, F> {
+    Read(Round<V>, watch::Sender<Option<V>>, std::pin::Pin<Box<F>>),
+    Wait(Value<V>),
+}
+
+/// One round: it ends the round in the map however it ends (read, given
+/// up, or its task gone).
 struct Round<V: Clone + Send + Sync + 'static> {
     rounds: Arc<Rounds<V>>,
     key: String,
@@ -87,12 +115,10 @@ struct Round<V: Clone + Send + Sync + 'static> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Round<V> {
-    async fn run(self, previous: Option<Value<V>>, tx: watch::Sender<Option<V>>, read: impl Future<Output = V>) {
-        if let Some(mut p) = previous {
-            // Ended with a value or without (its task is gone): either way
-            // it no longer runs.
-            let _ = p.wait_for(Option::is_some).await;
-        }
+    async fn run(self, mut previous: Value<V>, tx: watch::Sender<Option<V>>, read: impl Future<Output = V>) {
+        // Ended with a value or without (its reader gave up): either way it
+        // no longer runs.
+        let _ = previous.wait_for(Option::is_some).await;
         {
             let mut keys = self.rounds.lock();
             if let Some(slot) = keys.get_mut(&self.key) {
@@ -184,5 +210,32 @@ mod tests {
         assert_eq!(rounds.get("room", read(&reads)).await, Some(2));
         assert_eq!(first.await.unwrap(), Some(1));
         assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    /// A read that does not wait answers in the caller's own poll, as if
+    /// there were no rounds (a join's ack then goes out before anything
+    /// else is sent to the joiner).
+    #[tokio::test]
+    async fn a_read_that_does_not_wait_answers_at_once() {
+        use futures_util::FutureExt;
+        let rounds = Arc::new(Rounds::<u64>::default());
+        assert_eq!(rounds.get("room", || async { 7 }).now_or_never(), Some(Some(7)));
+        assert_eq!(rounds.busy(), 0);
+    }
+
+    /// The first caller reads itself; if it gives up, the round gathered
+    /// behind it still reads.
+    #[tokio::test]
+    async fn a_reader_that_gives_up_does_not_stop_the_next_round() {
+        let rounds = Arc::new(Rounds::<u64>::default());
+        let reads = Arc::new(AtomicU64::new(0));
+        let first = spawn_get(&rounds, &reads);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let second = spawn_get(&rounds, &reads);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        first.abort();
+        assert_eq!(second.await.unwrap(), Some(2));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(rounds.busy(), 0);
     }
 }

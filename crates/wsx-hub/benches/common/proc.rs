@@ -1,17 +1,27 @@
 //! What the benches read about a process from `/proc`: its memory
-//! (VmRSS) and its CPU time (utime + stime).
+//! (VmRSS, and its peak VmHWM) and its CPU time (utime + stime).
 
 use super::Error;
 use std::process::Command;
 
 /// VmRSS of process `pid` ("self" for this one), in KiB.
 pub fn rss_kib(pid: impl std::fmt::Display) -> Result<u64, Error> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// VmHWM of process `pid`: the most its RSS has been, in KiB.
+#[allow(dead_code)] // one bench of those that share this file reads it
+pub fn peak_rss_kib(pid: impl std::fmt::Display) -> Result<u64, Error> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: impl std::fmt::Display, field: &str) -> Result<u64, Error> {
     let status = format!("/proc/{pid}/status");
     let s = std::fs::read_to_string(&status).map_err(|e| format!("cannot read {status}: {e}"))?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| format!("no VmRSS in {status}"))
+        .ok_or_else(|| format!("no {field} in {status}"))
 }
 
 /// (utime, stime) of process `pid` ("self" for this one; all its
