@@ -230,6 +230,17 @@ fn site(args: &ServeArgs) -> Result<Site, Failure> {
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let site = site(&args)?;
+    // The hub's settings are checked before the port is taken: a bad one
+    // is refused alike whether the port is free or not.
+    let hub = if args.hub.enabled() {
+        let hub = crate::hub::build(&args.hub, &site.server)?;
+        let config = site.server.config();
+        let (ping, max) = (config.ping_interval().unwrap_or_default(), config.protocol().max_message_size());
+        let io = crate::hub::socketio(&args.hub, &hub, ping, max, &args.origins)?;
+        Some((hub, io))
+    } else {
+        None
+    };
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await
         .map_err(|e| Failure::error(format!("cannot listen on {}:{}: {}", args.host, args.port, io_phrase(&e))))?;
@@ -245,12 +256,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let signal = shutdown_signal();
     let server = site.server.clone();
     let (ws, http) = site.scheme;
-    let served = if args.hub.enabled() {
-        let hub = crate::hub::build(&args.hub, &site.server)?;
+    let served = if let Some((hub, io)) = hub {
         let hub_for_shutdown = hub.clone();
-        let config = site.server.config();
-        let (ping, max) = (config.ping_interval().unwrap_or_default(), config.protocol().max_message_size());
-        let io = crate::hub::socketio(&args.hub, &hub, ping, max, &args.origins)?;
         println!("wsx serve: hub server listening on {ws}://{addr} {}", crate::hub::describe(&args.hub, &hub));
         println!(
             "wsx serve: browser client at {http}://{addr}{}, SSE at /events?room=NAME, metrics at /metrics",

@@ -460,9 +460,14 @@ async fn socketio_recovery_through_wsx_serve() {
 
 #[test]
 fn socketio_recovery_needs_a_positive_window_and_socketio() {
-    let out = run(&["serve", "--socketio", "--socketio-recovery", "0"], "", Duration::from_secs(10));
+    // Refused before the port is taken: the same on a port in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let args = ["serve", "--host", "127.0.0.1", "--port", &port, "--socketio", "--socketio-recovery", "0"];
+    let out = run(&args, "", Duration::from_secs(10));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--socketio-recovery must be a positive number"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--socketio-recovery must be a positive number"), "{said}");
     let out = run(&["serve", "--socketio-recovery", "5"], "", Duration::from_secs(10));
     assert!(!out.status.success(), "without --socketio");
 }
