@@ -1218,6 +1218,11 @@ impl Hub {
         let counts = futures_util::future::join_all(changes.iter().map(|(room, _)| self.member_count(room))).await;
         let at = Instant::now();
         for ((room, diff), count) in changes.into_iter().zip(counts) {
+            // Who joined since the last packet is in the room: a count read
+            // before their records reached the broker (a burst of joins) is
+            // at least that, and a burst past the names limit goes without
+            // names, here and on every node.
+            let count = count.max(diff.joins.len() as u64);
             let names = ps.names(&room, count);
             if !names {
                 let mut counted = self.inner.counted.lock().unwrap_or_else(|p| p.into_inner());

@@ -8,8 +8,9 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use wsx_hub::protocol::{codes, AckPacket, MembersRequest, Packet, RoomRequest};
-use wsx_hub::{Event, Hub, PresenceMode, SlowConsumer};
+use wsx_hub::broker::{BoxFuture, Broker, BrokerMessage, BrokerState, Inbox, MemoryBroker};
+use wsx_hub::protocol::{codes, AckPacket, Member, MembersPage, MembersRequest, Packet, RoomRequest};
+use wsx_hub::{BrokerError, Event, Hub, PresenceMode, SlowConsumer};
 
 async fn join(ws: &mut Ws, room: &str, id: u64) -> Value {
     send(ws, &Packet::Join(RoomRequest { room: room.into(), id: Some(id) })).await;
@@ -214,4 +215,69 @@ async fn a_burst_of_joins_never_makes_a_reader_a_slow_consumer() {
     assert!(matches!(next(&mut observer).await, Packet::Event(e) if e.event == "after"), "still connected");
     assert_eq!(hub.metrics().slow_disconnects, 0);
     drop(crowd);
+}
+
+/// The memory broker, but its member counts lag: always 0, as a count read
+/// before a burst of joins reached the broker.
+struct Lagging(MemoryBroker);
+
+impl Broker for Lagging {
+    fn kind(&self) -> &'static str {
+        "lagging"
+    }
+    fn start(&self, node: &str, inbox: Inbox) {
+        self.0.start(node, inbox)
+    }
+    fn publish(&self, msg: BrokerMessage) {
+        self.0.publish(msg)
+    }
+    fn subscribe(&self, room: &str) -> BoxFuture<'static, ()> {
+        self.0.subscribe(room)
+    }
+    fn unsubscribe(&self, room: &str) {
+        self.0.unsubscribe(room)
+    }
+    fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.0.presence_join(room, member)
+    }
+    fn presence_leave(&self, room: &str, conn: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.0.presence_leave(room, conn)
+    }
+    fn presence_page(
+        &self,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<MembersPage, BrokerError>> {
+        self.0.presence_page(room, after, limit)
+    }
+    fn presence_count(&self, _room: &str) -> BoxFuture<'static, Result<u64, BrokerError>> {
+        Box::pin(async { Ok(0) })
+    }
+    fn state(&self) -> BrokerState {
+        self.0.state()
+    }
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        self.0.shutdown()
+    }
+}
+
+/// A burst of joins past the names limit within one interval goes out as a
+/// count, without names, even when the broker's count lags behind it.
+#[tokio::test]
+async fn a_burst_past_the_names_limit_goes_without_names() {
+    use futures_util::FutureExt;
+    let b = Hub::builder().broker(Lagging(MemoryBroker::new())).presence_names_up_to(3);
+    let (hub, addr) = start(b).await;
+    let mut crowd = Vec::new();
+    for _ in 0..5 {
+        crowd.push(raw(addr).await);
+    }
+    // All five within one presence interval: no tick runs between them.
+    for (_, conn) in &crowd {
+        hub.join(conn, "r").now_or_never().expect("joined at once").unwrap();
+    }
+    let p = next_presence(&mut crowd[0].0).await;
+    assert!(p.diff.is_none(), "names of a burst past the limit: {p:?}");
+    assert_eq!(p.count, 5);
 }

@@ -108,6 +108,9 @@ struct Unwritten {
     generation: u64,
 }
 
+/// About the most members recorded in one pipeline.
+const MEMBERS_PER_PIPELINE: usize = 500;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -204,7 +207,7 @@ impl Shared {
     }
 
     /// The commands that record `members` of `room`: one `ZADD` for all.
-    fn add_presence(&self, pipe: &mut redis::Pipeline, room: &str, members: &HashMap<String, Value>) {
+    fn add_presence(&self, pipe: &mut redis::Pipeline, room: &str, members: &[(&String, &Value)]) {
         if members.is_empty() {
             return;
         }
@@ -212,7 +215,7 @@ impl Shared {
         let ttl = self.opts.presence_ttl.as_millis() as u64;
         let exp = self.expiry();
         let zadd = pipe.cmd("ZADD").arg(&key);
-        for conn in members.keys() {
+        for (conn, _) in members {
             zadd.arg(exp).arg(conn);
         }
         zadd.ignore();
@@ -275,13 +278,10 @@ impl Shared {
             (std::mem::take(&mut u.joins), std::mem::take(&mut u.leaves), u.generation)
         };
         let mut pipe = redis::pipe();
-        for (room, members) in &joins {
-            self.add_presence(&mut pipe, room, members);
-        }
         for (room, conns) in leaves.iter().filter(|(_, c)| !c.is_empty()) {
             pipe.cmd("ZREM").arg(self.key("presence", room)).arg(conns.iter().collect::<Vec<_>>()).ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(conn).await {
+        if let Err(e) = self.write_members(conn, &joins, pipe).await {
             let mut u = lock(&self.unwritten);
             for (room, conns) in leaves {
                 let joined = u.joins.get(&room).cloned().unwrap_or_default();
@@ -299,11 +299,35 @@ impl Shared {
         if presence.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for (room, members) in &presence {
-            self.add_presence(&mut pipe, room, members);
+        self.write_members(conn, &presence, redis::pipe()).await
+    }
+
+    /// Send `pipe` and record `members` (room, connection, metadata) in
+    /// pipelines of about [`MEMBERS_PER_PIPELINE`] members: the commands
+    /// and replies of a burst of joins, or of a refresh, are held a
+    /// pipeline at a time, not for every member at once.
+    async fn write_members(
+        &self,
+        conn: &mut MultiplexedConnection,
+        members: &HashMap<String, HashMap<String, Value>>,
+        mut pipe: redis::Pipeline,
+    ) -> redis::RedisResult<()> {
+        let mut queued = pipe.len();
+        for (room, m) in members {
+            let list: Vec<(&String, &Value)> = m.iter().collect();
+            for chunk in list.chunks(MEMBERS_PER_PIPELINE) {
+                self.add_presence(&mut pipe, room, chunk);
+                queued += chunk.len();
+                if queued >= MEMBERS_PER_PIPELINE {
+                    std::mem::replace(&mut pipe, redis::pipe()).query_async::<()>(conn).await?;
+                    queued = 0;
+                }
+            }
         }
-        pipe.query_async::<()>(conn).await
+        if !pipe.is_empty() {
+            pipe.query_async::<()>(conn).await?;
+        }
+        Ok(())
     }
 
     /// Members of other nodes whose entries expired in the rooms this node
