@@ -1052,6 +1052,7 @@ impl Hub {
     /// ```
     pub async fn members_page(&self, room: &str, after: Option<&str>, limit: usize) -> MembersPage {
         self.ensure_started();
+        self.presence_written().await;
         match self.inner.broker.presence_page(room, after, limit).await {
             Ok(page) => page,
             Err(e) => {
@@ -1066,12 +1067,21 @@ impl Hub {
     /// not counted (0).
     pub async fn member_count(&self, room: &str) -> u64 {
         self.ensure_started();
+        self.presence_written().await;
         match self.inner.broker.presence_count(room).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::debug!(room, error = %e, "presence from the broker failed; counting local members");
                 self.lock().rooms.get(room).map_or(0, |r| r.members.len() as u64)
             }
+        }
+    }
+
+    /// Every presence change of this node made so far, recorded in the
+    /// broker: what a read of presence waits for, so that it sees them.
+    async fn presence_written(&self) {
+        if let Err(e) = self.inner.broker.presence_written().await {
+            tracing::debug!(error = %e, "presence not all recorded in the broker; reading it anyway");
         }
     }
 
@@ -1122,6 +1132,26 @@ impl Hub {
             self.presence_changed(room, member, true).await;
         }
         Ok(())
+    }
+
+    /// A join for a connection of this node that does not wait for the
+    /// broker to record it (reads of presence wait for that instead, once
+    /// for a burst of joins): what is left to wait for is the room's
+    /// subscription, for a room's first join.
+    pub(crate) fn join_now(&self, conn: &str, room: &str) -> Result<Option<BoxFuture<'static, ()>>, HubError> {
+        let (subscribed, joined) = self.admit_join(conn, room)?;
+        if let Some(member) = joined {
+            if self.inner.s.presence.mode(room) != PresenceMode::Off {
+                // Made by the call; its future only says when it is written.
+                drop(self.inner.broker.presence_join(room, member.clone()));
+                self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, true);
+            }
+        }
+        Ok(subscribed.map(|ready| -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
+            })
+        }))
     }
 
     /// The part of a join done at once: the checks, the registry, the

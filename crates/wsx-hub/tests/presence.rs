@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use wsx_hub::broker::{BoxFuture, Broker, BrokerMessage, BrokerState, Inbox, MemoryBroker};
 use wsx_hub::protocol::{codes, AckPacket, Member, MembersPage, MembersRequest, Packet, RoomRequest};
@@ -217,31 +218,60 @@ async fn a_burst_of_joins_never_makes_a_reader_a_slow_consumer() {
     drop(crowd);
 }
 
-/// The memory broker, but its member counts lag: always 0, as a count read
-/// before a burst of joins reached the broker.
-struct Lagging(MemoryBroker);
+/// The memory broker, slowed down: its member counts may lag (always 0,
+/// as a count read before a burst of joins reached the broker), and its
+/// joins may be recorded a while after the call, as a remote broker's are.
+struct Slow {
+    inner: Arc<MemoryBroker>,
+    counts_lag: bool,
+    records_after: Option<Duration>,
+    /// Joins not recorded yet.
+    unrecorded: Arc<tokio::sync::watch::Sender<usize>>,
+}
 
-impl Broker for Lagging {
+impl Slow {
+    fn new(counts_lag: bool, records_after: Option<Duration>) -> Self {
+        let unrecorded = Arc::new(tokio::sync::watch::channel(0).0);
+        Self { inner: Arc::new(MemoryBroker::new()), counts_lag, records_after, unrecorded }
+    }
+}
+
+impl Broker for Slow {
     fn kind(&self) -> &'static str {
-        "lagging"
+        "slow"
     }
     fn start(&self, node: &str, inbox: Inbox) {
-        self.0.start(node, inbox)
+        self.inner.start(node, inbox)
     }
     fn publish(&self, msg: BrokerMessage) {
-        self.0.publish(msg)
+        self.inner.publish(msg)
     }
     fn subscribe(&self, room: &str) -> BoxFuture<'static, ()> {
-        self.0.subscribe(room)
+        self.inner.subscribe(room)
     }
     fn unsubscribe(&self, room: &str) {
-        self.0.unsubscribe(room)
+        self.inner.unsubscribe(room)
     }
     fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>> {
-        self.0.presence_join(room, member)
+        let Some(after) = self.records_after else { return self.inner.presence_join(room, member) };
+        let (inner, unrecorded, room) = (self.inner.clone(), self.unrecorded.clone(), room.to_owned());
+        unrecorded.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = inner.presence_join(&room, member).await;
+            unrecorded.send_modify(|n| *n -= 1);
+        });
+        Box::pin(async { Ok(()) })
     }
     fn presence_leave(&self, room: &str, conn: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
-        self.0.presence_leave(room, conn)
+        self.inner.presence_leave(room, conn)
+    }
+    fn presence_written(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let mut unrecorded = self.unrecorded.subscribe();
+        Box::pin(async move {
+            let _ = unrecorded.wait_for(|n| *n == 0).await;
+            Ok(())
+        })
     }
     fn presence_page(
         &self,
@@ -249,17 +279,32 @@ impl Broker for Lagging {
         after: Option<&str>,
         limit: usize,
     ) -> BoxFuture<'static, Result<MembersPage, BrokerError>> {
-        self.0.presence_page(room, after, limit)
+        self.inner.presence_page(room, after, limit)
     }
-    fn presence_count(&self, _room: &str) -> BoxFuture<'static, Result<u64, BrokerError>> {
-        Box::pin(async { Ok(0) })
+    fn presence_count(&self, room: &str) -> BoxFuture<'static, Result<u64, BrokerError>> {
+        if self.counts_lag {
+            return Box::pin(async { Ok(0) });
+        }
+        self.inner.presence_count(room)
     }
     fn state(&self) -> BrokerState {
-        self.0.state()
+        self.inner.state()
     }
     fn shutdown(&self) -> BoxFuture<'static, ()> {
-        self.0.shutdown()
+        self.inner.shutdown()
     }
+}
+
+/// A join's answer is read after the join is recorded, even where the
+/// broker records it a while after the call: it lists the joiner.
+#[tokio::test]
+async fn a_join_answer_waits_for_the_join_to_be_recorded() {
+    let b = Hub::builder().broker(Slow::new(false, Some(Duration::from_millis(100))));
+    let (_hub, addr) = start(b).await;
+    let (mut ws, me) = raw(addr).await;
+    let answer = join(&mut ws, "r", 1).await;
+    assert_eq!(answer["count"], 1, "{answer}");
+    assert_eq!(answer["members"][0]["conn"], me.as_str(), "{answer}");
 }
 
 /// A burst of joins past the names limit within one interval goes out as a
@@ -267,7 +312,7 @@ impl Broker for Lagging {
 #[tokio::test]
 async fn a_burst_past_the_names_limit_goes_without_names() {
     use futures_util::FutureExt;
-    let b = Hub::builder().broker(Lagging(MemoryBroker::new())).presence_names_up_to(3);
+    let b = Hub::builder().broker(Slow::new(true, None)).presence_names_up_to(3);
     let (hub, addr) = start(b).await;
     let mut crowd = Vec::new();
     for _ in 0..5 {

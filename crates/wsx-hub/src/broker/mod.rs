@@ -439,10 +439,22 @@ pub trait Broker: Send + Sync + 'static {
     fn subscribe(&self, room: &str) -> BoxFuture<'static, ()>;
     /// This node no longer needs `room`'s messages.
     fn unsubscribe(&self, room: &str);
-    /// Record `member` as present in `room`.
+    /// Record `member` as present in `room`. The change is made (or queued
+    /// in order) by the call itself; the future says when it is recorded
+    /// where [`Broker::presence_page`] and [`Broker::presence_count`]
+    /// read. The hub may drop the future without polling it and wait for
+    /// [`Broker::presence_written`] instead (one wait for a burst of joins).
     fn presence_join(&self, room: &str, member: Member) -> BoxFuture<'static, Result<(), BrokerError>>;
-    /// Remove a connection from `room`'s presence.
+    /// Remove a connection from `room`'s presence (made by the call, as
+    /// [`Broker::presence_join`]).
     fn presence_leave(&self, room: &str, conn: &str) -> BoxFuture<'static, Result<(), BrokerError>>;
+    /// Resolves once every presence change made before the call is
+    /// recorded where presence is read, or with the error that kept one
+    /// from it. By default at once: for a broker whose presence calls
+    /// record before they return.
+    fn presence_written(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// A page of `room`'s members on every node, in the order of their
     /// connection ids: at most `limit` after `after` (from the first
     /// without), with the room's member count.

@@ -251,6 +251,19 @@ impl Shared {
             u.generation
         };
         self.ops_ready.notify_one();
+        self.written_up_to(generation)
+    }
+
+    /// Every change noted so far, written.
+    fn written_now(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let generation = lock(&self.unwritten).generation;
+        self.written_up_to(generation)
+    }
+
+    /// When the changes noted up to `generation` are written (or fail
+    /// after the command timeout, or at once while Redis is unreachable:
+    /// they are written after the reconnect).
+    fn written_up_to(&self, generation: u64) -> BoxFuture<'static, Result<(), BrokerError>> {
         let connected = self.conn().is_some();
         let mut written = self.written.subscribe();
         let timeout = self.opts.command_timeout;
@@ -568,6 +581,10 @@ impl Broker for RedisBroker {
         let shared = &self.shared;
         lock(&shared.presence).entry(room.to_owned()).or_default().insert(member.conn.clone(), member.meta.clone());
         shared.note(room, &member.conn, Some(member.meta))
+    }
+
+    fn presence_written(&self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.shared.written_now()
     }
 
     fn presence_leave(&self, room: &str, conn_id: &str) -> BoxFuture<'static, Result<(), BrokerError>> {
