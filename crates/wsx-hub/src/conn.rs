@@ -264,18 +264,17 @@ fn on_join<'a>(
     r: RoomRequest,
 ) -> impl Future<Output = ()> + Send + 'a {
     async move {
-        match hub.join_now(conn, &r.room) {
-            Ok(subscribed) => {
-                if let Some(subscribed) = subscribed {
-                    // Receive what other nodes publish before answering.
-                    subscribed.await;
-                }
-                if let Some(id) = r.id {
-                    let answer = to_value(hub.join_answer(&r.room).await);
-                    hub.push_packet(outbox, &Packet::Ack(AckPacket { id, result: Ok(answer) }));
-                }
-            }
-            Err(e) => hub.push_packet(outbox, &refusal(r.id, e.body())),
+        let subscribed = match hub.join_now(conn, &r.room) {
+            Ok(s) => s,
+            Err(e) => return hub.push_packet(outbox, &refusal(r.id, e.body())),
+        };
+        if let Some(subscribed) = subscribed {
+            // Receive what other nodes publish before answering.
+            subscribed.await;
+        }
+        if let Some(id) = r.id {
+            let answer = to_value(hub.join_answer(&r.room).await);
+            hub.push_packet(outbox, &Packet::Ack(AckPacket { id, result: Ok(answer) }));
         }
     }
 }

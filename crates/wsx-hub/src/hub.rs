@@ -1090,18 +1090,20 @@ impl Hub {
     /// Joins of a room that wait at once share one read (see
     /// [`Rounds`]): a room that fills reads the broker a few times, not
     /// once per joiner, and a waiting joiner holds a few words.
-    pub(crate) async fn join_answer(&self, room: &str) -> Joined {
+    pub(crate) fn join_answer<'a>(&'a self, room: &'a str) -> impl Future<Output = Joined> + Send + 'a {
+        use futures_util::future::{ready, Either};
+        use futures_util::FutureExt;
         if self.inner.s.presence.mode(room) == PresenceMode::Off {
-            return Joined { room: room.to_owned(), count: None, members: None };
+            return Either::Left(ready(Joined { room: room.to_owned(), count: None, members: None }));
         }
-        // Locals moved into their waits, not captured: a waiting joiner
-        // holds the wait alone.
+        // Combinators, not an `async fn`, which would hold its arguments
+        // twice: a waiting joiner holds the wait and two references.
         let (hub, key) = (self.clone(), room.to_owned());
         let waiting = self.inner.answers.get(room, move || async move { Arc::new(hub.read_join_answer(&key).await) });
-        match waiting.await {
-            Some(answer) => Joined::clone(&answer),
-            None => Box::pin(self.read_join_answer(room)).await,
-        }
+        Either::Right(waiting.then(move |answer| match answer {
+            Some(answer) => Either::Left(ready(Joined::clone(&answer))),
+            None => Either::Right(Box::pin(self.read_join_answer(room))),
+        }))
     }
 
     async fn read_join_answer(&self, room: &str) -> Joined {

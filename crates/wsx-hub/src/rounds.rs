@@ -9,6 +9,7 @@
 //! ends: a caller's read always starts after its call, and a burst of N
 //! joins costs a few reads.
 
+use futures_util::future::Either;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,42 +54,34 @@ impl<V: Clone + Send + Sync + 'static> Rounds<V> {
         R: FnOnce() -> F,
         F: Future<Output = V> + Send + 'static,
     {
-        let step = {
+        {
             let mut keys = self.lock();
             let slot = keys.entry(key.to_owned()).or_insert(Slot { running: None, next: None });
             let next = slot.next.as_ref().filter(|n| n.has_changed().is_ok());
             if let Some(next) = next {
-                Step::Wait(next.clone())
+                Either::Right(wait(next.clone()))
             } else {
                 let (tx, rx) = watch::channel(None);
                 let round = Round { rounds: self.clone(), key: key.to_owned(), rx: rx.clone() };
                 match slot.running.clone() {
                     None => {
                         slot.running = Some(rx);
-                        Step::Read(round, tx, Box::pin(read()))
+                        let read = read();
+                        // Boxed: one caller per round reads, the others
+                        // hold the wait alone.
+                        Either::Left(Box::pin(async move {
+                            let v = read.await;
+                            tx.send_replace(Some(v.clone()));
+                            drop(round);
+                            Some(v)
+                        }))
                     }
                     Some(previous) => {
                         slot.next = Some(rx.clone());
                         tokio::spawn(round.run(previous, tx, read()));
-                        Step::Wait(rx)
+                        Either::Right(wait(rx))
                     }
                 }
-            }
-        };
-        async move {
-            match step {
-                Step::Read(round, tx, read) => {
-                    let v = read.await;
-                    tx.send_replace(Some(v.clone()));
-                    drop(round);
-                    Some(v)
-                }
-                Step::Wait(mut rx) => loop {
-                    if let Some(v) = rx.borrow_and_update().as_ref() {
-                        return Some(v.clone());
-                    }
-                    rx.changed().await.ok()?;
-                },
             }
         }
     }
@@ -100,10 +93,14 @@ impl<V: Clone + Send + Sync + 'static> Rounds<V> {
     }
 }
 
-/// What a caller does: read, as the running round, or wait for a round.
-enum Step<V: Clone + Send + Sync + 'static, F> {
-    Read(Round<V>, watch::Sender<Option<V>>, std::pin::Pin<Box<F>>),
-    Wait(Value<V>),
+/// A round's value, once it has one.
+async fn wait<V: Clone>(mut rx: Value<V>) -> Option<V> {
+    loop {
+        if let Some(v) = rx.borrow_and_update().as_ref() {
+            return Some(v.clone());
+        }
+        rx.changed().await.ok()?;
+    }
 }
 
 /// One round: it ends the round in the map however it ends (read, given
