@@ -16,6 +16,7 @@
 //! them (`Hub::flush_presence`).
 
 use crate::protocol::{ConnId, Member, PresenceDiff, PresencePacket};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,7 +112,9 @@ impl PresenceSettings {
 /// again, as a join.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    rooms: HashMap<String, BTreeMap<ConnId, (Member, bool)>>,
+    /// Per room and connection: its metadata, and whether it is in the
+    /// room (the connection id once: a burst holds one entry per joiner).
+    rooms: HashMap<String, BTreeMap<ConnId, (Value, bool)>>,
 }
 
 impl Pending {
@@ -121,7 +124,7 @@ impl Pending {
             Some(c) => c,
             None => self.rooms.entry(room.to_owned()).or_default(),
         };
-        changes.insert(member.conn.clone(), (member, joined));
+        changes.insert(member.conn, (member.meta, joined));
     }
 
     /// Put back changes taken but not sent: those noted since win.
@@ -129,7 +132,7 @@ impl Pending {
         let changes = self.rooms.entry(room).or_default();
         let all = diff.joins.into_iter().map(|m| (m, true)).chain(diff.leaves.into_iter().map(|m| (m, false)));
         for (member, joined) in all {
-            changes.entry(member.conn.clone()).or_insert((member, joined));
+            changes.entry(member.conn).or_insert((member.meta, joined));
         }
     }
 
@@ -144,8 +147,8 @@ impl Pending {
             .into_iter()
             .map(|(room, changes)| {
                 let mut diff = PresenceDiff::default();
-                for (member, joined) in changes.into_values() {
-                    if joined { &mut diff.joins } else { &mut diff.leaves }.push(member);
+                for (conn, (meta, joined)) in changes {
+                    if joined { &mut diff.joins } else { &mut diff.leaves }.push(Member { conn, meta });
                 }
                 (room, diff)
             })

@@ -458,6 +458,12 @@ impl Outbox {
             }
         }
         s.bytes += len;
+        if s.items.capacity() == 0 {
+            // Most outboxes hold one message at a time (an ack, a
+            // broadcast) and free it once written: room for one, not the
+            // four a growing queue makes room for.
+            s.items.reserve_exact(1);
+        }
         s.items.push_back(item);
         Ok(if dropped > 0 { Push::Dropped(dropped) } else { Push::Queued })
     }
@@ -790,6 +796,7 @@ mod tests {
         assert_eq!(got, 8);
         assert_eq!(rx.shared.lock().items.capacity(), 0, "the drained queue's buffer is freed");
         let _ = outbox.push(Message::text("again"));
+        assert_eq!(rx.shared.lock().items.capacity(), 1, "room for the one message it holds");
         assert!(matches!(rx.poll_take(&mut cx), Poll::Ready(Some(_))), "and allocated again");
     }
 }
