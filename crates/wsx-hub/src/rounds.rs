@@ -4,10 +4,10 @@
 //! arrive together; each waiting on a read of its own would hold that
 //! read's state (its command, its reply) per joiner, and the broker would
 //! read the room once per joiner. Instead, per key, at most one read runs
-//! (the first caller's, in its own task), and every caller that came after
-//! it started waits for the next one, which starts when the running one
-//! ends: a caller's read always starts after its call, and a burst of N
-//! joins costs a few reads.
+//! (the first caller's, which it does itself), and every caller that came
+//! after it started waits for the next one, which starts when the running
+//! one ends: a caller's read always starts after its call, and a burst of
+//! N joins costs a few reads.
 
 use futures_util::future::Either;
 use std::collections::HashMap;
@@ -54,33 +54,31 @@ impl<V: Clone + Send + Sync + 'static> Rounds<V> {
         R: FnOnce() -> F,
         F: Future<Output = V> + Send + 'static,
     {
-        {
-            let mut keys = self.lock();
-            let slot = keys.entry(key.to_owned()).or_insert(Slot { running: None, next: None });
-            let next = slot.next.as_ref().filter(|n| n.has_changed().is_ok());
-            if let Some(next) = next {
-                Either::Right(wait(next.clone()))
-            } else {
-                let (tx, rx) = watch::channel(None);
-                let round = Round { rounds: self.clone(), key: key.to_owned(), rx: rx.clone() };
-                match slot.running.clone() {
-                    None => {
-                        slot.running = Some(rx);
-                        let read = read();
-                        // Boxed: one caller per round reads, the others
-                        // hold the wait alone.
-                        Either::Left(Box::pin(async move {
-                            let v = read.await;
-                            tx.send_replace(Some(v.clone()));
-                            drop(round);
-                            Some(v)
-                        }))
-                    }
-                    Some(previous) => {
-                        slot.next = Some(rx.clone());
-                        tokio::spawn(round.run(previous, tx, read()));
-                        Either::Right(wait(rx))
-                    }
+        let mut keys = self.lock();
+        let slot = keys.entry(key.to_owned()).or_insert(Slot { running: None, next: None });
+        let next = slot.next.as_ref().filter(|n| n.has_changed().is_ok());
+        if let Some(next) = next {
+            Either::Right(wait(next.clone()))
+        } else {
+            let (tx, rx) = watch::channel(None);
+            let round = Round { rounds: self.clone(), key: key.to_owned(), rx: rx.clone() };
+            match slot.running.clone() {
+                None => {
+                    slot.running = Some(rx);
+                    let read = read();
+                    // Boxed: one caller per round reads, the others
+                    // hold the wait alone.
+                    Either::Left(Box::pin(async move {
+                        let v = read.await;
+                        tx.send_replace(Some(v.clone()));
+                        drop(round);
+                        Some(v)
+                    }))
+                }
+                Some(previous) => {
+                    slot.next = Some(rx.clone());
+                    tokio::spawn(round.run(previous, tx, read()));
+                    Either::Right(wait(rx))
                 }
             }
         }
