@@ -221,7 +221,7 @@ fn on_packet<'a>(
             }
         }
         Packet::Publish(pb) => {
-            let member = hub.lock().conns.get(conn).is_some_and(|e| e.rooms.contains(&pb.room));
+            let member = hub.is_member(conn, &pb.room);
             if !hub.inner.s.client_publish {
                 reply(refusal(pb.id, ErrorBody::new(codes::FORBIDDEN, "clients may not publish")));
             } else if !member {
@@ -291,7 +291,7 @@ async fn on_leave(hub: &Hub, conn: &str, outbox: &Outbox, r: RoomRequest) {
 }
 
 async fn on_members(hub: &Hub, conn: &str, outbox: &Outbox, q: MembersRequest) {
-    let member = hub.lock().conns.get(conn).is_some_and(|e| e.rooms.contains(&q.room));
+    let member = hub.is_member(conn, &q.room);
     let result = if !member {
         Err(ErrorBody::new(codes::NOT_MEMBER, format!("join {:?} first", q.room)))
     } else if hub.inner.s.presence.mode(&q.room) != PresenceMode::Names {

@@ -2,7 +2,7 @@
 //! (join, leave, broadcast, requests with acks), and its builder.
 
 use crate::broker::{node_of, BoxFuture, Broker, BrokerMessage, BrokerState, Inbox, MemoryBroker};
-use crate::error::{AckError, HandlerError, HubError};
+use crate::error::{AckError, BrokerError, HandlerError, HubError};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::policy::{AuthError, ConnectRequest, RateLimit};
 use crate::presence::{Pending as PendingPresence, PresenceMode, PresenceSettings};
@@ -992,6 +992,11 @@ impl Hub {
         Member { conn: conn.clone(), meta: st.conns.get(conn).map_or(Value::Null, |e| e.meta.clone()) }
     }
 
+    /// Whether connection `conn` of this node is in `room`.
+    pub(crate) fn is_member(&self, conn: &str, room: &str) -> bool {
+        self.lock().conns.get(conn).is_some_and(|e| e.rooms.contains(room))
+    }
+
     /// A page of the room's members on this node.
     fn local_page(&self, room: &str, after: Option<&str>, limit: usize) -> MembersPage {
         use std::ops::Bound::{Excluded, Unbounded};
@@ -1012,6 +1017,7 @@ impl Hub {
     /// page at a time ([`Hub::members_page`]).
     pub async fn members(&self, room: &str) -> Vec<Member> {
         self.ensure_started();
+        self.presence_written().await;
         match self.inner.broker.presence_page(room, None, usize::MAX).await {
             Ok(page) => {
                 let mut list = page.members;
@@ -1124,11 +1130,8 @@ impl Hub {
     /// [`HubBuilder::room_presence`]).
     pub async fn join(&self, conn: &str, room: &str) -> Result<(), HubError> {
         let (subscribed, joined) = self.admit_join(conn, room)?;
-        if let Some(ready) = subscribed {
-            // Receive what other nodes publish before answering. Boxed: the
-            // first join of a room waits for this, not the others, and a
-            // joining connection holds what the largest wait holds.
-            let _ = Box::pin(tokio::time::timeout(SUBSCRIBE_WAIT, ready)).await;
+        if let Some(subscribed) = subscribed {
+            subscribed.await;
         }
         if let Some(member) = joined {
             self.presence_changed(room, member, true).await;
@@ -1143,22 +1146,16 @@ impl Hub {
     pub(crate) fn join_now(&self, conn: &str, room: &str) -> Result<Option<BoxFuture<'static, ()>>, HubError> {
         let (subscribed, joined) = self.admit_join(conn, room)?;
         if let Some(member) = joined {
-            if self.inner.s.presence.mode(room) != PresenceMode::Off {
-                // Made by the call; its future only says when it is written.
-                drop(self.inner.broker.presence_join(room, member.clone()));
-                self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, true);
-            }
+            // Made by the call; its future only says when it is written.
+            drop(self.note_presence(room, member, true));
         }
-        Ok(subscribed.map(|ready| -> BoxFuture<'static, ()> {
-            Box::pin(async move {
-                let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
-            })
-        }))
+        Ok(subscribed)
     }
 
     /// The part of a join done at once: the checks, the registry, the
-    /// subscription (what to wait for before answering) and the member to
-    /// record.
+    /// member to record, and the subscription to wait for (bounded:
+    /// receive what other nodes publish before answering) when the room is
+    /// new here.
     #[allow(clippy::type_complexity)]
     fn admit_join(&self, conn: &str, room: &str) -> Result<(Option<BoxFuture<'static, ()>>, Option<Member>), HubError> {
         check_name(room)?;
@@ -1184,6 +1181,11 @@ impl Hub {
                 Some(Member { conn: conn.to_owned(), meta: e.meta.clone() })
             }
         };
+        let subscribed = subscribed.map(|ready| -> BoxFuture<'static, ()> {
+            Box::pin(async move {
+                let _ = tokio::time::timeout(SUBSCRIBE_WAIT, ready).await;
+            })
+        });
         Ok((subscribed, joined))
     }
 
@@ -1205,30 +1207,44 @@ impl Hub {
         Ok(())
     }
 
-    /// A member of this node joined or left `room`: record it in the broker
-    /// (first: whoever lists the room after the packet has it), and send it
-    /// with the room's other changes at the next presence tick.
+    /// A member of this node joined or left `room`: the broker records it
+    /// (the call makes the change; reads of presence wait until it is
+    /// written, so the next packet's count has it), and it goes with the
+    /// room's other changes at the next presence tick. The broker's future
+    /// says when it is written; `None` in a room without presence.
+    fn note_presence(
+        &self,
+        room: &str,
+        member: Member,
+        joined: bool,
+    ) -> Option<BoxFuture<'static, Result<(), BrokerError>>> {
+        if self.inner.s.presence.mode(room) == PresenceMode::Off {
+            return None;
+        }
+        let recording = if joined {
+            self.inner.broker.presence_join(room, member.clone())
+        } else {
+            self.inner.broker.presence_leave(room, &member.conn)
+        };
+        self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, joined);
+        Some(recording)
+    }
+
+    /// [`Hub::note_presence`], returning once the broker has it.
     fn presence_changed<'a>(
         &'a self,
         room: &'a str,
         member: Member,
         joined: bool,
     ) -> impl Future<Output = ()> + Send + 'a {
-        // Not an `async fn`: every joining connection holds this while the
-        // broker records it, and the record's future alone is enough.
-        let recording = (self.inner.s.presence.mode(room) != PresenceMode::Off).then(|| {
-            if joined {
-                self.inner.broker.presence_join(room, member.clone())
-            } else {
-                self.inner.broker.presence_leave(room, &member.conn)
-            }
-        });
+        // Not an `async fn`: it would hold the member as well as the
+        // record's future.
+        let recording = self.note_presence(room, member, joined);
         async move {
             let Some(recording) = recording else { return };
             if let Err(e) = recording.await {
                 tracing::warn!(room, error = %e, joined, "could not record presence in the broker");
             }
-            self.inner.presence.lock().unwrap_or_else(|p| p.into_inner()).note(room, member, joined);
         }
     }
 

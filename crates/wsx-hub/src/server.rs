@@ -31,10 +31,9 @@ pub enum Handled<S = ServerStream> {
 }
 
 /// Answer `req` with a refusal; the error to return (the refusal, or the
-/// I/O error that kept it from being written).
-/// Answer a request with a refusal. Boxed, as every reply here: replies
-/// are rare next to a connection's life, and a task is as large as its
-/// largest state for as long as it lives.
+/// I/O error that kept it from being written). Boxed, as every reply here:
+/// replies are rare next to a connection's life, and a task is as large as
+/// its largest state for as long as it lives.
 fn refuse<S>(req: Request<S>, reject: Reject) -> Pin<Box<dyn Future<Output = HubError> + Send>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -296,9 +296,11 @@ impl Shared {
         }
         if let Err(e) = self.write_members(conn, &joins, pipe).await {
             let mut u = lock(&self.unwritten);
+            let u = &mut *u;
             for (room, conns) in leaves {
-                let joined = u.joins.get(&room).cloned().unwrap_or_default();
-                u.leaves.entry(room).or_default().extend(conns.into_iter().filter(|c| !joined.contains_key(c)));
+                let joined = u.joins.get(&room);
+                let kept = conns.into_iter().filter(|c| !joined.is_some_and(|j| j.contains_key(c)));
+                u.leaves.entry(room).or_default().extend(kept);
             }
             return Err(e);
         }
