@@ -58,9 +58,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// VmRSS in bytes (whatever the page size).
 fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()).unwrap_or(0) * 4096
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+    kib.unwrap_or(0usize) * 1024
 }
 
 /// A deterministic chat-like stream: JSON objects of 100-250 bytes.
@@ -218,6 +221,7 @@ fn main() {
             .args(["--row", &i.to_string(), "--connections", &connections.to_string(), "--messages", "8"])
             .output()
             .unwrap();
+        assert!(out.status.success(), "row {name} failed: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
         let mut nums = text.split_whitespace().map(|n| n.parse::<f64>().unwrap());
         let (heap, rss) = (nums.next().unwrap(), nums.next().unwrap());

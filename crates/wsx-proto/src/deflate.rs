@@ -24,8 +24,8 @@
 //! message, so it is borrowed from a per-thread pool (zlib-rs, the fastest)
 //! and an idle connection holds none. With context takeover a connection
 //! keeps its own compressor and decompressor between messages: zlib-rs by
-//! default (fast, but of fixed size: ~419 KiB a connection whatever the
-//! windows), or, once a memLevel is set ([`DeflateConfig::with_mem_level`],
+//! default (fast, but not bounded by the windows: ~292 KiB a connection
+//! with 9-bit windows, ~418 KiB with 15-bit ones), or, once a memLevel is set ([`DeflateConfig::with_mem_level`],
 //! which every [`CompressionPreset`] does), stock zlib through `libz-sys`,
 //! sized by the negotiated window bits and that memLevel.
 
@@ -186,13 +186,11 @@ impl DeflateConfig {
     pub fn preset(preset: CompressionPreset) -> Self {
         let Some((bits, mem_level)) = preset.window_and_mem_level() else { return Self::server_default() };
         Self {
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
             server_max_window_bits: bits,
             client_max_window_bits: bits,
             threshold: DEDICATED_THRESHOLD,
-            level: 6,
             mem_level: Some(mem_level),
+            ..Self::default()
         }
     }
 
@@ -241,8 +239,8 @@ impl DeflateConfig {
     /// 2^(memLevel+9) bytes, beside twice its 2^w window) and whose
     /// decompressor allocates a window of the negotiated size. Less memory,
     /// a little less ratio. Unset (the default), they are zlib-rs: faster
-    /// on large messages, but of fixed size, ~419 KiB a connection whatever
-    /// the windows (figures in docs/compression.md). Shared state (no
+    /// on large messages, but not bounded by the windows: ~292 to ~418 KiB
+    /// a connection (figures in docs/compression.md). Shared state (no
     /// context takeover) lives one per thread and is always zlib-rs.
     ///
     /// ```
@@ -329,27 +327,13 @@ const DEDICATED_THRESHOLD: usize = 32;
 /// so a stream of similar small messages (chat, game state, JSON events)
 /// compresses against the ones before it. Its name is zlib's own estimate
 /// of the compressor's buffers, `2^(w+2) + 2^(m+9)` bytes for window bits
-/// `w` and memLevel `m`; a connection pays more than that: zlib's ~6 KiB
-/// compressor state, a ~7 KiB decompressor with a `2^w` window, and the
-/// allocator's rounding. Measured on 2026-12-06: heap per idle server
-/// connection (compressor and decompressor, after four messages each way)
-/// and ratio (wire bytes over uncompressed) on a chat-like JSON stream
-/// (docs/compression.md, `cargo bench -p wsx-proto --bench compression`):
-///
-/// | preset | w, m | bytes per connection | ratio |
-/// | --- | --- | --- | --- |
-/// | `Shared` | — | 0.3 KiB | 1.00 (messages under 1 KiB go uncompressed; 0.78 with threshold 0) |
-/// | `Dedicated3K` | 9, 1 | 17.0 KiB | 0.46 |
-/// | `Dedicated4K` | 9, 2 | 18.0 KiB | 0.46 |
-/// | `Dedicated8K` | 10, 3 | 22.5 KiB | 0.39 |
-/// | `Dedicated16K` | 11, 4 | 31.5 KiB | 0.33 |
-/// | `Dedicated32K` | 12, 5 | 49.5 KiB | 0.30 |
-/// | `Dedicated64K` | 13, 6 | 85.5 KiB | 0.29 |
-/// | `Dedicated128K` | 14, 7 | 157.5 KiB | 0.28 |
-/// | `Dedicated256K` | 15, 8 | 301.5 KiB | 0.27 |
-///
-/// (Context takeover without a memLevel keeps zlib-rs state: 418 KiB a
-/// connection, 292 KiB even with 9-bit windows.) Messages under 32 bytes go
+/// `w` and memLevel `m`; a connection pays more than that: zlib's
+/// compressor state, a decompressor with its `2^w` window, and the
+/// allocator's rounding: from 17 KiB (`Dedicated3K`) to 301.5 KiB
+/// (`Dedicated256K`) per connection, measured with the compression ratio
+/// of each in docs/compression.md (`cargo bench -p wsx-proto --bench
+/// compression`). Context takeover without a memLevel keeps zlib-rs
+/// state: 292 to 418 KiB a connection. Messages under 32 bytes go
 /// uncompressed under a dedicated preset.
 ///
 /// The server asks for the same window from the client
@@ -463,7 +447,7 @@ impl fmt::Display for CompressionPreset {
 /// assert!(e.to_string().contains("dedicated-5k"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown compression preset {0:?} (shared, dedicated-3k, -4k, -8k, -16k, -32k, -64k, -128k, -256k)")]
+#[error("unknown compression preset {0:?} (one of: {names})", names = CompressionPreset::ALL.map(CompressionPreset::name).join(", "))]
 pub struct UnknownPreset(pub String);
 
 impl FromStr for CompressionPreset {
@@ -490,7 +474,7 @@ pub struct DeflateParams {
     /// Compression level (local setting).
     pub level: u32,
     /// zlib memLevel 1–9 bounding the state kept between messages; `None`:
-    /// zlib-rs state of fixed size (local setting,
+    /// zlib-rs state, which no memLevel bounds (local setting,
     /// [`DeflateConfig::with_mem_level`]).
     pub mem_level: Option<u8>,
 }
@@ -708,7 +692,8 @@ pub(crate) struct Deflater {
     threshold: usize,
 }
 
-/// A compressor a connection keeps: zlib-rs (fixed size, fast), or stock
+/// A compressor a connection keeps: zlib-rs (fast, not bounded by the
+/// windows), or stock
 /// zlib sized by window bits and memLevel.
 enum Compressor {
     Rs(Compress),
@@ -817,7 +802,8 @@ fn run_compress(c: &mut impl SyncFlush, input: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A decompressor: zlib-rs (a thread's shared one without context
-/// takeover; a connection's own, of fixed size, with it), or stock zlib
+/// takeover; a connection's own, not bounded by the window, with it), or
+/// stock zlib
 /// with a window of the negotiated size (a connection's own, when a
 /// memLevel bounds its memory).
 enum Decompressor {
@@ -920,16 +906,14 @@ impl Inflater {
                     // No context takeover: the decompressor goes back to the
                     // thread. A stream that ended (BFINAL) cannot go on
                     // either: the next message is a new stream.
-                    match self.inner.take() {
-                        Some(mut d) if self.reset_each && matches!(*d, Decompressor::Rs(_)) => {
-                            d.reset();
+                    if let Some(mut d) = self.inner.take() {
+                        d.reset();
+                        if self.reset_each {
+                            // From the pool (`feed`): back to it.
                             put_decompressor(self.bits, d);
-                        }
-                        Some(mut d) => {
-                            d.reset();
+                        } else {
                             self.inner = Some(d);
                         }
-                        None => {}
                     }
                 }
                 self.ended = false;

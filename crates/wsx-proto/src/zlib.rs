@@ -60,8 +60,10 @@ extern "C" fn zfree(_opaque: *mut c_void, address: *mut c_void) {
 
 /// A heap-allocated `z_stream`. zlib keeps a pointer back to it in its
 /// state and checks it on every call, so it must never move: it is held
-/// as a raw pointer from `Box::into_raw`, never as a `Box` or a reference
-/// that Rust could assume unique while zlib's state aliases it.
+/// as a raw pointer from `Box::leak`, never as a `Box` or a reference
+/// that Rust could assume unique while zlib's state aliases it. Dropping
+/// it frees it: its owner ends zlib's state first (`deflateEnd`,
+/// `inflateEnd`) in its own `Drop`, which runs before its fields'.
 struct Stream(NonNull<z::z_stream>);
 
 impl Stream {
@@ -105,8 +107,9 @@ impl Stream {
         // SAFETY: `p` is our live z_stream (no reference to it exists).
         // zlib reads at most `avail_in` bytes from `input` and writes at most
         // `avail_out` bytes into `out`'s spare capacity, both borrowed for
-        // this call only; the pointers are cleared before returning, so zlib
-        // keeps none of them.
+        // this call only (it never writes through `next_in`, whose `*mut`
+        // is zlib's C signature); the pointers are cleared before
+        // returning, so zlib keeps none of them.
         let (code, used, written) = unsafe {
             (*p).next_in = input.as_ptr().cast_mut();
             (*p).avail_in = avail_in;
@@ -126,12 +129,14 @@ impl Stream {
         unsafe { out.set_len(len + written) };
         (code, used)
     }
+}
 
-    /// Free the stream itself, after the caller ended zlib's state.
-    fn free(&mut self) {
+impl Drop for Stream {
+    fn drop(&mut self) {
         // SAFETY: the pointer came from `Box::leak` in `new` and is freed
-        // once, from `Drop` of the owner, after deflateEnd / inflateEnd.
-        drop(unsafe { Box::from_raw(self.ptr()) });
+        // here only, once; zlib's state no longer refers to it (ended by the
+        // owner, or never initialised).
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
 }
 
@@ -165,8 +170,8 @@ impl Deflate {
             )
         };
         if code != z::Z_OK {
-            // Parameters are in range: only out of memory gets here.
-            s.free();
+            // Parameters are in range: only out of memory gets here (`s`
+            // is freed as it drops).
             panic!("deflateInit2 failed ({code})");
         }
         Self(s)
@@ -188,7 +193,6 @@ impl Drop for Deflate {
     fn drop(&mut self) {
         // SAFETY: an initialised deflate stream, ended once.
         unsafe { z::deflateEnd(self.0.ptr()) };
-        self.0.free();
     }
 }
 
@@ -211,7 +215,6 @@ impl Inflate {
         let code =
             unsafe { z::inflateInit2_(s.ptr(), -bits, z::zlibVersion(), std::mem::size_of::<z::z_stream>() as c_int) };
         if code != z::Z_OK {
-            s.free();
             panic!("inflateInit2 failed ({code})");
         }
         Self(s)
@@ -243,7 +246,6 @@ impl Drop for Inflate {
     fn drop(&mut self) {
         // SAFETY: an initialised inflate stream, ended once.
         unsafe { z::inflateEnd(self.0.ptr()) };
-        self.0.free();
     }
 }
 
