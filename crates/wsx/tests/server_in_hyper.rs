@@ -86,8 +86,6 @@ fn app_service(server: &Server) -> (ServerService, Arc<Notify>) {
     (server.service(move |req| app(req, g.clone())), go)
 }
 
-/// One HTTP/1.1 request on a connection of its own: the head and the whole
-/// body (decoded when chunked), the server closing after it.
 /// Wait until the server holds no connection slot.
 async fn all_released(server: &Server) {
     within(async {
@@ -98,6 +96,8 @@ async fn all_released(server: &Server) {
     .await;
 }
 
+/// One HTTP/1.1 request on a connection of its own: the head and the whole
+/// body (decoded when chunked), the server closing after it.
 async fn http1(addr: SocketAddr, request: &str) -> (String, Vec<u8>) {
     let mut raw = Raw::connect(addr).await;
     raw.write(request.as_bytes()).await;
