@@ -354,4 +354,17 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 400, "a connection's state is {size} bytes");
     }
+
+    /// In a burst of joins every joining connection holds its join's wait
+    /// at once (boxed, beside its task): the wait and a few references
+    /// (296 bytes).
+    #[tokio::test]
+    async fn a_waiting_join_stays_small() {
+        let hub = crate::Hub::builder().build();
+        let (outbox, _rx) = wsx::server::Outbox::new(wsx::server::OutboxConfig::default());
+        let r = crate::protocol::RoomRequest { room: "r".into(), id: Some(1) };
+        let join = super::on_join(&hub, "n.1", &outbox, r);
+        let size = std::mem::size_of_val(&join);
+        assert!(size <= 320, "a waiting join is {size} bytes");
+    }
 }

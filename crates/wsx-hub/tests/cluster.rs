@@ -10,7 +10,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 use wsx_hub::broker::{BrokerState, MemoryBus, RedisBroker, RedisOptions};
-use wsx_hub::protocol::{AckPacket, Packet, PublishPacket, RoomRequest};
+use wsx_hub::protocol::{AckPacket, Packet, PublishPacket};
 use wsx_hub::{Backoff, Event, Hub};
 
 fn publish(room: &str, i: u64) -> Packet {
@@ -24,22 +24,13 @@ fn publish(room: &str, i: u64) -> Packet {
     })
 }
 
-async fn join(ws: &mut Ws, room: &str) -> serde_json::Value {
-    send(ws, &Packet::Join(RoomRequest { room: room.into(), id: Some(1) })).await;
-    loop {
-        if let Packet::Ack(a) = next(ws).await {
-            return a.result.unwrap();
-        }
-    }
-}
-
 /// Cross-node delivery (once, in order), presence and acks between two
 /// nodes.
 async fn scenario(a: &Hub, addr_a: SocketAddr, b: &Hub, addr_b: SocketAddr) -> (Ws, Ws, String) {
     let (mut a1, id_a1) = raw(addr_a).await;
     let (mut b1, id_b1) = raw(addr_b).await;
-    join(&mut a1, "room").await;
-    let members = join(&mut b1, "room").await["members"].clone();
+    join(&mut a1, "room", 1).await;
+    let members = join(&mut b1, "room", 1).await["members"].clone();
     let conns: Vec<&str> = members.as_array().unwrap().iter().map(|m| m["conn"].as_str().unwrap()).collect();
     assert!(conns.contains(&id_a1.as_str()) && conns.contains(&id_b1.as_str()), "{members}");
     // B's join reaches A's member in B's presence packet, with the count.
@@ -126,7 +117,7 @@ async fn two_nodes_over_redis_survive_a_restart() {
 
     // Redis goes away: both nodes notice and keep serving local clients.
     let (mut a2, _) = raw(addr_a).await;
-    join(&mut a2, "room").await;
+    join(&mut a2, "room", 1).await;
     redis.stop();
     eventually(|| matches!(a.broker_state(), BrokerState::Disconnected { .. })).await;
     eventually(|| matches!(b.broker_state(), BrokerState::Disconnected { .. })).await;

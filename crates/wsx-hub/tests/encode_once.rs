@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use wsx::proto::deflate::DeflateConfig;
-use wsx_hub::protocol::{Packet, PublishPacket, RoomRequest, SUBPROTOCOL};
+use wsx_hub::protocol::{Packet, PublishPacket, SUBPROTOCOL};
 use wsx_hub::{Event, Hub};
 
 /// A client with this compression offer, past its welcome, and its id.
@@ -26,13 +26,7 @@ async fn members(addr: std::net::SocketAddr, configs: Vec<wsx::Config>) -> (Vec<
     let (mut members, mut ids) = (Vec::new(), Vec::new());
     for c in configs {
         let (mut ws, id) = connect(addr, c).await;
-        send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-        loop {
-            if let Packet::Ack(a) = next(&mut ws).await {
-                assert!(a.result.is_ok());
-                break;
-            }
-        }
+        join(&mut ws, "r", 1).await;
         members.push(ws);
         ids.push(id);
     }

@@ -241,10 +241,8 @@ async fn a_burst_of_joins_is_written_and_answered_together() {
     let _: () = query(&mut c, &["CONFIG", "RESETSTAT"]).await;
     let joins = (0..JOINS).map(|_| async move {
         let (mut ws, me) = raw(addr).await;
-        send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-        let Packet::Ack(ack) = next(&mut ws).await else { panic!("no ack") };
         // Read after the join: the answer lists the joiner.
-        let joined: Joined = serde_json::from_value(ack.result.unwrap()).unwrap();
+        let joined: Joined = serde_json::from_value(join(&mut ws, "r", 1).await).unwrap();
         assert!(joined.members.unwrap().iter().any(|m| m.conn == me), "the joiner is not in its answer");
         ws
     });

@@ -42,7 +42,6 @@ pub async fn raw(addr: SocketAddr) -> (Ws, String) {
     }
 }
 
-/// The next packet (pings skipped).
 /// The next packet but presence (presence packets come at their own pace:
 /// read them with [`next_presence`] and [`presence_of`]).
 pub async fn next(ws: &mut Ws) -> Packet {
@@ -54,7 +53,7 @@ pub async fn next(ws: &mut Ws) -> Packet {
     }
 }
 
-/// The next packet.
+/// The next packet (pings skipped).
 pub async fn next_any(ws: &mut Ws) -> Packet {
     loop {
         let m = tokio::time::timeout(WAIT, ws.recv()).await.expect("timed out").expect("closed").expect("error");
@@ -86,6 +85,24 @@ pub async fn presence_of(ws: &mut Ws, conn: &str, joined: bool) -> PresencePacke
         let d = p.diff.as_ref().expect("names");
         if (if joined { &d.joins } else { &d.leaves }).iter().any(|m| m.conn == conn) {
             return p;
+        }
+    }
+}
+
+/// Join `room` with request id `id`: the ack's data (panics on a refusal).
+pub async fn join(ws: &mut Ws, room: &str, id: u64) -> serde_json::Value {
+    send(ws, &Packet::Join(protocol::RoomRequest { room: room.into(), id: Some(id) })).await;
+    ack(ws, id).await.expect("joined")
+}
+
+/// The answer to request `id` (events before it are skipped; any other
+/// packet fails the test).
+pub async fn ack(ws: &mut Ws, id: u64) -> Result<serde_json::Value, protocol::ErrorBody> {
+    loop {
+        match next(ws).await {
+            Packet::Ack(protocol::AckPacket { id: i, result }) if i == id => return result,
+            Packet::Event(_) => {}
+            other => panic!("expected the ack of {id}, got {other:?}"),
         }
     }
 }
