@@ -47,12 +47,11 @@
 //!
 //! To profile a node, set `WSX_FANOUT_NODE_WRAPPER` to a program that
 //! runs the node's command line given to it (a heap profiler:
-//! `WSX_FANOUT_NODE_WRAPPER=heaptrack`); the node's RSS is then the
-//! wrapper's, so the memory figures mean nothing in that run.
+//! `WSX_FANOUT_NODE_WRAPPER=heaptrack`); the node's RSS and CPU time are
+//! then the wrapper's, so the node figures mean nothing in that run.
 
 use clients::{Clients, Plan, Results, ROOM, SPARE_FILES};
-use common::{proc, raise_nofile, Error};
-use hdrhistogram::Histogram;
+use common::{ms, proc, raise_nofile, Error};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -61,6 +60,12 @@ use std::time::{Duration, Instant};
 use wsx_hub::protocol::{self, Packet, PublishPacket};
 
 const EVENT: &str = "tick";
+
+/// The node RSS readings of an [`Outcome`], by place.
+const IDLE: usize = 0;
+const CONNECTED: usize = 1;
+const JOINED: usize = 2;
+const FILL_PEAK: usize = 4;
 /// The first source address of the client processes; each takes the next.
 const FIRST_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
@@ -310,7 +315,7 @@ impl Node {
 
     /// utime + stime, in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, Error> {
-        proc::cpu_ticks(self.child.id()).map(|(u, s)| u + s)
+        proc::cpu_total(self.child.id())
     }
 }
 
@@ -363,7 +368,7 @@ impl Redis {
     }
 
     fn cpu_ticks(&self) -> Result<u64, Error> {
-        proc::cpu_ticks(self.child.id()).map(|(u, s)| u + s)
+        proc::cpu_total(self.child.id())
     }
 }
 
@@ -379,7 +384,7 @@ impl Drop for Redis {
 /// The publisher, on its own thread and runtime so that nothing else
 /// delays its schedule: joins, then publishes `messages` events at `rate`
 /// per second, each stamped with its send time.
-fn publisher(addr: SocketAddr, o: &Opts, signals: Signals) -> Result<(), Error> {
+fn publisher(addr: SocketAddr, o: &Opts, room: usize, signals: Signals) -> Result<(), Error> {
     let Signals { ready, go, published, done } = signals;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -387,7 +392,7 @@ fn publisher(addr: SocketAddr, o: &Opts, signals: Signals) -> Result<(), Error> 
         .map_err(|e| format!("publisher runtime: {e}"))?;
     rt.block_on(async {
         let mut ws = clients::connect(addr, None, o.deflate).await.map_err(|e| format!("publisher: {e}"))?;
-        clients::join(&mut ws, clients::join_wait(o.subscribers * 2)).await.map_err(|e| format!("publisher: {e}"))?;
+        clients::join(&mut ws, clients::join_wait(room)).await.map_err(|e| format!("publisher: {e}"))?;
         let (mut rx, mut tx) = ws.split();
         // Read (and drop) what comes: presence, pings.
         let reader = tokio::spawn(async move { while let Some(Ok(_)) = rx.recv().await {} });
@@ -450,7 +455,7 @@ struct Outcome {
     publish_s: f64,
     /// Each node's RSS idle, with the subscribers connected, joined, at
     /// the end, and the most it was until they joined (VmHWM: the peak of
-    /// the fill).
+    /// the fill), in that order ([`IDLE`] ... [`FILL_PEAK`]).
     node_rss_kib: [Vec<u64>; 5],
     redis_rss_kib: Option<u64>,
     /// CPU time (utime + stime) while publishing: the nodes' (summed),
@@ -492,10 +497,11 @@ impl Outcome {
         self.seen.lost + self.seen.duplicated + self.seen.out_of_order > 0
     }
 
-    /// The nodes' RSS growth from idle, per connection.
+    /// The nodes' RSS growth from idle, per connection, at a reading
+    /// ([`CONNECTED`], [`JOINED`], [`FILL_PEAK`]).
     fn node_kib_per_connection(&self, at: usize) -> f64 {
         let grown: u64 =
-            self.node_rss_kib[at].iter().zip(&self.node_rss_kib[0]).map(|(a, b)| a.saturating_sub(*b)).sum();
+            self.node_rss_kib[at].iter().zip(&self.node_rss_kib[IDLE]).map(|(a, b)| a.saturating_sub(*b)).sum();
         grown as f64 / self.subscribers as f64
     }
 
@@ -532,9 +538,9 @@ impl Outcome {
             "disconnected": self.seen.disconnected, "close_reason": self.seen.close_reason,
             "node_rss_kib": {"idle": idle, "connected": connected, "joined": joined, "end": end, "fill_peak": peak},
             "node_kib_per_subscriber": {
-                "connected": round(self.node_kib_per_connection(1)),
-                "joined": round(self.node_kib_per_connection(2)),
-                "fill_peak": round(self.node_kib_per_connection(4)),
+                "connected": round(self.node_kib_per_connection(CONNECTED)),
+                "joined": round(self.node_kib_per_connection(JOINED)),
+                "fill_peak": round(self.node_kib_per_connection(FILL_PEAK)),
             },
             "client_kib_per_subscriber": round(self.seen.client_rss_kib as f64 / self.subscribers as f64),
             "redis_rss_kib": self.redis_rss_kib,
@@ -663,7 +669,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     let (done_tx, done) = std::sync::mpsc::channel();
     let publisher = {
         let (o, addr) = (o.clone(), addrs[0]);
-        std::thread::spawn(move || publisher(addr, &o, Signals { ready, go, published, done }))
+        std::thread::spawn(move || publisher(addr, &o, total, Signals { ready, go, published, done }))
     };
     let publisher_failed = |p: std::thread::JoinHandle<Result<(), Error>>| match p.join() {
         Ok(Err(e)) => e,
@@ -749,7 +755,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
 
 /// The client processes' results together.
 fn seen(results: &[Results]) -> Result<Seen, Error> {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?;
+    let mut h = clients::latency_histogram()?;
     for r in results {
         for &(v, n) in &r.latency_us {
             h.record_n(v, n).map_err(|e| format!("latency {v} µs: {e}"))?;
@@ -826,16 +832,12 @@ fn projection(r: &Outcome, connections: u64) -> Projection {
     let per_process = 20_000 - SPARE_FILES as u64;
     Projection {
         connections,
-        gib: [gib(r.node_kib_per_connection(1)), gib(r.node_kib_per_connection(2))],
+        gib: [gib(r.node_kib_per_connection(CONNECTED)), gib(r.node_kib_per_connection(JOINED))],
         deliveries_per_s,
         cores: deliveries_per_s * r.cpu_us_per_delivery() / 1e6,
         processes: connections.div_ceil(per_process),
         source_addresses: connections.div_ceil(ephemeral_ports()),
     }
-}
-
-fn ms(us: u64) -> String {
-    format!("{:.1} ms", us as f64 / 1000.0)
 }
 
 fn print_table(rs: &[Outcome]) {
@@ -868,9 +870,9 @@ fn print_table(rs: &[Outcome]) {
             r.seen.lost,
             r.seen.duplicated,
             r.seen.out_of_order,
-            r.node_kib_per_connection(1),
-            r.node_kib_per_connection(2),
-            r.node_kib_per_connection(4),
+            r.node_kib_per_connection(CONNECTED),
+            r.node_kib_per_connection(JOINED),
+            r.node_kib_per_connection(FILL_PEAK),
             r.cpu_us_per_delivery(),
             r.seen.connect_s,
             r.join_s,

@@ -63,7 +63,7 @@ const START: Duration = Duration::from_secs(30);
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{close_reason, field, lock, next_message, proc, raise_nofile, Error, Tally, Ws};
+use common::{close_reason, field, lock, ms, next_message, proc, raise_nofile, Error, Tally, Ws};
 
 /// How long a subscriber waits for the next message.
 const MESSAGE_WAIT: Duration = Duration::from_secs(60);
@@ -766,10 +766,6 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         rss_joined_kib,
         rss_end_kib,
     })
-}
-
-fn ms(us: u64) -> String {
-    format!("{:.1} ms", us as f64 / 1000.0)
 }
 
 fn print_table(rs: &[Outcome]) {

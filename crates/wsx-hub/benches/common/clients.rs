@@ -77,6 +77,12 @@ pub struct Plan {
 /// room of `room`: two minutes, and more for a larger room (a join may
 /// cost the node work in proportion to the room, and thousands may be
 /// queued before it).
+/// A histogram of delivery latencies in µs (the client processes' and
+/// their sum alike: their counts are added up).
+pub fn latency_histogram() -> Result<Histogram<u64>, Error> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())
+}
+
 pub fn join_wait(room: usize) -> Duration {
     Duration::from_secs(120) + Duration::from_millis(10) * room as u32
 }
@@ -164,7 +170,7 @@ impl Shared {
             last_joined_ns: AtomicU64::new(0),
             first_delivery_ns: AtomicU64::new(u64::MAX),
             last_delivery_ns: AtomicU64::new(0),
-            latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())?),
+            latency: Mutex::new(latency_histogram()?),
             close_reason: Mutex::new(None),
         })
     }
@@ -546,7 +552,7 @@ impl Clients {
 
     /// Their utime + stime together, in clock ticks.
     pub fn cpu_ticks(&self) -> Result<u64, Error> {
-        self.0.iter().map(|c| proc::cpu_ticks(c.child.id()).map(|(u, s)| u + s)).sum()
+        self.0.iter().map(|c| proc::cpu_total(c.child.id())).sum()
     }
 
     /// Ask every process for its results and wait for them.

@@ -24,6 +24,11 @@ pub fn raise_nofile(needed: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Microseconds as milliseconds, for tables.
+pub fn ms(us: u64) -> String {
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

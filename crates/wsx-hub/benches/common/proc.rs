@@ -10,7 +10,6 @@ pub fn rss_kib(pid: impl std::fmt::Display) -> Result<u64, Error> {
 }
 
 /// VmHWM of process `pid`: the most its RSS has been, in KiB.
-#[allow(dead_code)] // one bench of those that share this file reads it
 pub fn peak_rss_kib(pid: impl std::fmt::Display) -> Result<u64, Error> {
     status_kib(pid, "VmHWM:")
 }
@@ -37,6 +36,11 @@ pub fn cpu_ticks(pid: impl std::fmt::Display) -> Result<(u64, u64), Error> {
     // Fields 14 and 15 (utime, stime); `after` starts at field 3.
     let n = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| format!("bad {path}"));
     Ok((n(14)?, n(15)?))
+}
+
+/// utime + stime of process `pid`, in clock ticks.
+pub fn cpu_total(pid: impl std::fmt::Display) -> Result<u64, Error> {
+    cpu_ticks(pid).map(|(u, s)| u + s)
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`, 100 when unknown).
