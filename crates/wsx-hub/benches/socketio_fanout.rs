@@ -79,6 +79,8 @@ struct Opts {
     node_dir: PathBuf,
     socketioxide_bin: PathBuf,
     wsx_bin: PathBuf,
+    /// Clients offer permessage-deflate (a browser always does).
+    compression: bool,
     json: bool,
 }
 
@@ -99,6 +101,7 @@ usage: cargo bench -p wsx-hub --bench socketio_fanout -- [options]
   --node-dir DIR         the Node server's folder (default benches/socketio/node)
   --socketioxide-bin F   (default benches/socketio/socketioxide/target/release/bench-socketioxide)
   --wsx-bin F            (default $CARGO_TARGET_DIR/release/wsx, else target/release/wsx)
+  --compression          clients offer permessage-deflate, as browsers do (default: they don't)
   --json                 print the results as JSON too";
 
 fn root() -> PathBuf {
@@ -118,6 +121,7 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
         node_dir: root.join("benches/socketio/node"),
         socketioxide_bin: root.join("benches/socketio/socketioxide/target/release/bench-socketioxide"),
         wsx_bin: target.join("release/wsx"),
+        compression: false,
         json: false,
     };
     let mut it = args.iter();
@@ -157,6 +161,7 @@ fn parse_args(args: &[String]) -> Result<Opts, Error> {
             "--node-dir" => o.node_dir = value(a)?.into(),
             "--socketioxide-bin" => o.socketioxide_bin = value(a)?.into(),
             "--wsx-bin" => o.wsx_bin = value(a)?.into(),
+            "--compression" => o.compression = true,
             "--json" => o.json = true,
             // cargo passes `--bench` to bench binaries.
             "--bench" => {}
@@ -282,6 +287,8 @@ struct Shared {
     /// Subscribers whose connection ended before the run did, and why.
     disconnected: AtomicU64,
     close_reason: Mutex<Option<String>>,
+    /// Subscribers whose server accepted permessage-deflate.
+    compressed: AtomicU64,
 }
 
 impl Shared {
@@ -314,11 +321,14 @@ async fn next_packet(ws: &mut Ws, decoder: &mut Decoder, what: &str) -> Result<P
     }
 }
 
-/// Open an Engine.IO websocket and connect to namespace `/`.
-async fn connect(addr: SocketAddr) -> Result<(Ws, Decoder), Error> {
+/// Open an Engine.IO websocket (offering permessage-deflate or not) and
+/// connect to namespace `/`; whether the server accepted compression.
+async fn connect(addr: SocketAddr, compression: bool) -> Result<(Ws, Decoder, bool), Error> {
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let config = wsx::Config::default().with_compression(false);
-    let (mut ws, _) = wsx::connect_with(url.as_str(), &config).await.map_err(|e| format!("connect to {url}: {e}"))?;
+    let config = wsx::Config::default().with_compression(compression);
+    let (mut ws, response) =
+        wsx::connect_with(url.as_str(), &config).await.map_err(|e| format!("connect to {url}: {e}"))?;
+    let compressed = response.headers().contains_key("sec-websocket-extensions");
     match next_message(&mut ws, "the Engine.IO open packet", MESSAGE_WAIT).await? {
         Message::Text(t) if t.as_str().starts_with("0{") => {}
         other => return Err(format!("expected the Engine.IO open packet, got {other:?}")),
@@ -329,7 +339,7 @@ async fn connect(addr: SocketAddr) -> Result<(Ws, Decoder), Error> {
     if p.kind != PacketType::Connect || p.nsp != "/" {
         return Err(format!("CONNECT refused: {}", p.encode_text()));
     }
-    Ok((ws, decoder))
+    Ok((ws, decoder, compressed))
 }
 
 /// `join("bench", ack)` and wait for the ack.
@@ -409,7 +419,7 @@ fn publisher(
 ) -> Result<Duration, Error> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async {
-        let (mut ws, mut decoder) = connect(addr).await.map_err(|e| format!("publisher: {e}"))?;
+        let (mut ws, mut decoder, _) = connect(addr, o.compression).await.map_err(|e| format!("publisher: {e}"))?;
         let _ = ready.send(());
         // Answer pings while waiting for the subscribers.
         loop {
@@ -506,6 +516,8 @@ struct Outcome {
     duplicated: u64,
     disconnected: u64,
     close_reason: Option<String>,
+    /// Subscribers that compress (permessage-deflate accepted).
+    compressed: u64,
     rss_before_kib: u64,
     rss_joined_kib: u64,
     rss_end_kib: u64,
@@ -540,7 +552,7 @@ impl Outcome {
             "delivered_per_s": self.per_s.round(), "server_cpu_s": round(self.cpu_s),
             "server_user_cpu_s": round(self.cpu_user_s),
             "client_cpu_s": round(self.client_cpu_s), "window_s": round(self.window_s),
-            "loadavg": self.loadavg,
+            "loadavg": self.loadavg, "compressed": self.compressed,
             "server_cpu_us_per_delivery": round(self.cpu_us_per_delivery()),
             "latency_us": {"p50": self.p50_us, "p90": self.p90_us, "p99": self.p99_us, "max": self.max_us},
             "lost": self.lost, "duplicated": self.duplicated,
@@ -607,6 +619,7 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         last_delivery: AtomicU64::new(0),
         disconnected: AtomicU64::new(0),
         close_reason: Mutex::new(None),
+        compressed: AtomicU64::new(0),
     });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("runtime: {e}"))?;
 
@@ -623,12 +636,13 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
             .map(|(i, tally)| {
                 let (gate, joined, err_tx, tally, shared) =
                     (gate.clone(), joined.clone(), err_tx.clone(), tally.clone(), shared.clone());
-                let addr = server.addr;
+                let (addr, compression) = (server.addr, o.compression);
                 tokio::spawn(async move {
                     let r = async {
                         let _permit = gate.acquire().await;
-                        let (mut ws, mut decoder) = connect(addr).await?;
+                        let (mut ws, mut decoder, compressed) = connect(addr, compression).await?;
                         join(&mut ws, &mut decoder).await?;
+                        shared.compressed.fetch_add(compressed.into(), Ordering::Relaxed);
                         Ok::<_, Error>((ws, decoder))
                     };
                     match r.await {
@@ -761,6 +775,7 @@ fn run_server(o: &Opts, name: &str, server: &Server, ticks: f64) -> Result<Outco
         lost,
         duplicated,
         disconnected: shared.disconnected.load(Ordering::Relaxed),
+        compressed: shared.compressed.load(Ordering::Relaxed),
         close_reason,
         rss_before_kib,
         rss_joined_kib,
@@ -800,7 +815,7 @@ fn print_table(rs: &[Outcome]) {
         println!(
             "{}: {} of {} deliveries, published in {:.1} s; CPU over those {:.1} s: server {:.2} s, \
              clients (this process) {:.2} s; connect + join {:.1} s; \
-             {} clients disconnected{}; server RSS {} KiB idle, {} KiB joined, {} KiB at the end; \
+             {} clients disconnected{}; {} compressing; server RSS {} KiB idle, {} KiB joined, {} KiB at the end; \
              load average {}",
             r.server,
             r.delivered,
@@ -812,6 +827,7 @@ fn print_table(rs: &[Outcome]) {
             r.connect_s,
             r.disconnected,
             r.close_reason.as_ref().map(|c| format!(" (first: {c})")).unwrap_or_default(),
+            r.compressed,
             r.rss_before_kib,
             r.rss_joined_kib,
             r.rss_end_kib,

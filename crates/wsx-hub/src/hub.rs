@@ -700,10 +700,12 @@ pub(crate) trait OtherWire: Send + Sync + 'static {
     /// (so a broadcast is encoded once per key): its group (a Socket.IO
     /// namespace) and whether it takes a recovery offset.
     fn key(&self) -> (&str, bool);
-    /// The frames of `ev` (`offset`: where state recovery recorded it).
-    fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Message>;
+    /// The frames of `ev` (`offset`: where state recovery recorded it),
+    /// prepared once for every recipient: each compression setting
+    /// compresses a frame at most once.
+    fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Outgoing>;
     /// Queue the frames of one event (shared by every recipient).
-    fn send(&self, frames: &[Message], droppable: bool);
+    fn send(&self, frames: &[Outgoing], droppable: bool);
     /// Close it (from [`Hub::disconnect`]); whether it was open.
     fn disconnect(&self) -> bool;
     /// Itself, for its protocol's code to get its own type back.
@@ -1509,7 +1511,7 @@ impl Hub {
         // The wsx-hub.v1 frame, encoded once for every target.
         let mut encoded: Option<Outgoing> = None;
         // Other protocols' frames, once per key.
-        let mut others: Vec<((String, bool), Vec<Message>)> = Vec::new();
+        let mut others: Vec<((String, bool), Vec<Outgoing>)> = Vec::new();
         for t in targets {
             match (&t.other, p) {
                 (None, _) => {

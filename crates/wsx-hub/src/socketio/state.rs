@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
-use wsx::server::{Outbox, Push};
-use wsx::Message;
+use wsx::server::{Outbox, Outgoing, Push};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -53,7 +52,7 @@ impl SessionShared {
     /// Queue the frames of one packet (clones of shared bytes): a binary
     /// packet's attachments right behind its header, never dropped apart
     /// from it.
-    pub(crate) fn send_frames(&self, frames: &[Message], droppable: bool) -> bool {
+    pub(crate) fn send_frames<M: Clone + Into<Outgoing>>(&self, frames: &[M], droppable: bool) -> bool {
         let pushed = match frames {
             [f] if droppable => self.outbox.push_droppable(f.clone()),
             [f] => self.outbox.push(f.clone()),
@@ -108,15 +107,16 @@ impl OtherWire for SocketShared {
         (&self.nsp, self.pid.is_some())
     }
 
-    fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Message> {
+    fn encode(&self, ev: &EventPacket, offset: Option<&str>) -> Vec<Outgoing> {
         let mut payload = Payload::from_event(ev);
         if let Some(o) = offset.filter(|_| self.pid.is_some()) {
             payload.args.push(Value::String(o.to_owned()));
         }
-        super::event_packet(&self.nsp, &ev.event, payload, ev.id).to_frames()
+        let frames = super::event_packet(&self.nsp, &ev.event, payload, ev.id).to_frames();
+        frames.into_iter().map(Outgoing::prepared).collect()
     }
 
-    fn send(&self, frames: &[Message], droppable: bool) {
+    fn send(&self, frames: &[Outgoing], droppable: bool) {
         if self.is_connected() {
             self.session.send_frames(frames, droppable);
         }
@@ -128,5 +128,40 @@ impl OtherWire for SocketShared {
 
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsx::server::{OutboxConfig, RequestHead};
+
+    fn socket(nsp: &str) -> SocketShared {
+        let (outbox, _) = Outbox::new(OutboxConfig::default());
+        let request = RequestHead::new(http::Request::new(()), None);
+        SocketShared {
+            id: "s".into(),
+            nsp: nsp.into(),
+            session: Arc::new(SessionShared::new(outbox, Closer::detached(), 0)),
+            handshake: Arc::new(Handshake { namespace: nsp.into(), auth: Value::Null, request }),
+            data: Mutex::new(Value::Null),
+            connected: AtomicBool::new(true),
+            recovered: false,
+            pid: None,
+        }
+    }
+
+    /// A broadcast's frames, header and attachments, are prepared once for
+    /// all its recipients: a connection that compresses shares the one
+    /// compression of its setting instead of compressing its own copy.
+    #[test]
+    fn an_event_is_framed_once_for_every_recipient() {
+        let mut ev = EventPacket::new("news", serde_json::json!("x".repeat(4096)));
+        ev.attachments.push(bytes::Bytes::from(vec![7; 2048]));
+        let frames = socket("/").encode(&ev, None);
+        assert_eq!(frames.len(), 2);
+        for f in &frames {
+            assert!(matches!(f, Outgoing::Prepared(_)), "{f:?}");
+        }
     }
 }

@@ -485,6 +485,12 @@ impl Closer {
             s.close(reason);
         }
     }
+
+    /// A closer of no session.
+    #[cfg(test)]
+    pub(crate) fn detached() -> Self {
+        Closer { session: Weak::new() }
+    }
 }
 
 /// Route one request: preflight, polling GET/POST, or WebSocket.
