@@ -14,6 +14,17 @@ use wsx_hub::broker::{BrokerState, RedisBroker, RedisOptions};
 use wsx_hub::protocol::{Joined, Packet, RoomRequest};
 use wsx_hub::{Event, Hub};
 
+/// Node `a` on `redis`, with the default options, connected; and a plain
+/// client of the same Redis.
+async fn node_a(redis: &RedisServer) -> (Hub, std::net::SocketAddr, redis::aio::MultiplexedConnection) {
+    let url = redis.url();
+    let (a, addr) =
+        start(Hub::builder().node_id("a").broker(RedisBroker::new(&url, RedisOptions::default()).unwrap())).await;
+    eventually(|| a.broker_state() == BrokerState::Connected).await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    (a, addr, client.get_multiplexed_async_connection().await.unwrap())
+}
+
 async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
@@ -49,6 +60,9 @@ async fn redis_names_and_messages_are_as_documented() {
     assert_eq!(set.len(), 1, "{set:?}");
     assert_eq!(set[0].0, conn);
     assert!(set[0].1 > now && set[0].1 <= now + 31_000.0, "expiry {} at {now}", set[0].1);
+    // The same ids, scored 0, in the order pages list them.
+    let names: Vec<(String, f64)> = query(&mut c, &["ZRANGE", "wsx-hub:names:r", "0", "-1", "WITHSCORES"]).await;
+    assert_eq!(names, [(conn.clone(), 0.0)]);
     let meta: String = query(&mut c, &["GET", &format!("wsx-hub:meta:{conn}")]).await;
     assert_eq!(serde_json::from_str::<Value>(&meta).unwrap(), Value::Null);
     let ttl: i64 = query(&mut c, &["PTTL", &format!("wsx-hub:meta:{conn}")]).await;
@@ -120,6 +134,7 @@ async fn a_dead_nodes_members_leave_once() {
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let expiry = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 + 300;
     let _: i64 = query(&mut c, &["ZADD", "wsx-hub:presence:r", &expiry.to_string(), "dead.7"]).await;
+    let _: i64 = query(&mut c, &["ZADD", "wsx-hub:names:r", "0", "dead.7"]).await;
     let _: () = query(&mut c, &["SET", "wsx-hub:meta:dead.7", r#"{"user":"zed"}"#, "PX", "6000"]).await;
     assert!(a.members("r").await.iter().any(|m| m.conn == "dead.7"));
 
@@ -133,6 +148,8 @@ async fn a_dead_nodes_members_leave_once() {
         assert_eq!(quiet_presence(ws, Duration::from_millis(1500)).await, None, "announced once");
     }
     assert_eq!(a.members("r").await.len(), 2);
+    let names: Vec<String> = query(&mut c, &["ZRANGE", "wsx-hub:names:r", "0", "-1"]).await;
+    assert!(!names.contains(&"dead.7".to_owned()), "the leave removes its name: {names:?}");
     drop(clients);
     a.shutdown().await;
     b.shutdown().await;
@@ -232,12 +249,7 @@ async fn a_stopped_nodes_members_all_leave() {
 async fn a_burst_of_joins_is_written_and_answered_together() {
     const JOINS: usize = 50;
     let Some(redis) = RedisServer::start() else { return };
-    let url = redis.url();
-    let (a, addr) =
-        start(Hub::builder().node_id("a").broker(RedisBroker::new(&url, RedisOptions::default()).unwrap())).await;
-    eventually(|| a.broker_state() == BrokerState::Connected).await;
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (a, addr, mut c) = node_a(&redis).await;
     let _: () = query(&mut c, &["CONFIG", "RESETSTAT"]).await;
     let joins = (0..JOINS).map(|_| async move {
         let (mut ws, me) = raw(addr).await;
@@ -257,10 +269,65 @@ async fn a_burst_of_joins_is_written_and_answered_together() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
-    let (zadds, lists) = (calls("zadd"), calls("zrangebyscore"));
+    // Two per room and pipeline: the expiries and the names.
+    let (zadds, lists) = (calls("zadd"), calls("zrangebylex"));
     assert!((1..JOINS / 2).contains(&zadds), "{zadds} ZADDs for {JOINS} joins");
     // Each answer lists the room: one read per round of joins, not per join.
     assert!((1..JOINS / 2).contains(&lists), "{lists} member lists read for {JOINS} joins");
     drop(clients);
+    a.shutdown().await;
+}
+
+/// A page of members reads what it lists, not the room: Redis sends a page
+/// of 10 from a room of 5,000 in under 5 KB, the `INFO` reply that
+/// measures it included (reading the room's ids whole sent 60 KB). Pages
+/// follow the ids' order from any cursor, skip members past their expiry
+/// (and count them out), and together list the room once.
+#[tokio::test]
+async fn a_member_page_reads_the_page_not_the_room() {
+    const MEMBERS: usize = 5_000;
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, _, mut c) = node_a(&redis).await;
+    // Another node's members, as PROTOCOL.md says a node records them, and
+    // one (`n.0000-gone`) whose node stopped refreshing it.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let ids: Vec<String> = (0..MEMBERS).map(|i| format!("n.{i:04}")).collect();
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("ZADD").arg("wsx-hub:presence:r").arg(now + 60_000).arg(id).ignore();
+        pipe.cmd("ZADD").arg("wsx-hub:names:r").arg(0).arg(id).ignore();
+        pipe.cmd("SET").arg(format!("wsx-hub:meta:{id}")).arg(format!(r#"{{"who":"{id}"}}"#)).ignore();
+    }
+    pipe.cmd("ZADD").arg("wsx-hub:presence:r").arg(now - 1).arg("n.0000-gone").ignore();
+    pipe.cmd("ZADD").arg("wsx-hub:names:r").arg(0).arg("n.0000-gone").ignore();
+    pipe.query_async::<()>(&mut c).await.unwrap();
+
+    let sent = |stats: &str| -> u64 {
+        let line = stats.lines().find_map(|l| l.strip_prefix("total_net_output_bytes:")).unwrap();
+        line.trim().parse().unwrap()
+    };
+    let before = sent(&query::<String>(&mut c, &["INFO", "stats"]).await);
+    let page = a.members_page("r", Some("n.0000"), 10).await;
+    let after = sent(&query::<String>(&mut c, &["INFO", "stats"]).await);
+    // What Redis sent: the page, and the INFO reply read before it.
+    let cost = after - before;
+    assert!(cost < 5_000, "Redis sent {cost} bytes for a page of 10 members");
+    assert_eq!(page.count, MEMBERS as u64, "the expired member is not counted");
+    let listed: Vec<&str> = page.members.iter().map(|m| m.conn.as_str()).collect();
+    assert_eq!(listed, ids[1..11], "after the cursor, past the expired one");
+    assert_eq!(page.members[0].meta, json!({"who": "n.0001"}));
+    assert_eq!(page.next.as_deref(), Some("n.0010"));
+
+    let (mut all, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = a.members_page("r", cursor.as_deref(), 700).await;
+        all.extend(page.members.into_iter().map(|m| m.conn));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(all, ids, "every page together, in order, once");
+    assert_eq!(a.members("r").await.len(), MEMBERS);
     a.shutdown().await;
 }

@@ -11,8 +11,11 @@
 //! message once and a sender's messages arrive in order.
 //!
 //! Presence: `wsx-hub:presence:<room>` is a sorted set of connection ids
-//! scored by their expiry time (Unix ms), `wsx-hub:meta:<conn>` holds each
-//! connection's metadata (JSON) for twice the TTL. Nodes refresh their own
+//! scored by their expiry time (Unix ms), for counts and expiry;
+//! `wsx-hub:names:<room>` holds the same ids, all scored 0, in the order
+//! pages list them (`ZRANGEBYLEX`), so that a page reads what it lists, not
+//! the room; `wsx-hub:meta:<conn>` holds each connection's metadata (JSON)
+//! for twice the TTL. Nodes refresh their own
 //! entries every third of the TTL (default 30 s); when a node dies, its
 //! members' entries expire, and a surviving node with members in the room
 //! removes each and publishes its leave. Node clocks must roughly agree.
@@ -206,12 +209,13 @@ impl Shared {
         now_ms() + self.opts.presence_ttl.as_millis() as u64
     }
 
-    /// The commands that record `members` of `room`: one `ZADD` for all.
+    /// The commands that record `members` of `room`: one `ZADD` for all
+    /// in each of its sets.
     fn add_presence(&self, pipe: &mut redis::Pipeline, room: &str, members: &[(&String, &Value)]) {
         if members.is_empty() {
             return;
         }
-        let key = self.key("presence", room);
+        let (key, names) = (self.key("presence", room), self.key("names", room));
         let ttl = self.opts.presence_ttl.as_millis() as u64;
         let exp = self.expiry();
         let zadd = pipe.cmd("ZADD").arg(&key);
@@ -219,11 +223,86 @@ impl Shared {
             zadd.arg(exp).arg(conn);
         }
         zadd.ignore();
+        let zadd = pipe.cmd("ZADD").arg(&names);
+        for (conn, _) in members {
+            zadd.arg(0).arg(conn);
+        }
+        zadd.ignore();
         for (conn, meta) in members {
             // Twice the TTL: the leave of an expired member carries it.
             pipe.cmd("SET").arg(self.key("meta", conn)).arg(meta.to_string()).arg("PX").arg(ttl * 2).ignore();
         }
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl * 2).ignore();
+        pipe.cmd("PEXPIRE").arg(&names).arg(ttl * 2).ignore();
+    }
+
+    /// The commands that remove `conns` from `room`'s presence.
+    fn remove_presence<'a>(&self, pipe: &mut redis::Pipeline, room: &str, conns: impl IntoIterator<Item = &'a str>) {
+        let conns: Vec<&str> = conns.into_iter().collect();
+        if conns.is_empty() {
+            return;
+        }
+        pipe.cmd("ZREM").arg(self.key("presence", room)).arg(&conns).ignore();
+        pipe.cmd("ZREM").arg(self.key("names", room)).arg(&conns).ignore();
+    }
+
+    /// A page of `room`'s live members after `after`, and the room's count
+    /// of live members. Ids come from the names set in order, as many as
+    /// the page needs; their expiry and metadata in one round trip; an id
+    /// past its expiry (left for [`Shared::reap_expired`], which announces
+    /// its leave) or gone from the presence set is skipped, and more are
+    /// read in its place, at least twice as many as the read before, so
+    /// that a run of expired ids costs few round trips.
+    async fn page(
+        &self,
+        conn: &mut MultiplexedConnection,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<MembersPage> {
+        let (key, names) = (self.key("presence", room), self.key("names", room));
+        let now = now_ms();
+        let want = limit.saturating_add(1);
+        let mut cursor = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let mut count = None;
+        let mut live: Vec<Member> = Vec::new();
+        let mut batch = 0usize;
+        while live.len() < want {
+            batch = (want - live.len()).max(batch.saturating_mul(2));
+            let mut read = redis::pipe();
+            if count.is_none() {
+                read.cmd("ZCOUNT").arg(&key).arg(now).arg("+inf");
+            }
+            let ranged = read.cmd("ZRANGEBYLEX").arg(&names).arg(&cursor).arg("+");
+            if let Ok(batch) = i64::try_from(batch) {
+                ranged.arg("LIMIT").arg(0).arg(batch);
+            }
+            let ids: Vec<String> = if count.is_none() {
+                let (n, ids): (u64, Vec<String>) = read.query_async(conn).await?;
+                count = Some(n);
+                ids
+            } else {
+                let (ids,): (Vec<String>,) = read.query_async(conn).await?;
+                ids
+            };
+            let Some(last) = ids.last() else { break };
+            cursor = format!("({last}");
+            let metas: Vec<String> = ids.iter().map(|c| self.key("meta", c)).collect();
+            let (expiries, metas): (Vec<Option<f64>>, Vec<Option<String>>) =
+                redis::pipe().cmd("ZMSCORE").arg(&key).arg(&ids).cmd("MGET").arg(&metas).query_async(conn).await?;
+            let exhausted = ids.len() < batch;
+            for ((id, expiry), meta) in ids.into_iter().zip(expiries).zip(metas) {
+                if expiry.is_some_and(|e| e >= now as f64) {
+                    let meta = meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null);
+                    live.push(Member { conn: id, meta });
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let (members, next) = super::paginate(live.into_iter(), limit, |m| &m.conn);
+        Ok(MembersPage { count: count.unwrap_or(0), members, next })
     }
 
     /// Note a change of this node's presence for the session to write;
@@ -291,8 +370,8 @@ impl Shared {
             (std::mem::take(&mut u.joins), std::mem::take(&mut u.leaves), u.generation)
         };
         let mut pipe = redis::pipe();
-        for (room, conns) in leaves.iter().filter(|(_, c)| !c.is_empty()) {
-            pipe.cmd("ZREM").arg(self.key("presence", room)).arg(conns.iter().collect::<Vec<_>>()).ignore();
+        for (room, conns) in &leaves {
+            self.remove_presence(&mut pipe, room, conns.iter().map(String::as_str));
         }
         if let Err(e) = self.write_members(conn, &joins, pipe).await {
             let mut u = lock(&self.unwritten);
@@ -362,9 +441,12 @@ impl Shared {
             // This node's own are recorded again by the next refresh.
             let mut left: Vec<Member> = Vec::new();
             for id in expired.into_iter().filter(|c| node_of(c) != node) {
-                let (removed, meta): (i64, Option<String>) = redis::pipe()
+                let (removed, _, meta): (i64, i64, Option<String>) = redis::pipe()
                     .cmd("ZREM")
                     .arg(&key)
+                    .arg(&id)
+                    .cmd("ZREM")
+                    .arg(self.key("names", &room))
                     .arg(&id)
                     .cmd("GET")
                     .arg(self.key("meta", &id))
@@ -614,37 +696,7 @@ impl Broker for RedisBroker {
         let after = after.map(str::to_owned);
         Box::pin(async move {
             let mut conn = shared.conn().ok_or_else(unavailable)?;
-            let key = shared.key("presence", &room);
-            // The set is ordered by expiry: the live ids are read whole and
-            // sorted here (ids only; the metadata of the page alone).
-            // Expired entries are left for `reap_expired`, which announces
-            // their leave.
-            let mut conns: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-                .arg(&key)
-                .arg(now_ms())
-                .arg("+inf")
-                .query_async(&mut conn)
-                .await
-                .map_err(command)?;
-            conns.sort_unstable();
-            let count = conns.len() as u64;
-            let start = after.as_deref().map_or(0, |a| conns.partition_point(|c| c.as_str() <= a));
-            let (page, next) = super::paginate(conns.drain(start..), limit, |c| c);
-            if page.is_empty() {
-                return Ok(MembersPage { count, members: Vec::new(), next });
-            }
-            let keys: Vec<String> = page.iter().map(|c| shared.key("meta", c)).collect();
-            let metas: Vec<Option<String>> =
-                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await.map_err(command)?;
-            let members = page
-                .into_iter()
-                .zip(metas)
-                .map(|(conn, meta)| Member {
-                    conn,
-                    meta: meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null),
-                })
-                .collect();
-            Ok(MembersPage { count, members, next })
+            shared.page(&mut conn, &room, after.as_deref(), limit).await.map_err(command)
         })
     }
 
@@ -683,9 +735,7 @@ impl Broker for RedisBroker {
             if let Some(mut conn) = shared.conn() {
                 let mut pipe = redis::pipe();
                 for (room, members) in &presence {
-                    for conn_id in members.keys() {
-                        pipe.cmd("ZREM").arg(shared.key("presence", room)).arg(conn_id).ignore();
-                    }
+                    shared.remove_presence(&mut pipe, room, members.keys().map(String::as_str));
                 }
                 let _ = pipe.query_async::<()>(&mut conn).await;
             }
