@@ -118,7 +118,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The Redis broker. See the module documentation.
+/// The Redis broker (Redis 6.2 or later). See the module documentation.
 ///
 /// ```no_run
 /// use wsx_hub::broker::{RedisBroker, RedisOptions};
