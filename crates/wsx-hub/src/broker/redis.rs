@@ -118,7 +118,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The Redis broker (Redis 6.2 or later). See the module documentation.
+/// The Redis broker. See the module documentation.
 ///
 /// ```no_run
 /// use wsx_hub::broker::{RedisBroker, RedisOptions};
@@ -287,9 +287,16 @@ impl Shared {
             };
             let Some(last) = ids.last() else { break };
             cursor = format!("({last}");
-            let metas: Vec<String> = ids.iter().map(|c| self.key("meta", c)).collect();
-            let (expiries, metas): (Vec<Option<f64>>, Vec<Option<String>>) =
-                redis::pipe().cmd("ZMSCORE").arg(&key).arg(&ids).cmd("MGET").arg(&metas).query_async(conn).await?;
+            // The metadata, then each id's expiry (`ZSCORE`s in the
+            // pipeline, not `ZMSCORE`, which needs Redis 6.2).
+            let mut read = redis::pipe();
+            read.cmd("MGET").arg(ids.iter().map(|c| self.key("meta", c)).collect::<Vec<_>>());
+            for id in &ids {
+                read.cmd("ZSCORE").arg(&key).arg(id);
+            }
+            let mut replies = read.query_async::<Vec<redis::Value>>(conn).await?.into_iter();
+            let metas: Vec<Option<String>> = redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))?;
+            let expiries: Vec<Option<f64>> = replies.map(redis::from_redis_value).collect::<Result<_, _>>()?;
             let exhausted = ids.len() < batch;
             for ((id, expiry), meta) in ids.into_iter().zip(expiries).zip(metas) {
                 if expiry.is_some_and(|e| e >= now as f64) {
