@@ -35,7 +35,7 @@ use crate::protocol::{self, Member, MembersPage, Packet, PresenceDiff, PresenceP
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch, Notify};
@@ -90,7 +90,7 @@ struct Shared {
     ops_ready: Notify,
     rooms: Mutex<HashSet<String>>,
     /// This node's members, to record again after a reconnect.
-    presence: Mutex<HashMap<String, HashMap<String, Value>>>,
+    presence: Mutex<BTreeMap<String, BTreeMap<String, Value>>>,
     /// Joins and leaves of this node not written to Redis yet.
     unwritten: Mutex<Unwritten>,
     /// The generation of the last change written.
@@ -151,7 +151,7 @@ impl RedisBroker {
                 ops: Mutex::new(VecDeque::new()),
                 ops_ready: Notify::new(),
                 rooms: Mutex::new(HashSet::new()),
-                presence: Mutex::new(HashMap::new()),
+                presence: Mutex::new(BTreeMap::new()),
                 unwritten: Mutex::new(Unwritten::default()),
                 written: watch::channel(0).0,
                 stop: watch::channel(false).0,
@@ -394,13 +394,46 @@ impl Shared {
         Ok(())
     }
 
-    /// Record (again) every local member.
+    /// Record (again) every local member, a pipeline of about
+    /// [`MEMBERS_PER_PIPELINE`] members at a time, each built from where
+    /// the last one ended (members that join meanwhile are written by their
+    /// join): the node holds one pipeline's commands, not a copy of its
+    /// presence.
     async fn refresh_presence(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        let presence = lock(&self.presence).clone();
-        if presence.is_empty() {
-            return Ok(());
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // The last (room, connection) written.
+        let mut written: Option<(String, String)> = None;
+        loop {
+            let mut pipe = redis::pipe();
+            let mut queued = 0;
+            {
+                let presence = lock(&self.presence);
+                let cursor = written.take();
+                let rooms = match &cursor {
+                    Some((room, _)) => presence.range::<str, _>((Included(room.as_str()), Unbounded)),
+                    None => presence.range::<str, _>(..),
+                };
+                for (room, members) in rooms {
+                    let from = match &cursor {
+                        Some((r, c)) if r == room => Excluded(c.as_str()),
+                        _ => Unbounded,
+                    };
+                    let chunk: Vec<(&String, &Value)> =
+                        members.range::<str, _>((from, Unbounded)).take(MEMBERS_PER_PIPELINE - queued).collect();
+                    let Some((last, _)) = chunk.last() else { continue };
+                    written = Some((room.clone(), (*last).clone()));
+                    self.add_presence(&mut pipe, room, &chunk);
+                    queued += chunk.len();
+                    if queued >= MEMBERS_PER_PIPELINE {
+                        break;
+                    }
+                }
+            }
+            if queued == 0 {
+                return Ok(());
+            }
+            pipe.query_async::<()>(conn).await?;
         }
-        self.write_members(conn, &presence, redis::pipe()).await
     }
 
     /// Send `pipe` and record `members` (room, connection, metadata) in
