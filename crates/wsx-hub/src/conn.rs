@@ -158,8 +158,7 @@ fn on_message<'a>(
     if !(msg.is_text() || msg.is_binary()) || close.is_requested() {
         return None;
     }
-    Metrics::inc(&m.messages_in);
-    Metrics::add(&m.bytes_in, msg.len() as u64);
+    hub.count_received(msg.len() as u64);
     if let Some(b) = bucket {
         if !b.take(Instant::now()) {
             Metrics::inc(&m.rate_limited);

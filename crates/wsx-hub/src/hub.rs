@@ -1541,19 +1541,39 @@ impl Hub {
     /// Push to a connection's outbox, counting what goes out and what is
     /// dropped.
     pub(crate) fn push(&self, q: &Outbox, msg: impl Into<Outgoing>, droppable: bool) {
-        let m = &self.inner.metrics;
         let msg = msg.into();
         let len = msg.len() as u64;
         let pushed = if droppable { q.push_droppable(msg) } else { q.push(msg) };
+        self.count_push(pushed, 1, len);
+    }
+
+    /// Count what a push of `n` messages (`len` bytes in all) did: sent,
+    /// dropped for a slow consumer, or closed it. Whether they were queued.
+    pub(crate) fn count_push(&self, pushed: Push, n: u64, len: u64) -> bool {
+        let m = &self.inner.metrics;
         match pushed {
             Push::Queued => {}
-            Push::Dropped(n) => Metrics::add(&m.dropped, n),
-            Push::Discarded => return Metrics::inc(&m.dropped),
-            Push::Overflow => return Metrics::inc(&m.slow_disconnects),
-            Push::Full | Push::Closed => return,
+            Push::Dropped(d) => Metrics::add(&m.dropped, d),
+            Push::Discarded => {
+                Metrics::add(&m.dropped, n);
+                return false;
+            }
+            Push::Overflow => {
+                Metrics::inc(&m.slow_disconnects);
+                return false;
+            }
+            Push::Full | Push::Closed => return false,
         }
-        Metrics::inc(&m.messages_out);
+        Metrics::add(&m.messages_out, n);
         Metrics::add(&m.bytes_out, len);
+        true
+    }
+
+    /// Count a data message received (`len` bytes).
+    pub(crate) fn count_received(&self, len: u64) {
+        let m = &self.inner.metrics;
+        Metrics::inc(&m.messages_in);
+        Metrics::add(&m.bytes_in, len);
     }
 
     pub(crate) fn push_packet(&self, q: &Outbox, p: &Packet) {

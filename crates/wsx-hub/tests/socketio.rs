@@ -262,6 +262,28 @@ async fn broadcasts_reach_rooms_but_not_the_sender_nor_excepted_rooms() {
     }
 }
 
+/// The hub's metrics count Socket.IO traffic as they count `wsx-hub.v1`'s:
+/// each message a socket sends, each one it is sent (broadcasts included),
+/// and their bytes.
+#[tokio::test]
+async fn socketio_traffic_is_in_the_hub_metrics() {
+    let (io, addr) = start().await;
+    let (mut a, _) = client(addr).await;
+    let (mut b, _) = client(addr).await;
+    join(&mut a, "r", 1).await;
+    join(&mut b, "r", 1).await;
+    let before = io.hub().metrics();
+    a.send(r#"429["publish","r","news",1]"#).await;
+    let (ack, news) = ("439[true]", r#"42["news",1]"#);
+    assert_eq!(a.text().await, ack);
+    assert_eq!(b.text().await, news);
+    let after = io.hub().metrics();
+    assert_eq!(after.messages_in - before.messages_in, 1);
+    assert!(after.bytes_in > before.bytes_in);
+    assert_eq!(after.messages_out - before.messages_out, 2, "the ack and the broadcast");
+    assert_eq!(after.bytes_out - before.bytes_out, (ack.len() + news.len()) as u64);
+}
+
 #[tokio::test]
 async fn namespaces_have_rooms_of_their_own() {
     let (io, addr) = start().await;

@@ -54,7 +54,8 @@ fn reason_of(r: Option<CloseReason>) -> DisconnectReason {
 
 /// Serve one session until it closes.
 pub(crate) async fn run(io: Arc<Inner>, mut es: EngineSocket) {
-    let session = Arc::new(SessionShared::new(es.outbox().clone(), es.closer(), transport_code(es.transport())));
+    let transport = transport_code(es.transport());
+    let session = Arc::new(SessionShared::new(io.hub.clone(), es.outbox().clone(), es.closer(), transport));
     let mut sockets: HashMap<String, Arc<SocketShared>> = HashMap::new();
     let mut decoder = Decoder::new(io.limits);
     // A client that connects to no namespace in time is closed.
@@ -84,8 +85,14 @@ pub(crate) async fn run(io: Arc<Inner>, mut es: EngineSocket) {
         let Some(incoming) = incoming else { break };
         session.transport.store(transport_code(es.transport()), Ordering::Relaxed);
         let decoded = match incoming {
-            Incoming::Text(t) => decoder.decode_text(t.as_str()),
-            Incoming::Binary(b) => decoder.decode_binary(b),
+            Incoming::Text(t) => {
+                io.hub.count_received(t.len() as u64);
+                decoder.decode_text(t.as_str())
+            }
+            Incoming::Binary(b) => {
+                io.hub.count_received(b.len() as u64);
+                decoder.decode_binary(b)
+            }
         };
         let p = match decoded {
             Ok(Some(p)) => p,

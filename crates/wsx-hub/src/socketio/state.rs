@@ -5,14 +5,14 @@ use super::connect::Handshake;
 use super::engine::Closer;
 use super::packet::Packet;
 use super::payload::Payload;
-use crate::hub::OtherWire;
+use crate::hub::{Hub, OtherWire};
 use crate::protocol::EventPacket;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{oneshot, Notify};
-use wsx::server::{Outbox, Outgoing, Push};
+use wsx::server::{Outbox, Outgoing};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -22,6 +22,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// its closer, the acks it waits for, and the sockets the server took out
 /// of their namespace (for the session's task to finish).
 pub(crate) struct SessionShared {
+    /// The hub, which counts what the session sends.
+    pub(crate) hub: Hub,
     pub(crate) outbox: Outbox,
     pub(crate) closer: Closer,
     pub(crate) transport: AtomicU8,
@@ -33,8 +35,9 @@ pub(crate) struct SessionShared {
 }
 
 impl SessionShared {
-    pub(crate) fn new(outbox: Outbox, closer: Closer, transport: u8) -> Self {
+    pub(crate) fn new(hub: Hub, outbox: Outbox, closer: Closer, transport: u8) -> Self {
         Self {
+            hub,
             outbox,
             closer,
             transport: AtomicU8::new(transport),
@@ -53,12 +56,13 @@ impl SessionShared {
     /// packet's attachments right behind its header, never dropped apart
     /// from it.
     pub(crate) fn send_frames<M: Clone + Into<Outgoing>>(&self, frames: &[M], droppable: bool) -> bool {
+        let len = frames.iter().map(|f| f.clone().into().len() as u64).sum();
         let pushed = match frames {
             [f] if droppable => self.outbox.push_droppable(f.clone()),
             [f] => self.outbox.push(f.clone()),
             _ => self.outbox.push_all(frames.iter().cloned()),
         };
-        matches!(pushed, Push::Queued | Push::Dropped(_))
+        self.hub.count_push(pushed, frames.len() as u64, len)
     }
 }
 
@@ -142,7 +146,7 @@ mod tests {
         SocketShared {
             id: "s".into(),
             nsp: nsp.into(),
-            session: Arc::new(SessionShared::new(outbox, Closer::detached(), 0)),
+            session: Arc::new(SessionShared::new(Hub::builder().build(), outbox, Closer::detached(), 0)),
             handshake: Arc::new(Handshake { namespace: nsp.into(), auth: Value::Null, request }),
             data: Mutex::new(Value::Null),
             connected: AtomicBool::new(true),
