@@ -328,16 +328,23 @@ impl Node {
         proc::cpu_total(self.child.id())
     }
 
-    /// Broadcasts the node's slow-consumer policy dropped so far.
+    /// Broadcasts the node's slow-consumer policy dropped so far (lines a
+    /// wrapper printed meanwhile are skipped).
     fn dropped(&mut self) -> Result<u64, Error> {
         let stdin = self.stdin.as_mut().ok_or("the node's stdin is closed")?;
         writeln!(stdin, "dropped").and_then(|()| stdin.flush()).map_err(|e| format!("asking a node: {e}"))?;
         let mut line = String::new();
-        self.stdout.read_line(&mut line).map_err(|e| format!("reading a node: {e}"))?;
-        line.trim()
-            .strip_prefix("dropped ")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("a node answered {:?} for its drops", line.trim()))
+        loop {
+            line.clear();
+            match self.stdout.read_line(&mut line) {
+                Ok(0) => return Err("a node ended before saying its drops".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading a node: {e}")),
+            }
+            if let Some(n) = line.trim().strip_prefix("dropped ") {
+                return n.parse().map_err(|_| format!("a node answered {:?} for its drops", line.trim()));
+            }
+        }
     }
 }
 

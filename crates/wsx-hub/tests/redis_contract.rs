@@ -103,7 +103,24 @@ async fn redis_names_and_messages_are_as_documented() {
             other => panic!("{channel}: {other:?}"),
         }
     }
+    // A leave removes the id from both sets.
     drop(ws);
+    let left_at = std::time::Instant::now();
+    loop {
+        let left: (i64, i64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg("wsx-hub:presence:r")
+            .cmd("ZCARD")
+            .arg("wsx-hub:names:r")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if left == (0, 0) {
+            break;
+        }
+        assert!(left_at.elapsed() < WAIT, "presence and names left after the leave: {left:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     hub.shutdown().await;
 }
 
@@ -233,6 +250,12 @@ async fn a_stopped_nodes_members_all_leave() {
     }
     assert_eq!(leaves.len(), MEMBERS * ROOMS.len(), "leave events the observer got");
     assert!(a.members("r1").await.iter().all(|m| m.conn.starts_with("a.")), "b's presence is gone");
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    for room in ROOMS {
+        let names: Vec<String> = query(&mut c, &["ZRANGE", &format!("wsx-hub:names:{room}"), "0", "-1"]).await;
+        assert!(names.iter().all(|n| n.starts_with("a.")), "b's names are gone from {room}: {names:?}");
+    }
     drop(members);
     for t in answering {
         t.abort();
@@ -270,8 +293,8 @@ async fn a_burst_of_joins_is_written_and_answered_together() {
             .unwrap_or(0)
     };
     // Two per room and pipeline: the expiries and the names.
-    let (zadds, lists) = (calls("zadd"), calls("zrangebylex"));
-    assert!((1..JOINS / 2).contains(&zadds), "{zadds} ZADDs for {JOINS} joins");
+    let (writes, lists) = (calls("zadd") / 2, calls("zrangebylex"));
+    assert!((1..JOINS / 2).contains(&writes), "{writes} ZADD pairs for {JOINS} joins");
     // Each answer lists the room: one read per round of joins, not per join.
     assert!((1..JOINS / 2).contains(&lists), "{lists} member lists read for {JOINS} joins");
     drop(clients);
@@ -300,6 +323,8 @@ async fn a_member_page_reads_the_page_not_the_room() {
     }
     pipe.cmd("ZADD").arg("wsx-hub:presence:r").arg(now - 1).arg("n.0000-gone").ignore();
     pipe.cmd("ZADD").arg("wsx-hub:names:r").arg(0).arg("n.0000-gone").ignore();
+    // A name whose presence entry is gone: a removal cut short.
+    pipe.cmd("ZADD").arg("wsx-hub:names:r").arg(0).arg("n.0000-left").ignore();
     pipe.query_async::<()>(&mut c).await.unwrap();
 
     let sent = |stats: &str| -> u64 {
@@ -314,7 +339,7 @@ async fn a_member_page_reads_the_page_not_the_room() {
     assert!(cost < 5_000, "Redis sent {cost} bytes for a page of 10 members");
     assert_eq!(page.count, MEMBERS as u64, "the expired member is not counted");
     let listed: Vec<&str> = page.members.iter().map(|m| m.conn.as_str()).collect();
-    assert_eq!(listed, ids[1..11], "after the cursor, past the expired one");
+    assert_eq!(listed, ids[1..11], "after the cursor, past the expired one and the stale name");
     assert_eq!(page.members[0].meta, json!({"who": "n.0001"}));
     assert_eq!(page.next.as_deref(), Some("n.0010"));
 
@@ -328,14 +353,19 @@ async fn a_member_page_reads_the_page_not_the_room() {
         }
     }
     assert_eq!(all, ids, "every page together, in order, once");
+    let names: Vec<String> = query(&mut c, &["ZRANGE", "wsx-hub:names:r", "0", "2"]).await;
+    assert_eq!(
+        names,
+        ["n.0000", "n.0000-gone", "n.0001"],
+        "the stale name is removed, the expired one left to reaping"
+    );
     assert_eq!(a.members("r").await.len(), MEMBERS);
     a.shutdown().await;
 }
 
 /// Every third of the presence TTL a node records all its members again
 /// (Redis may have lost them): a pipeline of about 500 members at a time,
-/// across rooms, none skipped or written twice over, with their names and
-/// metadata.
+/// across rooms, none skipped, with their names and metadata.
 #[tokio::test]
 async fn a_refresh_records_every_member_again() {
     const ROOMS: [(&str, usize); 3] = [("big", 1_100), ("one", 1), ("mid", 499)];
@@ -369,7 +399,7 @@ async fn a_refresh_records_every_member_again() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let page = broker.presence_page(room, None, n).await.unwrap();
-        assert_eq!(page.count, n as u64);
+        assert_eq!((page.count, page.members.len()), (n as u64, n));
         assert!(page.members.iter().all(|m| m.meta["i"].is_u64()), "metadata of {room}");
     }
     broker.shutdown().await;

@@ -114,6 +114,11 @@ struct Unwritten {
 /// About the most members recorded in one pipeline.
 const MEMBERS_PER_PIPELINE: usize = 500;
 
+/// `EVAL` script: remove the ids of ARGV that have no entry in the
+/// presence set KEYS[1] from the names set KEYS[2].
+const DROP_STALE_NAMES: &str = "for _, id in ipairs(ARGV) do \
+    if not redis.call('ZSCORE', KEYS[1], id) then redis.call('ZREM', KEYS[2], id) end end";
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -248,11 +253,13 @@ impl Shared {
 
     /// A page of `room`'s live members after `after`, and the room's count
     /// of live members. Ids come from the names set in order, as many as
-    /// the page needs; their expiry and metadata in one round trip; an id
+    /// the page needs; their expiry and metadata in one round trip. An id
     /// past its expiry (left for [`Shared::reap_expired`], which announces
     /// its leave) or gone from the presence set is skipped, and more are
-    /// read in its place, at least twice as many as the read before, so
-    /// that a run of expired ids costs few round trips.
+    /// read in its place: the ids still missing, times 2, 4, 8 ... read by
+    /// read, so that a run of expired ids costs few round trips. Names
+    /// without a presence entry (a removal cut short by a lost connection)
+    /// are removed.
     async fn page(
         &self,
         conn: &mut MultiplexedConnection,
@@ -266,9 +273,11 @@ impl Shared {
         let mut cursor = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
         let mut count = None;
         let mut live: Vec<Member> = Vec::new();
-        let mut batch = 0usize;
+        let mut stale: Vec<String> = Vec::new();
+        let mut round = 0;
         while live.len() < want {
-            batch = (want - live.len()).max(batch.saturating_mul(2));
+            let batch = (want - live.len()).saturating_mul(1 << round.min(20));
+            round += 1;
             let mut read = redis::pipe();
             if count.is_none() {
                 read.cmd("ZCOUNT").arg(&key).arg(now).arg("+inf");
@@ -299,14 +308,29 @@ impl Shared {
             let expiries: Vec<Option<f64>> = replies.map(redis::from_redis_value).collect::<Result<_, _>>()?;
             let exhausted = ids.len() < batch;
             for ((id, expiry), meta) in ids.into_iter().zip(expiries).zip(metas) {
-                if expiry.is_some_and(|e| e >= now as f64) {
-                    let meta = meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null);
-                    live.push(Member { conn: id, meta });
+                match expiry {
+                    Some(e) if e >= now as f64 => {
+                        let meta = meta.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(Value::Null);
+                        live.push(Member { conn: id, meta });
+                    }
+                    Some(_) => {}
+                    None => stale.push(id),
                 }
             }
             if exhausted {
                 break;
             }
+        }
+        if !stale.is_empty() {
+            // Atomic: a name whose member joined again since the read stays.
+            redis::cmd("EVAL")
+                .arg(DROP_STALE_NAMES)
+                .arg(2)
+                .arg(&key)
+                .arg(&names)
+                .arg(&stale)
+                .query_async::<()>(conn)
+                .await?;
         }
         let (members, next) = super::paginate(live.into_iter(), limit, |m| &m.conn);
         Ok(MembersPage { count: count.unwrap_or(0), members, next })
