@@ -840,6 +840,8 @@ struct Projection {
     /// they take.
     deliveries_per_s: f64,
     cores: f64,
+    /// Events per second one node core delivers to all of them.
+    events_per_core_s: f64,
     /// Node processes at 20,000 open files each, and source addresses for
     /// the clients of one node address.
     processes: u64,
@@ -852,6 +854,7 @@ impl Projection {
             "connections": self.connections,
             "node_gib": {"connected": self.gib[0], "joined": self.gib[1]},
             "deliveries_per_s": self.deliveries_per_s, "node_cores": self.cores,
+            "events_per_s_per_core": self.events_per_core_s,
             "node_processes": self.processes, "client_source_addresses": self.source_addresses,
         })
     }
@@ -877,6 +880,7 @@ fn projection(r: &Outcome, connections: u64) -> Projection {
         gib: [gib(r.node_kib_per_connection(CONNECTED)), gib(r.node_kib_per_connection(JOINED))],
         deliveries_per_s,
         cores: deliveries_per_s * r.cpu_us_per_delivery() / 1e6,
+        events_per_core_s: 1e6 / (r.cpu_us_per_delivery() * connections as f64),
         processes: connections.div_ceil(per_process),
         source_addresses: connections.div_ceil(ephemeral_ports()),
     }
@@ -952,15 +956,24 @@ fn print_table(rs: &[Outcome]) {
     for r in rs {
         for c in PROJECTED {
             let p = projection(r, c);
+            // Unpaced, the run's event rate is a burst's: say what a core
+            // sustains instead.
+            let cpu = if r.rate > 0.0 {
+                format!(
+                    "at {:.1} events/s, {:.0} deliveries/s: {:.1} cores",
+                    r.events_per_s(),
+                    p.deliveries_per_s,
+                    p.cores
+                )
+            } else {
+                format!("one node core delivers {:.1} events/s to them", p.events_per_core_s)
+            };
             println!(
                 "  {}: {c} connections in one room: node RSS {:.1} GiB connected, {:.1} GiB joined; \
-                 at {:.1} events/s, {:.0} deliveries/s: {:.1} cores; >= {} node processes, >= {} client source addresses",
+                 {cpu}; >= {} node processes, >= {} client source addresses",
                 r.mode.name(),
                 p.gib[0],
                 p.gib[1],
-                r.events_per_s(),
-                p.deliveries_per_s,
-                p.cores,
                 p.processes,
                 p.source_addresses,
             );
