@@ -1539,12 +1539,12 @@ impl Hub {
     }
 
     /// Push to a connection's outbox, counting what goes out and what is
-    /// dropped.
-    pub(crate) fn push(&self, q: &Outbox, msg: impl Into<Outgoing>, droppable: bool) {
+    /// dropped. Whether it was queued.
+    pub(crate) fn push(&self, q: &Outbox, msg: impl Into<Outgoing>, droppable: bool) -> bool {
         let msg = msg.into();
         let len = msg.len() as u64;
         let pushed = if droppable { q.push_droppable(msg) } else { q.push(msg) };
-        self.count_push(pushed, 1, len);
+        self.count_push(pushed, 1, len)
     }
 
     /// Count what a push of `n` messages (`len` bytes in all) did: sent,
@@ -1577,7 +1577,7 @@ impl Hub {
     }
 
     pub(crate) fn push_packet(&self, q: &Outbox, p: &Packet) {
-        self.push(q, protocol::encode(p).to_message(), false)
+        self.push(q, protocol::encode(p).to_message(), false);
     }
 
     /// Deliver a packet to the room's members on this node and publish it to

@@ -49,20 +49,21 @@ impl SessionShared {
 
     /// Queue a packet's frames.
     pub(crate) fn send(&self, p: &Packet, droppable: bool) -> bool {
-        self.send_frames(&p.to_frames(), droppable)
+        let frames: Vec<Outgoing> = p.to_frames().into_iter().map(Outgoing::from).collect();
+        self.send_frames(&frames, droppable)
     }
 
     /// Queue the frames of one packet (clones of shared bytes): a binary
     /// packet's attachments right behind its header, never dropped apart
     /// from it.
-    pub(crate) fn send_frames<M: Clone + Into<Outgoing>>(&self, frames: &[M], droppable: bool) -> bool {
-        let len = frames.iter().map(|f| f.clone().into().len() as u64).sum();
-        let pushed = match frames {
-            [f] if droppable => self.outbox.push_droppable(f.clone()),
-            [f] => self.outbox.push(f.clone()),
-            _ => self.outbox.push_all(frames.iter().cloned()),
-        };
-        self.hub.count_push(pushed, frames.len() as u64, len)
+    pub(crate) fn send_frames(&self, frames: &[Outgoing], droppable: bool) -> bool {
+        match frames {
+            [f] => self.hub.push(&self.outbox, f.clone(), droppable),
+            _ => {
+                let len = frames.iter().map(|f| f.len() as u64).sum();
+                self.hub.count_push(self.outbox.push_all(frames.iter().cloned()), frames.len() as u64, len)
+            }
+        }
     }
 }
 
