@@ -55,7 +55,11 @@ impl<V: Clone + Send + Sync + 'static> Rounds<V> {
         F: Future<Output = V> + Send + 'static,
     {
         let mut keys = self.lock();
-        let slot = keys.entry(key.to_owned()).or_insert(Slot { running: None, next: None });
+        // Most callers of a burst find their key: no allocation for them.
+        if !keys.contains_key(key) {
+            keys.insert(key.to_owned(), Slot { running: None, next: None });
+        }
+        let slot = keys.get_mut(key).expect("inserted above");
         let next = slot.next.as_ref().filter(|n| n.has_changed().is_ok());
         if let Some(next) = next {
             Either::Right(wait(next.clone()))
