@@ -272,7 +272,7 @@ fn on_join<'a>(
             subscribed.await;
         }
         if let Some(id) = r.id {
-            let answer = to_value(hub.join_answer(&r.room).await);
+            let answer = to_value(&*hub.join_answer(&r.room).await);
             hub.push_packet(outbox, &Packet::Ack(AckPacket { id, result: Ok(answer) }));
         }
     }

@@ -1097,20 +1097,23 @@ impl Hub {
     /// presence mode its member count and, in a small room, its members.
     /// Joins of a room that wait at once share one read (see
     /// [`Rounds`]): a room that fills reads the broker a few times, not
-    /// once per joiner, and a waiting joiner holds a few words.
-    pub(crate) fn join_answer<'a>(&'a self, room: &'a str) -> impl Future<Output = Joined> + Send + 'a {
+    /// once per joiner, and a waiting joiner holds a few words. The
+    /// joiners of a round share its answer.
+    pub(crate) fn join_answer<'a>(&'a self, room: &'a str) -> impl Future<Output = Arc<Joined>> + Send + 'a {
         use futures_util::future::{ready, Either};
         use futures_util::FutureExt;
         if self.inner.s.presence.mode(room) == PresenceMode::Off {
-            return Either::Left(ready(Joined { room: room.to_owned(), count: None, members: None }));
+            return Either::Left(ready(Arc::new(Joined { room: room.to_owned(), count: None, members: None })));
         }
         // Combinators, not an `async fn`, which would hold its arguments
         // twice: a waiting joiner holds the wait and two references.
-        let (hub, key) = (self.clone(), room.to_owned());
-        let waiting = self.inner.answers.get(room, move || async move { Arc::new(hub.read_join_answer(&key).await) });
+        let waiting = self.inner.answers.get(room, move || {
+            let (hub, key) = (self.clone(), room.to_owned());
+            async move { Arc::new(hub.read_join_answer(&key).await) }
+        });
         Either::Right(waiting.then(move |answer| match answer {
-            Some(answer) => Either::Left(ready(Joined::clone(&answer))),
-            None => Either::Right(Box::pin(self.read_join_answer(room))),
+            Some(answer) => Either::Left(ready(answer)),
+            None => Either::Right(Box::pin(self.read_join_answer(room).map(Arc::new))),
         }))
     }
 
