@@ -1061,6 +1061,11 @@ impl Hub {
     pub async fn members_page(&self, room: &str, after: Option<&str>, limit: usize) -> MembersPage {
         self.ensure_started();
         self.presence_written().await;
+        self.broker_page(room, after, limit).await
+    }
+
+    /// [`Hub::members_page`] without waiting for this node's changes.
+    async fn broker_page(&self, room: &str, after: Option<&str>, limit: usize) -> MembersPage {
         match self.inner.broker.presence_page(room, after, limit).await {
             Ok(page) => page,
             Err(e) => {
@@ -1076,6 +1081,11 @@ impl Hub {
     pub async fn member_count(&self, room: &str) -> u64 {
         self.ensure_started();
         self.presence_written().await;
+        self.broker_count(room).await
+    }
+
+    /// [`Hub::member_count`] without waiting for this node's changes.
+    async fn broker_count(&self, room: &str) -> u64 {
         match self.inner.broker.presence_count(room).await {
             Ok(n) => n,
             Err(e) => {
@@ -1120,10 +1130,13 @@ impl Hub {
     async fn read_join_answer(&self, room: &str) -> Joined {
         let ps = &self.inner.s.presence;
         let mut answer = Joined { room: room.to_owned(), count: None, members: None };
-        let count = self.member_count(room).await;
+        self.ensure_started();
+        // One wait for the count and the page: both then see the join.
+        self.presence_written().await;
+        let count = self.broker_count(room).await;
         answer.count = Some(count);
         if ps.names(room, count) {
-            let page = self.members_page(room, None, ps.names_up_to as usize).await;
+            let page = self.broker_page(room, None, ps.names_up_to as usize).await;
             answer.count = Some(page.count.max(count));
             answer.members = Some(page.members);
         }
@@ -1268,13 +1281,16 @@ impl Hub {
             pending.take()
         };
         let ps = &self.inner.s.presence;
-        let counts = futures_util::future::join_all(changes.iter().map(|(room, _)| self.member_count(room))).await;
+        // One wait for every room's count.
+        self.presence_written().await;
+        let counts = futures_util::future::join_all(changes.iter().map(|(room, _)| self.broker_count(room))).await;
         let at = Instant::now();
         for ((room, diff), count) in changes.into_iter().zip(counts) {
-            // Who joined since the last packet is in the room: a count read
-            // before their records reached the broker (a burst of joins) is
-            // at least that, and a burst past the names limit goes without
-            // names, here and on every node.
+            // Who joined since the last packet is in the room: a count that
+            // lags behind them (the wait for their records failed or timed
+            // out, or a broker counts late) is at least that, and a burst
+            // past the names limit goes without names, here and on every
+            // node.
             let count = count.max(diff.joins.len() as u64);
             let names = ps.names(&room, count);
             if !names {
