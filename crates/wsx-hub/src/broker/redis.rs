@@ -374,7 +374,9 @@ impl Shared {
     /// after the command timeout, or at once while Redis is unreachable:
     /// they are written after the reconnect).
     fn written_up_to(&self, generation: u64) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let connected = self.conn().is_some();
+        // Every join makes one, which the hub mostly drops unpolled: no
+        // clone of the connection to learn that there is one.
+        let connected = lock(&self.conn).is_some();
         let mut written = self.written.subscribe();
         let timeout = self.opts.command_timeout;
         Box::pin(async move {
