@@ -90,7 +90,7 @@ struct Shared {
     ops_ready: Notify,
     rooms: Mutex<HashSet<String>>,
     /// This node's members, to record again after a reconnect.
-    presence: Mutex<BTreeMap<String, BTreeMap<String, Value>>>,
+    presence: Mutex<Members>,
     /// Joins and leaves of this node not written to Redis yet.
     unwritten: Mutex<Unwritten>,
     /// The generation of the last change written.
@@ -105,11 +105,14 @@ struct Shared {
 /// per member.
 #[derive(Default)]
 struct Unwritten {
-    joins: HashMap<String, HashMap<String, Value>>,
+    joins: Members,
     leaves: HashMap<String, HashSet<String>>,
     /// Counts the changes noted.
     generation: u64,
 }
+
+/// Members by room, then by connection, with their metadata.
+type Members = BTreeMap<String, BTreeMap<String, Value>>;
 
 /// About the most members recorded in one pipeline.
 const MEMBERS_PER_PIPELINE: usize = 500;
@@ -420,74 +423,76 @@ impl Shared {
         Ok(())
     }
 
-    /// Record (again) every local member, a pipeline of about
-    /// [`MEMBERS_PER_PIPELINE`] members at a time, each built from where
-    /// the last one ended (members that join meanwhile are written by their
-    /// join): the node holds one pipeline's commands, not a copy of its
-    /// presence.
+    /// Record (again) every local member, a pipeline at a time, each built
+    /// from where the last one ended (members that join meanwhile are
+    /// written by their join): the node holds one pipeline's commands, not
+    /// a copy of its presence.
     async fn refresh_presence(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
-        // The last (room, connection) written.
-        let mut written: Option<(String, String)> = None;
+        let mut cursor = None;
         loop {
             let mut pipe = redis::pipe();
-            let mut queued = 0;
-            {
-                let presence = lock(&self.presence);
-                let cursor = written.take();
-                let rooms = match &cursor {
-                    Some((room, _)) => presence.range::<str, _>((Included(room.as_str()), Unbounded)),
-                    None => presence.range::<str, _>(..),
-                };
-                for (room, members) in rooms {
-                    let from = match &cursor {
-                        Some((r, c)) if r == room => Excluded(c.as_str()),
-                        _ => Unbounded,
-                    };
-                    let chunk: Vec<(&String, &Value)> =
-                        members.range::<str, _>((from, Unbounded)).take(MEMBERS_PER_PIPELINE - queued).collect();
-                    let Some((last, _)) = chunk.last() else { continue };
-                    written = Some((room.clone(), (*last).clone()));
-                    self.add_presence(&mut pipe, room, &chunk);
-                    queued += chunk.len();
-                    if queued >= MEMBERS_PER_PIPELINE {
-                        break;
-                    }
-                }
-            }
-            if queued == 0 {
+            cursor = self.fill(&mut pipe, &lock(&self.presence), cursor.as_ref());
+            if cursor.is_none() {
                 return Ok(());
             }
             pipe.query_async::<()>(conn).await?;
         }
     }
 
-    /// Send `pipe` and record `members` (room, connection, metadata) in
+    /// Send `pipe` and record `members` (room → connection → metadata) in
     /// pipelines of about [`MEMBERS_PER_PIPELINE`] members: the commands
-    /// and replies of a burst of joins, or of a refresh, are held a
-    /// pipeline at a time, not for every member at once.
+    /// and replies of a burst of joins are held a pipeline at a time, not
+    /// for every member at once.
     async fn write_members(
         &self,
         conn: &mut MultiplexedConnection,
-        members: &HashMap<String, HashMap<String, Value>>,
+        members: &Members,
         mut pipe: redis::Pipeline,
     ) -> redis::RedisResult<()> {
-        let mut queued = pipe.len();
-        for (room, m) in members {
-            let list: Vec<(&String, &Value)> = m.iter().collect();
-            for chunk in list.chunks(MEMBERS_PER_PIPELINE) {
-                self.add_presence(&mut pipe, room, chunk);
-                queued += chunk.len();
-                if queued >= MEMBERS_PER_PIPELINE {
-                    std::mem::replace(&mut pipe, redis::pipe()).query_async::<()>(conn).await?;
-                    queued = 0;
-                }
+        let mut cursor = None;
+        loop {
+            cursor = self.fill(&mut pipe, members, cursor.as_ref());
+            if !pipe.is_empty() {
+                std::mem::replace(&mut pipe, redis::pipe()).query_async::<()>(conn).await?;
+            }
+            if cursor.is_none() {
+                return Ok(());
             }
         }
-        if !pipe.is_empty() {
-            pipe.query_async::<()>(conn).await?;
+    }
+
+    /// Add to `pipe` the commands that record up to about
+    /// [`MEMBERS_PER_PIPELINE`] members of `members` after `after` (a room
+    /// and a connection; from the first without); the last one added, or
+    /// `None` when none was left.
+    fn fill(
+        &self,
+        pipe: &mut redis::Pipeline,
+        members: &Members,
+        after: Option<&(String, String)>,
+    ) -> Option<(String, String)> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let rooms = match after {
+            Some((room, _)) => members.range::<str, _>((Included(room.as_str()), Unbounded)),
+            None => members.range::<str, _>(..),
+        };
+        let (mut queued, mut last) = (0, None);
+        for (room, m) in rooms {
+            let from = match after {
+                Some((r, c)) if r == room => Excluded(c.as_str()),
+                _ => Unbounded,
+            };
+            let chunk: Vec<(&String, &Value)> =
+                m.range::<str, _>((from, Unbounded)).take(MEMBERS_PER_PIPELINE - queued).collect();
+            let Some((conn, _)) = chunk.last() else { continue };
+            last = Some((room.clone(), (*conn).clone()));
+            self.add_presence(pipe, room, &chunk);
+            queued += chunk.len();
+            if queued >= MEMBERS_PER_PIPELINE {
+                break;
+            }
         }
-        Ok(())
+        last
     }
 
     /// Members of other nodes whose entries expired in the rooms this node
