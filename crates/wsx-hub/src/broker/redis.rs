@@ -289,14 +289,12 @@ impl Shared {
             if let Ok(batch) = i64::try_from(batch) {
                 ranged.arg("LIMIT").arg(0).arg(batch);
             }
-            let ids: Vec<String> = if count.is_none() {
-                let (n, ids): (u64, Vec<String>) = read.query_async(conn).await?;
-                count = Some(n);
-                ids
-            } else {
-                let (ids,): (Vec<String>,) = read.query_async(conn).await?;
-                ids
-            };
+            let mut replies = read.query_async::<Vec<redis::Value>>(conn).await?.into_iter();
+            let mut next = || replies.next().unwrap_or(redis::Value::Nil);
+            if count.is_none() {
+                count = Some(redis::from_redis_value(next())?);
+            }
+            let ids: Vec<String> = redis::from_redis_value(next())?;
             let Some(last) = ids.last() else { break };
             cursor = format!("({last}");
             // The metadata, then each id's expiry (`ZSCORE`s in the
