@@ -465,8 +465,10 @@ pub struct WebSocket<S> {
     core: RecvCore,
     io: Whole<S>,
     /// Subprotocol and extensions header in one allocation of their size
-    /// (`protocol\nextensions`, an empty side for none): most connections
-    /// have neither, and every byte here is held by every idle connection.
+    /// (`protocol\nextensions`, an empty side for none), not a box of two
+    /// strings: a connection that negotiated something (a browser always
+    /// offers permessage-deflate) holds one small allocation, one that
+    /// negotiated nothing holds none.
     negotiated: Option<Box<str>>,
 }
 

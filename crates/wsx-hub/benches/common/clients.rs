@@ -73,16 +73,16 @@ pub struct Plan {
     pub joining: usize,
 }
 
-/// How long a member waits for its join ack (between two messages) in a
-/// room of `room`: two minutes, and more for a larger room (a join may
-/// cost the node work in proportion to the room, and thousands may be
-/// queued before it).
 /// A histogram of delivery latencies in µs (the client processes' and
 /// their sum alike: their counts are added up).
 pub fn latency_histogram() -> Result<Histogram<u64>, Error> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| e.to_string())
 }
 
+/// How long a member waits for its join ack (between two messages) in a
+/// room of `room`: two minutes, and more for a larger room (a join may
+/// cost the node work in proportion to the room, and thousands may be
+/// queued before it).
 pub fn join_wait(room: usize) -> Duration {
     Duration::from_secs(120) + Duration::from_millis(10) * room as u32
 }
