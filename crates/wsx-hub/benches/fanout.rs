@@ -302,17 +302,26 @@ impl Node {
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut node = Node { child, stdin, stdout, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
-        let mut line = String::new();
-        // A wrapper may say things first.
-        while node.stdout.read_line(&mut line).is_ok_and(|n| n > 0) && !line.starts_with("listening ") {
-            line.clear();
-        }
-        node.addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| format!("node {name} did not start (it said {:?})", line.trim()))?;
+        let addr = node.said("listening ").map_err(|e| format!("node {name} did not start: {e}"))?;
+        node.addr = addr.parse().map_err(|_| format!("node {name} listens on {addr:?}"))?;
         Ok(node)
+    }
+
+    /// What follows `prefix` on the node's next line that starts with it
+    /// (a wrapper may print lines of its own).
+    fn said(&mut self, prefix: &str) -> Result<String, Error> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.stdout.read_line(&mut line) {
+                Ok(0) => return Err(format!("it ended before a line {prefix:?}")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading it: {e}")),
+            }
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                return Ok(rest.to_owned());
+            }
+        }
     }
 
     fn rss_kib(&self) -> Result<u64, Error> {
@@ -333,18 +342,8 @@ impl Node {
     fn dropped(&mut self) -> Result<u64, Error> {
         let stdin = self.stdin.as_mut().ok_or("the node's stdin is closed")?;
         writeln!(stdin, "dropped").and_then(|()| stdin.flush()).map_err(|e| format!("asking a node: {e}"))?;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match self.stdout.read_line(&mut line) {
-                Ok(0) => return Err("a node ended before saying its drops".into()),
-                Ok(_) => {}
-                Err(e) => return Err(format!("reading a node: {e}")),
-            }
-            if let Some(n) = line.trim().strip_prefix("dropped ") {
-                return n.parse().map_err(|_| format!("a node answered {:?} for its drops", line.trim()));
-            }
-        }
+        let n = self.said("dropped ").map_err(|e| format!("a node's drops: {e}"))?;
+        n.parse().map_err(|_| format!("a node answered {n:?} for its drops"))
     }
 }
 
@@ -771,8 +770,7 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     // peer and leave no TIME_WAIT on the client addresses.
     drop(nodes);
     drop(clients);
-    let mut seen = seen(&results)?;
-    seen.dropped = dropped;
+    let seen = seen(&results, dropped)?;
     Ok(Outcome {
         mode,
         subscribers: total,
@@ -794,8 +792,8 @@ fn run_mode(o: &Opts, mode: Mode, redis: Option<&Redis>, ticks: f64, next_source
     })
 }
 
-/// The client processes' results together.
-fn seen(results: &[Results]) -> Result<Seen, Error> {
+/// The client processes' results together, with the drops the nodes counted.
+fn seen(results: &[Results], dropped: u64) -> Result<Seen, Error> {
     let mut h = clients::latency_histogram()?;
     for r in results {
         for &(v, n) in &r.latency_us {
@@ -816,7 +814,7 @@ fn seen(results: &[Results]) -> Result<Seen, Error> {
         per_s: if span_s > 0.0 { delivered as f64 / span_s } else { 0.0 },
         latency_us: [0.5, 0.9, 0.99, 0.999, 1.0].map(|q| h.value_at_quantile(q)),
         lost: sum(|r| r.lost),
-        dropped: 0,
+        dropped,
         duplicated: sum(|r| r.duplicated),
         out_of_order: sum(|r| r.out_of_order),
         disconnected: sum(|r| r.status.disconnected),
