@@ -25,9 +25,11 @@
 //! and an idle connection holds none. With context takeover a connection
 //! keeps its own compressor and decompressor between messages: zlib-rs by
 //! default (fast, but not bounded by the windows: ~292 KiB a connection
-//! with 9-bit windows, ~418 KiB with 15-bit ones), or, once a memLevel is set ([`DeflateConfig::with_mem_level`],
-//! which every [`CompressionPreset`] does), stock zlib through `libz-sys`,
-//! sized by the negotiated window bits and that memLevel.
+//! with 9-bit windows, ~418 KiB with 15-bit ones, measured in
+//! docs/compression.md), or, once a memLevel is set
+//! ([`DeflateConfig::with_mem_level`], which every [`CompressionPreset`]
+//! does), stock zlib through `libz-sys`, sized by the negotiated window
+//! bits and that memLevel.
 
 use crate::error::ProtocolError;
 use crate::extensions::{Extension, ExtensionParam};
@@ -239,9 +241,9 @@ impl DeflateConfig {
     /// 2^(memLevel+9) bytes, beside twice its 2^w window) and whose
     /// decompressor allocates a window of the negotiated size. Less memory,
     /// a little less ratio. Unset (the default), they are zlib-rs: faster
-    /// on large messages, but not bounded by the windows: ~292 to ~418 KiB
-    /// a connection (figures in docs/compression.md). Shared state (no
-    /// context takeover) lives one per thread and is always zlib-rs.
+    /// on large messages, but not bounded by the windows (what that costs:
+    /// the [module documentation](self)). Shared state (no context
+    /// takeover) lives one per thread and is always zlib-rs.
     ///
     /// ```
     /// use wsx_proto::deflate::DeflateConfig;
@@ -333,7 +335,7 @@ const DEDICATED_THRESHOLD: usize = 32;
 /// (`Dedicated256K`) per connection, measured with the compression ratio
 /// of each in docs/compression.md (`cargo bench -p wsx-proto --bench
 /// compression`). Context takeover without a memLevel keeps zlib-rs
-/// state: 292 to 418 KiB a connection. Messages under 32 bytes go
+/// state (its cost: the [module documentation](self)). Messages under 32 bytes go
 /// uncompressed under a dedicated preset.
 ///
 /// The server asks for the same window from the client
