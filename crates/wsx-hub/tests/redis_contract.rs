@@ -364,8 +364,9 @@ async fn a_member_page_reads_the_page_not_the_room() {
 }
 
 /// Every third of the presence TTL a node records all its members again
-/// (Redis may have lost them): a pipeline of about 500 members at a time,
-/// across rooms, none skipped, with their names and metadata.
+/// (Redis may have lost them), with their names and metadata, none
+/// skipped: rooms larger and smaller than a pipeline (about 500 members),
+/// one pipeline spanning rooms.
 #[tokio::test]
 async fn a_refresh_records_every_member_again() {
     const ROOMS: [(&str, usize); 3] = [("big", 1_100), ("one", 1), ("mid", 499)];
