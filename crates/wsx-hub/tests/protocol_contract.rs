@@ -91,11 +91,7 @@ async fn only_invalid_frames_count_toward_the_bad_frame_limit() {
 async fn a_join_ack_counts_and_lists_the_joiner() {
     let (_hub, addr) = start(Hub::builder()).await;
     let (mut a, id_a) = raw(addr).await;
-    send(&mut a, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-    let joined = match next(&mut a).await {
-        Packet::Ack(ack) => ack.result.unwrap(),
-        other => panic!("{other:?}"),
-    };
+    let joined = join(&mut a, "r", 1).await;
     assert_eq!(joined, json!({"room": "r", "count": 1, "members": [{"conn": id_a, "meta": null}]}));
 
     let (mut b, id_b) = raw(addr).await;

@@ -14,15 +14,15 @@ use wsx_hub::broker::{Broker, BrokerState, Inbox, RedisBroker, RedisOptions};
 use wsx_hub::protocol::{Joined, Packet, RoomRequest};
 use wsx_hub::{Event, Hub};
 
-/// Node `a` on `redis`, with the default options, connected; and a plain
-/// client of the same Redis.
-async fn node_a(redis: &RedisServer) -> (Hub, std::net::SocketAddr, redis::aio::MultiplexedConnection) {
+/// Node `id` on `redis`, with the default options (the default prefix,
+/// `wsx-hub`), connected; and a plain client of the same Redis.
+async fn node(redis: &RedisServer, id: &str) -> (Hub, std::net::SocketAddr, redis::aio::MultiplexedConnection) {
     let url = redis.url();
-    let (a, addr) =
-        start(Hub::builder().node_id("a").broker(RedisBroker::new(&url, RedisOptions::default()).unwrap())).await;
-    eventually(|| a.broker_state() == BrokerState::Connected).await;
+    let (hub, addr) =
+        start(Hub::builder().node_id(id).broker(RedisBroker::new(&url, RedisOptions::default()).unwrap())).await;
+    eventually(|| hub.broker_state() == BrokerState::Connected).await;
     let client = redis::Client::open(url.as_str()).unwrap();
-    (a, addr, client.get_multiplexed_async_connection().await.unwrap())
+    (hub, addr, client.get_multiplexed_async_connection().await.unwrap())
 }
 
 async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
@@ -36,17 +36,10 @@ async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnecti
 #[tokio::test]
 async fn redis_names_and_messages_are_as_documented() {
     let Some(redis) = RedisServer::start() else { return };
-    let url = redis.url();
-    // The default options: the default prefix, `wsx-hub`.
-    let broker = RedisBroker::new(&url, RedisOptions::default()).unwrap();
-    let (hub, addr) = start(Hub::builder().node_id("n1").broker(broker)).await;
-    eventually(|| hub.broker_state() == BrokerState::Connected).await;
+    let (hub, addr, mut c) = node(&redis, "n1").await;
     let (mut ws, conn) = raw(addr).await;
-    send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-    assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
-
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    join(&mut ws, "r", 1).await;
+    let client = redis::Client::open(redis.url().as_str()).unwrap();
 
     // Channels: the room's, everyone's, the node's.
     let mut channels: Vec<String> = query(&mut c, &["PUBSUB", "CHANNELS", "*"]).await;
@@ -142,8 +135,7 @@ async fn a_dead_nodes_members_leave_once() {
     let mut clients = Vec::new();
     for addr in [addr_a, addr_b] {
         let (mut ws, _) = raw(addr).await;
-        send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-        assert!(matches!(next(&mut ws).await, Packet::Ack(a) if a.result.is_ok()));
+        join(&mut ws, "r", 1).await;
         clients.push(ws);
     }
 
@@ -272,7 +264,7 @@ async fn a_stopped_nodes_members_all_leave() {
 async fn a_burst_of_joins_is_written_and_answered_together() {
     const JOINS: usize = 50;
     let Some(redis) = RedisServer::start() else { return };
-    let (a, addr, mut c) = node_a(&redis).await;
+    let (a, addr, mut c) = node(&redis, "a").await;
     let _: () = query(&mut c, &["CONFIG", "RESETSTAT"]).await;
     let joins = (0..JOINS).map(|_| async move {
         let (mut ws, me) = raw(addr).await;
@@ -310,7 +302,7 @@ async fn a_burst_of_joins_is_written_and_answered_together() {
 async fn a_member_page_reads_the_page_not_the_room() {
     const MEMBERS: usize = 5_000;
     let Some(redis) = RedisServer::start() else { return };
-    let (a, _, mut c) = node_a(&redis).await;
+    let (a, _, mut c) = node(&redis, "a").await;
     // Another node's members, as PROTOCOL.md says a node records them, and
     // one (`n.0000-gone`) whose node stopped refreshing it.
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;

@@ -10,7 +10,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 use wsx::{MaybeTls, Message};
-use wsx_hub::protocol::{self, Packet, RoomRequest};
+use wsx_hub::protocol::{self, Packet};
 use wsx_hub::{Event, Hub, HubBuilder, SlowConsumer};
 
 /// 8 KB per event.
@@ -50,8 +50,7 @@ async fn member(b: HubBuilder) -> (Hub, Ws) {
     let config = wsx::Config::default().with_compression(false);
     let (mut ws, _) = wsx::client_handshake(MaybeTls::Plain(tcp), request, &config).await.unwrap();
     assert!(matches!(next(&mut ws).await, Packet::Welcome(_)));
-    send(&mut ws, &Packet::Join(RoomRequest { room: "r".into(), id: Some(1) })).await;
-    assert!(matches!(next(&mut ws).await, Packet::Ack(_)));
+    join(&mut ws, "r", 1).await;
     (hub, ws)
 }
 

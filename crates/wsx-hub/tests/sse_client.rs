@@ -25,8 +25,7 @@ async fn sse_streams_a_room_with_ids_heartbeats_and_resume() {
     assert_eq!(hub.rooms()[0].sse_streams, 1);
 
     let (mut a, id_a) = raw(addr).await;
-    send(&mut a, &Packet::Join(RoomRequest { room: "news".into(), id: Some(1) })).await;
-    let _ = next(&mut a).await;
+    join(&mut a, "news", 1).await;
     read_until(&mut tcp, &mut text, "event: presence\n").await;
     for n in 0..3 {
         hub.broadcast("news", Event::new("headline", json!({"n": n})));
