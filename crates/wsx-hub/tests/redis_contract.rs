@@ -25,6 +25,21 @@ async fn node(redis: &RedisServer, id: &str) -> (Hub, std::net::SocketAddr, redi
     (hub, addr, client.get_multiplexed_async_connection().await.unwrap())
 }
 
+/// Wait until `room`'s presence and names sets (default prefix) each hold
+/// `n` ids; fail after [`WAIT`].
+async fn room_sets_hold(c: &mut redis::aio::MultiplexedConnection, room: &str, n: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let expiries: usize = query(c, &["ZCARD", &format!("wsx-hub:presence:{room}")]).await;
+        let names: usize = query(c, &["ZCARD", &format!("wsx-hub:names:{room}")]).await;
+        if (expiries, names) == (n, n) {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "room {room}: {expiries} expiries and {names} names, not {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn query<T: redis::FromRedisValue>(c: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> T {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
@@ -98,22 +113,7 @@ async fn redis_names_and_messages_are_as_documented() {
     }
     // A leave removes the id from both sets.
     drop(ws);
-    let left_at = std::time::Instant::now();
-    loop {
-        let left: (i64, i64) = redis::pipe()
-            .cmd("ZCARD")
-            .arg("wsx-hub:presence:r")
-            .cmd("ZCARD")
-            .arg("wsx-hub:names:r")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        if left == (0, 0) {
-            break;
-        }
-        assert!(left_at.elapsed() < WAIT, "presence and names left after the leave: {left:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    room_sets_hold(&mut c, "r", 0).await;
     hub.shutdown().await;
 }
 
@@ -380,17 +380,8 @@ async fn a_refresh_records_every_member_again() {
     // Redis loses everything; the next refresh (every 0.5 s) records it
     // again.
     let _: () = query(&mut c, &["FLUSHALL"]).await;
-    let started = std::time::Instant::now();
     for (room, n) in ROOMS {
-        loop {
-            let expiries: i64 = query(&mut c, &["ZCARD", &format!("wsx-hub:presence:{room}")]).await;
-            let names: i64 = query(&mut c, &["ZCARD", &format!("wsx-hub:names:{room}")]).await;
-            if (expiries, names) == (n as i64, n as i64) {
-                break;
-            }
-            assert!(started.elapsed() < WAIT, "room {room}: {expiries} expiries and {names} names of {n}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        room_sets_hold(&mut c, room, n).await;
         let page = broker.presence_page(room, None, n).await.unwrap();
         assert_eq!((page.count, page.members.len()), (n as u64, n));
         assert!(page.members.iter().all(|m| m.meta["i"].is_u64()), "metadata of {room}");
