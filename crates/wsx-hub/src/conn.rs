@@ -111,10 +111,7 @@ fn drive<'a, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let s = &hub.inner.s;
-    let mut bucket = s.rate_limit.map(TokenBucket::new);
-    let mut bad_frames = 0u32;
-    let mut worker: Option<mpsc::Sender<EventPacket>> = None;
+    let mut state = State { bucket: hub.inner.s.rate_limit.map(TokenBucket::new), bad_frames: 0, worker: None };
     async move {
         loop {
             let msg = match pump.recv().await {
@@ -126,7 +123,7 @@ where
                 Some(Ok(Message::Close(_))) => return true,
                 Some(Ok(msg)) => msg,
             };
-            let wait = on_message(hub, conn, outbox, close, msg, &mut bucket, &mut bad_frames, &mut worker);
+            let wait = on_message(hub, conn, outbox, close, msg, &mut state);
             if let Some(wait) = wait {
                 // Not through the wait with the last read's buffers: in a
                 // burst of joins every connection waits at once.
@@ -141,25 +138,32 @@ where
 /// broker).
 type Wait<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
+/// What a connection keeps from one message to the next.
+struct State {
+    /// Its rate limit, if the hub has one.
+    bucket: Option<TokenBucket>,
+    /// Invalid frames so far.
+    bad_frames: u32,
+    /// The queue to its event handlers, once it sent an event.
+    worker: Option<mpsc::Sender<EventPacket>>,
+}
+
 /// Act on a message from the client: what must still be waited for comes
 /// back boxed.
-#[allow(clippy::too_many_arguments)]
 fn on_message<'a>(
     hub: &'a Hub,
     conn: &'a str,
     outbox: &'a Outbox,
     close: &CloseHandle,
     msg: Message,
-    bucket: &mut Option<TokenBucket>,
-    bad_frames: &mut u32,
-    worker: &mut Option<mpsc::Sender<EventPacket>>,
+    state: &mut State,
 ) -> Option<Wait<'a>> {
     let (s, m) = (&hub.inner.s, &hub.inner.metrics);
     if !(msg.is_text() || msg.is_binary()) || close.is_requested() {
         return None;
     }
     hub.count_received(msg.len() as u64);
-    if let Some(b) = bucket {
+    if let Some(b) = &mut state.bucket {
         if !b.take(Instant::now()) {
             Metrics::inc(&m.rate_limited);
             close.close(CloseCode::PolicyViolation, "rate limit exceeded");
@@ -174,7 +178,7 @@ fn on_message<'a>(
         Some(Ok(p @ (Packet::Welcome(_) | Packet::Presence(_) | Packet::Error(_)))) => {
             (p.id(), codes::UNKNOWN_TYPE, "only servers send this packet type".to_owned())
         }
-        Some(Ok(p)) => return on_packet(hub, conn, outbox, p, worker),
+        Some(Ok(p)) => return on_packet(hub, conn, outbox, p, &mut state.worker),
         Some(Err(e)) => {
             let code = match e {
                 DecodeError::UnknownType(_) => codes::UNKNOWN_TYPE,
@@ -184,8 +188,8 @@ fn on_message<'a>(
         }
     };
     Metrics::inc(&m.bad_frames);
-    *bad_frames += 1;
-    if *bad_frames > s.max_bad_frames {
+    state.bad_frames += 1;
+    if state.bad_frames > s.max_bad_frames {
         close.close(CloseCode::PolicyViolation, "too many invalid frames");
     } else {
         hub.push_packet(outbox, &refusal(id, ErrorBody::new(code, message)));
