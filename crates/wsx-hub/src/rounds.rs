@@ -168,6 +168,11 @@ mod tests {
         }
     }
 
+    /// Rounds of no key yet, and a count of reads.
+    fn fresh() -> (Arc<Rounds<u64>>, Arc<AtomicU64>) {
+        (Arc::new(Rounds::default()), Arc::new(AtomicU64::new(0)))
+    }
+
     /// A caller of `room`, in a task of its own.
     fn spawn_get(rounds: &Arc<Rounds<u64>>, reads: &Arc<AtomicU64>) -> tokio::task::JoinHandle<Option<u64>> {
         let (rounds, reads) = (rounds.clone(), reads.clone());
@@ -176,8 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn callers_at_once_share_a_read_and_each_read_starts_after_its_callers() {
-        let rounds = Arc::new(Rounds::<u64>::default());
-        let reads = Arc::new(AtomicU64::new(0));
+        let (rounds, reads) = fresh();
         // The first caller starts a round; the 99 after it, while it runs,
         // all wait for the second.
         let first = spawn_get(&rounds, &reads);
@@ -198,8 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_gives_up_does_not_stop_its_round() {
-        let rounds = Arc::new(Rounds::<u64>::default());
-        let reads = Arc::new(AtomicU64::new(0));
+        let (rounds, reads) = fresh();
         let first = spawn_get(&rounds, &reads);
         tokio::time::sleep(Duration::from_millis(10)).await;
         // The second caller starts the next round and gives up on it; the
@@ -226,8 +229,7 @@ mod tests {
     /// behind it still reads.
     #[tokio::test]
     async fn a_reader_that_gives_up_does_not_stop_the_next_round() {
-        let rounds = Arc::new(Rounds::<u64>::default());
-        let reads = Arc::new(AtomicU64::new(0));
+        let (rounds, reads) = fresh();
         let first = spawn_get(&rounds, &reads);
         tokio::time::sleep(Duration::from_millis(10)).await;
         let second = spawn_get(&rounds, &reads);
